@@ -1,0 +1,1 @@
+"""The ``mosaic`` command line: run the system embedded, submit and watch tasks."""

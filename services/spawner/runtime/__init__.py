@@ -1,0 +1,1 @@
+"""The agent runtime: the model loop, its providers and the tools it executes."""

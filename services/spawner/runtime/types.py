@@ -1,0 +1,50 @@
+"""Inputs and outputs of one agent run, independent of the provider."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.messages.tasks import SpawnAgentRequest
+
+OutcomeStatus = Literal["finished", "failed"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Limits of one run; exceeding any ends the agent ``failed`` naming the bound."""
+
+    max_turns: int = 50
+    timeout_s: float = 1800.0
+    max_tokens: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Who the agent is and what it was asked."""
+
+    agent_id: str
+    request: SpawnAgentRequest
+
+    @property
+    def task_id(self) -> str:
+        """The task this agent works on."""
+        return self.request.task_id
+
+
+@dataclass
+class AgentOutcome:
+    """How a run ended: ``finished`` with the model's summary, or ``failed`` with why."""
+
+    status: OutcomeStatus
+    summary: str = ""
+    reason: str | None = None
+    turns: int = 0
+    tokens_used: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Receives progress (``turn_started``, ``tool_called``, ``tokens_used``) with a
+secret-free detail dict; the spawner turns it into agent events."""

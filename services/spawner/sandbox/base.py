@@ -1,0 +1,111 @@
+"""The sandbox contract: every tool call of an agent goes through one of these.
+
+The model loop runs in the spawner; file edits and commands run in the sandbox, so API
+keys never enter it. Paths given to a sandbox are relative to the worktree root; an
+implementation must refuse any path that resolves outside it (``..``, absolute paths,
+symlinks pointing out) with ``SandboxPathError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from shared.errors import MosaicError
+
+
+class SandboxError(MosaicError):
+    """A sandbox could not be created or used."""
+
+    code = "sandbox_error"
+
+
+class SandboxPathError(SandboxError):
+    """A path that escapes the worktree; reported to the model as a tool error."""
+
+    code = "path_escape"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds for one sandbox."""
+
+    memory_mb: int = 1024
+    cpus: float = 1.0
+    pids: int = 256
+    cpu_seconds: int = 3600
+    file_size_mb: int = 256
+    tmp_size_mb: int = 256
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a sandbox is made for: one agent, its worktree, its limits."""
+
+    agent_id: str
+    task_id: str
+    worktree: Path
+    network: bool = False
+    limits: Limits = Limits()
+    owner: str = "mosaic"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A finished command. ``output`` is stdout and stderr interleaved, maybe truncated."""
+
+    exit_code: int
+    output: str
+    timed_out: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """One entry of ``list_dir``."""
+
+    name: str
+    is_dir: bool
+    size: int
+
+
+class Sandbox(Protocol):
+    """One agent's isolated place to run tools; ``close`` is idempotent and always safe."""
+
+    kind: str
+    spec: SandboxSpec
+
+    async def exec(self, command: str, *, timeout: float, max_output: int = 64_000) -> ExecResult:
+        """Run a shell command in the worktree root; never raises for a non-zero exit."""
+        ...
+
+    async def read_file(self, path: str, *, max_bytes: int) -> bytes:
+        """Read up to ``max_bytes`` of a file inside the worktree."""
+        ...
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace a file inside the worktree (parents created)."""
+        ...
+
+    async def list_dir(self, path: str) -> list[DirEntry]:
+        """The entries of a directory inside the worktree."""
+        ...
+
+    async def kill(self) -> None:
+        """Stop everything running in the sandbox at once (SIGKILL, no grace)."""
+        ...
+
+    async def close(self) -> None:
+        """Kill and release everything (container removed, processes reaped)."""
+        ...
+
+
+class SandboxFactory(Protocol):
+    """Makes sandboxes of one kind."""
+
+    kind: str
+
+    async def create(self, spec: SandboxSpec) -> Sandbox:
+        """A ready sandbox; on failure nothing is left behind."""
+        ...

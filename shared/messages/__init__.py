@@ -1,0 +1,1 @@
+"""Pydantic message contracts: one model per message, JSON on the wire (camelCase)."""

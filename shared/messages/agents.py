@@ -1,0 +1,82 @@
+"""Agent records and the events an agent's life emits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from shared.messages.base import Message, utcnow
+
+
+class AgentState(StrEnum):
+    """Agent lifecycle: ``spawning → running → completed | failed | killed``."""
+
+    SPAWNING = "spawning"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+class TaskState(StrEnum):
+    """Task lifecycle: ``pending → assigned → executing → completed | failed``."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    EXECUTING = "executing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+EventKind = Literal["state", "task_state", "progress", "cleanup", "gate", "warning"]
+
+
+class AgentEvent(Message):
+    """One thing that happened to an agent, published on ``mosaic.events.agent.<id>``.
+
+    ``seq`` orders an agent's events; it comes from the same atomic step that changed
+    the state, so consumers can detect gaps.
+    """
+
+    agent_id: str
+    task_id: str
+    kind: EventKind
+    seq: int = 0
+    state: str | None = None
+    previous: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+    detail: dict[str, Any] = {}
+
+
+class AgentRecord(Message):
+    """The agent as stored in Valkey and shown by ``GET /agents/{agentId}/status``."""
+
+    agent_id: str
+    task_id: str
+    agent_type: str
+    state: AgentState
+    task_state: TaskState
+    repository: str
+    branch: str
+    priority: int
+    gate_profile: str
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: str | None = None
+    agent_branch: str | None = None
+    pushed_branch: str | None = None
+    pushed_commit: str | None = None
+    worktree: str | None = None
+    salvage_branch: str | None = None
+    sandbox: str | None = None
+    spawner: str | None = None
+    attempts: int = 0
+    turns: int = 0
+    tokens_used: int = 0
+    last_tool: str | None = None
+    quality_gates_disabled: bool = False
+    gates: list[dict[str, Any]] = []

@@ -1,0 +1,60 @@
+"""Task submission: the HTTP request body and the message queued on JetStream."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from shared.messages.base import Message, utcnow
+
+AgentType = Literal["worker", "reviewer", "tester"]
+GateProfile = Literal["strict", "standard", "minimal"]
+
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+BranchName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+]
+WorkItem = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+Skill = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class TaskContext(Message):
+    """Where the agent works and what it is asked to do."""
+
+    repository: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    branch: BranchName = "main"
+    work_items: Annotated[list[WorkItem], Field(min_length=1, max_length=100)]
+    skills: Annotated[list[Skill], Field(max_length=50)] = []
+
+
+class TaskOptions(Message):
+    """Per-task knobs; ``timeout`` is the agent's wall-clock bound in seconds."""
+
+    sandbox: bool | None = None
+    timeout: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    network: bool = False
+    plan: Annotated[list[dict[str, object]], Field(max_length=200)] | None = None
+    """A scripted provider plan (tool calls) for offline runs; ignored by real models."""
+
+
+class SpawnAgentRequest(Message):
+    """``POST /agents/spawn`` body (the original spec's SpawnAgentRequest)."""
+
+    task_id: TaskId
+    agent_type: AgentType
+    context: TaskContext
+    options: TaskOptions = TaskOptions()
+    priority: Annotated[int, Field(ge=1, le=10)] = 5
+    """1 is the highest priority, 10 the lowest (BullMQ's convention)."""
+    gate_profile: GateProfile | None = None
+
+
+class TaskQueued(Message):
+    """The durable work item on the ``TASKS`` stream (``Nats-Msg-Id`` = task id)."""
+
+    agent_id: str
+    request: SpawnAgentRequest
+    queued_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,227 @@
+"""The Valkey state store: agent records, task dedupe, event history, atomic transitions.
+
+Layout (``<p>`` is the key prefix, ``mosaic`` by default, unique per test):
+
+- ``<p>:agent:<agentId>``  hash, one JSON-encoded value per ``AgentRecord`` field, plus ``seq``
+- ``<p>:agent:<agentId>:events``  list of ``AgentEvent`` JSON, in order
+- ``<p>:task:<taskId>``  the agent id that owns the task (dedupe of submissions)
+- ``<p>:agents``  sorted set of agent ids by creation time
+
+Every state change is one Lua script: check the current values, write the new ones, bump
+``seq`` and append the event, all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.errors import IllegalTransitionError, NotFoundError
+from shared.lifecycle import agent_sources, task_sources
+from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
+from shared.messages.base import utcnow
+
+_CREATE = """
+if redis.call('SET', KEYS[2], ARGV[1], 'NX') == false then
+  return {0, redis.call('GET', KEYS[2])}
+end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return {1, ARGV[1]}
+"""
+
+_TRANSITION = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local spec = cjson.decode(ARGV[1])
+for field, allowed in pairs(spec.checks) do
+  local current = redis.call('HGET', KEYS[1], field)
+  local ok = false
+  for _, value in ipairs(allowed) do
+    if current == value then ok = true break end
+  end
+  if not ok then return {0, field, current or ''} end
+end
+local previous = {}
+for field, _ in pairs(spec.checks) do previous[field] = redis.call('HGET', KEYS[1], field) end
+if #spec.set > 0 then redis.call('HSET', KEYS[1], unpack(spec.set)) end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local event = string.gsub(spec.event, '"seq":0', '"seq":' .. seq, 1)
+redis.call('RPUSH', KEYS[2], event)
+return {1, cjson.encode(previous), event}
+"""
+
+
+def _enc(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class StateStore:
+    """Typed access to agent state in Valkey; safe to share across tasks."""
+
+    def __init__(self, redis: Redis, prefix: str = "mosaic") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._create = redis.register_script(_CREATE)
+        self._transition = redis.register_script(_TRANSITION)
+
+    @property
+    def redis(self) -> Redis:
+        """The underlying client, for callers that keep their own keys."""
+        return self._redis
+
+    def key(self, *parts: str) -> str:
+        """A key under this store's prefix."""
+        return ":".join((self._prefix, *parts))
+
+    async def create_agent(self, record: AgentRecord) -> tuple[str, bool]:
+        """Store a new agent unless its task exists; returns (agent id, created)."""
+        fields: list[str] = []
+        for name, value in record.model_dump(mode="json").items():
+            fields += [name, _enc(value)]
+        fields += ["seq", "0"]
+        created, agent_id = await self._create(
+            keys=[
+                self.key("agent", record.agent_id),
+                self.key("task", record.task_id),
+                self.key("agents"),
+            ],
+            args=[record.agent_id, _enc(fields), record.created_at.timestamp()],
+        )
+        return _text(agent_id), bool(created)
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        """The agent's record, or None."""
+        raw = await self._redis.hgetall(self.key("agent", agent_id))
+        if not raw:
+            return None
+        data = {_text(k): json.loads(v) for k, v in raw.items() if _text(k) != "seq"}
+        return AgentRecord.model_validate(data)
+
+    async def require_agent(self, agent_id: str) -> AgentRecord:
+        """The agent's record, or ``NotFoundError``."""
+        record = await self.get_agent(agent_id)
+        if record is None:
+            raise NotFoundError(f"no agent {agent_id!r}")
+        return record
+
+    async def agent_for_task(self, task_id: str) -> str | None:
+        """The agent id that owns ``task_id``, if any."""
+        value = await self._redis.get(self.key("task", task_id))
+        return _text(value) if value is not None else None
+
+    async def list_agent_ids(self, offset: int = 0, limit: int = 100) -> list[str]:
+        """Agent ids, newest first."""
+        ids = await self._redis.zrevrange(self.key("agents"), offset, offset + limit - 1)
+        return [_text(i) for i in ids]
+
+    async def count_agents(self) -> int:
+        """How many agent records exist."""
+        return int(await self._redis.zcard(self.key("agents")))
+
+    async def update(self, agent_id: str, fields: Mapping[str, Any]) -> None:
+        """Write non-state fields (progress, paths); state only moves via ``transition``."""
+        if not fields:
+            return
+        if {"state", "task_state"} & set(fields):
+            raise ValueError("state fields change only through transition()")
+        flat: list[str] = []
+        for name, value in fields.items():
+            flat += [name, _enc(_jsonable(value))]
+        await self._redis.hset(self.key("agent", agent_id), items=flat)  # type: ignore[misc]
+
+    async def transition(
+        self,
+        agent_id: str,
+        *,
+        task_id: str,
+        agent: AgentState | None = None,
+        task: TaskState | None = None,
+        fields: Mapping[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AgentEvent:
+        """Move the agent and/or task state atomically, or raise ``IllegalTransitionError``.
+
+        The returned event (with its ``seq``) is already in the history list; the caller
+        publishes it.
+        """
+        checks: dict[str, list[str]] = {}
+        sets: dict[str, Any] = dict(fields or {})
+        if agent is not None:
+            checks["state"] = [_enc(s.value) for s in agent_sources(agent)]
+            sets["state"] = agent.value
+        if task is not None:
+            checks["task_state"] = [_enc(s.value) for s in task_sources(task)]
+            sets["task_state"] = task.value
+        kind: EventKind = "state" if agent is not None else "task_state"
+        event = AgentEvent(
+            agent_id=agent_id,
+            task_id=task_id,
+            kind=kind,
+            state=(agent or task).value if (agent or task) else None,
+            detail={**(detail or {}), **({"taskState": task.value} if task and agent else {})},
+        )
+        flat: list[str] = []
+        for name, value in sets.items():
+            flat += [name, _enc(_jsonable(value))]
+        spec = {"checks": checks, "set": flat, "event": event.model_dump_json()}
+        result = await self._transition(
+            keys=[self.key("agent", agent_id), self.key("agent", agent_id, "events")],
+            args=[_enc(spec)],
+        )
+        status = int(result[0])
+        if status == -1:
+            raise NotFoundError(f"no agent {agent_id!r}")
+        if status == 0:
+            field, current = _text(result[1]), _text(result[2])
+            target = sets[field]
+            raise IllegalTransitionError(
+                f"agent {agent_id} {field}", json.loads(current) if current else None, target
+            )
+        previous = json.loads(_text(result[1]))
+        stored = AgentEvent.from_bytes(result[2])
+        prev_state = previous.get("state") or previous.get("task_state")
+        return stored.model_copy(update={"previous": json.loads(prev_state) if prev_state else None})
+
+    async def append_event(self, event: AgentEvent) -> AgentEvent:
+        """Record a non-state event (progress, cleanup) in the agent's history, with a seq."""
+        seq = await self._redis.hincrby(self.key("agent", event.agent_id), "seq", 1)
+        stored = event.model_copy(update={"seq": int(seq)})
+        await self._redis.rpush(self.key("agent", event.agent_id, "events"), stored.model_dump_json())  # type: ignore[misc]
+        return stored
+
+    async def events(self, agent_id: str, start: int = 0, stop: int = -1) -> list[AgentEvent]:
+        """The agent's event history in order."""
+        raw = await self._redis.lrange(self.key("agent", agent_id, "events"), start, stop)  # type: ignore[misc]
+        return [AgentEvent.from_bytes(r) for r in raw]
+
+    async def delete_agent(self, agent_id: str, task_id: str) -> None:
+        """Remove every key of an agent (used when a submission could not be queued)."""
+        await self._redis.delete(
+            self.key("agent", agent_id), self.key("agent", agent_id, "events"), self.key("task", task_id)
+        )
+        await self._redis.zrem(self.key("agents"), agent_id)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, AgentState | TaskState):
+        return value.value
+    return value
+
+
+__all__ = ["StateStore", "utcnow"]

@@ -1,0 +1,80 @@
+"""Fixtures shared by every tier: real servers on free ports, real git repositories."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from mosaic.embedded import ServerProcess, start_nats, start_valkey
+from shared.store import StateStore
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real nats-server with JetStream, for the whole session."""
+    server = start_nats(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real valkey-server, for the whole session."""
+    server = start_valkey(tmp_path_factory.mktemp("valkey"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: ServerProcess) -> str:
+    return f"nats://127.0.0.1:{nats_server.port}"
+
+
+@pytest.fixture
+def valkey_url(valkey_server: ServerProcess) -> str:
+    return f"redis://127.0.0.1:{valkey_server.port}/0"
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short id unique to this test, for keys, subjects and names."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def redis(valkey_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(valkey_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis: Redis, unique: str) -> StateStore:
+    return StateStore(redis, prefix=f"t{unique}")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git for a test and return its stdout."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def remote_repo(tmp_path: Path) -> Path:
+    """A bare "remote" with one commit on ``main`` (a README and a small Python file)."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "init", "-q", "-b", "main", str(seed))
+    (seed / "README.md").write_text("# demo\n")
+    (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    git(seed, "add", "-A")
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
+    git(seed, "push", "-q", str(bare), "main")
+    return bare
