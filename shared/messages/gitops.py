@@ -31,6 +31,8 @@ class CommitRequested(Message):
 
     agent_id: str
     task_id: str
+    repository: str
+    base_branch: str = "main"
     message: str
     yolo: bool = False
 
@@ -48,6 +50,8 @@ class PushRequested(Message):
 
     agent_id: str
     task_id: str
+    repository: str
+    base_branch: str = "main"
 
 
 class PushDone(Message):
@@ -64,6 +68,8 @@ class WorktreeRemoveRequested(Message):
 
     agent_id: str
     task_id: str
+    repository: str
+    base_branch: str = "main"
 
 
 class WorktreeRemoved(Message):

@@ -18,6 +18,8 @@ class Bounds:
     max_turns: int = 50
     timeout_s: float = 1800.0
     max_tokens: int = 2_000_000
+    max_finish_attempts: int = 3
+    """How many times a ``finish`` may be sent back (gate rejection, conflict) before failing."""
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,8 @@ class AgentOutcome:
 ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Receives progress (``turn_started``, ``tool_called``, ``tokens_used``) with a
 secret-free detail dict; the spawner turns it into agent events."""
+
+FinishCheck = Callable[[str], Awaitable[str | None]]
+"""Called with the summary when the agent calls ``finish``: ``None`` accepts; a string
+(gate rejection, merge conflict details) goes back to the model as an error tool result
+and the loop continues, at most ``Bounds.max_finish_attempts`` times."""

@@ -1,0 +1,63 @@
+"""Connections to NATS and Valkey, and typed request/reply over the bus."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+from faststream.nats import NatsBroker
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.errors import BusUnavailableError
+from shared.messages.base import Message
+from shared.settings import NatsSettings, ValkeySettings
+
+ReplyT = TypeVar("ReplyT", bound=Message)
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
+    """A FastStream NATS broker that reconnects forever (services outlive NATS restarts)."""
+    return NatsBroker(
+        settings.nats_url,
+        name=name,
+        connect_timeout=settings.nats_connect_timeout,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+        logger=logging.getLogger(f"faststream.{name}"),
+    )
+
+
+def make_valkey(settings: ValkeySettings) -> Redis:
+    """A Valkey client that retries dropped connections with backoff."""
+    return Redis.from_url(
+        settings.valkey_url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=10,
+        socket_connect_timeout=3,
+    )
+
+
+async def request(
+    broker: NatsBroker, subject: str, message: Message, reply_type: type[ReplyT], timeout: float
+) -> ReplyT:
+    """Send ``message`` and parse the reply as ``reply_type``.
+
+    Raises ``BusUnavailableError`` (retryable) when nobody answers in time.
+    """
+    try:
+        reply = await broker.request(message.to_bytes(), subject, timeout=timeout)
+    except TimeoutError as exc:
+        raise BusUnavailableError(f"no answer on {subject} within {timeout}s") from exc
+    except Exception as exc:  # nats raises NoRespondersError and friends
+        if type(exc).__name__ in {"NoRespondersError", "TimeoutError", "ConnectionClosedError"}:
+            raise BusUnavailableError(f"no responder on {subject}: {type(exc).__name__}") from exc
+        raise
+    return reply_type.from_bytes(reply.body)

@@ -1,0 +1,44 @@
+"""What every service process shares: logging, health probes, running a FastStream app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+
+from shared import subjects
+from shared.logs import configure_logging
+from shared.settings import HomeSettings
+
+log = logging.getLogger(__name__)
+
+
+def instance_name(service: str) -> str:
+    """A name unique to this process, for logs, container labels and ownership."""
+    return f"{service}-{socket.gethostname()}-{os.getpid()}"
+
+
+def add_health(broker: NatsBroker, service: str) -> None:
+    """Answer ``mosaic.health.<service>`` so ``mosaic up`` and tests can probe liveness."""
+    started = time.monotonic()
+    name = instance_name(service)
+
+    @broker.subscriber(subjects.health(service))
+    async def health() -> dict[str, object]:
+        return {"service": service, "instance": name, "status": "ok",
+                "uptime": round(time.monotonic() - started, 3)}  # fmt: skip
+
+
+def run(service: str, create_app: Callable[[], FastStream]) -> None:
+    """Entry point of ``python -m services.<service>``: configure logs, run until SIGTERM."""
+    home = HomeSettings()
+    configure_logging(service, home.log_level, home.log_format)
+    app = create_app()
+    log.info("starting %s", service)
+    asyncio.run(app.run())
