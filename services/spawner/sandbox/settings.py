@@ -1,0 +1,47 @@
+"""Sandbox choices of the spawner, read from the environment (``MOSAIC_SANDBOX_*``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.spawner.sandbox.base import Limits
+
+SandboxKind = Literal["auto", "docker", "local"]
+
+
+class SandboxSettings(BaseSettings):
+    """Which sandbox runs agents' tools, from what image, and within which bounds.
+
+    ``MOSAIC_SANDBOX=auto`` (the default) takes ``docker`` when a daemon answers and the
+    image exists, else ``local`` with a loud warning; ``docker`` refuses to fall back.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_SANDBOX_", extra="ignore")
+
+    kind: SandboxKind = Field(default="auto", validation_alias="MOSAIC_SANDBOX")
+    image: str = "mosaic/sandbox:latest"
+    uid: int | None = Field(default=None, ge=0)
+    """uid commands run as; unset means the worktree owner's uid when it is not root, else 1000."""
+    gid: int | None = Field(default=None, ge=0)
+    memory_mb: int = Field(default=Limits.memory_mb, gt=0)
+    cpus: float = Field(default=Limits.cpus, gt=0)
+    pids: int = Field(default=Limits.pids, gt=0)
+    tmp_size_mb: int = Field(default=Limits.tmp_size_mb, gt=0)
+    exec_grace_s: float = Field(default=5.0, ge=0)
+    """Extra wall time the host waits for a command after its in-container timeout."""
+    docker_timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of a single Docker API call (create, start, remove)."""
+    reap_interval_s: float = Field(default=60.0, gt=0)
+    """How often the orphan reaper runs."""
+
+    def limits(self) -> Limits:
+        """The default ``Limits`` for new sandboxes, from these settings."""
+        return Limits(
+            memory_mb=self.memory_mb,
+            cpus=self.cpus,
+            pids=self.pids,
+            tmp_size_mb=self.tmp_size_mb,
+        )
