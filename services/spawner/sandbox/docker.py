@@ -1,0 +1,490 @@
+"""The ``docker`` sandbox: one hardened container per agent, its worktree at ``/workspace``.
+
+The container's main process only sleeps (under Docker's ``--init``); every tool call
+is a ``docker exec`` as a non-root uid in ``/workspace``: commands under
+``timeout -s KILL``, file operations through a small inline ``python3`` helper that
+checks the real path inside the container, so a symlink pointing out of the worktree
+is refused where it would be followed. The Docker SDK is blocking: every call runs in a
+thread. See docs/sandbox.md for each hardening setting and the test proving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import struct
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount, Ulimit
+
+from services.spawner.sandbox.base import (
+    DirEntry,
+    ExecResult,
+    SandboxError,
+    SandboxPathError,
+    SandboxSpec,
+)
+from services.spawner.sandbox.paths import check_relative
+from services.spawner.sandbox.settings import SandboxSettings
+
+logger = logging.getLogger(__name__)
+
+WORKSPACE = "/workspace"
+LABEL_AGENT = "mosaic.agent_id"
+LABEL_TASK = "mosaic.task_id"
+LABEL_OWNER = "mosaic.owner"
+LABEL_SANDBOX = "mosaic.sandbox_id"
+DEFAULT_UID = 1000
+SANDBOX_ENV = {
+    "HOME": "/tmp",  # noqa: S108 - the container's own private tmpfs
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+"""The whole environment of a sandbox (on top of the image's): no secrets, ever."""
+
+# Runs inside the container as the sandbox user: argv = op, relative path[, max bytes].
+# Exit 3 = escapes the worktree, 4 = other refusal (message on stderr).
+_HELPER = r"""
+import json, os, stat, sys
+ROOT = "/workspace"
+op, rel = sys.argv[1], sys.argv[2]
+def fail(code, msg):
+    sys.stderr.write(msg)
+    sys.exit(code)
+def inside(p):
+    return p == ROOT or p.startswith(ROOT + "/")
+lexical = os.path.normpath(os.path.join(ROOT, rel))
+if os.path.isabs(rel) or not inside(lexical):
+    fail(3, "path escapes the worktree: " + rel)
+real = os.path.realpath(lexical)
+if not inside(real):
+    fail(3, "path escapes the worktree (through a symlink): " + rel)
+if op == "read":
+    if not os.path.lexists(real):
+        fail(4, "no such file: " + rel)
+    if os.path.isdir(real):
+        fail(4, "is a directory, not a file: " + rel)
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        sys.stdout.buffer.write(f.read(int(sys.argv[3])))
+elif op == "write":
+    if real == ROOT:
+        fail(4, "cannot write to the worktree root")
+    if os.path.isdir(real):
+        fail(4, "is a directory, not a file: " + rel)
+    os.makedirs(os.path.dirname(real), exist_ok=True)
+    if not inside(os.path.realpath(os.path.dirname(real))):
+        fail(3, "path escapes the worktree (through a symlink): " + rel)
+    data = sys.stdin.buffer.read()
+    fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+elif op == "list":
+    if not os.path.exists(real):
+        fail(4, "no such directory: " + rel)
+    if not os.path.isdir(real):
+        fail(4, "not a directory: " + rel)
+    out = []
+    for e in os.scandir(real):
+        st = e.stat(follow_symlinks=False)
+        out.append([e.name, stat.S_ISDIR(st.st_mode), st.st_size])
+    json.dump(sorted(out), sys.stdout)
+else:
+    fail(4, "unknown operation: " + op)
+"""
+_ESCAPE_EXIT = 3
+_REFUSED_EXIT = 4
+
+
+@dataclass
+class _Exec:
+    """What one ``docker exec`` produced."""
+
+    exit_code: int
+    output: bytes
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+    deadline_hit: bool
+
+
+def _container_name(agent_id: str, sandbox_id: str) -> str:
+    safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", agent_id)[:48].strip("-.") or "agent"
+    return f"mosaic-{safe}-{sandbox_id[:8]}"
+
+
+def _decide_user(worktree: Path, settings: SandboxSettings) -> tuple[int, int]:
+    """uid:gid commands run as: the setting, else the worktree's owner, never root."""
+    info = worktree.stat()
+    uid = settings.uid
+    if uid is None:
+        uid = info.st_uid if info.st_uid != 0 else DEFAULT_UID
+    gid = settings.gid
+    if gid is None:
+        gid = info.st_gid if info.st_uid == uid and info.st_gid != 0 else uid
+    if uid == 0:
+        raise SandboxError("refusing to run a sandbox as root (MOSAIC_SANDBOX_UID=0)")
+    return uid, gid
+
+
+def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
+    """Make a worktree owned by someone else writable by ``uid:gid`` (needs root).
+
+    Everything below the root is handed to the sandbox user; the root directory and its
+    ``.git`` entry stay with their owner (git run by gitops as that owner refuses a
+    repository it does not own), and the root gets group ``gid``, group write and the
+    sticky bit, so the agent may add and remove its own files there but can neither
+    replace ``.git`` nor remove anything it does not own.
+    """
+    info = worktree.stat()
+    if info.st_uid == uid:
+        return
+    if os.geteuid() != 0:
+        raise SandboxError(
+            f"worktree {worktree} is owned by uid {info.st_uid}, not the sandbox uid {uid}, "
+            "and only root may hand it over; set MOSAIC_SANDBOX_UID to its owner"
+        )
+    for entry in os.scandir(worktree):
+        if entry.name == ".git":
+            continue
+        os.chown(entry.path, uid, gid, follow_symlinks=False)
+        if entry.is_dir(follow_symlinks=False):
+            for dirpath, dirnames, filenames in os.walk(entry.path):
+                for name in (*dirnames, *filenames):
+                    os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    os.chown(worktree, info.st_uid, gid)
+    os.chmod(worktree, 0o1775)  # noqa: S103 - group = the sandbox gid only; sticky
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    raw = getattr(sock, "_sock", sock)
+    if not isinstance(raw, socket.socket):
+        raise SandboxError("unexpected Docker exec stream")
+    return raw
+
+
+class DockerSandbox:
+    """One agent's container (see the module docstring); ``close`` removes it."""
+
+    kind = "docker"
+
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        client: docker.DockerClient,
+        container_id: str,
+        user: str,
+        settings: SandboxSettings,
+    ) -> None:
+        self.spec = spec
+        self.container_id = container_id
+        self.user = user
+        self._client = client
+        self._settings = settings
+        self._closed = False
+        self._log = {"agent_id": spec.agent_id, "task_id": spec.task_id}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+
+    # -- exec plumbing (blocking; always called in a thread) --------------------------
+
+    def _exec_sync(
+        self, cmd: list[str], *, stdin: bytes | None, wall_s: float, max_output: int
+    ) -> _Exec:
+        api = self._client.api
+        try:
+            exec_id = api.exec_create(
+                self.container_id,
+                cmd,
+                stdout=True,
+                stderr=True,
+                stdin=stdin is not None,
+                user=self.user,
+                workdir=WORKSPACE,
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+        except NotFound as exc:
+            raise SandboxError("sandbox container is gone", code="sandbox_gone") from exc
+        except APIError as exc:
+            raise SandboxError(f"cannot run in the sandbox: {exc.explanation or exc}") from exc
+        raw = _raw_socket(sock)
+        deadline = time.monotonic() + wall_s
+        out = bytearray()
+        streams: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+        truncated = deadline_hit = False
+        try:
+            if stdin is not None:
+                raw.settimeout(max(0.1, deadline - time.monotonic()))
+                raw.sendall(stdin)
+                raw.shutdown(socket.SHUT_WR)
+            buffer = b""
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    deadline_hit = True
+                    break
+                raw.settimeout(remaining)
+                try:
+                    chunk = raw.recv(65536)
+                except TimeoutError:
+                    deadline_hit = True
+                    break
+                if not chunk:
+                    break
+                buffer += chunk
+                # Multiplexed frames: 1 byte stream, 3 padding, 4 bytes big-endian size.
+                while len(buffer) >= 8:
+                    kind, size = struct.unpack(">BxxxL", buffer[:8])
+                    if len(buffer) < 8 + size:
+                        break
+                    payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
+                    room = max_output - len(out)
+                    if len(payload) > room:
+                        truncated = True
+                    if room > 0:
+                        out += payload[:room]
+                    if kind in streams:
+                        streams[kind] += payload
+        finally:
+            with contextlib.suppress(OSError):
+                raw.close()
+            with contextlib.suppress(Exception):
+                sock.close()
+        exit_code = -9
+        if not deadline_hit:
+            for _ in range(50):
+                info = api.exec_inspect(exec_id)
+                if not info.get("Running") and info.get("ExitCode") is not None:
+                    exit_code = int(info["ExitCode"])
+                    break
+                time.sleep(0.02)
+        return _Exec(
+            exit_code, bytes(out), bytes(streams[1]), bytes(streams[2]), truncated, deadline_hit
+        )
+
+    async def _helper(self, op: str, path: str, *args: str, stdin: bytes | None = None) -> bytes:
+        self._check_open()
+        relative = str(check_relative(path))
+        result = await asyncio.to_thread(
+            self._exec_sync,
+            ["python3", "-c", _HELPER, op, relative, *args],
+            stdin=stdin,
+            wall_s=self._settings.docker_timeout_s,
+            max_output=0,
+        )
+        message = result.stderr.decode("utf-8", errors="replace").strip()
+        if result.exit_code == _ESCAPE_EXIT:
+            raise SandboxPathError(message or f"path escapes the worktree: {path}")
+        if result.exit_code == _REFUSED_EXIT:
+            raise SandboxError(message)
+        if result.exit_code != 0 or result.deadline_hit:
+            last = message.splitlines()[-1] if message else f"exit {result.exit_code}"
+            raise SandboxError(f"{op} {path} failed in the sandbox: {last}")
+        return result.stdout
+
+    # -- the Sandbox protocol ---------------------------------------------------------
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the protocol's signature
+        max_output: int = 64_000,
+    ) -> ExecResult:
+        """Run ``sh -c command`` in /workspace; past ``timeout`` it is SIGKILLed."""
+        self._check_open()
+        limit = max(0.1, timeout)
+        cmd = ["timeout", "-s", "KILL", f"{limit:.3f}", "sh", "-c", command]
+        started = time.monotonic()
+        result = await asyncio.to_thread(
+            self._exec_sync,
+            cmd,
+            stdin=None,
+            wall_s=limit + self._settings.exec_grace_s,
+            max_output=max_output,
+        )
+        elapsed = time.monotonic() - started
+        timed_out = result.deadline_hit or (result.exit_code in (124, 137) and elapsed >= limit)
+        return ExecResult(
+            exit_code=result.exit_code,
+            output=result.output.decode("utf-8", errors="replace"),
+            timed_out=timed_out,
+            truncated=result.truncated,
+        )
+
+    async def read_file(self, path: str, *, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of a regular file inside the worktree."""
+        return await self._helper("read", path, str(max(0, max_bytes)))
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace a file (parents created), within the file size limit."""
+        limit = self.spec.limits.file_size_mb * 1024 * 1024
+        if len(data) > limit:
+            raise SandboxError(f"file too large: {len(data)} bytes > limit {limit} bytes")
+        await self._helper("write", path, stdin=data)
+
+    async def list_dir(self, path: str) -> list[DirEntry]:
+        """Entries of a directory inside the worktree, sorted by name; links not followed."""
+        raw = await self._helper("list", path)
+        return [DirEntry(name=str(n), is_dir=bool(d), size=int(s)) for n, d, s in json.loads(raw)]
+
+    async def kill(self) -> None:
+        """SIGKILL the container (every process in it) at once; no graceful stop."""
+        await asyncio.to_thread(self._kill_sync)
+
+    def _kill_sync(self) -> None:
+        try:
+            self._client.api.kill(self.container_id, signal="SIGKILL")
+        except NotFound:
+            return
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: not running, which is what we want
+                raise SandboxError(f"cannot kill sandbox: {exc.explanation or exc}") from exc
+
+    async def close(self) -> None:
+        """Kill and remove the container; safe to call twice, and after ``kill``."""
+        first = not self._closed
+        self._closed = True
+        await asyncio.to_thread(_remove_container, self._client, self.container_id)
+        if first:
+            logger.info("sandbox container removed", extra=self._log)
+
+
+def _remove_container(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        client.api.remove_container(container_id, force=True, v=True)
+    except NotFound:
+        return
+    except APIError as exc:
+        if exc.status_code != 409 or "already in progress" not in str(exc):
+            raise SandboxError(f"cannot remove sandbox: {exc.explanation or exc}") from exc
+
+
+class DockerSandboxFactory:
+    """Makes ``docker`` sandboxes from ``settings.image`` with ``client``."""
+
+    kind = "docker"
+
+    def __init__(self, client: docker.DockerClient, settings: SandboxSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    async def check(self) -> None:
+        """Raise ``SandboxError`` unless the daemon answers and the image exists."""
+
+        def probe() -> None:
+            try:
+                self.client.ping()
+                self.client.images.get(self.settings.image)
+            except ImageNotFound as exc:
+                raise SandboxError(
+                    f"sandbox image {self.settings.image} not found (scripts/build-images.sh)"
+                ) from exc
+            except DockerException as exc:
+                raise SandboxError(f"Docker daemon not reachable: {exc}", retryable=True) from exc
+
+        await asyncio.to_thread(probe)
+
+    async def create(self, spec: SandboxSpec) -> DockerSandbox:
+        """A started container for ``spec``; on any failure (or cancellation) none is left."""
+        if not spec.worktree.is_dir():
+            raise SandboxError(f"worktree does not exist: {spec.worktree}")
+        sandbox_id = uuid.uuid4().hex
+        work = asyncio.ensure_future(asyncio.to_thread(self._create_sync, spec, sandbox_id))
+        try:
+            container_id, user = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            task = asyncio.ensure_future(self._cleanup_after(work, sandbox_id))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+            raise
+        log = {"agent_id": spec.agent_id, "task_id": spec.task_id}
+        logger.info("sandbox container %s started as %s", container_id[:12], user, extra=log)
+        return DockerSandbox(spec, self.client, container_id, user, self.settings)
+
+    async def _cleanup_after(self, work: asyncio.Future[tuple[str, str]], sandbox_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await work
+        await asyncio.to_thread(self._remove_by_sandbox_id, sandbox_id)
+
+    def _remove_by_sandbox_id(self, sandbox_id: str) -> None:
+        with contextlib.suppress(DockerException, SandboxError):
+            found = self.client.api.containers(
+                all=True, filters={"label": f"{LABEL_SANDBOX}={sandbox_id}"}
+            )
+            for info in found:
+                _remove_container(self.client, info["Id"])
+
+    def _create_sync(self, spec: SandboxSpec, sandbox_id: str) -> tuple[str, str]:
+        uid, gid = _decide_user(spec.worktree, self.settings)
+        limits = spec.limits
+        memory = f"{limits.memory_mb}m"
+        try:
+            _grant_worktree(spec.worktree, uid, gid)
+            container = self.client.containers.create(
+                self.settings.image,
+                command=["sleep", "infinity"],
+                name=_container_name(spec.agent_id, sandbox_id),
+                hostname="sandbox",
+                user=f"{uid}:{gid}",
+                working_dir=WORKSPACE,
+                environment=dict(SANDBOX_ENV),
+                labels={
+                    LABEL_AGENT: spec.agent_id,
+                    LABEL_TASK: spec.task_id,
+                    LABEL_OWNER: spec.owner,
+                    LABEL_SANDBOX: sandbox_id,
+                },
+                mounts=[
+                    Mount(WORKSPACE, str(spec.worktree.resolve()), type="bind", read_only=False)
+                ],
+                read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size_mb}m,mode=1777"},  # noqa: S108
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit=memory,
+                memswap_limit=memory,
+                nano_cpus=int(limits.cpus * 1e9),
+                pids_limit=limits.pids,
+                ulimits=[
+                    Ulimit(
+                        name="fsize", soft=limits.file_size_mb << 20, hard=limits.file_size_mb << 20
+                    ),
+                    Ulimit(name="core", soft=0, hard=0),
+                ],
+                oom_score_adj=500,
+                network_mode="bridge" if spec.network else "none",
+                ipc_mode="private",
+                init=True,
+                stop_signal="SIGKILL",
+                detach=True,
+            )
+        except ImageNotFound as exc:
+            self._remove_by_sandbox_id(sandbox_id)
+            raise SandboxError(
+                f"sandbox image {self.settings.image} not found (scripts/build-images.sh)"
+            ) from exc
+        except (DockerException, OSError) as exc:
+            self._remove_by_sandbox_id(sandbox_id)
+            raise SandboxError(f"cannot create sandbox container: {exc}", retryable=True) from exc
+        try:
+            container.start()
+        except BaseException as exc:
+            _remove_container(self.client, container.id)
+            raise SandboxError(f"cannot start sandbox container: {exc}", retryable=True) from exc
+        return str(container.id), f"{uid}:{gid}"
