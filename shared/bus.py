@@ -31,6 +31,7 @@ def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
         reconnect_time_wait=0.5,
         allow_reconnect=True,
         logger=logging.getLogger(f"faststream.{name}"),
+        log_level=logging.DEBUG,
     )
 
 

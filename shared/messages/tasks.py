@@ -5,25 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from shared.messages.base import Message, utcnow
+from shared.repository import check_repository
 
 AgentType = Literal["worker", "reviewer", "tester"]
 GateProfile = Literal["strict", "standard", "minimal"]
 
 TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 BranchName = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"),
+    AfterValidator(lambda b: _check_branch(b)),
 ]
 WorkItem = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
 Skill = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+def _check_branch(name: str) -> str:
+    """Refuse names git would reject or read as a range (``..``, ``.lock``, ``//``)."""
+    if ".." in name or name.endswith((".lock", "/", ".")) or "//" in name or "/." in name:
+        raise ValueError("not a valid git branch name")
+    return name
+
+
 class TaskContext(Message):
     """Where the agent works and what it is asked to do."""
 
-    repository: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    repository: Annotated[
+        str, StringConstraints(min_length=1, max_length=2048), AfterValidator(check_repository)
+    ]
     branch: BranchName = "main"
     work_items: Annotated[list[WorkItem], Field(min_length=1, max_length=100)]
     skills: Annotated[list[Skill], Field(max_length=50)] = []

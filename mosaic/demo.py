@@ -1,0 +1,129 @@
+"""``mosaic demo``: three real tasks through the whole system, offline.
+
+It makes a small repository with a bare "remote" under the data dir, starts the
+embedded system, submits three tasks (scripted provider: deterministic edits), follows
+them until they end, prints the branches pushed to the remote, and stops everything.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
+
+FINAL = {"completed", "failed", "killed"}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+
+
+def make_demo_repository(root: Path) -> Path:
+    """A bare remote with a tiny Python project on ``main``; returns the remote's path."""
+    remote = root / "remote.git"
+    if remote.exists():
+        return remote
+    seed = root / "seed"
+    root.mkdir(parents=True, exist_ok=True)
+    _git(root, "init", "-q", "--bare", "-b", "main", str(remote))
+    _git(root, "init", "-q", "-b", "main", str(seed))
+    (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
+    (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    _git(seed, "add", "-A")
+    _git(seed, "-c", "user.name=Mosaic Demo", "-c", "user.email=demo@mosaic.invalid",
+         "commit", "-q", "-m", "Initial demo project")  # fmt: skip
+    _git(seed, "push", "-q", str(remote), "main")
+    return remote
+
+
+def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
+    """Three tasks with scripted plans: real edits through the agent's tools."""
+    def task(n: int, items: list[str], plan: list[dict[str, Any]], priority: int) -> dict[str, Any]:
+        return {
+            "taskId": f"demo-{run_id}-{n}",
+            "agentType": "worker",
+            "context": {"repository": str(remote), "branch": "main", "workItems": items},
+            "options": {"timeout": 120, "maxRetries": 1, "plan": plan},
+            "priority": priority,
+            "gateProfile": "minimal",
+        }
+
+    return [
+        task(1, ["Add a subtract function to calc.py"], [
+            {"tool": "read_file", "input": {"path": "calc.py"}},
+            {"tool": "edit_file", "input": {"path": "calc.py", "old": "    return a + b\n",
+             "new": "    return a + b\n\n\ndef subtract(a: int, b: int) -> int:\n    return a - b\n"}},
+            {"tool": "finish", "input": {"summary": "Added subtract()."}},
+        ], 1),
+        task(2, ["Document the calculator's functions in the README"], [
+            {"tool": "edit_file", "input": {"path": "README.md", "old": "A tiny project",
+             "new": "Functions: `add(a, b)`.\n\nA tiny project"}},
+            {"tool": "finish", "input": {"summary": "Documented the API."}},
+        ], 5),
+        task(3, ["Add a unit test for add()"], [
+            {"tool": "write_file", "input": {"path": "test_calc.py",
+             "content": "from calc import add\n\n\ndef test_add() -> None:\n    assert add(2, 3) == 5\n"}},
+            {"tool": "run_command", "input": {"command": "python3 -c 'import calc; assert calc.add(2, 3) == 5'"}},
+            {"tool": "finish", "input": {"summary": "Added a test."}},
+        ], 3),
+    ]  # fmt: skip
+
+
+def run_demo(home: Path, timeout: float = 180.0) -> int:
+    """Run the demo end to end; 0 when all three tasks completed with pushed branches."""
+    started = time.monotonic()
+    remote = make_demo_repository(home / "demo")
+    config = SystemConfig(home=home, gateway_port=pick_gateway_port(None),
+                          env={"MOSAIC_PROVIDER": "scripted"})  # fmt: skip
+    print(f"Demo repository: {remote}")
+    with Supervisor(config) as system:
+        print(f"System up in {time.monotonic() - started:.1f}s; gateway {system.gateway_url}")
+        headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
+        run_id = time.strftime("%Y%m%d-%H%M%S")
+        with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
+            agents: dict[str, str] = {}
+            for body in demo_tasks(remote, run_id):
+                answer = http.post("/agents/spawn", json=body)
+                answer.raise_for_status()
+                agents[answer.json()["agentId"]] = body["taskId"]
+                print(f"  submitted {body['taskId']} (priority {body['priority']}) -> agent {answer.json()['agentId']}")
+            records = _follow(http, agents, timeout)
+    print()
+    ok = True
+    for record in records:
+        line = f"  {record['taskId']}: {record['state']}"
+        if record.get("pushedBranch"):
+            line += f", pushed {record['pushedBranch']} @ {str(record.get('pushedCommit'))[:10]}"
+        if record.get("error"):
+            line += f", error: {record['error']}"
+            ok = False
+        ok = ok and record["state"] == "completed" and bool(record.get("pushedBranch"))
+        print(line)
+    print(f"\nBranches on the remote ({remote}):")
+    print(_git(remote, "branch", "--list", "mosaic/*", "-v"))
+    print(f"\nDemo {'completed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s.")
+    return 0 if ok else 1
+
+
+def _follow(http: httpx.Client, agents: dict[str, str], timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, str] = {}
+    records: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        for agent_id in agents:
+            record = http.get(f"/agents/{agent_id}/status").json()
+            records[agent_id] = record
+            shown = f"{record['state']}/{record['taskState']}"
+            if last.get(agent_id) != shown:
+                last[agent_id] = shown
+                print(f"  {record['taskId']}: {shown}")
+        if all(r["state"] in FINAL for r in records.values()):
+            break
+        time.sleep(0.2)
+    return list(records.values())

@@ -1,0 +1,224 @@
+"""Runs the whole system as processes: embedded servers, then the five services.
+
+``mosaic up``, ``mosaic demo`` and the end-to-end tests all start the system through
+this one class, so tests run exactly what users run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nats
+
+from mosaic.embedded import ServerProcess, free_port, start_nats, start_valkey
+from shared import subjects
+
+SERVICES = ("gitops", "gates", "killswitch", "spawner", "gateway")
+_PR_SET_PDEATHSIG = 1
+
+
+class StartupError(RuntimeError):
+    """A server or service did not come up; the message says which and where its log is."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class SystemConfig:
+    """Where the system keeps its data and which servers it talks to."""
+
+    home: Path
+    nats_url: str | None = None
+    valkey_url: str | None = None
+    gateway_port: int = 3001
+    env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
+
+
+def ensure_tokens(home: Path) -> dict[str, str]:
+    """API tokens from the environment, else generated once under ``<home>/secrets``."""
+    folder = home / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tokens: dict[str, str] = {}
+    for env, name in (("MOSAIC_API_TOKEN", "api-token"), ("MOSAIC_ADMIN_TOKEN", "admin-token")):
+        if os.environ.get(env):
+            tokens[env] = os.environ[env]
+            continue
+        path = folder / name
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        tokens[env] = path.read_text().strip()
+    return tokens
+
+
+class Supervisor:
+    """Starts, watches and stops the system; ``stop`` leaves no process behind."""
+
+    def __init__(self, config: SystemConfig) -> None:
+        self.config = config
+        self.servers: dict[str, ServerProcess] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.tokens: dict[str, str] = {}
+        self.nats_url = config.nats_url or ""
+        self.valkey_url = config.valkey_url or ""
+        self.logs = config.home / "logs"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the HTTP API listens."""
+        return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start servers (unless URLs were given) and every service; wait until healthy."""
+        home = self.config.home
+        home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            if not self.nats_url:
+                self.servers["nats"] = start_nats(home / "nats")
+                self.nats_url = f"nats://127.0.0.1:{self.servers['nats'].port}"
+            if not self.valkey_url:
+                self.servers["valkey"] = start_valkey(home / "valkey")
+                self.valkey_url = f"redis://127.0.0.1:{self.servers['valkey'].port}/0"
+            self.tokens = ensure_tokens(home)
+            for name in self.config.services:
+                self.start_service(name)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service process gets."""
+        env = {k: v for k, v in os.environ.items() if k not in {"NATS_URL", "VALKEY_URL"}}
+        env.update(
+            NATS_URL=self.nats_url,
+            VALKEY_URL=self.valkey_url,
+            MOSAIC_HOME=str(self.config.home),
+            GATEWAY_PORT=str(self.config.gateway_port),
+            PYTHONUNBUFFERED="1",
+            **self.tokens,
+        )
+        env.update(self.config.env)
+        return env
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) one service as ``python -m services.<name>``."""
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=self.service_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks here
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 25.0) -> None:
+        """Signal one service and wait for it (SIGKILL after ``timeout``)."""
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Block until the gateway answers /health and every service answers its probe."""
+        deadline = time.monotonic() + timeout
+        pending = set(self.procs)
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise StartupError(
+                        f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}"
+                    )
+                if self._healthy(name):
+                    pending.discard(name)
+            if pending:
+                time.sleep(0.1)
+        if pending:
+            raise StartupError(f"not healthy after {timeout}s: {', '.join(sorted(pending))}; logs in {self.logs}")
+
+    def _healthy(self, name: str) -> bool:
+        if name == "gateway":
+            try:
+                return httpx.get(f"{self.gateway_url}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return asyncio.run(self._probe(name))
+
+    async def _probe(self, name: str) -> bool:
+        try:
+            nc = await nats.connect(self.nats_url, connect_timeout=1, max_reconnect_attempts=0)
+        except Exception:
+            return False
+        try:
+            await nc.request(subjects.health(name), b"", timeout=0.5)
+            return True
+        except Exception:
+            return False
+        finally:
+            await nc.close()
+
+    def stop(self) -> None:
+        """SIGTERM every service (they hand back in-flight work), then the servers."""
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGCONT)
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 25
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for server in self.servers.values():
+            server.stop()
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def pick_gateway_port(requested: int | None) -> int:
+    """The requested port, or 3001 when free, else any free port."""
+    if requested:
+        return requested
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 3001))
+            return 3001
+        except OSError:
+            return free_port()

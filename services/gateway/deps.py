@@ -1,0 +1,35 @@
+"""Resources opened in the lifespan, handed to routes by injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
+
+from shared.settings import QualitySettings
+from shared.store import StateStore
+from shared.tracker import AgentTracker
+
+
+@dataclass
+class Resources:
+    """Everything a request handler may need, opened once per process."""
+
+    broker: NatsBroker
+    js: JetStreamContext
+    store: StateStore
+    tracker: AgentTracker
+    quality: QualitySettings
+    started: float
+    kill_wait_seconds: float = 5.0
+
+
+def _resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+Deps = Annotated[Resources, Depends(_resources)]

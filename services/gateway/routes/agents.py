@@ -1,0 +1,160 @@
+"""The original spec's agent API: spawn, list, status, events, kill, kill-all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from services.gateway.auth import RequireAdmin, RequireOperator
+from services.gateway.deps import Deps
+from services.gateway.errors import ErrorResponse
+from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
+from services.gateway.submit import submit
+from shared import subjects
+from shared.lifecycle import AGENT_FINAL
+from shared.messages.agents import AgentEvent, AgentRecord, AgentState
+from shared.messages.kill import KillOrdered
+from shared.messages.tasks import SpawnAgentRequest
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+AgentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the agent's id")]
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "missing or invalid token"},
+    422: {"model": ErrorResponse, "description": "invalid input; names the field"},
+    503: {"model": ErrorResponse, "description": "NATS or Valkey unavailable; nothing stored"},
+}
+
+
+@router.post(
+    "/spawn",
+    status_code=202,
+    response_model=SpawnAccepted,
+    responses={**_ERRORS, 200: {"model": SpawnAccepted, "description": "task id already known"}},
+)
+async def spawn(body: SpawnAgentRequest, deps: Deps, _: RequireOperator) -> Response:
+    """Queue a task for an agent; answers 202 with the agent id once the task is durable."""
+    record, created = await submit(
+        body,
+        tracker=deps.tracker,
+        js=deps.js,
+        default_profile=deps.quality.default_gate_profile,
+        yolo=deps.quality.yolo_mode,
+    )
+    accepted = SpawnAccepted(
+        agent_id=record.agent_id,
+        task_id=record.task_id,
+        state=record.state.value,
+        task_state=record.task_state.value,
+        duplicate=not created,
+    )
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=202 if created else 200)
+
+
+@router.get("", response_model=AgentList, responses=_ERRORS)
+async def list_agents(
+    deps: Deps,
+    _: RequireOperator,
+    state: Annotated[AgentState | None, Query(description="only agents in this state")] = None,
+    task_id: Annotated[str | None, Query(alias="taskId", max_length=128)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AgentList:
+    """Agents, newest first, optionally filtered by state or task."""
+    store = deps.store
+    if task_id is not None:
+        agent_id = await store.agent_for_task(task_id)
+        ids = [agent_id] if agent_id else []
+    else:
+        ids = await store.list_agent_ids(0, 10_000) if state else await store.list_agent_ids(offset, limit)
+    records = [r for r in await asyncio.gather(*(store.get_agent(i) for i in ids)) if r]
+    if state is not None:
+        records = [r for r in records if r.state == state]
+    total = len(records) if (state or task_id) else await store.count_agents()
+    if state is not None or task_id is not None:
+        records = records[offset : offset + limit]
+    return AgentList(agents=records, total=total, offset=offset, limit=limit)
+
+
+@router.get("/{agent_id}/status", response_model=AgentRecord, responses={**_ERRORS, 404: {"model": ErrorResponse}})
+async def status(agent_id: AgentId, deps: Deps, _: RequireOperator) -> AgentRecord:
+    """State, timestamps, branch, progress and error of one agent."""
+    return await deps.store.require_agent(agent_id)
+
+
+@router.get("/{agent_id}/events", response_model=list[AgentEvent], responses={**_ERRORS, 404: {"model": ErrorResponse}})
+async def events(agent_id: AgentId, deps: Deps, _: RequireOperator) -> list[AgentEvent]:
+    """The agent's event history, in order."""
+    await deps.store.require_agent(agent_id)
+    return await deps.store.events(agent_id)
+
+
+@router.post("/{agent_id}/kill", response_model=KillResult, responses={**_ERRORS, 404: {"model": ErrorResponse}})
+async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResult:
+    """Kill one agent over core NATS; answers when it is final or after the wait."""
+    record = await deps.store.require_agent(agent_id)
+    started = time.perf_counter()
+    order = KillOrdered(reason="killed via HTTP", requested_by=f"http:{role.name.lower()}")
+    final = await _kill_and_wait(deps, [record.agent_id], subjects.kill_agent(agent_id), order)
+    state = final.get(agent_id, record.state)
+    return KillResult(agent_id=agent_id, state=state.value, killed=state == AgentState.KILLED,
+                      elapsed_ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
+
+
+@router.post("/kill-all", response_model=list[KillResult], responses={**_ERRORS, 403: {"model": ErrorResponse}})
+async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
+    """Kill every live agent (admins only); reports each agent that was live."""
+    started = time.perf_counter()
+    ids = await deps.store.list_agent_ids(0, 100_000)
+    records = [r for r in await asyncio.gather(*(deps.store.get_agent(i) for i in ids)) if r]
+    live = [r.agent_id for r in records if r.state not in AGENT_FINAL]
+    order = KillOrdered(reason="kill-all via HTTP", requested_by="http:admin")
+    final = await _kill_and_wait(deps, live, subjects.KILL_ALL, order)
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    return [KillResult(agent_id=i, state=final[i].value, killed=final[i] == AgentState.KILLED,
+                       elapsed_ms=elapsed) for i in live if i in final]  # fmt: skip
+
+
+async def _kill_and_wait(
+    deps: Deps, agent_ids: list[str], subject: str, order: KillOrdered
+) -> dict[str, AgentState]:
+    """Publish the kill, then wait (bounded) until every named agent is final."""
+    nc = deps.broker.connection
+    pending = set(agent_ids)
+    done = asyncio.Event()
+    final: dict[str, AgentState] = {}
+
+    async def on_event(msg: object) -> None:
+        event = AgentEvent.from_bytes(msg.data)  # type: ignore[attr-defined]
+        if event.kind == "state" and event.state in {s.value for s in AGENT_FINAL}:
+            final[event.agent_id] = AgentState(event.state)
+            pending.discard(event.agent_id)
+            if not pending:
+                done.set()
+
+    sub = await nc.subscribe(f"{subjects.EVENTS_PREFIX}.agent.*", cb=on_event)
+    try:
+        await nc.publish(subject, order.to_bytes())
+        await nc.flush()
+        for agent_id in list(pending):  # already final before we listened
+            record = await deps.store.get_agent(agent_id)
+            if record is not None and record.state in AGENT_FINAL:
+                final[agent_id] = record.state
+                pending.discard(agent_id)
+        if pending:
+            try:
+                await asyncio.wait_for(done.wait(), deps.kill_wait_seconds)
+            except TimeoutError:
+                pass
+    finally:
+        await sub.unsubscribe()
+    for agent_id in agent_ids:
+        if agent_id not in final:
+            record = await deps.store.get_agent(agent_id)
+            if record is not None:
+                final[agent_id] = record.state
+    return final

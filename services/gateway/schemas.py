@@ -1,0 +1,54 @@
+"""HTTP response models of the gateway (request models come from ``shared``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from shared.messages.agents import AgentRecord
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True,
+                              validate_by_name=True)  # fmt: skip
+
+
+class SpawnAccepted(_Out):
+    """The agent that will run the task (also answered for a duplicate submission)."""
+
+    agent_id: str
+    task_id: str
+    state: str
+    task_state: str
+    duplicate: bool = False
+
+
+class Health(_Out):
+    """``GET /health`` (the original spec's shape, plus YOLO and dependency status)."""
+
+    status: Literal["healthy", "degraded"]
+    uptime: float
+    timestamp: datetime
+    quality_gates_disabled: bool = False
+    checks: dict[str, str] = {}
+
+
+class AgentList(_Out):
+    """A page of agents, newest first."""
+
+    agents: list[AgentRecord]
+    total: int
+    offset: int
+    limit: int
+
+
+class KillResult(_Out):
+    """What a kill request achieved by the time it answered."""
+
+    agent_id: str
+    state: str
+    killed: bool
+    elapsed_ms: float

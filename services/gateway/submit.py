@@ -1,0 +1,84 @@
+"""Accepting a task: record it, queue it durably, or leave nothing behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+from nats.js import JetStreamContext
+
+from shared.errors import BusUnavailableError, MosaicError
+from shared.messages.agents import AgentRecord, AgentState, TaskState
+from shared.messages.base import utcnow
+from shared.messages.tasks import SpawnAgentRequest, TaskQueued
+from shared.queue import publish_task
+from shared.repository import local_path
+from shared.tracker import AgentTracker
+
+log = logging.getLogger(__name__)
+
+
+class RepositoryMissingError(MosaicError):
+    """A local repository path that does not exist (known before queueing)."""
+
+    code = "repository_not_found"
+
+
+def new_agent_id() -> str:
+    """A short random id, safe in subjects, paths and branch names."""
+    return uuid.uuid4().hex[:16]
+
+
+async def submit(
+    request: SpawnAgentRequest,
+    *,
+    tracker: AgentTracker,
+    js: JetStreamContext,
+    default_profile: str,
+    yolo: bool,
+) -> tuple[AgentRecord, bool]:
+    """Store and queue a task; returns (record, created). A known task id is not re-queued."""
+    path = local_path(request.context.repository)
+    if path is not None and not os.path.isdir(path):
+        raise RepositoryMissingError(f"context.repository: no repository at {path}")
+    store = tracker.store
+    try:
+        existing = await store.agent_for_task(request.task_id)
+        if existing is not None:
+            return await store.require_agent(existing), False
+        record = AgentRecord(
+            agent_id=new_agent_id(),
+            task_id=request.task_id,
+            agent_type=request.agent_type,
+            state=AgentState.SPAWNING,
+            task_state=TaskState.PENDING,
+            repository=request.context.repository,
+            branch=request.context.branch,
+            priority=request.priority,
+            gate_profile=request.gate_profile or default_profile,
+            created_at=utcnow(),
+            quality_gates_disabled=yolo,
+        )
+        agent_id, created = await store.create_agent(record)
+    except OSError as exc:  # redis ConnectionError derives from it
+        raise BusUnavailableError(f"state store unavailable: {exc}") from exc
+    if not created:
+        return await store.require_agent(agent_id), False
+    try:
+        await publish_task(js, TaskQueued(agent_id=record.agent_id, request=request))
+    except Exception as exc:
+        await _forget(tracker, record)
+        raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
+    await tracker.record(record.agent_id, record.task_id, "state",
+                         {"taskState": "pending"}, state="spawning")  # fmt: skip
+    log.info("queued task %s as agent %s", request.task_id, record.agent_id,
+             extra={"agent_id": record.agent_id, "task_id": request.task_id})  # fmt: skip
+    return record, True
+
+
+async def _forget(tracker: AgentTracker, record: AgentRecord) -> None:
+    try:
+        await tracker.store.delete_agent(record.agent_id, record.task_id)
+    except Exception:
+        log.exception("could not remove the record of unqueued task %s", record.task_id)

@@ -1,0 +1,291 @@
+"""One attempt of one agent: worktree, sandbox, model loop, gates, commit, push, cleanup.
+
+Every way out ends in a final state or a hand-back, and always in cleanup: the sandbox
+is closed and the worktree removed (gitops salvages unpushed work first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from enum import Enum
+from typing import Any
+
+from services.spawner.clients import Gates, GitOps
+from services.spawner.errors import StepFailedError
+from services.spawner.kills import Running
+from services.spawner.runtime.loop import run_agent
+from services.spawner.runtime.providers import make_provider
+from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
+from services.spawner.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
+from services.spawner.settings import SpawnerSettings
+from shared.errors import MosaicError
+from shared.messages.agents import AgentState, TaskState
+from shared.messages.base import utcnow
+from shared.messages.gates import GateCheckRequested, GateDecision
+from shared.messages.gitops import (
+    CommitRequested,
+    PushDone,
+    PushRequested,
+    WorktreeReady,
+    WorktreeRemoveRequested,
+    WorktreeRequested,
+)
+from shared.messages.tasks import TaskQueued
+from shared.settings import ModelSettings, QualitySettings
+from shared.tracker import AgentTracker
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(Enum):
+    """What the queue should do with the task message after an attempt."""
+
+    DONE = "done"  # final state reached: ack
+    RETRY = "retry"  # infrastructure failure with attempts left: nak with backoff
+    HAND_BACK = "hand_back"  # this spawner is stopping: nak at once for another
+
+
+@dataclass
+class RunContext:
+    """What every agent run of this process shares."""
+
+    tracker: AgentTracker
+    gitops: GitOps
+    gates: Gates
+    sandboxes: SandboxFactory
+    model: ModelSettings
+    quality: QualitySettings
+    settings: SpawnerSettings
+    instance: str
+
+
+class AgentRun:
+    """Runs one attempt; ``execute`` returns what to do with the queue message."""
+
+    def __init__(self, ctx: RunContext, task: TaskQueued, running: Running, attempt: int) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.running = running
+        self.attempt = attempt
+        self.agent_id = task.agent_id
+        self.task_id = task.request.task_id
+        self.request = task.request
+        self._log = {"agent_id": self.agent_id, "task_id": self.task_id}
+        self._worktree: WorktreeReady | None = None
+        self._sandbox: Sandbox | None = None
+        self._pushed: PushDone | None = None
+        self._fatal: BaseException | None = None
+        self._gate_results: list[dict[str, Any]] = []
+
+    async def execute(self) -> Verdict:
+        """Run to a final state; never leaves the sandbox or worktree behind."""
+        try:
+            return await self._attempt()
+        except asyncio.CancelledError:
+            if self.running.order is None:  # shutdown, not a kill: give the task back
+                await self._hand_back()
+                return Verdict.HAND_BACK
+            await self._killed()
+            return Verdict.DONE
+        except MosaicError as exc:
+            return await self._failed_attempt(exc)
+        finally:
+            await asyncio.shield(self._cleanup())
+
+    async def _attempt(self) -> Verdict:
+        ctx, req = self.ctx, self.request
+        self._worktree = await ctx.gitops.create_worktree(
+            WorktreeRequested(agent_id=self.agent_id, task_id=self.task_id,
+                              repository=req.context.repository, base_branch=req.context.branch)
+        )  # fmt: skip
+        assert self._worktree.path is not None
+        spec = SandboxSpec(
+            agent_id=self.agent_id,
+            task_id=self.task_id,
+            worktree=Path(self._worktree.path),
+            network=req.options.network,
+            owner=ctx.instance,
+        )
+        self._sandbox = await ctx.sandboxes.create(spec)
+        await ctx.tracker.transition(
+            self.agent_id, task_id=self.task_id, agent=AgentState.RUNNING, task=TaskState.EXECUTING,
+            fields={"started_at": utcnow(), "worktree": self._worktree.path,
+                    "agent_branch": self._worktree.branch, "sandbox": self._sandbox.kind},
+        )  # fmt: skip
+        outcome = await run_agent(
+            AgentSpec(agent_id=self.agent_id, request=req),
+            self._sandbox,
+            make_provider(ctx.model, AgentSpec(agent_id=self.agent_id, request=req)),
+            self._bounds(),
+            self._progress,
+            self._finish_check,
+        )
+        if self._fatal is not None:
+            raise self._fatal
+        return await self._finish(outcome)
+
+    def _bounds(self) -> Bounds:
+        s = self.ctx.settings
+        timeout = float(self.request.options.timeout or s.agent_default_timeout_s)
+        return Bounds(max_turns=s.agent_max_turns, timeout_s=timeout, max_tokens=s.agent_max_tokens)
+
+    async def _finish(self, outcome: AgentOutcome) -> Verdict:
+        fields: dict[str, Any] = {"completed_at": utcnow(), "turns": outcome.turns,
+                                  "tokens_used": outcome.tokens_used}  # fmt: skip
+        if outcome.status == "finished":
+            if self._pushed is not None:
+                fields |= {"pushed_branch": self._pushed.remote_branch,
+                           "pushed_commit": self._pushed.commit}  # fmt: skip
+            await self.ctx.tracker.transition(
+                self.agent_id, task_id=self.task_id, agent=AgentState.COMPLETED,
+                task=TaskState.COMPLETED, fields=fields, detail={"summary": outcome.summary[:500]},
+            )  # fmt: skip
+        else:
+            await self.ctx.tracker.transition(
+                self.agent_id, task_id=self.task_id, agent=AgentState.FAILED,
+                task=TaskState.FAILED, fields={**fields, "error": outcome.reason},
+                detail={"error": outcome.reason},
+            )  # fmt: skip
+        return Verdict.DONE
+
+    async def _progress(self, kind: str, detail: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {}
+        if kind == "turn_started":
+            fields["turns"] = detail.get("turn", 0)
+        elif kind == "tool_called":
+            fields["last_tool"] = detail.get("tool")
+        elif kind == "tokens_used":
+            fields["tokens_used"] = detail.get("total", 0)
+        if fields:
+            await self.ctx.tracker.store.update(self.agent_id, fields)
+        await self.ctx.tracker.record(self.agent_id, self.task_id, "progress", {"step": kind, **detail})
+
+    async def _finish_check(self, summary: str) -> str | None:
+        try:
+            return await self._gate_commit_push(summary)
+        except BaseException as exc:  # the loop must not swallow infrastructure failures
+            self._fatal = exc
+            raise
+
+    async def _gate_commit_push(self, summary: str) -> str | None:
+        ctx, req = self.ctx, self.request
+        assert self._worktree is not None and self._worktree.path is not None
+        yolo = ctx.quality.yolo_mode
+        decision = await ctx.gates.check(GateCheckRequested(
+            agent_id=self.agent_id, task_id=self.task_id, worktree=self._worktree.path,
+            phase="pre-commit", profile=req.gate_profile or ctx.quality.default_gate_profile,  # type: ignore[arg-type]
+            yolo=yolo,
+        ))  # fmt: skip
+        await self._record_gates(decision)
+        if decision.error is not None:
+            raise StepFailedError("gates", decision.error)
+        if not decision.approved:
+            return _rejection_text(decision)
+        where = {"agent_id": self.agent_id, "task_id": self.task_id,
+                 "repository": req.context.repository, "base_branch": req.context.branch}  # fmt: skip
+        title = req.context.work_items[0].splitlines()[0][:72]
+        commit = await ctx.gitops.commit(
+            CommitRequested(**where, message=f"{title}\n\n{summary[:4000]}\n\nAgent: {self.agent_id}",
+                            yolo=yolo)  # fmt: skip
+        )
+        if commit.error is not None:
+            if commit.error.code == "secret_found":
+                return f"Commit blocked by the secret scan: {commit.error.message}. Remove it and finish again."
+            raise StepFailedError("commit", commit.error)
+        pushed = await ctx.gitops.push(PushRequested(**where))
+        if pushed.conflicts:
+            paths = ", ".join(pushed.conflicts)
+            return (f"Merge conflict with origin/{req.context.branch} in: {paths}. "
+                    "Rebase or merge onto the updated base, resolve, then finish again.")  # fmt: skip
+        if pushed.error is not None:
+            raise StepFailedError("push", pushed.error)
+        self._pushed = pushed
+        return None
+
+    async def _record_gates(self, decision: GateDecision) -> None:
+        results = [r.model_dump(mode="json") for r in decision.results]
+        self._gate_results = results
+        await self.ctx.tracker.store.update(self.agent_id, {"gates": results})
+        await self.ctx.tracker.record(self.agent_id, self.task_id, "gate",
+                                      {"approved": decision.approved, "yolo": decision.yolo,
+                                       "results": results})  # fmt: skip
+
+    async def _failed_attempt(self, exc: MosaicError) -> Verdict:
+        max_attempts = self.request.options.max_retries + 1
+        reason = f"attempt {self.attempt}: {exc.message}"
+        if exc.retryable and self.attempt < max_attempts:
+            log.warning("attempt failed, will retry: %s", exc.message, extra=self._log)
+            await self._back_to_pending(reason)
+            return Verdict.RETRY
+        log.error("agent failed: %s", exc.message, extra=self._log)
+        await self.ctx.tracker.transition(
+            self.agent_id, task_id=self.task_id, agent=AgentState.FAILED, task=TaskState.FAILED,
+            fields={"completed_at": utcnow(), "error": exc.message}, detail={"error": reason},
+        )  # fmt: skip
+        return Verdict.DONE
+
+    async def _back_to_pending(self, reason: str) -> None:
+        record = await self.ctx.tracker.store.require_agent(self.agent_id)
+        agent = AgentState.SPAWNING if record.state == AgentState.RUNNING else None
+        await self.ctx.tracker.transition(
+            self.agent_id, task_id=self.task_id, agent=agent, task=TaskState.PENDING,
+            fields={"error": reason}, detail={"retry": reason},
+        )  # fmt: skip
+
+    async def _hand_back(self) -> None:
+        try:
+            await self._back_to_pending("handed back: its spawner stopped")
+        except MosaicError:
+            log.warning("could not hand back", extra=self._log, exc_info=True)
+
+    async def _killed(self) -> None:
+        order = self.running.order
+        reason = order.reason if order and order.reason else "no reason given"
+        if self._sandbox is not None:
+            await self._sandbox.kill()
+        try:
+            await self.ctx.tracker.transition(
+                self.agent_id, task_id=self.task_id, agent=AgentState.KILLED, task=TaskState.FAILED,
+                fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
+                detail={"reason": reason, "requestedBy": order.requested_by if order else None},
+            )  # fmt: skip
+        except MosaicError:  # someone else (killswitch) recorded the end first
+            log.info("kill already recorded elsewhere", extra=self._log)
+
+    async def _cleanup(self) -> None:
+        detail: dict[str, Any] = {}
+        if self._sandbox is not None:
+            try:
+                await self._sandbox.close()
+                detail["sandbox"] = "removed"
+            except Exception:
+                log.exception("sandbox cleanup failed", extra=self._log)
+        if self._worktree is not None:
+            req = self.request
+            try:
+                removed = await self.ctx.gitops.remove_worktree(WorktreeRemoveRequested(
+                    agent_id=self.agent_id, task_id=self.task_id,
+                    repository=req.context.repository, base_branch=req.context.branch,
+                ))  # fmt: skip
+                detail["worktree"] = "removed" if removed.removed else "kept"
+                fields: dict[str, Any] = {"worktree": None}
+                if removed.salvage_branch:
+                    fields["salvage_branch"] = removed.salvage_branch
+                    detail["salvageBranch"] = removed.salvage_branch
+                await self.ctx.tracker.store.update(self.agent_id, fields)
+            except Exception:
+                log.exception("worktree cleanup failed; the reaper will retry", extra=self._log)
+        if detail:
+            await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
+
+
+def _rejection_text(decision: GateDecision) -> str:
+    lines = ["Quality gates rejected the change:"]
+    for result in decision.results:
+        if result.status == "failed":
+            lines.append(f"- {result.name} failed:\n{result.excerpt[-2000:]}")
+    lines.append("Fix these and call finish again.")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""The spawner's factory: task intake, agent runs, and the kill subscriptions.
+
+Task intake and kills use the broker's NATS connection directly: the intake needs
+priority-ordered ``no_wait`` pulls that no subscriber abstraction offers, and the kill
+path must not depend on decoding a well-formed body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faststream import FastStream
+from nats.aio.msg import Msg
+
+from services.spawner.agent_run import RunContext
+from services.spawner.clients import Gates, GitOps
+from services.spawner.dispatcher import Dispatcher
+from services.spawner.kills import KillRegistry
+from services.spawner.sandbox.base import SandboxFactory
+from services.spawner.settings import SpawnerSettings
+from services.spawner.worker import Worker
+from shared import queue, subjects
+from shared.bus import make_broker, make_valkey
+from shared.messages.kill import KillOrdered
+from shared.service import add_health, instance_name
+from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
+from shared.store import StateStore
+from shared.tracker import AgentTracker
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: SpawnerSettings | None = None,
+    nats: NatsSettings | None = None,
+    valkey: ValkeySettings | None = None,
+    model: ModelSettings | None = None,
+    quality: QualitySettings | None = None,
+    sandboxes: SandboxFactory | None = None,
+) -> FastStream:
+    """Build the spawner; it connects and starts taking tasks only when run."""
+    settings = settings or SpawnerSettings()
+    nats = nats or NatsSettings()
+    valkey = valkey or ValkeySettings()
+    broker = make_broker(nats, "spawner")
+    add_health(broker, "spawner")
+    app = FastStream(broker)
+    kills = KillRegistry()
+    held: dict[str, object] = {}
+
+    @app.after_startup
+    async def start() -> None:
+        redis = make_valkey(valkey)
+        store = StateStore(redis, prefix=settings.state_prefix)
+        factory = sandboxes or await _default_sandboxes()
+        ctx = RunContext(
+            tracker=AgentTracker(store, broker),
+            gitops=GitOps(broker, settings.gitops_timeout_s),
+            gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts),
+            sandboxes=factory, model=model or ModelSettings(), quality=quality or QualitySettings(),
+            settings=settings, instance=instance_name("spawner"),
+        )  # fmt: skip
+        nc = broker.connection
+        await queue.ensure_consumers(nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver)
+        worker = Worker(ctx, kills)
+        dispatcher = Dispatcher(nc, settings.spawner_concurrency, worker.handle)
+
+        async def on_kill_one(msg: Msg) -> None:
+            agent_id = msg.subject.rsplit(".", 1)[-1]
+            if kills.kill(agent_id, KillOrdered.lenient(msg.data)):
+                log.warning("kill ordered", extra={"agent_id": agent_id})
+
+        async def on_kill_all(msg: Msg) -> None:
+            killed = kills.kill_all(KillOrdered.lenient(msg.data))
+            log.warning("kill-all ordered: %d agents here", len(killed))
+
+        subs = [
+            await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),
+            await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
+        ]
+        held.update(redis=redis, dispatcher=dispatcher, subs=subs,
+                    intake=asyncio.create_task(dispatcher.run()))  # fmt: skip
+        log.info("spawner ready: %d slots, sandbox %s", settings.spawner_concurrency, factory.kind)
+
+    @app.on_shutdown
+    async def stop() -> None:
+        dispatcher = held.get("dispatcher")
+        if isinstance(dispatcher, Dispatcher):
+            await dispatcher.stop()
+        for running in list(kills.agents.values()):  # hand in-flight work back to the queue
+            running.task.cancel("spawner stopping")
+        waiting = [r.task for r in kills.agents.values()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=20)
+        intake = held.get("intake")
+        if isinstance(intake, asyncio.Task):
+            intake.cancel()
+        for sub in held.get("subs", []):  # type: ignore[attr-defined]
+            await sub.unsubscribe()
+        redis = held.get("redis")
+        if redis is not None:
+            await redis.aclose()  # type: ignore[attr-defined]
+
+    return app
+
+
+async def _default_sandboxes() -> SandboxFactory:
+    from services.spawner.sandbox.local import LocalSandboxFactory
+
+    return LocalSandboxFactory()

@@ -1,0 +1,84 @@
+"""Typed calls to gitops and gates over NATS request/reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from faststream.nats import NatsBroker
+
+from services.spawner.errors import StepFailedError
+from shared import subjects
+from shared.bus import request
+from shared.errors import BusUnavailableError
+from shared.messages.base import Failure
+from shared.messages.gates import GateCheckRequested, GateDecision
+from shared.messages.gitops import (
+    CommitMade,
+    CommitRequested,
+    PushDone,
+    PushRequested,
+    WorktreeReady,
+    WorktreeRemoved,
+    WorktreeRemoveRequested,
+    WorktreeRequested,
+)
+
+log = logging.getLogger(__name__)
+
+
+class GitOps:
+    """The gitops service, as the spawner sees it."""
+
+    def __init__(self, broker: NatsBroker, timeout: float) -> None:
+        self._broker = broker
+        self._timeout = timeout
+
+    async def create_worktree(self, req: WorktreeRequested) -> WorktreeReady:
+        """A worktree for the agent, or ``StepFailedError``."""
+        reply = await request(self._broker, subjects.GITOPS_WORKTREE_CREATE, req, WorktreeReady, self._timeout)
+        if reply.error is not None:
+            raise StepFailedError("worktree", reply.error)
+        return reply
+
+    async def commit(self, req: CommitRequested) -> CommitMade:
+        """Commit (after the secret scan); a failure is returned, not raised, for the agent."""
+        return await request(self._broker, subjects.GITOPS_COMMIT, req, CommitMade, self._timeout)
+
+    async def push(self, req: PushRequested) -> PushDone:
+        """Conflict check then push; conflicts come back in the reply."""
+        return await request(self._broker, subjects.GITOPS_PUSH, req, PushDone, self._timeout)
+
+    async def remove_worktree(self, req: WorktreeRemoveRequested) -> WorktreeRemoved:
+        """Remove the worktree, salvaging unpushed work."""
+        return await request(
+            self._broker, subjects.GITOPS_WORKTREE_REMOVE, req, WorktreeRemoved, self._timeout
+        )
+
+
+class Gates:
+    """The gates service; retried with backoff, never skipped when it does not answer."""
+
+    def __init__(self, broker: NatsBroker, timeout: float, attempts: int) -> None:
+        self._broker = broker
+        self._timeout = timeout
+        self._attempts = attempts
+
+    async def check(self, req: GateCheckRequested) -> GateDecision:
+        """The decision; ``StepFailedError('gates unavailable')`` after the last attempt."""
+        delay = 0.5
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await request(self._broker, subjects.GATES_CHECK, req, GateDecision, self._timeout)
+            except BusUnavailableError:
+                if attempt == self._attempts:
+                    break
+                log.warning("gates did not answer (attempt %d); retrying", attempt,
+                            extra={"agent_id": req.agent_id})  # fmt: skip
+                await asyncio.sleep(delay * (1 + random.random() / 2))
+                delay *= 2
+        raise StepFailedError(
+            "gates",
+            Failure(code="gates_unavailable", message="gates unavailable", retryable=True),
+        )

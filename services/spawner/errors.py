@@ -1,0 +1,27 @@
+"""Spawner errors; ``retryable`` decides between a retry with backoff and ``failed``."""
+
+from __future__ import annotations
+
+from shared.errors import MosaicError
+from shared.messages.base import Failure
+
+
+class SpawnerError(MosaicError):
+    """Base of the spawner's own errors."""
+
+    code = "spawner_error"
+
+
+class StepFailedError(SpawnerError):
+    """A remote step (gitops, gates) answered with a failure."""
+
+    def __init__(self, step: str, failure: Failure) -> None:
+        super().__init__(f"{step}: {failure.message}", code=failure.code, retryable=failure.retryable)
+        self.step = step
+        self.failure = failure
+
+
+class AgentKilledError(SpawnerError):
+    """The agent was killed while this spawner ran it."""
+
+    code = "killed"

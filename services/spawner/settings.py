@@ -1,0 +1,26 @@
+"""Spawner settings: how many agents at once, queue timing, bounds, timeouts."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SpawnerSettings(BaseSettings):
+    """Read from the environment (``SPAWNER_CONCURRENCY`` …)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    spawner_concurrency: int = 10
+    """Agents one spawner runs at once; it takes no more tasks than it has free slots."""
+    task_ack_wait_s: float = 30.0
+    """JetStream ack wait; running agents send in-progress acks well within it."""
+    task_max_deliver: int = 50
+    retry_base_delay_s: float = 2.0
+    retry_max_delay_s: float = 300.0
+    gitops_timeout_s: float = 120.0
+    gates_timeout_s: float = 900.0
+    gates_attempts: int = 4
+    agent_max_turns: int = 50
+    agent_default_timeout_s: float = 1800.0
+    agent_max_tokens: int = 2_000_000
+    state_prefix: str = "mosaic"

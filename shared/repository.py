@@ -1,0 +1,41 @@
+"""What a task's ``repository`` may be: a local path or a URL over a safe transport.
+
+Checked at the edge (the HTTP body) so ``ext::`` commands, option injection and unknown
+transports never reach git.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+SAFE_SCHEMES = frozenset({"file", "https", "http", "ssh", "git"})
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$")
+
+
+def check_repository(value: str) -> str:
+    """Return ``value`` if it names a repository we may clone, else raise ValueError."""
+    if value != value.strip() or any(ord(c) < 32 for c in value):
+        raise ValueError("must not contain whitespace at the ends or control characters")
+    if value.startswith("-"):
+        raise ValueError("must not start with '-'")
+    if "::" in value.split("/", 1)[0]:
+        raise ValueError("transport helpers such as 'ext::' are not allowed")
+    if value.startswith("/"):
+        return value
+    if _SCP_LIKE.match(value):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme in SAFE_SCHEMES and (parts.netloc or parts.scheme == "file") and parts.path:
+        return value
+    raise ValueError(
+        "must be an absolute path or a URL with one of: " + ", ".join(sorted(SAFE_SCHEMES))
+    )
+
+
+def local_path(value: str) -> str | None:
+    """The filesystem path of a local repository, or None for a remote one."""
+    if value.startswith("/"):
+        return value
+    parts = urlsplit(value)
+    return parts.path if parts.scheme == "file" else None
