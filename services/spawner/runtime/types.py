@@ -28,6 +28,8 @@ class AgentSpec:
 
     agent_id: str
     request: SpawnAgentRequest
+    system_prompt: str | None = None
+    """Replaces the agent type's default system prompt (e.g. the gates' AI reviewer)."""
 
     @property
     def task_id(self) -> str:
