@@ -20,8 +20,9 @@ FINAL = {"completed", "failed", "killed"}
 
 
 def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def make_demo_repository(root: Path) -> Path:
@@ -36,14 +37,24 @@ def make_demo_repository(root: Path) -> Path:
     (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
     (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
     _git(seed, "add", "-A")
-    _git(seed, "-c", "user.name=Mosaic Demo", "-c", "user.email=demo@mosaic.invalid",
-         "commit", "-q", "-m", "Initial demo project")  # fmt: skip
+    _git(
+        seed,
+        "-c",
+        "user.name=Mosaic Demo",
+        "-c",
+        "user.email=demo@mosaic.invalid",
+        "commit",
+        "-q",
+        "-m",
+        "Initial demo project",
+    )
     _git(seed, "push", "-q", str(remote), "main")
     return remote
 
 
 def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
     """Three tasks with scripted plans: real edits through the agent's tools."""
+
     def task(n: int, items: list[str], plan: list[dict[str, Any]], priority: int) -> dict[str, Any]:
         return {
             "taskId": f"demo-{run_id}-{n}",
@@ -55,32 +66,74 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
         }
 
     return [
-        task(1, ["Add a subtract function to calc.py"], [
-            {"tool": "read_file", "input": {"path": "calc.py"}},
-            {"tool": "edit_file", "input": {"path": "calc.py", "old": "    return a + b\n",
-             "new": "    return a + b\n\n\ndef subtract(a: int, b: int) -> int:\n    return a - b\n"}},
-            {"tool": "finish", "input": {"summary": "Added subtract()."}},
-        ], 1),
-        task(2, ["Document the calculator's functions in the README"], [
-            {"tool": "edit_file", "input": {"path": "README.md", "old": "A tiny project",
-             "new": "Functions: `add(a, b)`.\n\nA tiny project"}},
-            {"tool": "finish", "input": {"summary": "Documented the API."}},
-        ], 5),
-        task(3, ["Add a unit test for add()"], [
-            {"tool": "write_file", "input": {"path": "test_calc.py",
-             "content": "from calc import add\n\n\ndef test_add() -> None:\n    assert add(2, 3) == 5\n"}},
-            {"tool": "run_command", "input": {"command": "python3 -c 'import calc; assert calc.add(2, 3) == 5'"}},
-            {"tool": "finish", "input": {"summary": "Added a test."}},
-        ], 3),
-    ]  # fmt: skip
+        task(
+            1,
+            ["Add a subtract function to calc.py"],
+            [
+                {"tool": "read_file", "input": {"path": "calc.py"}},
+                {
+                    "tool": "edit_file",
+                    "input": {
+                        "path": "calc.py",
+                        "old": "    return a + b\n",
+                        "new": (
+                            "    return a + b\n\n\n"
+                            "def subtract(a: int, b: int) -> int:\n    return a - b\n"
+                        ),
+                    },
+                },
+                {"tool": "finish", "input": {"summary": "Added subtract()."}},
+            ],
+            1,
+        ),
+        task(
+            2,
+            ["Document the calculator's functions in the README"],
+            [
+                {
+                    "tool": "edit_file",
+                    "input": {
+                        "path": "README.md",
+                        "old": "A tiny project",
+                        "new": "Functions: `add(a, b)`.\n\nA tiny project",
+                    },
+                },
+                {"tool": "finish", "input": {"summary": "Documented the API."}},
+            ],
+            5,
+        ),
+        task(
+            3,
+            ["Add a unit test for add()"],
+            [
+                {
+                    "tool": "write_file",
+                    "input": {
+                        "path": "test_calc.py",
+                        "content": (
+                            "from calc import add\n\n\n"
+                            "def test_add() -> None:\n    assert add(2, 3) == 5\n"
+                        ),
+                    },
+                },
+                {
+                    "tool": "run_command",
+                    "input": {"command": "python3 -c 'import calc; assert calc.add(2, 3) == 5'"},
+                },
+                {"tool": "finish", "input": {"summary": "Added a test."}},
+            ],
+            3,
+        ),
+    ]
 
 
 def run_demo(home: Path, timeout: float = 180.0) -> int:
     """Run the demo end to end; 0 when all three tasks completed with pushed branches."""
     started = time.monotonic()
     remote = make_demo_repository(home / "demo")
-    config = SystemConfig(home=home, gateway_port=pick_gateway_port(None),
-                          env={"MOSAIC_PROVIDER": "scripted"})  # fmt: skip
+    config = SystemConfig(
+        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": "scripted"}
+    )
     print(f"Demo repository: {remote}")
     with Supervisor(config) as system:
         print(f"System up in {time.monotonic() - started:.1f}s; gateway {system.gateway_url}")
@@ -92,7 +145,8 @@ def run_demo(home: Path, timeout: float = 180.0) -> int:
                 answer = http.post("/agents/spawn", json=body)
                 answer.raise_for_status()
                 agents[answer.json()["agentId"]] = body["taskId"]
-                print(f"  submitted {body['taskId']} (priority {body['priority']}) -> agent {answer.json()['agentId']}")
+                agent_id = answer.json()["agentId"]
+                print(f"  submitted {body['taskId']} (priority {body['priority']}) -> {agent_id}")
             records = _follow(http, agents, timeout)
     print()
     ok = True

@@ -91,7 +91,9 @@ class ServerProcess:
     def restart(self, timeout: float = 15.0) -> None:
         """Stop and start again on the same port with the same data."""
         self.stop()
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for_port(self.port, self.proc, timeout, self.name)
 
     def suspend(self) -> None:
@@ -111,9 +113,14 @@ def start_nats(
     port = port or free_port()
     args = [
         str(nats_server_binary()),
-        "-a", "127.0.0.1", "-p", str(port),
-        "-js", "-sd", str(data_dir),
-    ]  # fmt: skip
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-js",
+        "-sd",
+        str(data_dir),
+    ]
     if config_file is not None:
         args += ["-c", str(config_file)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -127,11 +134,23 @@ def start_valkey(data_dir: Path, port: int | None = None, timeout: float = 15.0)
     port = port or free_port()
     args = [
         str(valkey_server_binary()),
-        "--bind", "127.0.0.1", "--port", str(port),
-        "--dir", str(data_dir), "--appendonly", "yes",
-        "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-        "--loglevel", "warning",
-    ]  # fmt: skip
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--loglevel",
+        "warning",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, proc, timeout, "valkey-server")
     return ServerProcess("valkey-server", port, proc, data_dir, args)

@@ -125,7 +125,7 @@ class Supervisor:
             env=self.service_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks here
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self.procs[name] = proc
@@ -153,15 +153,16 @@ class Supervisor:
             for name in list(pending):
                 proc = self.procs[name]
                 if proc.poll() is not None:
-                    raise StartupError(
-                        f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}"
-                    )
+                    log = self.logs / f"{name}.log"
+                    raise StartupError(f"{name} exited with code {proc.returncode}; see {log}")
                 if self._healthy(name):
                     pending.discard(name)
             if pending:
                 time.sleep(0.1)
         if pending:
-            raise StartupError(f"not healthy after {timeout}s: {', '.join(sorted(pending))}; logs in {self.logs}")
+            raise StartupError(
+                f"not healthy after {timeout}s: {', '.join(sorted(pending))}; logs in {self.logs}"
+            )
 
     def _healthy(self, name: str) -> bool:
         if name == "gateway":

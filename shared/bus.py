@@ -26,9 +26,9 @@ def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
     return NatsBroker(
         settings.nats_url,
         name=name,
-        connect_timeout=settings.nats_connect_timeout,
+        connect_timeout=int(settings.nats_connect_timeout),
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         allow_reconnect=True,
         logger=logging.getLogger(f"faststream.{name}"),
         log_level=logging.DEBUG,

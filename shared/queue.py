@@ -13,11 +13,11 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.api import PubAck
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from shared import subjects

@@ -31,8 +31,12 @@ def add_health(broker: NatsBroker, service: str) -> None:
 
     @broker.subscriber(subjects.health(service))
     async def health() -> dict[str, object]:
-        return {"service": service, "instance": name, "status": "ok",
-                "uptime": round(time.monotonic() - started, 3)}  # fmt: skip
+        return {
+            "service": service,
+            "instance": name,
+            "status": "ok",
+            "uptime": round(time.monotonic() - started, 3),
+        }
 
 
 def run(service: str, create_app: Callable[[], FastStream]) -> None:

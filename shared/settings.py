@@ -26,7 +26,7 @@ class NatsSettings(BaseSettings):
     model_config = _CONFIG
 
     nats_url: str = "nats://127.0.0.1:4222"
-    nats_connect_timeout: float = 5.0
+    nats_connect_timeout: int = 5
 
 
 class ValkeySettings(BaseSettings):

@@ -80,7 +80,7 @@ class StateStore:
     async def create_agent(self, record: AgentRecord) -> tuple[str, bool]:
         """Store a new agent unless its task exists; returns (agent id, created)."""
         fields: list[str] = []
-        for name, value in record.model_dump(mode="json").items():
+        for name, value in record.model_dump(mode="json", by_alias=False).items():
             fields += [name, _enc(value)]
         fields += ["seq", "0"]
         created, agent_id = await self._create(
@@ -116,7 +116,7 @@ class StateStore:
     async def list_agent_ids(self, offset: int = 0, limit: int = 100) -> list[str]:
         """Agent ids, newest first."""
         ids = await self._redis.zrevrange(self.key("agents"), offset, offset + limit - 1)
-        return [_text(i) for i in ids]
+        return [_text(i) for i in ids if isinstance(i, bytes | str)]
 
     async def count_agents(self) -> int:
         """How many agent records exist."""
@@ -131,7 +131,7 @@ class StateStore:
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _enc(_jsonable(value))]
-        await self._redis.hset(self.key("agent", agent_id), items=flat)  # type: ignore[misc]
+        await self._redis.hset(self.key("agent", agent_id), items=flat)
 
     async def transition(
         self,
@@ -161,7 +161,7 @@ class StateStore:
             agent_id=agent_id,
             task_id=task_id,
             kind=kind,
-            state=(agent or task).value if (agent or task) else None,
+            state=agent.value if agent else (task.value if task else None),
             detail={**(detail or {}), **({"taskState": task.value} if task and agent else {})},
         )
         flat: list[str] = []
@@ -184,24 +184,30 @@ class StateStore:
         previous = json.loads(_text(result[1]))
         stored = AgentEvent.from_bytes(result[2])
         prev_state = previous.get("state") or previous.get("task_state")
-        return stored.model_copy(update={"previous": json.loads(prev_state) if prev_state else None})
+        return stored.model_copy(
+            update={"previous": json.loads(prev_state) if prev_state else None}
+        )
 
     async def append_event(self, event: AgentEvent) -> AgentEvent:
         """Record a non-state event (progress, cleanup) in the agent's history, with a seq."""
         seq = await self._redis.hincrby(self.key("agent", event.agent_id), "seq", 1)
         stored = event.model_copy(update={"seq": int(seq)})
-        await self._redis.rpush(self.key("agent", event.agent_id, "events"), stored.model_dump_json())  # type: ignore[misc]
+        await self._redis.rpush(
+            self.key("agent", event.agent_id, "events"), stored.model_dump_json()
+        )
         return stored
 
     async def events(self, agent_id: str, start: int = 0, stop: int = -1) -> list[AgentEvent]:
         """The agent's event history in order."""
-        raw = await self._redis.lrange(self.key("agent", agent_id, "events"), start, stop)  # type: ignore[misc]
+        raw = await self._redis.lrange(self.key("agent", agent_id, "events"), start, stop)
         return [AgentEvent.from_bytes(r) for r in raw]
 
     async def delete_agent(self, agent_id: str, task_id: str) -> None:
         """Remove every key of an agent (used when a submission could not be queued)."""
         await self._redis.delete(
-            self.key("agent", agent_id), self.key("agent", agent_id, "events"), self.key("task", task_id)
+            self.key("agent", agent_id),
+            self.key("agent", agent_id, "events"),
+            self.key("task", task_id),
         )
         await self._redis.zrem(self.key("agents"), agent_id)
 

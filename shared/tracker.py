@@ -42,9 +42,12 @@ class AgentTracker:
         )
         await self._publish(event)
         log.info(
-            "agent %s: %s -> %s", agent_id, event.previous, event.state,
+            "agent %s: %s -> %s",
+            agent_id,
+            event.previous,
+            event.state,
             extra={"agent_id": agent_id, "task_id": task_id},
-        )  # fmt: skip
+        )
         return event
 
     async def record(
@@ -57,8 +60,9 @@ class AgentTracker:
     ) -> AgentEvent:
         """Append an event that is not a transition (creation, progress, gate, cleanup)."""
         event = await self.store.append_event(
-            AgentEvent(agent_id=agent_id, task_id=task_id, kind=kind, state=state,
-                       detail=dict(detail))  # fmt: skip
+            AgentEvent(
+                agent_id=agent_id, task_id=task_id, kind=kind, state=state, detail=dict(detail)
+            )
         )
         await self._publish(event)
         return event

@@ -16,6 +16,9 @@ PROFILES: dict[str, tuple[str, ...]] = {
 async def decide(request: GateCheckRequested) -> GateDecision:
     """Approve unless a gate failed; YOLO skips every quality gate."""
     reason = "skipped: YOLO mode" if request.yolo else "skipped: no gate command configured"
-    results = tuple(GateResult(name=n, status="skipped", excerpt=reason) for n in PROFILES[request.profile])
-    return GateDecision(approved=all(r.status != "failed" for r in results), results=results,
-                        yolo=request.yolo)  # fmt: skip
+    results = tuple(
+        GateResult(name=n, status="skipped", excerpt=reason) for n in PROFILES[request.profile]
+    )
+    return GateDecision(
+        approved=all(r.status != "failed" for r in results), results=results, yolo=request.yolo
+    )

@@ -59,10 +59,14 @@ def create_app(
         redis = make_valkey(valkey)
         store = StateStore(redis, prefix=settings.state_prefix)
         app.state.resources = Resources(
-            broker=broker, js=js, store=store, tracker=AgentTracker(store, broker),
-            quality=quality, started=time.monotonic(),
+            broker=broker,
+            js=js,
+            store=store,
+            tracker=AgentTracker(store, broker),
+            quality=quality,
+            started=time.monotonic(),
             kill_wait_seconds=settings.kill_wait_seconds,
-        )  # fmt: skip
+        )
         if quality.yolo_mode:
             log.warning("YOLO_MODE is on: quality gates are disabled (the secret scan still runs)")
         try:

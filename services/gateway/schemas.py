@@ -12,8 +12,9 @@ from shared.messages.agents import AgentRecord
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True,
-                              validate_by_name=True)  # fmt: skip
+    model_config = ConfigDict(
+        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
+    )
 
 
 class SpawnAccepted(_Out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -40,7 +41,7 @@ async def submit(
 ) -> tuple[AgentRecord, bool]:
     """Store and queue a task; returns (record, created). A known task id is not re-queued."""
     path = local_path(request.context.repository)
-    if path is not None and not os.path.isdir(path):
+    if path is not None and not await asyncio.to_thread(os.path.isdir, path):
         raise RepositoryMissingError(f"context.repository: no repository at {path}")
     store = tracker.store
     try:
@@ -70,10 +71,15 @@ async def submit(
     except Exception as exc:
         await _forget(tracker, record)
         raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
-    await tracker.record(record.agent_id, record.task_id, "state",
-                         {"taskState": "pending"}, state="spawning")  # fmt: skip
-    log.info("queued task %s as agent %s", request.task_id, record.agent_id,
-             extra={"agent_id": record.agent_id, "task_id": request.task_id})  # fmt: skip
+    await tracker.record(
+        record.agent_id, record.task_id, "state", {"taskState": "pending"}, state="spawning"
+    )
+    log.info(
+        "queued task %s as agent %s",
+        request.task_id,
+        record.agent_id,
+        extra={"agent_id": record.agent_id, "task_id": request.task_id},
+    )
     return record, True
 
 

@@ -27,10 +27,13 @@ async def kill_if_queued(tracker: AgentTracker, agent_id: str, order: KillOrdere
     reason = order.reason or "no reason given"
     try:
         await tracker.transition(
-            agent_id, task_id=record.task_id, agent=AgentState.KILLED, task=TaskState.FAILED,
+            agent_id,
+            task_id=record.task_id,
+            agent=AgentState.KILLED,
+            task=TaskState.FAILED,
             fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
             detail={"reason": reason, "requestedBy": order.requested_by, "by": "killswitch"},
-        )  # fmt: skip
+        )
     except IllegalTransitionError:
         return False  # a spawner claimed it meanwhile and will kill it itself
     return True

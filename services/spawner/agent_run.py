@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from services.spawner.clients import Gates, GitOps
@@ -33,7 +33,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.messages.tasks import TaskQueued
+from shared.messages.tasks import GateProfile, TaskQueued
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
 
@@ -98,9 +98,13 @@ class AgentRun:
     async def _attempt(self) -> Verdict:
         ctx, req = self.ctx, self.request
         self._worktree = await ctx.gitops.create_worktree(
-            WorktreeRequested(agent_id=self.agent_id, task_id=self.task_id,
-                              repository=req.context.repository, base_branch=req.context.branch)
-        )  # fmt: skip
+            WorktreeRequested(
+                agent_id=self.agent_id,
+                task_id=self.task_id,
+                repository=req.context.repository,
+                base_branch=req.context.branch,
+            )
+        )
         assert self._worktree.path is not None
         spec = SandboxSpec(
             agent_id=self.agent_id,
@@ -111,10 +115,17 @@ class AgentRun:
         )
         self._sandbox = await ctx.sandboxes.create(spec)
         await ctx.tracker.transition(
-            self.agent_id, task_id=self.task_id, agent=AgentState.RUNNING, task=TaskState.EXECUTING,
-            fields={"started_at": utcnow(), "worktree": self._worktree.path,
-                    "agent_branch": self._worktree.branch, "sandbox": self._sandbox.kind},
-        )  # fmt: skip
+            self.agent_id,
+            task_id=self.task_id,
+            agent=AgentState.RUNNING,
+            task=TaskState.EXECUTING,
+            fields={
+                "started_at": utcnow(),
+                "worktree": self._worktree.path,
+                "agent_branch": self._worktree.branch,
+                "sandbox": self._sandbox.kind,
+            },
+        )
         outcome = await run_agent(
             AgentSpec(agent_id=self.agent_id, request=req),
             self._sandbox,
@@ -133,22 +144,34 @@ class AgentRun:
         return Bounds(max_turns=s.agent_max_turns, timeout_s=timeout, max_tokens=s.agent_max_tokens)
 
     async def _finish(self, outcome: AgentOutcome) -> Verdict:
-        fields: dict[str, Any] = {"completed_at": utcnow(), "turns": outcome.turns,
-                                  "tokens_used": outcome.tokens_used}  # fmt: skip
+        fields: dict[str, Any] = {
+            "completed_at": utcnow(),
+            "turns": outcome.turns,
+            "tokens_used": outcome.tokens_used,
+        }
         if outcome.status == "finished":
             if self._pushed is not None:
-                fields |= {"pushed_branch": self._pushed.remote_branch,
-                           "pushed_commit": self._pushed.commit}  # fmt: skip
+                fields |= {
+                    "pushed_branch": self._pushed.remote_branch,
+                    "pushed_commit": self._pushed.commit,
+                }
             await self.ctx.tracker.transition(
-                self.agent_id, task_id=self.task_id, agent=AgentState.COMPLETED,
-                task=TaskState.COMPLETED, fields=fields, detail={"summary": outcome.summary[:500]},
-            )  # fmt: skip
+                self.agent_id,
+                task_id=self.task_id,
+                agent=AgentState.COMPLETED,
+                task=TaskState.COMPLETED,
+                fields=fields,
+                detail={"summary": outcome.summary[:500]},
+            )
         else:
             await self.ctx.tracker.transition(
-                self.agent_id, task_id=self.task_id, agent=AgentState.FAILED,
-                task=TaskState.FAILED, fields={**fields, "error": outcome.reason},
+                self.agent_id,
+                task_id=self.task_id,
+                agent=AgentState.FAILED,
+                task=TaskState.FAILED,
+                fields={**fields, "error": outcome.reason},
                 detail={"error": outcome.reason},
-            )  # fmt: skip
+            )
         return Verdict.DONE
 
     async def _progress(self, kind: str, detail: dict[str, Any]) -> None:
@@ -161,7 +184,9 @@ class AgentRun:
             fields["tokens_used"] = detail.get("total", 0)
         if fields:
             await self.ctx.tracker.store.update(self.agent_id, fields)
-        await self.ctx.tracker.record(self.agent_id, self.task_id, "progress", {"step": kind, **detail})
+        await self.ctx.tracker.record(
+            self.agent_id, self.task_id, "progress", {"step": kind, **detail}
+        )
 
     async def _finish_check(self, summary: str) -> str | None:
         try:
@@ -172,34 +197,50 @@ class AgentRun:
 
     async def _gate_commit_push(self, summary: str) -> str | None:
         ctx, req = self.ctx, self.request
-        assert self._worktree is not None and self._worktree.path is not None
+        assert self._worktree is not None
+        assert self._worktree.path is not None
         yolo = ctx.quality.yolo_mode
-        decision = await ctx.gates.check(GateCheckRequested(
-            agent_id=self.agent_id, task_id=self.task_id, worktree=self._worktree.path,
-            phase="pre-commit", profile=req.gate_profile or ctx.quality.default_gate_profile,  # type: ignore[arg-type]
-            yolo=yolo,
-        ))  # fmt: skip
+        decision = await ctx.gates.check(
+            GateCheckRequested(
+                agent_id=self.agent_id,
+                task_id=self.task_id,
+                worktree=self._worktree.path,
+                phase="pre-commit",
+                profile=req.gate_profile or _profile(ctx.quality.default_gate_profile),
+                yolo=yolo,
+            )
+        )
         await self._record_gates(decision)
         if decision.error is not None:
             raise StepFailedError("gates", decision.error)
         if not decision.approved:
             return _rejection_text(decision)
-        where = {"agent_id": self.agent_id, "task_id": self.task_id,
-                 "repository": req.context.repository, "base_branch": req.context.branch}  # fmt: skip
+        where = {
+            "agent_id": self.agent_id,
+            "task_id": self.task_id,
+            "repository": req.context.repository,
+            "base_branch": req.context.branch,
+        }
         title = req.context.work_items[0].splitlines()[0][:72]
         commit = await ctx.gitops.commit(
-            CommitRequested(**where, message=f"{title}\n\n{summary[:4000]}\n\nAgent: {self.agent_id}",
-                            yolo=yolo)  # fmt: skip
+            CommitRequested(
+                **where, message=f"{title}\n\n{summary[:4000]}\n\nAgent: {self.agent_id}", yolo=yolo
+            )
         )
         if commit.error is not None:
             if commit.error.code == "secret_found":
-                return f"Commit blocked by the secret scan: {commit.error.message}. Remove it and finish again."
+                return (
+                    f"Commit blocked by the secret scan: {commit.error.message}. "
+                    "Remove the secret and finish again."
+                )
             raise StepFailedError("commit", commit.error)
         pushed = await ctx.gitops.push(PushRequested(**where))
         if pushed.conflicts:
             paths = ", ".join(pushed.conflicts)
-            return (f"Merge conflict with origin/{req.context.branch} in: {paths}. "
-                    "Rebase or merge onto the updated base, resolve, then finish again.")  # fmt: skip
+            return (
+                f"Merge conflict with origin/{req.context.branch} in: {paths}. "
+                "Rebase or merge onto the updated base, resolve, then finish again."
+            )
         if pushed.error is not None:
             raise StepFailedError("push", pushed.error)
         self._pushed = pushed
@@ -209,9 +250,12 @@ class AgentRun:
         results = [r.model_dump(mode="json") for r in decision.results]
         self._gate_results = results
         await self.ctx.tracker.store.update(self.agent_id, {"gates": results})
-        await self.ctx.tracker.record(self.agent_id, self.task_id, "gate",
-                                      {"approved": decision.approved, "yolo": decision.yolo,
-                                       "results": results})  # fmt: skip
+        await self.ctx.tracker.record(
+            self.agent_id,
+            self.task_id,
+            "gate",
+            {"approved": decision.approved, "yolo": decision.yolo, "results": results},
+        )
 
     async def _failed_attempt(self, exc: MosaicError) -> Verdict:
         max_attempts = self.request.options.max_retries + 1
@@ -222,18 +266,26 @@ class AgentRun:
             return Verdict.RETRY
         log.error("agent failed: %s", exc.message, extra=self._log)
         await self.ctx.tracker.transition(
-            self.agent_id, task_id=self.task_id, agent=AgentState.FAILED, task=TaskState.FAILED,
-            fields={"completed_at": utcnow(), "error": exc.message}, detail={"error": reason},
-        )  # fmt: skip
+            self.agent_id,
+            task_id=self.task_id,
+            agent=AgentState.FAILED,
+            task=TaskState.FAILED,
+            fields={"completed_at": utcnow(), "error": exc.message},
+            detail={"error": reason},
+        )
         return Verdict.DONE
 
     async def _back_to_pending(self, reason: str) -> None:
         record = await self.ctx.tracker.store.require_agent(self.agent_id)
         agent = AgentState.SPAWNING if record.state == AgentState.RUNNING else None
         await self.ctx.tracker.transition(
-            self.agent_id, task_id=self.task_id, agent=agent, task=TaskState.PENDING,
-            fields={"error": reason}, detail={"retry": reason},
-        )  # fmt: skip
+            self.agent_id,
+            task_id=self.task_id,
+            agent=agent,
+            task=TaskState.PENDING,
+            fields={"error": reason},
+            detail={"retry": reason},
+        )
 
     async def _hand_back(self) -> None:
         try:
@@ -248,10 +300,13 @@ class AgentRun:
             await self._sandbox.kill()
         try:
             await self.ctx.tracker.transition(
-                self.agent_id, task_id=self.task_id, agent=AgentState.KILLED, task=TaskState.FAILED,
+                self.agent_id,
+                task_id=self.task_id,
+                agent=AgentState.KILLED,
+                task=TaskState.FAILED,
                 fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
                 detail={"reason": reason, "requestedBy": order.requested_by if order else None},
-            )  # fmt: skip
+            )
         except MosaicError:  # someone else (killswitch) recorded the end first
             log.info("kill already recorded elsewhere", extra=self._log)
 
@@ -266,10 +321,14 @@ class AgentRun:
         if self._worktree is not None:
             req = self.request
             try:
-                removed = await self.ctx.gitops.remove_worktree(WorktreeRemoveRequested(
-                    agent_id=self.agent_id, task_id=self.task_id,
-                    repository=req.context.repository, base_branch=req.context.branch,
-                ))  # fmt: skip
+                removed = await self.ctx.gitops.remove_worktree(
+                    WorktreeRemoveRequested(
+                        agent_id=self.agent_id,
+                        task_id=self.task_id,
+                        repository=req.context.repository,
+                        base_branch=req.context.branch,
+                    )
+                )
                 detail["worktree"] = "removed" if removed.removed else "kept"
                 fields: dict[str, Any] = {"worktree": None}
                 if removed.salvage_branch:
@@ -280,6 +339,12 @@ class AgentRun:
                 log.exception("worktree cleanup failed; the reaper will retry", extra=self._log)
         if detail:
             await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
+
+
+def _profile(name: str) -> GateProfile:
+    if name not in ("strict", "standard", "minimal"):
+        raise ValueError(f"unknown gate profile {name!r}")
+    return name  # type: ignore[return-value]
 
 
 def _rejection_text(decision: GateDecision) -> str:

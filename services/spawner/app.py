@@ -58,11 +58,16 @@ def create_app(
             tracker=AgentTracker(store, broker),
             gitops=GitOps(broker, settings.gitops_timeout_s),
             gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts),
-            sandboxes=factory, model=model or ModelSettings(), quality=quality or QualitySettings(),
-            settings=settings, instance=instance_name("spawner"),
-        )  # fmt: skip
+            sandboxes=factory,
+            model=model or ModelSettings(),
+            quality=quality or QualitySettings(),
+            settings=settings,
+            instance=instance_name("spawner"),
+        )
         nc = broker.connection
-        await queue.ensure_consumers(nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver)
+        await queue.ensure_consumers(
+            nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
+        )
         worker = Worker(ctx, kills)
         dispatcher = Dispatcher(nc, settings.spawner_concurrency, worker.handle)
 
@@ -79,8 +84,12 @@ def create_app(
             await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),
             await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
         ]
-        held.update(redis=redis, dispatcher=dispatcher, subs=subs,
-                    intake=asyncio.create_task(dispatcher.run()))  # fmt: skip
+        held.update(
+            redis=redis,
+            dispatcher=dispatcher,
+            subs=subs,
+            intake=asyncio.create_task(dispatcher.run()),
+        )
         log.info("spawner ready: %d slots, sandbox %s", settings.spawner_concurrency, factory.kind)
 
     @app.on_shutdown

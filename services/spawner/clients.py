@@ -37,7 +37,9 @@ class GitOps:
 
     async def create_worktree(self, req: WorktreeRequested) -> WorktreeReady:
         """A worktree for the agent, or ``StepFailedError``."""
-        reply = await request(self._broker, subjects.GITOPS_WORKTREE_CREATE, req, WorktreeReady, self._timeout)
+        reply = await request(
+            self._broker, subjects.GITOPS_WORKTREE_CREATE, req, WorktreeReady, self._timeout
+        )
         if reply.error is not None:
             raise StepFailedError("worktree", reply.error)
         return reply
@@ -70,12 +72,17 @@ class Gates:
         delay = 0.5
         for attempt in range(1, self._attempts + 1):
             try:
-                return await request(self._broker, subjects.GATES_CHECK, req, GateDecision, self._timeout)
+                return await request(
+                    self._broker, subjects.GATES_CHECK, req, GateDecision, self._timeout
+                )
             except BusUnavailableError:
                 if attempt == self._attempts:
                     break
-                log.warning("gates did not answer (attempt %d); retrying", attempt,
-                            extra={"agent_id": req.agent_id})  # fmt: skip
+                log.warning(
+                    "gates did not answer (attempt %d); retrying",
+                    attempt,
+                    extra={"agent_id": req.agent_id},
+                )
                 await asyncio.sleep(delay * (1 + random.random() / 2))
                 delay *= 2
         raise StepFailedError(

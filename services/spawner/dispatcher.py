@@ -59,6 +59,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """The intake loop; returns when ``stop`` is called."""
+
         async def ring(_: Msg) -> None:
             self._doorbell.set()
 

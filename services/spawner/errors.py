@@ -16,7 +16,9 @@ class StepFailedError(SpawnerError):
     """A remote step (gitops, gates) answered with a failure."""
 
     def __init__(self, step: str, failure: Failure) -> None:
-        super().__init__(f"{step}: {failure.message}", code=failure.code, retryable=failure.retryable)
+        super().__init__(
+            f"{step}: {failure.message}", code=failure.code, retryable=failure.retryable
+        )
         self.step = step
         self.failure = failure
 

@@ -77,14 +77,23 @@ class Worker:
             # its previous spawner died mid-run: this delivery is a fresh attempt
             agent = AgentState.SPAWNING if record.state == AgentState.RUNNING else None
             try:
-                await tracker.transition(task.agent_id, task_id=tid, agent=agent, task=TaskState.PENDING,
-                                         detail={"retry": "redelivered after its spawner stopped"})  # fmt: skip
+                await tracker.transition(
+                    task.agent_id,
+                    task_id=tid,
+                    agent=agent,
+                    task=TaskState.PENDING,
+                    detail={"retry": "redelivered after its spawner stopped"},
+                )
             except IllegalTransitionError:
                 return None
         attempt = record.attempts + 1
         try:
-            await tracker.transition(task.agent_id, task_id=tid, task=TaskState.ASSIGNED,
-                                     fields={"spawner": self.ctx.instance, "attempts": attempt})  # fmt: skip
+            await tracker.transition(
+                task.agent_id,
+                task_id=tid,
+                task=TaskState.ASSIGNED,
+                fields={"spawner": self.ctx.instance, "attempts": attempt},
+            )
         except IllegalTransitionError:
             return None  # killed or taken meanwhile
         return attempt
@@ -98,5 +107,5 @@ class Worker:
 
     def _backoff(self, attempt: int) -> float:
         s = self.ctx.settings
-        base = min(s.retry_base_delay_s * 2 ** (attempt - 1), s.retry_max_delay_s)
+        base = min(s.retry_base_delay_s * 2.0 ** (attempt - 1), s.retry_max_delay_s)
         return base * (0.8 + 0.4 * random.random())

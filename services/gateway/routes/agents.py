@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated
 
@@ -70,7 +71,11 @@ async def list_agents(
         agent_id = await store.agent_for_task(task_id)
         ids = [agent_id] if agent_id else []
     else:
-        ids = await store.list_agent_ids(0, 10_000) if state else await store.list_agent_ids(offset, limit)
+        ids = (
+            await store.list_agent_ids(0, 10_000)
+            if state
+            else await store.list_agent_ids(offset, limit)
+        )
     records = [r for r in await asyncio.gather(*(store.get_agent(i) for i in ids)) if r]
     if state is not None:
         records = [r for r in records if r.state == state]
@@ -80,20 +85,32 @@ async def list_agents(
     return AgentList(agents=records, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{agent_id}/status", response_model=AgentRecord, responses={**_ERRORS, 404: {"model": ErrorResponse}})
+@router.get(
+    "/{agent_id}/status",
+    response_model=AgentRecord,
+    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+)
 async def status(agent_id: AgentId, deps: Deps, _: RequireOperator) -> AgentRecord:
     """State, timestamps, branch, progress and error of one agent."""
     return await deps.store.require_agent(agent_id)
 
 
-@router.get("/{agent_id}/events", response_model=list[AgentEvent], responses={**_ERRORS, 404: {"model": ErrorResponse}})
+@router.get(
+    "/{agent_id}/events",
+    response_model=list[AgentEvent],
+    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+)
 async def events(agent_id: AgentId, deps: Deps, _: RequireOperator) -> list[AgentEvent]:
     """The agent's event history, in order."""
     await deps.store.require_agent(agent_id)
     return await deps.store.events(agent_id)
 
 
-@router.post("/{agent_id}/kill", response_model=KillResult, responses={**_ERRORS, 404: {"model": ErrorResponse}})
+@router.post(
+    "/{agent_id}/kill",
+    response_model=KillResult,
+    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+)
 async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResult:
     """Kill one agent over core NATS; answers when it is final or after the wait."""
     record = await deps.store.require_agent(agent_id)
@@ -101,11 +118,19 @@ async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResu
     order = KillOrdered(reason="killed via HTTP", requested_by=f"http:{role.name.lower()}")
     final = await _kill_and_wait(deps, [record.agent_id], subjects.kill_agent(agent_id), order)
     state = final.get(agent_id, record.state)
-    return KillResult(agent_id=agent_id, state=state.value, killed=state == AgentState.KILLED,
-                      elapsed_ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
+    return KillResult(
+        agent_id=agent_id,
+        state=state.value,
+        killed=state == AgentState.KILLED,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
 
 
-@router.post("/kill-all", response_model=list[KillResult], responses={**_ERRORS, 403: {"model": ErrorResponse}})
+@router.post(
+    "/kill-all",
+    response_model=list[KillResult],
+    responses={**_ERRORS, 403: {"model": ErrorResponse}},
+)
 async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     """Kill every live agent (admins only); reports each agent that was live."""
     started = time.perf_counter()
@@ -115,8 +140,16 @@ async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     order = KillOrdered(reason="kill-all via HTTP", requested_by="http:admin")
     final = await _kill_and_wait(deps, live, subjects.KILL_ALL, order)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
-    return [KillResult(agent_id=i, state=final[i].value, killed=final[i] == AgentState.KILLED,
-                       elapsed_ms=elapsed) for i in live if i in final]  # fmt: skip
+    return [
+        KillResult(
+            agent_id=i,
+            state=final[i].value,
+            killed=final[i] == AgentState.KILLED,
+            elapsed_ms=elapsed,
+        )
+        for i in live
+        if i in final
+    ]
 
 
 async def _kill_and_wait(
@@ -146,10 +179,8 @@ async def _kill_and_wait(
                 final[agent_id] = record.state
                 pending.discard(agent_id)
         if pending:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), deps.kill_wait_seconds)
-            except TimeoutError:
-                pass
     finally:
         await sub.unsubscribe()
     for agent_id in agent_ids:

@@ -1,0 +1,40 @@
+# Mosaic Orchestrator: `make install`, `make demo`, `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export MOSAIC_HOME ?= $(CURDIR)/.mosaic
+
+.PHONY: install lint typecheck test test-fast demo up clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+## Everything CI runs: lint, types, then every test tier (Docker is started when possible).
+test: install lint typecheck
+	bash scripts/ensure-docker.sh
+	$(BIN)/pytest
+
+## Unit and integration tiers only (no Docker).
+test-fast: install
+	$(BIN)/pytest -m "not docker"
+
+demo: install
+	$(BIN)/mosaic demo
+
+up: install
+	$(BIN)/mosaic up
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .mosaic

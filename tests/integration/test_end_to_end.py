@@ -1,0 +1,207 @@
+"""The walking skeleton end to end: five service processes over real NATS and Valkey.
+
+HTTP spawn -> JetStream -> spawner -> gitops worktree -> scripted agent -> gates ->
+commit -> push to a bare remote -> completed, worktree removed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mosaic.embedded import free_port
+from mosaic.supervisor import Supervisor, SystemConfig
+from tests.conftest import git
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+FINAL = {"completed", "failed", "killed"}
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    home = tmp_path_factory.mktemp("home")
+    config = SystemConfig(
+        home=home,
+        gateway_port=free_port(),
+        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "local", "TASK_ACK_WAIT_S": "5"},
+    )
+    with Supervisor(config) as supervisor:
+        yield supervisor
+
+
+@pytest.fixture
+def http(system: Supervisor) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
+    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as client:
+        yield client
+
+
+def spawn_body(repo: Path, task_id: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "taskId": task_id,
+        "agentType": "worker",
+        "context": {"repository": str(repo), "branch": "main", "workItems": ["Add a greeting"]},
+        "options": {
+            "plan": [
+                {
+                    "tool": "write_file",
+                    "input": {"path": "hello.py", "content": "print('hello')\n"},
+                },
+                {"tool": "finish", "input": {"summary": "added hello.py"}},
+            ]
+        },
+        "gateProfile": "minimal",
+    }
+    body.update(extra)
+    return body
+
+
+def wait_final(http: httpx.Client, agent_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record: dict[str, Any] = http.get(f"/agents/{agent_id}/status").json()
+        if record["state"] in FINAL:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
+
+
+def test_health_is_open_and_shaped_as_the_spec(system: Supervisor) -> None:
+    body = httpx.get(f"{system.gateway_url}/health").json()
+    assert body["status"] == "healthy"
+    assert isinstance(body["uptime"], float)
+    assert "T" in body["timestamp"]
+
+
+def test_task_completes_and_its_commit_lands_on_the_remote(
+    http: httpx.Client, remote_repo: Path, unique: str
+) -> None:
+    answer = http.post("/agents/spawn", json=spawn_body(remote_repo, f"e2e-{unique}"))
+    assert answer.status_code == 202, answer.text
+    agent_id = answer.json()["agentId"]
+    record = wait_final(http, agent_id)
+    assert record["state"] == "completed", record
+    assert record["taskState"] == "completed"
+    assert record["startedAt"]
+    assert record["completedAt"]
+    assert record["pushedBranch"] == f"mosaic/agent-{agent_id}"
+    # the commit is really on the bare remote, with the agent's file in it
+    log = git(remote_repo, "log", "--format=%s", record["pushedBranch"])
+    assert "Add a greeting" in log.splitlines()[0]
+    assert git(remote_repo, "show", f"{record['pushedBranch']}:hello.py") == "print('hello')"
+    # worktree removed
+    assert record["worktree"] is None
+    events = http.get(f"/agents/{agent_id}/events").json()
+    states = [e["state"] for e in events if e["kind"] in ("state", "task_state")]
+    assert states[:3] == ["spawning", "assigned", "running"]
+    assert states[-1] == "completed"
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+def test_duplicate_task_id_answers_with_the_existing_agent(
+    http: httpx.Client, remote_repo: Path, unique: str
+) -> None:
+    first = http.post("/agents/spawn", json=spawn_body(remote_repo, f"dup-{unique}"))
+    second = http.post("/agents/spawn", json=spawn_body(remote_repo, f"dup-{unique}"))
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["agentId"] == first.json()["agentId"]
+    assert second.json()["duplicate"] is True
+    wait_final(http, first.json()["agentId"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.update(priority=0), "priority"),
+        (lambda b: b.update(priority=11), "priority"),
+        (lambda b: b.update(agentType="hacker"), "agentType"),
+        (lambda b: b.pop("taskId"), "taskId"),
+        (lambda b: b["context"].pop("workItems"), "context.workItems"),
+        (
+            lambda b: b["context"].update(repository="ext::sh -c touch% /tmp/pwned"),
+            "context.repository",
+        ),
+        (lambda b: b["context"].update(branch="main..evil"), "context.branch"),
+        (lambda b: b.update(surprise=1), "surprise"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field_and_stores_nothing(
+    http: httpx.Client, remote_repo: Path, unique: str, mutate: Any, field: str
+) -> None:
+    before = http.get("/agents").json()["total"]
+    body = spawn_body(remote_repo, f"bad-{unique}")
+    mutate(body)
+    answer = http.post("/agents/spawn", json=body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == field
+    assert field.split(".")[-1] in error["message"] or error["message"]
+    assert http.get("/agents").json()["total"] == before
+    assert http.get("/agents", params={"taskId": f"bad-{unique}"}).json()["agents"] == []
+
+
+def test_malformed_json_and_missing_repository(
+    http: httpx.Client, unique: str, tmp_path: Path
+) -> None:
+    before = http.get("/agents").json()["total"]
+    answer = http.post(
+        "/agents/spawn", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422
+    answer = http.post("/agents/spawn", json=spawn_body(tmp_path / "nope", f"missing-{unique}"))
+    assert answer.status_code == 409 or answer.status_code == 422, answer.text
+    assert "no repository" in answer.json()["error"]["message"]
+    assert http.get("/agents").json()["total"] == before
+
+
+def test_unreachable_repository_fails_clearly_and_leaves_nothing(
+    http: httpx.Client, system: Supervisor, unique: str
+) -> None:
+    body = spawn_body(Path("/unused"), f"unreach-{unique}")
+    body["context"]["repository"] = "https://127.0.0.1:9/nothing.git"
+    body["options"]["maxRetries"] = 0
+    answer = http.post("/agents/spawn", json=body)
+    assert answer.status_code == 202
+    record = wait_final(http, answer.json()["agentId"])
+    assert record["state"] == "failed"
+    assert record["error"]
+    assert record["worktree"] is None
+    leftovers = list((system.config.home / "repos").glob("*_worktrees/*"))
+    assert not [p for p in leftovers if answer.json()["agentId"] in p.name]
+
+
+def test_auth_is_required(system: Supervisor, remote_repo: Path) -> None:
+    answer = httpx.post(
+        f"{system.gateway_url}/agents/spawn", json=spawn_body(remote_repo, "noauth")
+    )
+    assert answer.status_code == 401
+    answer = httpx.get(f"{system.gateway_url}/agents", headers={"Authorization": "Bearer wrong"})
+    assert answer.status_code == 401
+
+
+def test_task_queued_while_spawner_is_down_runs_once_after_restart(
+    http: httpx.Client, system: Supervisor, remote_repo: Path, unique: str
+) -> None:
+    system.stop_service("spawner", signal.SIGTERM)
+    try:
+        answer = http.post("/agents/spawn", json=spawn_body(remote_repo, f"restart-{unique}"))
+        assert answer.status_code == 202
+        agent_id = answer.json()["agentId"]
+        time.sleep(1.0)
+        assert http.get(f"/agents/{agent_id}/status").json()["taskState"] == "pending"
+    finally:
+        system.start_service("spawner")
+        system.wait_healthy(30)
+    record = wait_final(http, agent_id)
+    assert record["state"] == "completed"
+    assert record["attempts"] == 1
+    events = http.get(f"/agents/{agent_id}/events").json()
+    assert [e["state"] for e in events].count("running") == 1
