@@ -1,10 +1,11 @@
 """The ``docker`` sandbox: one hardened container per agent, its worktree at ``/workspace``.
 
 The container's main process only sleeps (under Docker's ``--init``); every tool call
-is a ``docker exec`` as a non-root uid in ``/workspace``: commands under
-``timeout -s KILL``, file operations through a small inline ``python3`` helper that
-checks the real path inside the container, so a symlink pointing out of the worktree
-is refused where it would be followed. The Docker SDK is blocking: every call runs in a
+is a ``docker exec`` as a non-root uid in ``/workspace``: commands in their own process
+group under a small runner that SIGKILLs the group on timeout and when the command
+ends; file operations through a small inline ``python3`` helper that checks the real
+path inside the container, so a symlink pointing out of the worktree is refused where
+it would be followed. The Docker SDK is blocking: every call runs in a
 thread. See docs/sandbox.md for each hardening setting and the test proving it.
 """
 
@@ -104,6 +105,27 @@ elif op == "list":
 else:
     fail(4, "unknown operation: " + op)
 """
+# Runs a command in its own process group inside the container: argv = timeout, command.
+# On timeout the group is SIGKILLed and the exit code is 124; on any end, the group dies.
+_RUNNER = r"""
+import os, signal, subprocess, sys
+proc = subprocess.Popen(["/bin/sh", "-c", sys.argv[2]], start_new_session=True)
+code = None
+try:
+    code = proc.wait(timeout=float(sys.argv[1]))
+except subprocess.TimeoutExpired:
+    pass
+finally:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+if code is None:
+    proc.wait()
+    sys.exit(124)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+_TIMEOUT_EXIT = 124
 _ESCAPE_EXIT = 3
 _REFUSED_EXIT = 4
 
@@ -302,13 +324,17 @@ class DockerSandbox:
         self,
         command: str,
         *,
-        timeout: float,  # noqa: ASYNC109 - the protocol's signature
+        timeout: float,
         max_output: int = 64_000,
     ) -> ExecResult:
-        """Run ``sh -c command`` in /workspace; past ``timeout`` it is SIGKILLed."""
+        """Run ``sh -c command`` in /workspace; past ``timeout`` its group is SIGKILLed.
+
+        Whatever way the command ends, every process of its group (background jobs
+        included) is killed with it, as in the local sandbox.
+        """
         self._check_open()
         limit = max(0.1, timeout)
-        cmd = ["timeout", "-s", "KILL", f"{limit:.3f}", "sh", "-c", command]
+        cmd = ["python3", "-c", _RUNNER, f"{limit:.3f}", command]
         started = time.monotonic()
         result = await asyncio.to_thread(
             self._exec_sync,
@@ -318,7 +344,7 @@ class DockerSandbox:
             max_output=max_output,
         )
         elapsed = time.monotonic() - started
-        timed_out = result.deadline_hit or (result.exit_code in (124, 137) and elapsed >= limit)
+        timed_out = result.deadline_hit or (result.exit_code == _TIMEOUT_EXIT and elapsed >= limit)
         return ExecResult(
             exit_code=result.exit_code,
             output=result.output.decode("utf-8", errors="replace"),

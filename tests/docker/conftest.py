@@ -1,0 +1,134 @@
+"""Docker-tier fixtures: a real daemon, the locally built sandbox image, real sandboxes.
+
+Nothing here pulls an image: testcontainers' Ryuk is disabled and every image is built
+locally by scripts/build-images.sh (offline). Without a daemon the tier is skipped,
+naming what is missing, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from docker.errors import DockerException, ImageNotFound
+
+from services.spawner.sandbox.base import Limits, SandboxSpec
+from services.spawner.sandbox.docker import LABEL_AGENT, DockerSandbox, DockerSandboxFactory
+from services.spawner.sandbox.settings import SandboxSettings
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("MOSAIC_SANDBOX_IMAGE", "mosaic/sandbox:latest")
+BUILD_TIMEOUT_S = 600
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but the docker tier cannot run: {reason}", pytrace=False)
+    pytest.skip(f"Docker daemon not reachable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A client of a daemon that answers a ping (else skip, or fail under CI)."""
+    if shutil.which("docker") is None and not Path("/var/run/docker.sock").exists():
+        _unavailable("no docker CLI and no /var/run/docker.sock (run scripts/ensure-docker.sh)")
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except DockerException as exc:
+        _unavailable(f"{exc} (run scripts/ensure-docker.sh as root to start dockerd)")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client: docker.DockerClient) -> str:
+    """The sandbox image, built offline by scripts/build-images.sh when missing."""
+    try:
+        docker_client.images.get(IMAGE)
+    except ImageNotFound:
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "build-images.sh"), "--offline"],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+            env={**os.environ, "MOSAIC_SANDBOX_IMAGE": IMAGE},
+        )
+        if result.returncode != 0:
+            _unavailable(f"cannot build {IMAGE}: {result.stderr.strip()[-2000:]}")
+        print(f"built {IMAGE} in {time.monotonic() - started:.0f} s")
+    return IMAGE
+
+
+@pytest.fixture
+def settings(sandbox_image: str) -> SandboxSettings:
+    return SandboxSettings(image=sandbox_image, exec_grace_s=3.0)
+
+
+@pytest.fixture
+def factory(docker_client: docker.DockerClient, settings: SandboxSettings) -> DockerSandboxFactory:
+    return DockerSandboxFactory(docker_client, settings)
+
+
+@pytest.fixture
+def worktree(tmp_path: Path) -> Path:
+    """A small worktree (root-owned here, so the factory hands it to uid 1000)."""
+    tree = tmp_path / "worktree"
+    tree.mkdir()
+    (tree / "README.md").write_text("# demo\n")
+    (tree / "src").mkdir()
+    (tree / "src" / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    return tree
+
+
+def labelled(client: docker.DockerClient, agent_id: str) -> list[str]:
+    """Ids of every container (running or not) labelled with ``agent_id``."""
+    found = client.api.containers(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
+    return [str(c["Id"]) for c in found]
+
+
+MakeSandbox = Callable[..., Awaitable[DockerSandbox]]
+
+
+@pytest.fixture
+async def make_sandbox(
+    factory: DockerSandboxFactory, worktree: Path, unique: str, docker_client: docker.DockerClient
+) -> AsyncIterator[MakeSandbox]:
+    """Creates sandboxes on ``worktree``; closes each after the test and checks it is gone."""
+    made: list[DockerSandbox] = []
+
+    async def make(
+        limits: Limits | None = None, network: bool = False, agent_id: str | None = None
+    ) -> DockerSandbox:
+        spec = SandboxSpec(
+            agent_id=agent_id or f"agent-{unique}-{len(made)}",
+            task_id=f"task-{unique}",
+            worktree=worktree,
+            network=network,
+            limits=limits or Limits(),
+            owner=f"test-{unique}",
+        )
+        sandbox = await factory.create(spec)
+        made.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in made:
+        await sandbox.close()
+        assert labelled(docker_client, sandbox.spec.agent_id) == []
+
+
+@pytest.fixture
+async def sandbox(make_sandbox: MakeSandbox) -> DockerSandbox:
+    """One sandbox with default limits and no network."""
+    return await make_sandbox()
