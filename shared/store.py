@@ -50,8 +50,10 @@ for field, _ in pairs(spec.checks) do previous[field] = redis.call('HGET', KEYS[
 if #spec.set > 0 then redis.call('HSET', KEYS[1], unpack(spec.set)) end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local event = string.gsub(spec.event, '"seq":0', '"seq":' .. seq, 1)
+local before = previous[spec.primary]
+if before then event = string.gsub(event, '"previous":null', '"previous":' .. before, 1) end
 redis.call('RPUSH', KEYS[2], event)
-return {1, cjson.encode(previous), event}
+return {1, '', event}
 """
 
 
@@ -167,7 +169,8 @@ class StateStore:
         flat: list[str] = []
         for name, value in sets.items():
             flat += [name, _enc(_jsonable(value))]
-        spec = {"checks": checks, "set": flat, "event": event.model_dump_json()}
+        primary = "state" if agent is not None else "task_state"
+        spec = {"checks": checks, "set": flat, "event": event.model_dump_json(), "primary": primary}
         result = await self._transition(
             keys=[self.key("agent", agent_id), self.key("agent", agent_id, "events")],
             args=[_enc(spec)],
@@ -181,12 +184,7 @@ class StateStore:
             raise IllegalTransitionError(
                 f"agent {agent_id} {field}", json.loads(current) if current else None, target
             )
-        previous = json.loads(_text(result[1]))
-        stored = AgentEvent.from_bytes(result[2])
-        prev_state = previous.get("state") or previous.get("task_state")
-        return stored.model_copy(
-            update={"previous": json.loads(prev_state) if prev_state else None}
-        )
+        return AgentEvent.from_bytes(result[2])
 
     async def append_event(self, event: AgentEvent) -> AgentEvent:
         """Record a non-state event (progress, cleanup) in the agent's history, with a seq."""

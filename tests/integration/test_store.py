@@ -134,3 +134,15 @@ async def test_many_concurrent_claims_one_winner(store: StateStore) -> None:
         return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
+
+
+async def test_history_events_carry_the_previous_state(store: StateStore) -> None:
+    await store.create_agent(make_record())
+    await store.transition("a1", task_id="t1", task=TaskState.ASSIGNED)
+    await store.transition("a1", task_id="t1", agent=AgentState.KILLED, task=TaskState.FAILED)
+    history = await store.events("a1")
+    assert [(e.kind, e.previous, e.state) for e in history] == [
+        ("task_state", "pending", "assigned"),
+        ("state", "spawning", "killed"),
+    ]
+    assert history[1].detail["taskState"] == "failed"
