@@ -31,6 +31,8 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX') == false then
 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'state:' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], 'task_state:' .. ARGV[5], 1)
 return {1, ARGV[1]}
 """
 
@@ -53,7 +55,27 @@ local event = string.gsub(spec.event, '"seq":0', '"seq":' .. seq, 1)
 local before = previous[spec.primary]
 if before then event = string.gsub(event, '"previous":null', '"previous":' .. before, 1) end
 redis.call('RPUSH', KEYS[2], event)
+for field, value in pairs(spec.targets) do
+  if previous[field] then
+    redis.call('HINCRBY', KEYS[3], field .. ':' .. cjson.decode(previous[field]), -1)
+  end
+  redis.call('HINCRBY', KEYS[3], field .. ':' .. value, 1)
+end
 return {1, '', event}
+"""
+
+
+_DELETE = """
+local agent = KEYS[1]
+if redis.call('EXISTS', agent) == 1 then
+  for _, field in ipairs({'state', 'task_state'}) do
+    local value = redis.call('HGET', agent, field)
+    if value then redis.call('HINCRBY', KEYS[5], field .. ':' .. cjson.decode(value), -1) end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
 """
 
 
@@ -69,6 +91,7 @@ class StateStore:
         self._prefix = prefix
         self._create = redis.register_script(_CREATE)
         self._transition = redis.register_script(_TRANSITION)
+        self._delete = redis.register_script(_DELETE)
 
     @property
     def redis(self) -> Redis:
@@ -90,8 +113,15 @@ class StateStore:
                 self.key("agent", record.agent_id),
                 self.key("task", record.task_id),
                 self.key("agents"),
+                self.key("counts"),
             ],
-            args=[record.agent_id, _enc(fields), record.created_at.timestamp()],
+            args=[
+                record.agent_id,
+                _enc(fields),
+                record.created_at.timestamp(),
+                record.state.value,
+                record.task_state.value,
+            ],
         )
         return _text(agent_id), bool(created)
 
@@ -170,9 +200,20 @@ class StateStore:
         for name, value in sets.items():
             flat += [name, _enc(_jsonable(value))]
         primary = "state" if agent is not None else "task_state"
-        spec = {"checks": checks, "set": flat, "event": event.model_dump_json(), "primary": primary}
+        targets = {f: sets[f] for f in checks}
+        spec = {
+            "checks": checks,
+            "set": flat,
+            "event": event.model_dump_json(),
+            "primary": primary,
+            "targets": targets,
+        }
         result = await self._transition(
-            keys=[self.key("agent", agent_id), self.key("agent", agent_id, "events")],
+            keys=[
+                self.key("agent", agent_id),
+                self.key("agent", agent_id, "events"),
+                self.key("counts"),
+            ],
             args=[_enc(spec)],
         )
         status = int(result[0])
@@ -202,12 +243,26 @@ class StateStore:
 
     async def delete_agent(self, agent_id: str, task_id: str) -> None:
         """Remove every key of an agent (used when a submission could not be queued)."""
-        await self._redis.delete(
-            self.key("agent", agent_id),
-            self.key("agent", agent_id, "events"),
-            self.key("task", task_id),
+        await self._delete(
+            keys=[
+                self.key("agent", agent_id),
+                self.key("agent", agent_id, "events"),
+                self.key("task", task_id),
+                self.key("agents"),
+                self.key("counts"),
+            ],
+            args=[agent_id],
         )
-        await self._redis.zrem(self.key("agents"), agent_id)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """How many agents are in each agent state and task state (kept by the scripts)."""
+        raw = await self._redis.hgetall(self.key("counts"))
+        out: dict[str, dict[str, int]] = {"state": {}, "task_state": {}}
+        for key, value in raw.items():
+            field, _, state = _text(key).partition(":")
+            if field in out and int(value) > 0:
+                out[field][state] = int(value)
+        return out
 
 
 def _text(value: bytes | str) -> str:

@@ -146,3 +146,18 @@ async def test_history_events_carry_the_previous_state(store: StateStore) -> Non
         ("state", "spawning", "killed"),
     ]
     assert history[1].detail["taskState"] == "failed"
+
+
+async def test_counts_follow_every_transition(store: StateStore) -> None:
+    await store.create_agent(make_record("a1", "t1"))
+    await store.create_agent(make_record("a2", "t2"))
+    await store.create_agent(make_record("a3", "t3"))
+    await store.transition("a1", task_id="t1", task=TaskState.ASSIGNED)
+    await store.transition("a1", task_id="t1", agent=AgentState.RUNNING, task=TaskState.EXECUTING)
+    await store.transition("a2", task_id="t2", agent=AgentState.KILLED, task=TaskState.FAILED)
+    with pytest.raises(IllegalTransitionError):  # refused: counts untouched
+        await store.transition("a2", task_id="t2", agent=AgentState.RUNNING)
+    await store.delete_agent("a3", "t3")
+    counts = await store.counts()
+    assert counts["state"] == {"running": 1, "killed": 1}
+    assert counts["task_state"] == {"executing": 1, "failed": 1}
