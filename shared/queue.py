@@ -83,3 +83,16 @@ async def publish_task(js: JetStreamContext, task: TaskQueued, timeout: float = 
         stream=subjects.TASKS_STREAM,
         headers={"Nats-Msg-Id": task.request.task_id},
     )
+
+
+async def band_depths(js: JetStreamContext) -> dict[int, tuple[int, int]]:
+    """Per priority: (tasks waiting, tasks delivered and not yet acked)."""
+    depths: dict[int, tuple[int, int]] = {}
+    for priority in PRIORITIES:
+        try:
+            info = await js.consumer_info(subjects.TASKS_STREAM, consumer_name(priority))
+        except JsNotFoundError:
+            depths[priority] = (0, 0)
+            continue
+        depths[priority] = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
+    return depths

@@ -1,0 +1,62 @@
+"""``GET /queue``: true counts from JetStream (waiting, in flight) and Valkey (states)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from services.gateway.auth import RequireOperator
+from services.gateway.deps import Deps
+from services.gateway.errors import ErrorResponse
+from shared.queue import band_depths
+
+
+class BandStats(BaseModel):
+    """One priority band of the queue."""
+
+    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+
+    priority: int
+    waiting: int
+    in_flight: int
+
+
+class QueueStats(BaseModel):
+    """Queue depth and how many tasks are in each state."""
+
+    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+
+    waiting: int
+    """Messages stored in JetStream that no spawner holds."""
+    in_flight: int
+    """Messages delivered to a spawner and not yet acked (running agents)."""
+    pending: int
+    active: int
+    completed: int
+    failed: int
+    by_priority: list[BandStats]
+    agents_by_state: dict[str, int]
+    tasks_by_state: dict[str, int]
+
+
+router = APIRouter(tags=["queue"])
+
+
+@router.get("/queue", response_model=QueueStats, responses={401: {"model": ErrorResponse}})
+async def queue_stats(deps: Deps, _: RequireOperator) -> QueueStats:
+    """Pending, active, completed and failed counts, and the depth of each priority."""
+    depths = await band_depths(deps.js)
+    counts = await deps.store.counts()
+    tasks = counts["task_state"]
+    return QueueStats(
+        waiting=sum(w for w, _ in depths.values()),
+        in_flight=sum(f for _, f in depths.values()),
+        pending=tasks.get("pending", 0),
+        active=tasks.get("assigned", 0) + tasks.get("executing", 0),
+        completed=tasks.get("completed", 0),
+        failed=tasks.get("failed", 0),
+        by_priority=[BandStats(priority=p, waiting=w, in_flight=f) for p, (w, f) in depths.items()],
+        agents_by_state=counts["state"],
+        tasks_by_state=tasks,
+    )
