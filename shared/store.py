@@ -254,6 +254,20 @@ class StateStore:
             args=[agent_id],
         )
 
+    async def hold_all(self, reason: str | None, requested_by: str | None) -> None:
+        """Record a kill-all: no task starts until ``release_all`` (survives restarts)."""
+        value = _enc({"reason": reason, "requestedBy": requested_by, "at": utcnow().isoformat()})
+        await self._redis.set(self.key("killall"), value, nx=True)
+
+    async def release_all(self) -> bool:
+        """Lift a kill-all; True if one was in force."""
+        return bool(await self._redis.delete(self.key("killall")))
+
+    async def held(self) -> dict[str, Any] | None:
+        """The kill-all in force, if any."""
+        raw = await self._redis.get(self.key("killall"))
+        return json.loads(raw) if raw is not None else None
+
     async def counts(self) -> dict[str, dict[str, int]]:
         """How many agents are in each agent state and task state (kept by the scripts)."""
         raw = await self._redis.hgetall(self.key("counts"))

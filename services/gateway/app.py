@@ -13,7 +13,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from services.gateway import errors
 from services.gateway.deps import Resources
 from services.gateway.errors import error_response
-from services.gateway.routes import agents, health, queue
+from services.gateway.routes import agents, control, health, queue
 from services.gateway.settings import GatewaySettings
 from shared.bus import make_broker, make_valkey
 from shared.queue import ensure_stream
@@ -87,4 +87,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(agents.router)
     app.include_router(queue.router)
+    app.include_router(control.router)
     return app

@@ -7,7 +7,7 @@ import logging
 from faststream import FastStream
 from nats.aio.msg import Msg
 
-from services.killswitch.logic import kill_all_queued, kill_if_queued
+from services.killswitch.logic import hold_all, kill_if_queued
 from services.killswitch.settings import KillswitchSettings
 from shared import subjects
 from shared.bus import make_broker, make_valkey
@@ -45,8 +45,11 @@ def create_app(
                 log.warning("killed queued agent", extra={"agent_id": agent_id})
 
         async def on_kill_all(msg: Msg) -> None:
-            killed = await kill_all_queued(tracker, KillOrdered.lenient(msg.data))
-            log.warning("kill-all: %d queued agents ended", len(killed))
+            order = KillOrdered.lenient(msg.data)
+            await hold_all(tracker, order)
+            log.warning(
+                "kill-all recorded (reason: %s); queued tasks wait for resume", order.reason
+            )
 
         held["subs"] = [
             await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),

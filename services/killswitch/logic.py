@@ -39,10 +39,10 @@ async def kill_if_queued(tracker: AgentTracker, agent_id: str, order: KillOrdere
     return True
 
 
-async def kill_all_queued(tracker: AgentTracker, order: KillOrdered) -> list[str]:
-    """Mark every not-yet-claimed agent killed."""
-    killed = []
-    for agent_id in await tracker.store.list_agent_ids(0, 1_000_000):
-        if await kill_if_queued(tracker, agent_id, order):
-            killed.append(agent_id)
-    return killed
+async def hold_all(tracker: AgentTracker, order: KillOrdered) -> None:
+    """Record the kill-all so no queued task starts until an admin resumes.
+
+    Queued agents are not killed: they stay queued, not lost, and run after resume.
+    Running agents are killed by the spawners that hold them.
+    """
+    await tracker.store.hold_all(order.reason, order.requested_by)

@@ -77,13 +77,25 @@ def create_app(
                 log.warning("kill ordered", extra={"agent_id": agent_id})
 
         async def on_kill_all(msg: Msg) -> None:
-            killed = kills.kill_all(KillOrdered.lenient(msg.data))
-            log.warning("kill-all ordered: %d agents here", len(killed))
+            dispatcher.pause()
+            order = KillOrdered.lenient(msg.data)
+            killed = kills.kill_all(order)
+            log.warning("kill-all ordered: %d agents here; intake paused", len(killed))
+            await store.hold_all(order.reason, order.requested_by)
+
+        async def on_resume(_: Msg) -> None:
+            if await store.held() is None:
+                log.warning("kill-all lifted; intake resumed")
+                dispatcher.resume()
 
         subs = [
             await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),
             await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
+            await nc.subscribe(subjects.KILL_RESUME, cb=on_resume),
         ]
+        if await store.held() is not None:
+            log.warning("a kill-all is in force: no task starts until an admin resumes")
+            dispatcher.pause()
         held.update(
             redis=redis,
             dispatcher=dispatcher,

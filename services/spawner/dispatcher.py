@@ -70,6 +70,9 @@ class Dispatcher:
             while not self._stopping:
                 await self._paused.wait()
                 await self._slots.acquire()
+                if not self._paused.is_set():  # paused while we waited for a slot
+                    self._slots.release()
+                    continue
                 self._doorbell.clear()
                 msg = await self._next_quietly()
                 if msg is None:

@@ -41,6 +41,9 @@ class Worker:
             await msg.term()
             return
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
+        if await self.ctx.tracker.store.held() is not None:
+            await msg.nak(delay=1.0)  # a kill-all is in force: the task waits in the queue
+            return
         attempt = await self._claim(task)
         if attempt is None:
             await msg.ack()

@@ -161,3 +161,15 @@ async def test_counts_follow_every_transition(store: StateStore) -> None:
     counts = await store.counts()
     assert counts["state"] == {"running": 1, "killed": 1}
     assert counts["task_state"] == {"executing": 1, "failed": 1}
+
+
+async def test_kill_all_hold_is_recorded_once_and_released(store: StateStore) -> None:
+    assert await store.held() is None
+    await store.hold_all("incident", "admin")
+    await store.hold_all("second", "other")  # the first order's reason stays
+    held = await store.held()
+    assert held is not None
+    assert held["reason"] == "incident"
+    assert await store.release_all() is True
+    assert await store.held() is None
+    assert await store.release_all() is False

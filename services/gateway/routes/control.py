@@ -1,0 +1,55 @@
+"""Kill-all hold: see it, and lift it (admins only). Killing itself is in ``agents``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from services.gateway.auth import RequireAdmin, RequireOperator
+from services.gateway.deps import Deps
+from services.gateway.errors import ErrorResponse
+from shared import subjects
+from shared.messages.kill import KillOrdered
+
+router = APIRouter(prefix="/agents", tags=["killswitch"])
+
+
+class HoldStatus(BaseModel):
+    """Whether a kill-all is in force (no queued task starts while it is)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+
+    held: bool
+    reason: str | None = None
+    requested_by: str | None = None
+    at: str | None = None
+
+
+def _status(raw: dict[str, Any] | None) -> HoldStatus:
+    if raw is None:
+        return HoldStatus(held=False)
+    return HoldStatus(
+        held=True, reason=raw.get("reason"), requested_by=raw.get("requestedBy"), at=raw.get("at")
+    )
+
+
+@router.get("/hold", response_model=HoldStatus, responses={401: {"model": ErrorResponse}})
+async def hold(deps: Deps, _: RequireOperator) -> HoldStatus:
+    """The kill-all in force, if any."""
+    return _status(await deps.store.held())
+
+
+@router.post(
+    "/resume",
+    response_model=HoldStatus,
+    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+)
+async def resume(deps: Deps, _: RequireAdmin) -> HoldStatus:
+    """Lift a kill-all: queued tasks start again (admins only)."""
+    await deps.store.release_all()
+    order = KillOrdered(reason="resume via HTTP", requested_by="http:admin")
+    await deps.broker.connection.publish(subjects.KILL_RESUME, order.to_bytes())
+    return _status(await deps.store.held())
