@@ -37,11 +37,20 @@ class CommitRequested(Message):
     yolo: bool = False
 
 
+class SecretFinding(Message):
+    """Where the secret scan saw a secret, and by which rule; never the value."""
+
+    path: str
+    line: int
+    rule: str
+
+
 class CommitMade(Message):
-    """The commit made, or why none was."""
+    """The commit made, or why none was (``findings`` when the secret scan blocked it)."""
 
     commit: str | None = None
     nothing_to_commit: bool = False
+    findings: tuple[SecretFinding, ...] = ()
     error: Failure | None = None
 
 

@@ -1,0 +1,193 @@
+"""The repository cache: one bare clone per repository URL, fetched, cloned once.
+
+Layout under ``<MOSAIC_HOME>/repos``::
+
+    <name>-<hash>/              bare clone; remote branches in refs/remotes/origin/*
+    <name>-<hash>_worktrees/    agent worktrees (see worktrees.py)
+    .locks/<name>-<hash>.lock   flock file: one git writer per repository, across processes
+
+Local branches (``refs/heads/*``) in a cache repository are ours: agent branches
+``mosaic/agent-<id>`` and salvage branches ``mosaic/salvage/<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.gitops.errors import (
+    AuthFailedError,
+    GitCommandError,
+    GitOpsError,
+    RepoNotFoundError,
+    UnreachableError,
+)
+from services.gitops.safety import GitRunner, redact
+from services.gitops.settings import GitOpsSettings
+from services.gitops.validation import validate_repository
+from shared.settings import GitSettings, HomeSettings
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE = re.compile(
+    r"could not resolve|connection refused|failed to connect|couldn't connect|timed out"
+    r"|network is unreachable|no route to host|connection reset|ssl|proxy",
+    re.IGNORECASE,
+)
+_AUTH = re.compile(
+    r"authentication failed|permission denied|could not read username|could not read password"
+    r"|terminal prompts disabled|host key verification failed|403",
+    re.IGNORECASE,
+)
+_NOT_FOUND = re.compile(
+    r"not found|does not appear to be a git repository|does not exist|no such file|404",
+    re.IGNORECASE,
+)
+
+
+def classify_remote_error(url: str, exc: GitCommandError) -> GitOpsError:
+    """Turn a failed fetch/push into the error a caller can act on."""
+    text = exc.message
+    where = redact(url)
+    if _UNREACHABLE.search(text):
+        return UnreachableError(f"cannot reach {where}: {text}")
+    if _AUTH.search(text):
+        return AuthFailedError(f"{where} refused our credentials: {text}")
+    if _NOT_FOUND.search(text):
+        return RepoNotFoundError(f"no repository at {where}")
+    return exc
+
+
+class RepoCache:
+    """Paths and locks of the repository cache; every git writer runs under ``run_locked``."""
+
+    def __init__(
+        self,
+        home: HomeSettings,
+        identity: GitSettings | None = None,
+        settings: GitOpsSettings | None = None,
+    ):
+        self.settings = settings or GitOpsSettings()
+        self.identity = identity or GitSettings()
+        self.root = home.mosaic_home / "repos"
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._worktree_locks: dict[str, asyncio.Lock] = {}
+
+    def worktree_lock(self, path: Path) -> asyncio.Lock:
+        """An in-process lock for work inside one worktree (commits of one agent)."""
+        return self._worktree_locks.setdefault(str(path), asyncio.Lock())
+
+    @staticmethod
+    def slug(url: str) -> str:
+        """A directory name for ``url``: readable tail plus a hash that makes it unique."""
+        tail = re.split(r"[/:]", url.rstrip("/"))[-1].removesuffix(".git")
+        tail = re.sub(r"[^A-Za-z0-9._-]", "_", tail).strip("._") or "repo"
+        return f"{tail[:40]}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+    def repo_path(self, url: str) -> Path:
+        return self.root / self.slug(url)
+
+    def worktrees_root(self, url: str) -> Path:
+        return self.root / f"{self.slug(url)}_worktrees"
+
+    def identity_env(self) -> dict[str, str]:
+        """Author and committer identity for commits gitops makes."""
+        name, email = self.identity.git_author_name, self.identity.git_author_email
+        return {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+
+    def runner(self, url: str, *, network: bool = False) -> GitRunner:
+        """A safe git runner on the cache repository of ``url`` (no work tree)."""
+        timeout = self.settings.network_timeout if network else self.settings.local_timeout
+        return GitRunner(self.repo_path(url), timeout=timeout)
+
+    def tool_runner(self) -> GitRunner:
+        """A runner outside any repository (``check-ref-format``, ``init``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return GitRunner(None, cwd=self.root, timeout=self.settings.local_timeout)
+
+    async def run_locked(self, url: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` in a thread while holding the repository's lock.
+
+        In-process callers queue on an asyncio lock (so they do not each park a thread);
+        the flock, taken and released in the same thread as the work, keeps other gitops
+        processes out and stays held until the work really ends, even if we are cancelled.
+        """
+        slug = self.slug(url)
+        lock = self._locks.setdefault(slug, asyncio.Lock())
+        lock_dir = self.root / ".locks"
+        async with lock:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            work = asyncio.ensure_future(
+                asyncio.to_thread(_call_with_flock, lock_dir / f"{slug}.lock", fn, *args)
+            )
+            return await asyncio.shield(work)
+
+    def ensure(self, url: str) -> Path:
+        """Clone ``url`` if the cache lacks it, else fetch. Call under ``run_locked``."""
+        validate_repository(url)
+        path = self.repo_path(url)
+        if (path / "HEAD").is_file():
+            self.fetch(url)
+            return path
+        self._clone(url, path)
+        return path
+
+    def fetch(self, url: str) -> None:
+        """Bring ``refs/remotes/origin/*`` up to date (pruning deleted branches)."""
+        runner = self.runner(url, network=True)
+        try:
+            runner.run("fetch", "--quiet", "--prune", "--no-tags", "origin")
+        except GitCommandError as exc:
+            raise classify_remote_error(url, exc) from exc
+
+    def _clone(self, url: str, path: Path) -> None:
+        # Clone into a scratch directory and rename: a cache directory that exists is
+        # always complete, and a failed clone leaves nothing behind.
+        scratch = self.root / f".clone-{path.name}-{uuid.uuid4().hex[:8]}"
+        log.info("cloning %s into the cache", redact(url))
+        try:
+            self.tool_runner().run("init", "--quiet", "--bare", str(scratch))
+            runner = GitRunner(scratch, timeout=self.settings.network_timeout)
+            runner.run("remote", "add", "origin", url)
+            try:
+                runner.run("fetch", "--quiet", "--no-tags", "origin")
+            except GitCommandError as exc:
+                raise classify_remote_error(url, exc) from exc
+            scratch.rename(path)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def has_ref(self, url: str, ref: str) -> bool:
+        result = self.runner(url).run(
+            "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1)
+        )
+        return result.status == 0
+
+    def rev(self, url: str, ref: str) -> str:
+        return self.runner(url).out("rev-parse", "--verify", f"{ref}^{{commit}}")
+
+
+def _call_with_flock(path: Path, fn: Callable[..., T], *args: Any) -> T:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fn(*args)
+    finally:
+        os.close(fd)
