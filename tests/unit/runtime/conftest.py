@@ -1,0 +1,1 @@
+"""Unit tests of the runtime use the in-memory sandbox and the scripted provider."""
