@@ -1,0 +1,66 @@
+"""The audit trail on JetStream: stream ``AUDIT``, one subject per kind of act.
+
+Every act that bypasses or weakens a control (quality gates skipped in YOLO mode, a
+kill-all, a federated command) is written here with ``audit``. The stream is created
+idempotently by whoever writes first; entries are deduplicated by their id.
+"""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError as JsNotFoundError
+
+from shared.messages.audit import AuditEntry
+
+AUDIT_STREAM = "AUDIT"
+AUDIT_PREFIX = "mosaic.audit"
+AUDIT_ALL = f"{AUDIT_PREFIX}.>"
+AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
+"""How long entries are kept (90 days)."""
+
+KIND_GATE_SKIPPED = "gate_skipped"
+"""A quality gate skipped because of YOLO mode."""
+
+
+def audit_subject(kind: str) -> str:
+    """The subject entries of ``kind`` are stored under: ``mosaic.audit.<kind>``."""
+    if not kind or any(c in kind for c in ".*> \t"):
+        raise ValueError(f"an audit kind is one subject token, got {kind!r}")
+    return f"{AUDIT_PREFIX}.{kind}"
+
+
+def stream_config() -> StreamConfig:
+    """The ``AUDIT`` stream: file storage, limits retention, kept ``AUDIT_MAX_AGE_S``."""
+    return StreamConfig(
+        name=AUDIT_STREAM,
+        subjects=[AUDIT_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=AUDIT_MAX_AGE_S,
+        duplicate_window=120.0,
+    )
+
+
+async def ensure_audit_stream(js: JetStreamContext) -> None:
+    """Create the ``AUDIT`` stream if missing (idempotent, safe to race)."""
+    try:
+        await js.stream_info(AUDIT_STREAM)
+    except JsNotFoundError:
+        try:
+            await js.add_stream(stream_config())
+        except Exception:
+            # Another writer may have created it between the two calls.
+            await js.stream_info(AUDIT_STREAM)
+
+
+async def audit(js: JetStreamContext, entry: AuditEntry, timeout: float = 5.0) -> PubAck:
+    """Store ``entry`` durably (the stream is created first if needed)."""
+    await ensure_audit_stream(js)
+    return await js.publish(
+        audit_subject(entry.kind),
+        entry.to_bytes(),
+        timeout=timeout,
+        stream=AUDIT_STREAM,
+        headers={"Nats-Msg-Id": entry.id},
+    )
