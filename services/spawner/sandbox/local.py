@@ -62,6 +62,15 @@ def _rlimit_setter(spec: SandboxSpec) -> Callable[[], None]:
     return apply
 
 
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the shell to exit; unlike ``proc.wait()``, not for its pipes to close
+    (a background child holding stdout would otherwise hold the caller too)."""
+    delay = 0.002
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _killpg(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -137,7 +146,7 @@ class LocalSandbox:
         try:
             try:
                 async with asyncio.timeout(timeout):
-                    await proc.wait()
+                    await _exited(proc)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(reader), _DRAIN_GRACE_S)
             except TimeoutError:
@@ -153,7 +162,8 @@ class LocalSandbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             if proc.returncode is None:
-                await asyncio.shield(proc.wait())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.shield(asyncio.wait_for(_exited(proc), 5.0))
         output = b"".join(chunks).decode("utf-8", errors="replace")
         exit_code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         return ExecResult(
