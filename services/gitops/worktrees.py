@@ -227,19 +227,25 @@ def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
     holder = next((wt for wt in worktrees if wt.branch == ref.branch and wt is not mine), None)
     admin = worktree_admin_dir(ref.repo, ref.path) if mine is not None else None
     wt_runner = None
+    tampered = False
     if admin is not None and ref.path.is_dir():
         try:
             verify_worktree(ref.repo, ref.path)
         except WorktreeTamperedError as exc:
             # Removal goes on: every command names our admin dir, never the agent's .git.
             log.warning("removing a tampered worktree: %s", exc, extra=ref.log_extra)
+            tampered = True
         wt_runner = worktree_runner(cache, ref, admin)
     salvage_branch = None
     if holder is None:
         salvage_branch = salvage(cache, runner, wt_runner, ref.branch, ref.agent_id, ref.task_id)
     removed = False
     if mine is not None:
-        if ref.path.is_dir():
+        if tampered:
+            # git refuses to remove a worktree whose .git does not point back; work is
+            # salvaged already, so delete the directory and let prune forget it.
+            shutil.rmtree(ref.path)
+        elif ref.path.is_dir():
             runner.run("worktree", "remove", "--force", "--force", str(ref.path))
         removed = True
     elif ref.path.exists():

@@ -51,7 +51,9 @@ def rm_req(repo: Path | str, agent: str, task: str = "t1") -> WorktreeRemoveRequ
     return WorktreeRemoveRequested(agent_id=agent, task_id=task, repository=str(repo))
 
 
-def push_to_remote(remote: Path, tmp: Path, files: dict[str, str], message: str = "upstream") -> str:
+def push_to_remote(
+    remote: Path, tmp: Path, files: dict[str, str], message: str = "upstream"
+) -> str:
     """Commit ``files`` on the remote's main through a scratch clone (a human's push)."""
     clone = tmp / f"human-{len(list(tmp.glob('human-*')))}"
     git(tmp, "clone", "-q", str(remote), str(clone))
