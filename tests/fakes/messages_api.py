@@ -113,6 +113,11 @@ class RecordedRequest:
     def messages(self) -> list[dict[str, Any]]:
         return list(self.body.get("messages", []))
 
+    @property
+    def api_key(self) -> str | None:
+        """The credential the client sent."""
+        return _credential(self.headers)
+
     def last_user_blocks(self) -> list[dict[str, Any]]:
         """Content blocks of the newest user message."""
         for message in reversed(self.messages):
@@ -124,6 +129,14 @@ class RecordedRequest:
     def tool_results(self) -> list[dict[str, Any]]:
         """The ``tool_result`` blocks of the newest user message."""
         return [b for b in self.last_user_blocks() if b.get("type") == "tool_result"]
+
+
+def _credential(headers: dict[str, str]) -> str | None:
+    """The key sent, as ``x-api-key`` or ``Authorization: Bearer`` (SDK versions differ)."""
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" else None
 
 
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,7 +192,7 @@ class FakeMessagesAPI:
 
     def __init__(self, *, api_key: str | None = None) -> None:
         self.api_key = api_key
-        """If set, requests with another ``x-api-key`` get a 401."""
+        """If set, requests with another key (``x-api-key`` or bearer) get a 401."""
         self.requests: list[RecordedRequest] = []
         self.fallback: Responder | None = None
         """Answers when the queue is empty (e.g. an always-approving reviewer)."""
@@ -230,7 +243,7 @@ class FakeMessagesAPI:
         recorded = RecordedRequest(body=body if isinstance(body, dict) else {}, headers=headers)
         with self._lock:
             self.requests.append(recorded)
-        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+        if self.api_key is not None and _credential(headers) != self.api_key:
             answer: FakeReply | ApiError = unauthorized()
         elif (problem := _check_request(recorded.body)) is not None:
             answer = ApiError(400, "invalid_request_error", problem)
