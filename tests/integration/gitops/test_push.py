@@ -28,7 +28,8 @@ async def _edit_and_commit(cache: RepoCache, remote: Path, agent: str, text: str
     path = Path(ready.path or "")
     (path / "app.py").write_text(text)
     made = await commits.commit(cache, commit_req(remote, agent, message=f"{agent} edits add"))
-    assert made.commit and made.error is None
+    assert made.commit
+    assert made.error is None
     return path
 
 
@@ -78,14 +79,16 @@ async def test_clean_push_while_base_moved_elsewhere(
     await _edit_and_commit(cache, remote_repo, "three", "def add(a, b):\n    return a+b\n")
     push_to_remote(remote_repo, tmp_path, {"README.md": "# demo, moved on\n"})
     done = await conflicts.push(cache, push_req(remote_repo, "three"))
-    assert done.remote_branch == "mosaic/agent-three" and done.conflicts == ()
+    assert done.remote_branch == "mosaic/agent-three"
+    assert done.conflicts == ()
 
 
 async def test_pushed_work_needs_no_salvage(cache: RepoCache, remote_repo: Path) -> None:
     await _edit_and_commit(cache, remote_repo, "four", "def add(a, b):\n    return a + b  # 4\n")
     await conflicts.push(cache, push_req(remote_repo, "four"))
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "four"))
-    assert removed.removed and removed.salvage_branch is None
+    assert removed.removed
+    assert removed.salvage_branch is None
 
 
 def test_find_conflicts_lists_every_conflicting_path(cache: RepoCache, tmp_path: Path) -> None:

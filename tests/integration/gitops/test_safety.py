@@ -1,4 +1,4 @@
-"""Nothing an agent writes may make gitops run a program: tampered .git, hooks, fsmonitor, filters."""
+"""Nothing an agent writes may make gitops run a program (hooks, fsmonitor, filters, .git)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ async def test_planted_hooks_fsmonitor_filters_never_run(
     (root / "notes.txt").write_text("agent notes\n")
 
     made = await commits.commit(cache, commit_req(remote_repo, "evil", message="notes"))
-    assert made.commit and made.error is None
+    assert made.commit
+    assert made.error is None
     assert git(repo, "show", f"{made.commit}:notes.txt") == "agent notes"
     done = await conflicts.push(cache, push_req(remote_repo, "evil"))
     assert done.remote_branch == "mosaic/agent-evil"
@@ -97,11 +98,13 @@ async def test_git_file_pointing_elsewhere_is_refused(
         await worktrees.create_worktree(cache, wt_req(remote_repo, "tamper"))
     # removal still works (it names our admin dir, never the agent's .git) and salvages
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "tamper"))
-    assert removed.removed and removed.salvage_branch == "mosaic/salvage/tamper"
+    assert removed.removed
+    assert removed.salvage_branch == "mosaic/salvage/tamper"
     assert (
         git(cache.repo_path(str(remote_repo)), "show", "mosaic/salvage/tamper:work.txt") == "work"
     )
-    assert not hook_marker.exists() and not fs_marker.exists()
+    assert not hook_marker.exists()
+    assert not fs_marker.exists()
 
 
 async def test_git_directory_instead_of_file_is_refused(

@@ -84,10 +84,13 @@ async def test_secrets_block_the_commit(cache: RepoCache, remote_repo: Path, cas
         assert {rule for _, _, rule in exc.findings} & {"anthropic-api-key", "sk-api-key"}
     reply = error_reply(CommitMade, exc)
     wire = reply.to_bytes().decode()
-    assert reply.findings and reply.error is not None and reply.error.paths == (name,)
+    assert reply.findings
+    assert reply.error is not None
+    assert reply.error.paths == (name,)
     assert f"{name}:" in reply.error.message
     for value in values:
-        assert value not in wire and value[:16] not in wire
+        assert value not in wire
+        assert value[:16] not in wire
     # nothing committed; the change is still in the worktree, unstaged
     path = cache.worktrees_root(str(remote_repo)) / f"agent-s-{case.replace('_', '-')}-t1"
     assert git(path, "rev-parse", "HEAD") == head
@@ -96,7 +99,8 @@ async def test_secrets_block_the_commit(cache: RepoCache, remote_repo: Path, cas
 
 async def test_ordinary_code_passes(cache: RepoCache, remote_repo: Path) -> None:
     made = await _commit_file(cache, remote_repo, "plain", "src/ids.py", ORDINARY)
-    assert made.commit and made.error is None
+    assert made.commit
+    assert made.error is None
 
 
 async def test_base_branch_allowlist_excuses_fixtures(
@@ -114,7 +118,8 @@ async def test_base_branch_allowlist_excuses_fixtures(
     (root / "config").mkdir()
     (root / "config/demo.yaml").write_text(f'demo:\n  password: "{PASSWORD}"\n')
     made = await commits.commit(cache, commit_req(remote_repo, "fx"))
-    assert made.commit and made.error is None
+    assert made.commit
+    assert made.error is None
 
 
 async def test_agent_cannot_allowlist_its_own_secret(cache: RepoCache, remote_repo: Path) -> None:
@@ -136,7 +141,8 @@ async def test_secret_in_commit_message_is_blocked(cache: RepoCache, remote_repo
 async def test_nothing_to_commit(cache: RepoCache, remote_repo: Path) -> None:
     await worktrees.create_worktree(cache, wt_req(remote_repo, "idle"))
     made = await commits.commit(cache, commit_req(remote_repo, "idle"))
-    assert made.nothing_to_commit and made.commit is None
+    assert made.nothing_to_commit
+    assert made.commit is None
 
 
 @pytest.mark.unit

@@ -42,13 +42,15 @@ async def test_lifecycle_naming_and_reuse(cache: RepoCache, remote_repo: Path) -
     assert not ready.reused
 
     again = await worktrees.create_worktree(cache, wt_req(remote_repo, "ag1", "task9"))
-    assert again.reused and again.path == ready.path
+    assert again.reused
+    assert again.path == ready.path
 
     listed = await worktrees.list_worktrees(cache, url)
     assert [(w.path, w.branch) for w in listed] == [(path, "mosaic/agent-ag1")]
 
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "ag1", "task9"))
-    assert removed.removed and removed.salvage_branch is None
+    assert removed.removed
+    assert removed.salvage_branch is None
     assert not path.exists()
     assert await worktrees.list_worktrees(cache, url) == []
     assert git(cache.repo_path(url), "branch", "--list", "mosaic/*") == ""
@@ -94,16 +96,20 @@ async def test_removal_when_directory_is_already_gone(cache: RepoCache, remote_r
     ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "gone"))
     shutil.rmtree(ready.path or "")
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "gone"))
-    assert removed.removed and removed.error is None and removed.salvage_branch is None
+    assert removed.removed
+    assert removed.error is None
+    assert removed.salvage_branch is None
     assert await worktrees.list_worktrees(cache, str(remote_repo)) == []
     # and the same agent can start over
     again = await worktrees.create_worktree(cache, wt_req(remote_repo, "gone"))
-    assert Path(again.path or "").is_dir() and not again.reused
+    assert Path(again.path or "").is_dir()
+    assert not again.reused
 
 
 async def test_remove_of_unknown_worktree_is_harmless(cache: RepoCache, remote_repo: Path) -> None:
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "never"))
-    assert not removed.removed and removed.error is None
+    assert not removed.removed
+    assert removed.error is None
 
 
 async def test_salvage_of_uncommitted_and_unpushed_work(
