@@ -7,6 +7,7 @@ naming what is missing, except under CI=true, where it fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -106,12 +107,13 @@ async def make_sandbox(
 ) -> AsyncIterator[MakeSandbox]:
     """Creates sandboxes on ``worktree``; closes each after the test and checks it is gone."""
     made: list[DockerSandbox] = []
+    numbers = itertools.count()
 
     async def make(
         limits: Limits | None = None, network: bool = False, agent_id: str | None = None
     ) -> DockerSandbox:
         spec = SandboxSpec(
-            agent_id=agent_id or f"agent-{unique}-{len(made)}",
+            agent_id=agent_id or f"agent-{unique}-{next(numbers)}",
             task_id=f"task-{unique}",
             worktree=worktree,
             network=network,
@@ -125,6 +127,7 @@ async def make_sandbox(
     yield make
     for sandbox in made:
         await sandbox.close()
+    for sandbox in made:
         assert labelled(docker_client, sandbox.spec.agent_id) == []
 
 
