@@ -10,6 +10,7 @@ import pytest
 from services.gitops import commits, worktrees
 from services.gitops.errors import BranchInUseError, WorktreeClashError
 from services.gitops.repos import RepoCache
+from shared.settings import HomeSettings
 from tests.conftest import git
 from tests.integration.gitops.conftest import commit_req, rm_req, wt_req
 
@@ -141,3 +142,19 @@ async def test_salvage_of_uncommitted_and_unpushed_work(
     assert again.salvage_branch == tip
     assert git(repo, "show", f"{tip}:other.txt") == "second task"
     assert git(repo, "merge-base", "--is-ancestor", made.commit or "", tip) == ""
+
+
+async def test_two_instances_share_the_cache_through_the_file_lock(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    # a second RepoCache has its own asyncio locks, like a second gitops process
+    other = RepoCache(HomeSettings(mosaic_home=cache.root.parent), cache.identity, cache.settings)
+    replies = await asyncio.gather(
+        *(
+            worktrees.create_worktree(c, wt_req(remote_repo, f"p{i}"))
+            for i, c in enumerate([cache, other] * 5)
+        )
+    )
+    assert len({r.repo_path for r in replies}) == 1
+    assert not list(cache.root.glob(".clone-*"))
+    assert len(await worktrees.list_worktrees(other, str(remote_repo))) == 10
