@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+
 from faststream.nats import NatsBroker
 
-from services.gates.logic import decide
+from services.gates.logic import GateChecker
 from shared import subjects
+from shared.messages.base import Failure
 from shared.messages.gates import GateCheckRequested, GateDecision
 
+log = logging.getLogger(__name__)
 
-def register(broker: NatsBroker) -> None:
-    """Attach the gates handlers to ``broker``."""
 
-    @broker.subscriber(subjects.GATES_CHECK, queue=subjects.GATES_QUEUE)
+def register(broker: NatsBroker, checker: GateChecker, concurrency: int) -> None:
+    """Attach the gates handlers to ``broker``; ``checker`` decides."""
+
+    @broker.subscriber(subjects.GATES_CHECK, queue=subjects.GATES_QUEUE, max_workers=concurrency)
     async def check(request: GateCheckRequested) -> GateDecision:
-        return await decide(request)
+        try:
+            return await checker.decide(request)
+        except Exception as exc:  # an answer is always better than a timeout
+            log.exception(
+                "gate check crashed",
+                extra={"agent_id": request.agent_id, "task_id": request.task_id},
+            )
+            failure = Failure(code="gates_internal", message=f"gates failed: {exc}", retryable=True)
+            return GateDecision(approved=False, yolo=request.yolo, error=failure)

@@ -1,0 +1,25 @@
+"""Gate profiles: which gates a task's change must pass."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+GateName = Literal["typecheck", "lint", "tests", "coverage", "build", "ai-review"]
+ProfileName = Literal["strict", "standard", "minimal"]
+
+MECHANICAL: Final[tuple[GateName, ...]] = ("typecheck", "lint", "tests", "coverage", "build")
+AI_REVIEW: Final = "ai-review"
+
+PROFILES: Final[dict[str, tuple[GateName, ...]]] = {
+    "strict": ("typecheck", "lint", "tests", "coverage", "build", "ai-review"),
+    "standard": ("tests", "lint"),
+    "minimal": ("tests",),
+}
+
+
+def gates_of(profile: str) -> tuple[GateName, ...]:
+    """The gates of ``profile`` in the order they are reported."""
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise ValueError(f"unknown gate profile {profile!r}") from None

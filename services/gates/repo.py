@@ -1,0 +1,197 @@
+"""Read-only git views of an agent's worktree: its base, files at the base, its diff.
+
+Git runs with hooks, fsmonitor, external diff and textconv off and no user or system
+config, so looking at a worktree never runs code from it. The gates' own config is read
+at the base commit, so a change cannot weaken the gates it is checked by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.gates.errors import WorktreeError
+
+_SAFE_CONFIG = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.pager=cat",
+    "-c", "diff.external=",
+    "-c", "core.quotePath=false",
+)  # fmt: skip
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@^~-]{0,250}$")
+_BASE_CANDIDATES = (
+    "refs/remotes/origin/HEAD",
+    "refs/remotes/origin/main",
+    "refs/remotes/origin/master",
+)
+GIT_TIMEOUT_S = 60.0
+MAX_UNTRACKED_FILES = 200
+
+
+def _git_env() -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tempfile.gettempdir(),
+        "LANG": "C.UTF-8",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+    }
+
+
+@dataclass(frozen=True)
+class GitOut:
+    """A finished git command."""
+
+    code: int
+    out: str
+    err: str
+
+
+def _git(worktree: Path, *args: str, ok: tuple[int, ...] = (0,)) -> GitOut:
+    try:
+        done = subprocess.run(
+            ["git", *_SAFE_CONFIG, *args],
+            cwd=worktree,
+            env=_git_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WorktreeError(f"git {args[0]} failed in {worktree}: {exc}", retryable=True) from exc
+    result = GitOut(
+        done.returncode,
+        done.stdout.decode("utf-8", errors="replace"),
+        done.stderr.decode("utf-8", errors="replace"),
+    )
+    if result.code not in ok:
+        raise WorktreeError(f"git {args[0]} failed in {worktree}: {result.err.strip()[:500]}")
+    return result
+
+
+def check_worktree(path: str, root: Path | None) -> Path:
+    """The real path of the worktree, if it is a directory under ``root`` in a git tree."""
+    raw = Path(path)
+    if not raw.is_absolute():
+        raise WorktreeError(f"worktree must be an absolute path, got {path!r}")
+    real = raw.resolve()
+    if root is not None:
+        top = root.resolve()
+        if real != top and top not in real.parents:
+            raise WorktreeError(f"worktree {path} is outside the allowed root {top}")
+    if not real.is_dir():
+        raise WorktreeError(f"worktree {path} does not exist")
+    inside = _git(real, "rev-parse", "--is-inside-work-tree", ok=(0, 128))
+    if inside.code != 0 or inside.out.strip() != "true":
+        raise WorktreeError(f"{path} is not a git worktree")
+    return real
+
+
+class RepoView:
+    """What the gates read from one worktree (blocking: call through ``asyncio.to_thread``)."""
+
+    def __init__(self, worktree: Path, base: str | None) -> None:
+        self.worktree = worktree
+        self.base = base
+
+    @classmethod
+    def open(cls, worktree: Path, requested_base: str | None) -> RepoView:
+        """Resolve the base: the one asked for, else the merge base with origin's default."""
+        return cls(worktree, _resolve_base(worktree, requested_base))
+
+    def read_base(self, path: str) -> str | None:
+        """The text of ``path`` at the base commit, or ``None`` when it is not there."""
+        if self.base is None:
+            return None
+        found = _git(self.worktree, "cat-file", "blob", f"{self.base}:{path}", ok=(0, 128))
+        return found.out if found.code == 0 else None
+
+    def read_current(self, path: str) -> str | None:
+        """The text of ``path`` in the worktree (a regular file inside it), else ``None``."""
+        target = (self.worktree / path).resolve()
+        if self.worktree not in target.parents or not target.is_file():
+            return None
+        try:
+            return target.read_text(encoding="utf-8", errors="replace")[:1_000_000]
+        except OSError:
+            return None
+
+    def read(self, path: str) -> str | None:
+        """``path`` at the base when the repository has one there, else in the worktree."""
+        at_base = self.read_base(path)
+        return at_base if at_base is not None else self.read_current(path)
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` is at the base or in the worktree (removing it does not help)."""
+        if self.base is not None:
+            found = _git(self.worktree, "cat-file", "-e", f"{self.base}:{path}", ok=(0, 128))
+            if found.code == 0:
+                return True
+        return (self.worktree / path).exists()
+
+    def diff(self, max_chars: int) -> tuple[str, bool]:
+        """The change against the base (committed, staged, unstaged and new files).
+
+        Returns the diff text, cut at ``max_chars``, and whether it was cut.
+        """
+        against = self.base or "HEAD"
+        has_head = _git(self.worktree, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
+        if has_head.code != 0:
+            against = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # the empty tree
+        parts = [
+            _git(
+                self.worktree,
+                "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--find-renames",
+                against, "--",
+            ).out
+        ]  # fmt: skip
+        untracked = _git(self.worktree, "ls-files", "--others", "--exclude-standard", "-z").out
+        names = [n for n in untracked.split("\0") if n][:MAX_UNTRACKED_FILES]
+        for name in names:
+            parts.append(
+                _git(
+                    self.worktree,
+                    "diff", "--no-index", "--no-ext-diff", "--no-textconv", "--no-color",
+                    "--", "/dev/null", name,
+                    ok=(0, 1),
+                ).out
+            )  # fmt: skip
+            if sum(len(p) for p in parts) > max_chars:
+                break
+        text = "".join(parts)
+        if len(text) > max_chars:
+            return text[:max_chars], True
+        return text, False
+
+
+def _resolve_base(worktree: Path, requested: str | None) -> str | None:
+    if requested is not None:
+        if not _REF.match(requested) or ".." in requested:
+            raise WorktreeError(f"not a usable base: {requested!r}")
+        found = _git(
+            worktree, "rev-parse", "--verify", "--quiet", f"{requested}^{{commit}}", ok=(0, 1, 128)
+        )
+        if found.code != 0:
+            raise WorktreeError(f"base {requested!r} is not a commit of this repository")
+        return found.out.strip()
+    for candidate in _BASE_CANDIDATES:
+        merge = _git(worktree, "merge-base", "HEAD", candidate, ok=(0, 1, 128))
+        if merge.code == 0 and merge.out.strip():
+            return merge.out.strip()
+    head = _git(worktree, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1, 128))
+    return head.out.strip() if head.code == 0 and head.out.strip() else None
+
+
+async def open_view(worktree: Path, base: str | None) -> RepoView:
+    """``RepoView.open`` off the event loop."""
+    return await asyncio.to_thread(RepoView.open, worktree, base)
