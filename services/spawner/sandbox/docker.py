@@ -243,6 +243,8 @@ class DockerSandbox:
             raise SandboxError("sandbox container is gone", code="sandbox_gone") from exc
         except APIError as exc:
             raise SandboxError(f"cannot run in the sandbox: {exc.explanation or exc}") from exc
+        except (DockerException, OSError) as exc:
+            raise SandboxError(f"cannot run in the sandbox: {exc}", retryable=True) from exc
         raw = _raw_socket(sock)
         deadline = time.monotonic() + wall_s
         out = bytearray()
@@ -289,7 +291,10 @@ class DockerSandbox:
         exit_code = -9
         if not deadline_hit:
             for _ in range(50):
-                info = api.exec_inspect(exec_id)
+                try:
+                    info = api.exec_inspect(exec_id)
+                except (DockerException, OSError) as exc:
+                    raise SandboxError(f"lost the command's exit code: {exc}") from exc
                 if not info.get("Running") and info.get("ExitCode") is not None:
                     exit_code = int(info["ExitCode"])
                     break
@@ -421,7 +426,7 @@ class DockerSandboxFactory:
                 raise SandboxError(
                     f"sandbox image {self.settings.image} not found (scripts/build-images.sh)"
                 ) from exc
-            except DockerException as exc:
+            except (DockerException, OSError) as exc:  # requests' errors are OSErrors
                 raise SandboxError(f"Docker daemon not reachable: {exc}", retryable=True) from exc
 
         await asyncio.to_thread(probe)

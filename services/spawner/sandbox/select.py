@@ -35,7 +35,7 @@ async def sandbox_factory(
             client = docker_client or await asyncio.to_thread(_docker_client, settings)
             factory = DockerSandboxFactory(client, settings)
             await factory.check()
-        except (DockerException, SandboxError) as exc:
+        except (DockerException, OSError, SandboxError) as exc:
             reason = exc.message if isinstance(exc, SandboxError) else str(exc)
             if settings.kind == "docker":
                 raise SandboxError(f"MOSAIC_SANDBOX=docker but {reason}", retryable=True) from exc

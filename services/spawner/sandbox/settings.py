@@ -19,7 +19,9 @@ class SandboxSettings(BaseSettings):
     image exists, else ``local`` with a loud warning; ``docker`` refuses to fall back.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_SANDBOX_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MOSAIC_SANDBOX_", extra="ignore", populate_by_name=True
+    )
 
     kind: SandboxKind = Field(default="auto", validation_alias="MOSAIC_SANDBOX")
     image: str = "mosaic/sandbox:latest"
