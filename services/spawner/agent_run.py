@@ -75,6 +75,7 @@ class AgentRun:
         self.request = task.request
         self._log = {"agent_id": self.agent_id, "task_id": self.task_id}
         self._worktree: WorktreeReady | None = None
+        self._worktree_asked = False  # remove even if the create's answer never came
         self._sandbox: Sandbox | None = None
         self._pushed: PushDone | None = None
         self._fatal: BaseException | None = None
@@ -83,7 +84,9 @@ class AgentRun:
     async def execute(self) -> Verdict:
         """Run to a final state; never leaves the sandbox or worktree behind."""
         try:
-            return await self._attempt()
+            outcome = await self._attempt()
+            await self._cleanup()  # a final state means the worktree is already gone
+            return await self._finish(outcome)
         except asyncio.CancelledError:
             if self.running.order is None:  # shutdown, not a kill: give the task back
                 await self._hand_back()
@@ -91,12 +94,14 @@ class AgentRun:
             await self._killed()
             return Verdict.DONE
         except MosaicError as exc:
+            await self._cleanup()
             return await self._failed_attempt(exc)
         finally:
             await asyncio.shield(self._cleanup())
 
-    async def _attempt(self) -> Verdict:
+    async def _attempt(self) -> AgentOutcome:
         ctx, req = self.ctx, self.request
+        self._worktree_asked = True
         self._worktree = await ctx.gitops.create_worktree(
             WorktreeRequested(
                 agent_id=self.agent_id,
@@ -136,7 +141,7 @@ class AgentRun:
         )
         if self._fatal is not None:
             raise self._fatal
-        return await self._finish(outcome)
+        return outcome
 
     def _bounds(self) -> Bounds:
         s = self.ctx.settings
@@ -311,14 +316,17 @@ class AgentRun:
             log.info("kill already recorded elsewhere", extra=self._log)
 
     async def _cleanup(self) -> None:
+        """Close the sandbox and remove the worktree; safe to call again."""
         detail: dict[str, Any] = {}
-        if self._sandbox is not None:
+        sandbox, self._sandbox = self._sandbox, None
+        asked, self._worktree_asked = self._worktree_asked, False
+        if sandbox is not None:
             try:
-                await self._sandbox.close()
+                await sandbox.close()
                 detail["sandbox"] = "removed"
             except Exception:
                 log.exception("sandbox cleanup failed", extra=self._log)
-        if self._worktree is not None:
+        if asked:
             req = self.request
             try:
                 removed = await self.ctx.gitops.remove_worktree(
