@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,7 @@ class RepoCache:
         self.root = home.mosaic_home / "repos"
         self._locks: dict[str, asyncio.Lock] = {}
         self._worktree_locks: dict[str, asyncio.Lock] = {}
+        self._fetched_at: dict[str, float] = {}
 
     def worktree_lock(self, path: Path) -> asyncio.Lock:
         """An in-process lock for work inside one worktree (commits of one agent)."""
@@ -143,7 +145,9 @@ class RepoCache:
         validate_repository(url)
         path = self.repo_path(url)
         if (path / "HEAD").is_file():
-            self.fetch(url)
+            age = time.monotonic() - self._fetched_at.get(path.name, float("-inf"))
+            if age > self.settings.fetch_max_age:
+                self.fetch(url)
             return path
         self._clone(url, path)
         return path
@@ -155,6 +159,7 @@ class RepoCache:
             runner.run("fetch", "--quiet", "--prune", "--no-tags", "origin")
         except GitCommandError as exc:
             raise classify_remote_error(url, exc) from exc
+        self._fetched_at[self.slug(url)] = time.monotonic()
 
     def _clone(self, url: str, path: Path) -> None:
         # Clone into a scratch directory and rename: a cache directory that exists is
@@ -170,6 +175,7 @@ class RepoCache:
             except GitCommandError as exc:
                 raise classify_remote_error(url, exc) from exc
             scratch.rename(path)
+            self._fetched_at[path.name] = time.monotonic()
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -14,5 +14,8 @@ class GitOpsSettings(BaseSettings):
     network_timeout: float = 120.0
     # Everything else is local disk work.
     local_timeout: float = 60.0
+    # Worktree creation skips the fetch if this instance fetched the repository this
+    # recently (a burst of agents on one repository); pushes always fetch.
+    fetch_max_age: float = 2.0
     # How often a push rejected as non-fast-forward is re-checked and tried again.
     push_attempts: int = 3

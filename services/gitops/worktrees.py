@@ -143,7 +143,9 @@ def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeRea
     runner = cache.runner(ref.repository)
     base_ref = f"refs/remotes/origin/{base_branch}"
     if not cache.has_ref(ref.repository, base_ref):
-        raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
+        cache.fetch(ref.repository)  # ensure may have skipped a recent fetch
+        if not cache.has_ref(ref.repository, base_ref):
+            raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
     runner.run("worktree", "prune")
     worktrees = list_worktrees_sync(runner)
     mine = next((wt for wt in worktrees if _same(wt.path, ref.path)), None)
