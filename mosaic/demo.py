@@ -160,7 +160,8 @@ def run_demo(home: Path, timeout: float = 180.0) -> int:
         ok = ok and record["state"] == "completed" and bool(record.get("pushedBranch"))
         print(line)
     print(f"\nBranches on the remote ({remote}):")
-    print(_git(remote, "branch", "--list", "mosaic/*", "-v"))
+    for line in _git(remote, "branch", "--list", "mosaic/*", "-v").splitlines():
+        print(f"  {line.strip()}")
     print(f"\nDemo {'completed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s.")
     return 0 if ok else 1
 
