@@ -90,8 +90,11 @@ async def answer(
 
 def register(broker: NatsBroker, cache: RepoCache) -> None:
     """Subscribe the gitops handlers (queue group ``gitops``) on ``broker``."""
+    workers = max(2, cache.settings.max_concurrency)
 
-    @broker.subscriber(subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE)
+    @broker.subscriber(
+        subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE, max_workers=workers
+    )
     async def worktree_create(message: NatsMessage) -> bytes:
         return await answer(
             message.body,
@@ -100,7 +103,9 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: worktrees.create_worktree(cache, request),
         )
 
-    @broker.subscriber(subjects.GITOPS_WORKTREE_REMOVE, queue=subjects.GITOPS_QUEUE)
+    @broker.subscriber(
+        subjects.GITOPS_WORKTREE_REMOVE, queue=subjects.GITOPS_QUEUE, max_workers=workers
+    )
     async def worktree_remove(message: NatsMessage) -> bytes:
         return await answer(
             message.body,
@@ -109,7 +114,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: worktrees.remove_worktree(cache, request),
         )
 
-    @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE)
+    @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def commit(message: NatsMessage) -> bytes:
         return await answer(
             message.body,
@@ -118,7 +123,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: commits.commit(cache, request),
         )
 
-    @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE)
+    @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def push(message: NatsMessage) -> bytes:
         return await answer(
             message.body, PushRequested, PushDone, lambda request: conflicts.push(cache, request)

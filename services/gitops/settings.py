@@ -17,5 +17,8 @@ class GitOpsSettings(BaseSettings):
     # Worktree creation skips the fetch if this instance fetched the repository this
     # recently (a burst of agents on one repository); pushes always fetch.
     fetch_max_age: float = 2.0
+    # Requests handled at once per subject (FastStream handles one at a time otherwise,
+    # and a clone of one repository would hold up every other agent).
+    max_concurrency: int = 32
     # How often a push rejected as non-fast-forward is re-checked and tried again.
     push_attempts: int = 3

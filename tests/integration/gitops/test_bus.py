@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -117,3 +118,22 @@ def test_conflict_reply_lists_paths() -> None:
     assert reply.error.code == "conflict"
     assert reply.error.paths == ("app.py", "b.txt")
     assert reply.remote_branch is None
+
+
+async def test_twenty_concurrent_creates_over_the_bus(
+    client: NatsBroker, remote_repo: Path
+) -> None:
+    replies = await asyncio.gather(
+        *(
+            request(
+                client,
+                subjects.GITOPS_WORKTREE_CREATE,
+                wt_req(remote_repo, f"many{i}"),
+                WorktreeReady,
+                30,
+            )
+            for i in range(20)
+        )
+    )
+    assert [r.error for r in replies] == [None] * 20
+    assert len({r.path for r in replies}) == 20
