@@ -118,10 +118,13 @@ class Supervisor:
         return env
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
-        """Start (or restart) one service as ``python -m services.<name>``."""
+        """Start (or restart) one service as ``python -m services.<module>``.
+
+        ``name`` is the service, or ``<service>-<n>`` for another instance of it.
+        """
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, "-m", f"services.{service_of(name)}"],
             env=self.service_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -165,6 +168,7 @@ class Supervisor:
             )
 
     def _healthy(self, name: str) -> bool:
+        name = service_of(name)
         if name == "gateway":
             try:
                 return httpx.get(f"{self.gateway_url}/health", timeout=1).status_code == 200
@@ -209,6 +213,11 @@ class Supervisor:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def service_of(name: str) -> str:
+    """The service an instance name runs: ``spawner-2`` runs ``spawner``."""
+    return name.split("-", 1)[0]
 
 
 def pick_gateway_port(requested: int | None) -> int:

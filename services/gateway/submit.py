@@ -36,10 +36,13 @@ async def submit(
     *,
     tracker: AgentTracker,
     js: JetStreamContext,
+    connected: bool,
     default_profile: str,
     yolo: bool,
 ) -> tuple[AgentRecord, bool]:
     """Store and queue a task; returns (record, created). A known task id is not re-queued."""
+    if not connected:  # fail fast: never 202 for a task JetStream may not have stored
+        raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
     path = local_path(request.context.repository)
     if path is not None and not await asyncio.to_thread(os.path.isdir, path):
         raise RepositoryMissingError(f"context.repository: no repository at {path}")

@@ -43,6 +43,7 @@ async def spawn(body: SpawnAgentRequest, deps: Deps, _: RequireOperator) -> Resp
         body,
         tracker=deps.tracker,
         js=deps.js,
+        connected=deps.broker.connection.is_connected,
         default_profile=deps.quality.default_gate_profile,
         yolo=deps.quality.yolo_mode,
     )
