@@ -1,6 +1,6 @@
 """Pytest fixtures for the fakes; import them into a conftest.py::
 
-    from tests.fakes.fixtures import fake_messages_api, fake_messages_api_server  # noqa: F401
+from tests.fakes.fixtures import fake_messages_api, fake_messages_api_server  # noqa: F401
 """
 
 from __future__ import annotations

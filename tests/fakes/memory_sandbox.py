@@ -17,7 +17,9 @@ class MemorySandbox:
 
     kind = "memory"
 
-    def __init__(self, files: dict[str, bytes] | None = None, on_exec: CommandHandler | None = None):
+    def __init__(
+        self, files: dict[str, bytes] | None = None, on_exec: CommandHandler | None = None
+    ):
         self.spec = SandboxSpec(agent_id="mem", task_id="mem", worktree=Path("/nonexistent"))
         self.files: dict[str, bytes] = dict(files or {})
         self.commands: list[str] = []

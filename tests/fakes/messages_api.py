@@ -40,9 +40,14 @@ def text(value: str) -> dict[str, Any]:
     return {"type": "text", "text": value}
 
 
-def tool_use(name: str, input: Any, id: str | None = None) -> dict[str, Any]:  # noqa: A002
+def tool_use(name: str, input: Any, id: str | None = None) -> dict[str, Any]:
     """A ``tool_use`` content block (``input`` may be deliberately malformed)."""
-    return {"type": "tool_use", "id": id or f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": input}
+    return {
+        "type": "tool_use",
+        "id": id or f"toolu_{uuid.uuid4().hex[:20]}",
+        "name": name,
+        "input": input,
+    }
 
 
 @dataclass
@@ -81,7 +86,9 @@ def overloaded(message: str = "Overloaded") -> ApiError:
     return ApiError(529, "overloaded_error", message, retry_after_ms=10)
 
 
-def rate_limited(message: str = "Number of request tokens has exceeded your rate limit") -> ApiError:
+def rate_limited(
+    message: str = "Number of request tokens has exceeded your rate limit",
+) -> ApiError:
     """429 ``rate_limit_error``."""
     return ApiError(429, "rate_limit_error", message, retry_after_ms=10)
 
@@ -159,7 +166,9 @@ def _check_request(body: dict[str, Any]) -> str | None:
         return "messages: at least one message is required"
     if messages[0].get("role") != "user":
         return "messages: first message must use the user role"
-    breakpoints = sum(1 for b in body.get("system") or [] if isinstance(b, dict) and "cache_control" in b)
+    breakpoints = sum(
+        1 for b in body.get("system") or [] if isinstance(b, dict) and "cache_control" in b
+    )
     breakpoints += sum(1 for t in body.get("tools") or [] if "cache_control" in t)
     for index, message in enumerate(messages):
         blocks = _blocks(message)
@@ -178,7 +187,9 @@ def _check_request(body: dict[str, Any]) -> str | None:
                     f"immediately after: {', '.join(sorted(pending - answered))}"
                 )
         if message.get("role") == "user" and index > 0:
-            previous = {b.get("id") for b in _blocks(messages[index - 1]) if b.get("type") == "tool_use"}
+            previous = {
+                b.get("id") for b in _blocks(messages[index - 1]) if b.get("type") == "tool_use"
+            }
             for block in blocks:
                 if block.get("type") == "tool_result" and block.get("tool_use_id") not in previous:
                     return f"messages.{index}: unexpected tool_use_id in tool_result blocks"
@@ -230,7 +241,9 @@ class FakeMessagesAPI:
             item = self._queue.popleft() if self._queue else None
         if item is None:
             if self.fallback is None:
-                return ApiError(400, "invalid_request_error", "fake Messages API: no response queued")
+                return ApiError(
+                    400, "invalid_request_error", "fake Messages API: no response queued"
+                )
             item = self.fallback
         return item(request) if callable(item) else item
 
@@ -282,7 +295,10 @@ class FakeMessagesAPI:
         return JSONResponse(message, headers={"request-id": request_id})
 
     async def _not_found(self, http: Request) -> JSONResponse:
-        error = {"type": "not_found_error", "message": f"fake Messages API: no route {http.url.path}"}
+        error = {
+            "type": "not_found_error",
+            "message": f"fake Messages API: no route {http.url.path}",
+        }
         return JSONResponse({"type": "error", "error": error}, 404)
 
     def start(self) -> FakeMessagesAPI:
@@ -300,7 +316,10 @@ class FakeMessagesAPI:
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-messages-api", daemon=True
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="fake-messages-api",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + 10

@@ -111,18 +111,7 @@ class LocalSandbox:
     ) -> ExecResult:
         """Run ``command`` with ``/bin/sh -c`` in the worktree; the group dies with it."""
         self._check_open()
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            cwd=self._root,
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_rlimit_setter(self.spec),
-        )
+        proc = await self._spawn(command)
         pgid = proc.pid  # start_new_session: the shell leads its own group
         self._groups.add(pgid)
         chunks: list[bytes] = []
@@ -169,6 +158,33 @@ class LocalSandbox:
         return ExecResult(
             exit_code=exit_code, output=output, timed_out=timed_out, truncated=truncated
         )
+
+    async def _spawn(self, command: str) -> asyncio.subprocess.Process:
+        """Start the shell; a cancellation while asyncio sets up its pipes still kills
+        the group (the shell may already have forked children by then)."""
+        starting = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                command,
+                cwd=self._root,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_rlimit_setter(self.spec),
+            )
+        )
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                proc = await starting
+                _killpg(proc.pid)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_exited(proc), 5.0)
+            raise
 
     async def read_file(self, path: str, *, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of a regular file inside the worktree."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.anthropic import AnthropicProvider
-from services.spawner.runtime.types import Bounds
+from services.spawner.runtime.types import AgentOutcome, Bounds
 from services.spawner.sandbox.local import LocalSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
@@ -28,27 +29,42 @@ from tests.fakes.messages_api import (
 
 pytestmark = pytest.mark.integration
 
+ADD_THREE = "python3 -B -c 'import app; print(app.add(1, 2, 3))'"
 
-async def run(settings: ModelSettings, sandbox: LocalSandbox, bounds: Bounds = Bounds(), **kw):  # type: ignore[no-untyped-def]
+
+async def run(
+    settings: ModelSettings, sandbox: LocalSandbox, bounds: Bounds | None = None, **kw: Any
+) -> tuple[AgentOutcome, Progress]:
     spec = make_spec(**kw)
     progress = Progress()
-    outcome = await run_agent(spec, sandbox, make_provider(settings, spec), bounds, progress)
+    provider = make_provider(settings, spec)
+    outcome = await run_agent(spec, sandbox, provider, bounds or Bounds(), progress)
     return outcome, progress
 
 
 async def test_worker_edits_the_worktree(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox, worktree: Path,
-) -> None:  # fmt: skip
+    fake_messages_api: FakeMessagesAPI,
+    fake_model_settings: ModelSettings,
+    sandbox: LocalSandbox,
+    worktree: Path,
+) -> None:
     api = fake_messages_api
     api.enqueue(
         reply(text("Let me look."), tool_use("read_file", {"path": "app.py"}, id="toolu_1")),
-        reply(tool_use("edit_file", {"path": "app.py", "old": "def add(a, b):\n    return a + b",
-                                      "new": "def add(a, b, c=0):\n    return a + b + c"}, id="toolu_2")),
-        reply(tool_use("run_command", {"command": "python3 -B -c 'import app; print(app.add(1, 2, 3))'"},
-                       id="toolu_3")),
+        reply(
+            tool_use(
+                "edit_file",
+                {
+                    "path": "app.py",
+                    "old": "def add(a, b):\n    return a + b",
+                    "new": "def add(a, b, c=0):\n    return a + b + c",
+                },
+                id="toolu_2",
+            )
+        ),
+        reply(tool_use("run_command", {"command": ADD_THREE}, id="toolu_3")),
         reply(tool_use("finish", {"summary": "add() takes a third number"}, id="toolu_4")),
-    )  # fmt: skip
+    )
     outcome, progress = await run(fake_model_settings, sandbox)
     assert outcome.status == "finished", outcome.reason
     assert outcome.summary == "add() takes a third number"
@@ -66,8 +82,14 @@ async def test_worker_edits_the_worktree(
     assert first.body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert first.body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert [t["name"] for t in first.body["tools"]] == [
-        "list_files", "read_file", "write_file", "edit_file", "search", "run_command", "finish",
-    ]  # fmt: skip
+        "list_files",
+        "read_file",
+        "write_file",
+        "edit_file",
+        "search",
+        "run_command",
+        "finish",
+    ]
     (read,) = api.requests[1].tool_results()
     assert read["tool_use_id"] == "toolu_1"
     assert "def add(a, b):" in read["content"]
@@ -76,8 +98,11 @@ async def test_worker_edits_the_worktree(
     (ran,) = api.requests[3].tool_results()
     assert ran["content"].startswith("exit code: 0\n6")
     assert [d["tool"] for d in progress.of("tool_called")] == [
-        "read_file", "edit_file", "run_command", "finish",
-    ]  # fmt: skip
+        "read_file",
+        "edit_file",
+        "run_command",
+        "finish",
+    ]
     assert outcome.tokens_used == progress.of("tokens_used")[-1]["total"] > 0
 
 
@@ -99,15 +124,18 @@ async def test_retries_exhausted_fail_with_a_reason(
     outcome, _ = await run(fake_model_settings, sandbox)
     assert outcome.status == "failed"
     assert outcome.reason == (
-        "model provider failed: the model API kept failing after 4 retries: 529 overloaded_error: Overloaded"
+        "model provider failed: the model API kept failing after 4 retries: "
+        "529 overloaded_error: Overloaded"
     )
     assert len(fake_messages_api.requests) == 5
 
 
 async def test_bad_key_fails_clearly_without_leaking_it(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    fake_messages_api: FakeMessagesAPI,
+    fake_model_settings: ModelSettings,
+    sandbox: LocalSandbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     fake_messages_api.enqueue(unauthorized())
     caplog.set_level(logging.DEBUG)
     outcome, progress = await run(fake_model_settings, sandbox)
@@ -124,7 +152,9 @@ async def test_wrong_key_is_rejected_by_the_server(
     fake_messages_api: FakeMessagesAPI, sandbox: LocalSandbox
 ) -> None:
     settings = ModelSettings(
-        MOSAIC_PROVIDER="anthropic", ANTHROPIC_API_KEY="wrong", ANTHROPIC_BASE_URL=fake_messages_api.url
+        MOSAIC_PROVIDER="anthropic",
+        ANTHROPIC_API_KEY="wrong",
+        ANTHROPIC_BASE_URL=fake_messages_api.url,
     )
     outcome, _ = await run(settings, sandbox)
     assert outcome.status == "failed"
@@ -132,9 +162,11 @@ async def test_wrong_key_is_rejected_by_the_server(
 
 
 async def test_malformed_tool_input_goes_back_as_an_error(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox, worktree: Path,
-) -> None:  # fmt: skip
+    fake_messages_api: FakeMessagesAPI,
+    fake_model_settings: ModelSettings,
+    sandbox: LocalSandbox,
+    worktree: Path,
+) -> None:
     fake_messages_api.enqueue(
         reply(
             tool_use("write_file", {"path": "a.txt"}, id="toolu_bad"),
@@ -149,7 +181,12 @@ async def test_malformed_tool_input_goes_back_as_an_error(
     assert outcome.status == "finished"
     assert outcome.summary == "All done: wrote a.txt."
     results = fake_messages_api.requests[1].tool_results()
-    assert [r["tool_use_id"] for r in results] == ["toolu_bad", "toolu_str", "toolu_unknown", "toolu_escape"]
+    assert [r["tool_use_id"] for r in results] == [
+        "toolu_bad",
+        "toolu_str",
+        "toolu_unknown",
+        "toolu_escape",
+    ]
     assert all(r["is_error"] is True for r in results)
     assert "content: Field required" in results[0]["content"]
     assert "unknown tool 'teleport'" in results[2]["content"]
@@ -158,12 +195,16 @@ async def test_malformed_tool_input_goes_back_as_an_error(
 
 
 async def test_max_tokens_stop_is_handled(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox, worktree: Path,
-) -> None:  # fmt: skip
+    fake_messages_api: FakeMessagesAPI,
+    fake_model_settings: ModelSettings,
+    sandbox: LocalSandbox,
+    worktree: Path,
+) -> None:
     fake_messages_api.enqueue(
         reply(text("I will write a very long"), stop_reason="max_tokens"),
-        reply(tool_use("write_file", {"path": "big.txt"}, id="toolu_cut"), stop_reason="max_tokens"),
+        reply(
+            tool_use("write_file", {"path": "big.txt"}, id="toolu_cut"), stop_reason="max_tokens"
+        ),
         reply(tool_use("finish", {"summary": "done in smaller steps"})),
     )
     outcome, _ = await run(fake_model_settings, sandbox)
@@ -180,7 +221,9 @@ async def test_max_tokens_stop_is_handled(
 async def test_reviewer_gets_read_only_tools(
     fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: LocalSandbox
 ) -> None:
-    fake_messages_api.enqueue(reply(tool_use("finish", {"summary": "confidence: 0.93\nlooks right"})))
+    fake_messages_api.enqueue(
+        reply(tool_use("finish", {"summary": "confidence: 0.93\nlooks right"}))
+    )
     outcome, _ = await run(fake_model_settings, sandbox, agent_type="reviewer")
     assert outcome.summary.startswith("confidence: 0.93")
     body = fake_messages_api.requests[0].body

@@ -53,7 +53,9 @@ async def test_env_is_scrubbed(sandbox: LocalSandbox, monkeypatch: pytest.Monkey
     assert "sk-ant" not in result.output
     assert not names & {"ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "AWS_SECRET_ACCESS_KEY"}
     assert {"PATH", "HOME", "LANG"} <= names
-    home = next(line.split("=", 1)[1] for line in result.output.splitlines() if line.startswith("HOME="))
+    home = next(
+        line.split("=", 1)[1] for line in result.output.splitlines() if line.startswith("HOME=")
+    )
     assert Path(home).is_dir()
     assert Path(home) != Path.home()
 
@@ -78,13 +80,18 @@ async def test_file_size_limit_applies(worktree: Path, tmp_path: Path) -> None:
 
 
 async def test_rlimits_are_set_in_the_child(worktree: Path, tmp_path: Path) -> None:
-    spec = SandboxSpec("a", "t", worktree, limits=Limits(memory_mb=512, cpu_seconds=7, file_size_mb=3))
+    spec = SandboxSpec(
+        "a", "t", worktree, limits=Limits(memory_mb=512, cpu_seconds=7, file_size_mb=3)
+    )
     box = await LocalSandboxFactory(tmp_root=tmp_path).create(spec)
     try:
         result = await box.exec("ulimit -t; ulimit -f; ulimit -v; ulimit -c", timeout=5)
         cpu, fsize, vmem, core = result.output.split()
         assert cpu == "7"
-        assert int(fsize) * 512 in (3 * 1024 * 1024, 3 * 1024 * 1024 * 2)  # blocks of 512 B or 1 KiB
+        assert int(fsize) * 512 in (
+            3 * 1024 * 1024,
+            3 * 1024 * 1024 * 2,
+        )  # blocks of 512 B or 1 KiB
         assert int(vmem) == 512 * 1024
         assert core == "0"
     finally:

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 SCRIPTED = ModelSettings(MOSAIC_PROVIDER="scripted")
 
 
-async def test_default_plan_writes_notes_and_finishes(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_default_plan_writes_notes_and_finishes(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     spec = make_spec(work_items=["first thing", "second thing"], task_id="T-42")
     progress = Progress()
     outcome = await run_agent(spec, sandbox, make_provider(SCRIPTED, spec), Bounds(), progress)
@@ -42,12 +44,17 @@ async def test_default_plan_writes_notes_and_finishes(sandbox: LocalSandbox, wor
 
 async def test_rejected_finish_then_fix_then_finish(sandbox: LocalSandbox, worktree: Path) -> None:
     plan = [
-        {"tool": "write_file", "input": {"path": "test_app.py", "content": (
-            "from app import add\n\ndef test_add():\n    assert add(2, 2) == 5\n")}},
+        {
+            "tool": "write_file",
+            "input": {
+                "path": "test_app.py",
+                "content": ("from app import add\n\ndef test_add():\n    assert add(2, 2) == 5\n"),
+            },
+        },
         {"tool": "finish", "input": {"summary": "added a test"}},
         {"tool": "edit_file", "input": {"path": "test_app.py", "old": "== 5", "new": "== 4"}},
         {"tool": "finish", "input": {"summary": "fixed the test"}},
-    ]  # fmt: skip
+    ]
     spec = make_spec(plan=plan)
     provider = make_provider(SCRIPTED, spec)
     checks: list[str] = []
@@ -77,7 +84,12 @@ async def test_too_many_rejections_fail(sandbox: LocalSandbox) -> None:
         return "lint failed"
 
     outcome = await run_agent(
-        spec, sandbox, make_provider(SCRIPTED, spec), Bounds(max_finish_attempts=2), Progress(), never
+        spec,
+        sandbox,
+        make_provider(SCRIPTED, spec),
+        Bounds(max_finish_attempts=2),
+        Progress(),
+        never,
     )
     assert outcome.status == "failed"
     assert outcome.reason == "finish attempts (2) exceeded: lint failed"
@@ -105,7 +117,9 @@ async def test_token_budget_bound(sandbox: LocalSandbox) -> None:
     assert outcome.tokens_used == 2100
 
 
-async def test_timeout_bound_kills_the_running_command(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_timeout_bound_kills_the_running_command(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     plan = [{"tool": "run_command", "input": {"command": "sleep 60 & echo $! > pids; wait"}}]
     spec = make_spec(plan=plan)
     started = time.monotonic()
@@ -118,7 +132,9 @@ async def test_timeout_bound_kills_the_running_command(sandbox: LocalSandbox, wo
     assert await wait_dead(await wait_for_pids(worktree / "pids", 1), within=1.0)
 
 
-async def test_cancellation_propagates_and_kills_the_group(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_cancellation_propagates_and_kills_the_group(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     plan = [{"tool": "run_command", "input": {"command": "sleep 60 & echo $! > pids; sleep 60"}}]
     spec = make_spec(plan=plan)
     task = asyncio.create_task(

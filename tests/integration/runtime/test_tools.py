@@ -15,7 +15,9 @@ from services.spawner.sandbox.local import LocalSandbox
 pytestmark = pytest.mark.integration
 
 
-async def call(sandbox: LocalSandbox, name: str, agent_type: str = "worker", **data: Any) -> ToolResult:
+async def call(
+    sandbox: LocalSandbox, name: str, agent_type: str = "worker", **data: Any
+) -> ToolResult:
     validated = tools.validate(ToolCall(id="t1", name=name, input=data), agent_type)  # type: ignore[arg-type]
     if isinstance(validated, str):
         return ToolResult("t1", validated, is_error=True)
@@ -46,7 +48,9 @@ async def test_read_file_whole_and_ranges(sandbox: LocalSandbox) -> None:
     assert "past the end" in past.content
 
 
-async def test_read_huge_file_is_truncated_with_a_note(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_read_huge_file_is_truncated_with_a_note(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     (worktree / "big.txt").write_text("".join(f"line {n}\n" for n in range(1, 50_001)))
     result = await call(sandbox, "read_file", path="big.txt")
     assert not result.is_error
@@ -59,7 +63,9 @@ async def test_read_huge_file_is_truncated_with_a_note(sandbox: LocalSandbox, wo
     assert "[line truncated: 300000 characters]" in long.content
 
 
-async def test_read_binary_file_is_reported_not_dumped(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_read_binary_file_is_reported_not_dumped(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     (worktree / "blob.bin").write_bytes(bytes(range(256)) * 10)
     result = await call(sandbox, "read_file", path="blob.bin")
     assert not result.is_error
@@ -73,7 +79,9 @@ async def test_write_file_creates_parents(sandbox: LocalSandbox, worktree: Path)
 
 
 async def test_edit_file_unique_absent_and_ambiguous(sandbox: LocalSandbox, worktree: Path) -> None:
-    done = await call(sandbox, "edit_file", path="app.py", old="return a + b", new="return a + b + 0")
+    done = await call(
+        sandbox, "edit_file", path="app.py", old="return a + b", new="return a + b + 0"
+    )
     assert not done.is_error, done.content
     assert "return a + b + 0" in (worktree / "app.py").read_text()
     absent = await call(sandbox, "edit_file", path="app.py", old="return a * b", new="x")
@@ -86,7 +94,9 @@ async def test_edit_file_unique_absent_and_ambiguous(sandbox: LocalSandbox, work
     assert (worktree / "dup.py").read_text() == "x = 1\nx = 1\n"
 
 
-async def test_search_quotes_patterns_and_reports_no_match(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_search_quotes_patterns_and_reports_no_match(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     found = await call(sandbox, "search", pattern="def (add|helper)")
     assert not found.is_error
     assert "app.py:1:def add(a, b):" in found.content
@@ -139,7 +149,9 @@ async def test_escaping_paths_are_refused(
     assert not (worktree.parent / "escape.txt").exists()
 
 
-async def test_symlinks_out_of_the_worktree_are_refused(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_symlinks_out_of_the_worktree_are_refused(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
     outside = worktree.parent / "outside"
     os.symlink(outside / "secret.txt", worktree / "link.txt")
     os.symlink(outside, worktree / "linkdir")

@@ -1,0 +1,169 @@
+"""Pure pieces of the runtime: path checks, tool contract, plans, prompts, provider choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.spawner.runtime import tools
+from services.spawner.runtime.errors import PlanError, ProviderError
+from services.spawner.runtime.loop import run_agent
+from services.spawner.runtime.prompts import system_prompt, task_message
+from services.spawner.runtime.providers import make_provider
+from services.spawner.runtime.providers.anthropic import AnthropicProvider
+from services.spawner.runtime.providers.base import ToolCall
+from services.spawner.runtime.providers.scripted import (
+    ScriptedProvider,
+    ScriptSettings,
+    default_plan,
+    parse_plan,
+    plan_for,
+)
+from services.spawner.runtime.types import Bounds
+from services.spawner.sandbox.base import ExecResult, SandboxPathError
+from services.spawner.sandbox.paths import check_relative
+from shared.settings import ModelSettings
+from tests.fakes.agents import Progress, make_spec
+from tests.fakes.memory_sandbox import MemorySandbox
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(".", "."), ("", "."), ("a/b", "a/b"), ("./a//b/", "a/b"), ("a/../b", "b"), ("a/..", ".")],
+)
+def test_relative_paths_normalise(raw: str, expected: str) -> None:
+    assert str(check_relative(raw)) == expected
+
+
+@pytest.mark.parametrize("raw", ["..", "../x", "a/../../x", "/etc/passwd", "~/x", "a\x00b"])
+def test_escaping_paths_are_refused(raw: str) -> None:
+    with pytest.raises(SandboxPathError):
+        check_relative(raw)
+
+
+def test_tool_sets_per_agent_type() -> None:
+    names = {t: [d.name for d in tools.definitions(t)] for t in ("worker", "tester", "reviewer")}
+    assert names["worker"] == [
+        "list_files",
+        "read_file",
+        "write_file",
+        "edit_file",
+        "search",
+        "run_command",
+        "finish",
+    ]
+    assert names["tester"] == names["worker"]
+    assert names["reviewer"] == ["list_files", "read_file", "search", "finish"]
+
+
+def test_tool_schemas_are_clean_json_schema() -> None:
+    by_name = {d.name: d.input_schema for d in tools.definitions("worker")}
+    assert by_name["read_file"]["required"] == ["path"]
+    assert set(by_name["read_file"]["properties"]) == {"path", "start_line", "end_line"}
+    assert by_name["edit_file"]["required"] == ["path", "old", "new"]
+    assert by_name["run_command"]["additionalProperties"] is False
+    assert "title" not in str(by_name)
+
+
+def test_validation_errors_name_the_field() -> None:
+    bad = tools.validate(ToolCall("1", "edit_file", {"path": "a", "old": ""}), "worker")
+    assert isinstance(bad, str)
+    assert "old: String should have at least 1 character" in bad
+    assert "new: Field required" in bad
+    too_long = tools.validate(
+        ToolCall("1", "run_command", {"command": "x", "timeout": 9999}), "worker"
+    )
+    assert isinstance(too_long, str)
+    assert "timeout" in too_long
+    ok = tools.validate(ToolCall("1", "read_file", {"path": "a", "start_line": 2}), "reviewer")
+    assert isinstance(ok, tools.ReadFileInput)
+
+
+def test_summaries_are_short_and_secret_free() -> None:
+    command = tools.RunCommandInput(command="curl -H 'x-api-key: sk-ant-abc123' " + "x" * 200)
+    summary = tools.summarize("run_command", command)
+    assert len(summary) <= 80
+    assert "sk-ant-abc123" not in summary
+    assert (
+        tools.summarize("write_file", tools.WriteFileInput(path="a/b.py", content="s")) == "a/b.py"
+    )
+
+
+def test_prompts() -> None:
+    assert system_prompt("worker") != system_prompt("reviewer")
+    assert "cannot modify files" in system_prompt("reviewer")
+    spec = make_spec("tester", work_items=["one", "two"])
+    message = task_message(spec)
+    assert "1. one\n2. two" in message
+    assert "tester agent" in message
+
+
+def test_plans() -> None:
+    spec = make_spec(task_id="abc")
+    default = parse_plan(default_plan(spec))
+    assert [s.tool for s in default] == ["write_file", "finish"]
+    assert default[0].input["path"] == "mosaic-notes/abc.md"
+    with pytest.raises(PlanError, match="plan step 2"):
+        parse_plan([{"tool": "finish", "input": {}}, {"input": {}}])
+    with pytest.raises(PlanError, match="plan step 1"):
+        parse_plan([{"tool": "x", "bogus": 1}])
+
+
+def test_plan_file_json(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text('[{"tool": "finish", "input": {"summary": "s"}}]')
+    steps = plan_for(make_spec(), ScriptSettings(MOSAIC_SCRIPT=path))
+    assert steps[0].tool == "finish"
+    path.write_text("{not json")
+    with pytest.raises(PlanError, match="cannot read plan file"):
+        plan_for(make_spec(), ScriptSettings(MOSAIC_SCRIPT=path))
+
+
+def test_make_provider_chooses_by_settings() -> None:
+    spec = make_spec()
+    assert isinstance(
+        make_provider(ModelSettings(MOSAIC_PROVIDER="scripted"), spec), ScriptedProvider
+    )
+    keyed = ModelSettings(ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL="http://127.0.0.1:9")
+    assert isinstance(make_provider(keyed, spec), AnthropicProvider)
+    with pytest.raises(ProviderError):
+        make_provider(ModelSettings(MOSAIC_PROVIDER="anthropic"), spec)
+
+
+async def test_loop_over_a_memory_sandbox() -> None:
+    box = MemorySandbox(
+        files={"app.py": b"x = 1\n"},
+        on_exec=lambda command: ExecResult(exit_code=0, output="3 passed"),
+    )
+    plan = [
+        {"tool": "edit_file", "input": {"path": "app.py", "old": "x = 1", "new": "x = 2"}},
+        {"tool": "run_command", "input": {"command": "pytest -q"}},
+        {"tool": "finish", "input": {"summary": "x is 2"}},
+    ]
+    spec = make_spec(plan=plan)
+    progress = Progress()
+    outcome = await run_agent(
+        spec,
+        box,
+        make_provider(ModelSettings(MOSAIC_PROVIDER="scripted"), spec),
+        Bounds(),
+        progress,
+    )
+    assert outcome.status == "finished"
+    assert box.files["app.py"] == b"x = 2\n"
+    assert box.commands == ["pytest -q"]
+    assert progress.of("tool_called")[1] == {"tool": "run_command", "summary": "pytest -q"}
+
+
+async def test_failing_progress_sink_does_not_fail_the_agent() -> None:
+    async def broken(kind: str, detail: dict[str, object]) -> None:
+        raise RuntimeError("bus down")
+
+    spec = make_spec()
+    outcome = await run_agent(
+        spec, MemorySandbox(), ScriptedProvider(parse_plan(default_plan(spec))), Bounds(), broken
+    )
+    assert outcome.status == "finished"
