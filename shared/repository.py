@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-SAFE_SCHEMES = frozenset({"file", "https", "http", "ssh", "git"})
+SAFE_SCHEMES = frozenset({"file", "https", "ssh"})
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$")
 
 

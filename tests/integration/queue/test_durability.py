@@ -1,0 +1,157 @@
+"""No task lost or run twice by accident, whatever crashes: real processes, real servers."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.integration.queue.helpers import (
+    body,
+    client,
+    events,
+    system,
+    wait_all_final,
+    write_plan,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def test_spawner_sigkilled_mid_task_repeatedly_loses_and_doubles_nothing(
+    tmp_path: Path, remote_repo: Path
+) -> None:
+    env = {"TASK_ACK_WAIT_S": "2", "SPAWNER_CONCURRENCY": "4"}
+    with system(tmp_path / "home", **env) as sup, client(sup) as http:
+        ids = []
+        for n in range(12):
+            answer = http.post(
+                "/agents/spawn", json=body(remote_repo, f"crash-{n}", write_plan(f"c{n}", 1.5))
+            )
+            assert answer.status_code == 202
+            ids.append(answer.json()["agentId"])
+        for _ in range(3):  # kill the spawner while agents run, several times
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                running = http.get("/agents", params={"state": "running"}).json()["agents"]
+                if running:
+                    break
+                time.sleep(0.05)
+            sup.stop_service("spawner", signal.SIGKILL)
+            sup.start_service("spawner")
+        records = wait_all_final(http, ids, timeout=150)
+
+        assert {r["state"] for r in records.values()} == {"completed"}
+        for agent_id, record in records.items():
+            history = events(http, agent_id)
+            completed = [e for e in history if e["kind"] == "state" and e["state"] == "completed"]
+            assert len(completed) == 1, history
+            branch = record["pushedBranch"]
+            assert git(remote_repo, "rev-parse", "--verify", branch)
+        assert sum(r["attempts"] > 1 for r in records.values()) >= 1  # crashes really hit agents
+        worktrees = list((sup.config.home / "repos").glob("*_worktrees/agent-*"))
+        assert worktrees == []
+
+
+def test_agent_running_three_times_the_ack_wait_is_not_redelivered(
+    tmp_path: Path, remote_repo: Path
+) -> None:
+    with system(tmp_path / "home", TASK_ACK_WAIT_S="1") as sup, client(sup) as http:
+        answer = http.post("/agents/spawn", json=body(remote_repo, "long-1", write_plan("long", 4)))
+        agent_id = answer.json()["agentId"]
+        record = wait_all_final(http, [agent_id], timeout=60)[agent_id]
+        assert record["state"] == "completed"
+        assert record["attempts"] == 1
+        assert [e["state"] for e in events(http, agent_id)].count("running") == 1
+
+
+def test_retries_back_off_then_succeed_or_fail_with_every_attempt_recorded(
+    tmp_path: Path, remote_repo: Path
+) -> None:
+    # no gates service: every finish is "gates unavailable", an infrastructure failure
+    services = ("gitops", "killswitch", "spawner", "gateway")
+    env = {"RETRY_BASE_DELAY_S": "0.6", "GATES_ATTEMPTS": "1", "GATES_TIMEOUT_S": "0.5"}
+    with system(tmp_path / "home", services=services, **env) as sup, client(sup) as http:
+        doomed = http.post(
+            "/agents/spawn", json=body(remote_repo, "doomed", write_plan("d"), maxRetries=2)
+        )
+        healed = http.post(
+            "/agents/spawn", json=body(remote_repo, "healed", write_plan("h"), maxRetries=4)
+        )
+        doomed_id, healed_id = doomed.json()["agentId"], healed.json()["agentId"]
+
+        record = wait_all_final(http, [doomed_id], timeout=60)[doomed_id]
+        assert record["state"] == "failed"
+        assert record["attempts"] == 3
+        assert "gates unavailable" in record["error"]
+        history = events(http, doomed_id)
+        retries = [e for e in history if "retry" in e["detail"]]
+        assert len(retries) == 2
+        assigned = [e["at"] for e in history if e["state"] == "assigned"]
+        assert len(assigned) == 3
+        gaps = [_seconds(b) - _seconds(a) for a, b in itertools.pairwise(assigned)]
+        assert gaps[1] > gaps[0], gaps  # the delays grow
+
+        # the other task failed twice meanwhile; bring gates back and it succeeds
+        deadline = time.monotonic() + 60
+        while sum("retry" in e["detail"] for e in events(http, healed_id)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        sup.start_service("gates")
+        record = wait_all_final(http, [healed_id], timeout=60)[healed_id]
+        assert record["state"] == "completed", record
+        assert record["attempts"] >= 3
+
+
+def test_broker_restart_with_tasks_queued_loses_none(tmp_path: Path, remote_repo: Path) -> None:
+    with system(tmp_path / "home") as sup, client(sup) as http:
+        sup.stop_service("spawner")
+        ids = [
+            http.post(
+                "/agents/spawn", json=body(remote_repo, f"restart-{n}", write_plan(f"r{n}"))
+            ).json()["agentId"]
+            for n in range(10)
+        ]
+        sup.servers["nats"].restart()
+        sup.start_service("spawner")
+        records = wait_all_final(http, ids, timeout=90)
+        assert {r["state"] for r in records.values()} == {"completed"}
+
+
+def test_spawn_answers_503_while_nats_is_down_and_stores_nothing(
+    tmp_path: Path, remote_repo: Path
+) -> None:
+    with system(tmp_path / "home") as sup, client(sup) as http:
+        before = http.get("/agents").json()["total"]
+        sup.servers["nats"].stop()
+        try:
+            time.sleep(0.5)
+            answer = http.post(
+                "/agents/spawn", json=body(remote_repo, "while-down", write_plan("w"))
+            )
+            assert answer.status_code == 503, answer.text
+            assert "not accepted" in answer.json()["error"]["message"]
+            assert http.get("/agents").json()["total"] == before
+        finally:
+            sup.servers["nats"].restart()
+        deadline = time.monotonic() + 30
+        while True:  # the gateway reconnects on its own
+            answer = http.post(
+                "/agents/spawn", json=body(remote_repo, "while-down", write_plan("w"))
+            )
+            if answer.status_code == 202 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert answer.status_code == 202
+        agent_id = answer.json()["agentId"]
+        assert wait_all_final(http, [agent_id], timeout=60)[agent_id]["state"] == "completed"
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
