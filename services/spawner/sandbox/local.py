@@ -86,6 +86,8 @@ class LocalSandbox:
         self._root = spec.worktree.resolve(strict=True)
         self._home = home
         self._groups: set[int] = set()
+        self._kills = 0
+        """Bumped by ``kill()``: a command still being spawned then dies as soon as it exists."""
         self._closed = False
         self.env = {
             "PATH": os.environ.get("PATH", DEFAULT_PATH),
@@ -176,8 +178,9 @@ class LocalSandbox:
                 preexec_fn=_rlimit_setter(self.spec),
             )
         )
+        generation = self._kills
         try:
-            return await asyncio.shield(starting)
+            proc = await asyncio.shield(starting)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 proc = await starting
@@ -185,6 +188,9 @@ class LocalSandbox:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_exited(proc), 5.0)
             raise
+        if self._kills != generation:
+            _killpg(proc.pid)
+        return proc
 
     async def read_file(self, path: str, *, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of a regular file inside the worktree."""
@@ -248,7 +254,8 @@ class LocalSandbox:
         return await asyncio.to_thread(scan)
 
     async def kill(self) -> None:
-        """SIGKILL every running command's process group."""
+        """SIGKILL every running command's process group (and any being started)."""
+        self._kills += 1
         for pgid in list(self._groups):
             _killpg(pgid)
 
