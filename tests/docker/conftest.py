@@ -50,24 +50,61 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+def _build_image() -> str | None:
+    """Build the sandbox image offline; ``None`` on success, else why it failed."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "build-images.sh"), "--offline"],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+        check=False,
+        env={**os.environ, "MOSAIC_SANDBOX_IMAGE": IMAGE},
+    )
+    if result.returncode != 0:
+        return f"cannot build {IMAGE}: {result.stderr.strip()[-2000:]}"
+    print(f"\nbuilt {IMAGE} in {time.monotonic() - started:.0f} s")
+    return None
+
+
+_build_error: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build a missing image before the tests start, outside any per-test timeout.
+
+    A cold build (debootstrap) takes one to two minutes, longer than a test may.
+    """
+    if session.config.option.collectonly:
+        return
+    if not any(item.get_closest_marker("docker") for item in session.items):
+        return
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except DockerException:
+        return  # the docker_client fixture reports it
+    try:
+        client.images.get(IMAGE)
+    except ImageNotFound:
+        error = _build_image()
+        if error:
+            _build_error.append(error)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client: docker.DockerClient) -> str:
     """The sandbox image, built offline by scripts/build-images.sh when missing."""
+    if _build_error:
+        _unavailable(_build_error[0])
     try:
         docker_client.images.get(IMAGE)
     except ImageNotFound:
-        started = time.monotonic()
-        result = subprocess.run(
-            [str(ROOT / "scripts" / "build-images.sh"), "--offline"],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-            env={**os.environ, "MOSAIC_SANDBOX_IMAGE": IMAGE},
-        )
-        if result.returncode != 0:
-            _unavailable(f"cannot build {IMAGE}: {result.stderr.strip()[-2000:]}")
-        print(f"built {IMAGE} in {time.monotonic() - started:.0f} s")
+        error = _build_image()
+        if error:
+            _unavailable(error)
     return IMAGE
 
 
