@@ -139,7 +139,9 @@ def _python(view: RepoView) -> dict[str, tuple[str, str]]:
         "lint": ("ruff check .", "ruff"),
         "tests": ("pytest -q", "pytest"),
         "coverage": ("coverage run -m pytest -q && coverage report", "coverage"),
-        "build": ("python3 -m compileall -q .", "python3"),
+        # The prefix keeps the bytecode out of the worktree (only for this command: with
+        # it set, imports cannot use the installed packages' bytecode).
+        "build": ('PYTHONPYCACHEPREFIX="$TMPDIR/pycache" python3 -m compileall -q .', "python3"),
     }
 
 

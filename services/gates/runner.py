@@ -78,7 +78,6 @@ def cache_env(tmp: str) -> dict[str, str]:
         "NO_COLOR": "1",
         "CI": "true",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPYCACHEPREFIX": f"{tmp}/pycache",
         "COVERAGE_FILE": f"{tmp}/.coverage",
         "MYPY_CACHE_DIR": f"{tmp}/.mypy_cache",
         "RUFF_CACHE_DIR": f"{tmp}/.ruff_cache",
