@@ -57,8 +57,10 @@ async def test_docker_required_never_falls_back(tmp_path: Path, sandbox_image: s
         await sandbox_factory(settings, docker_client=dead_client(tmp_path))
 
 
-async def test_local_when_asked(docker_client: docker.DockerClient) -> None:
-    factory = await sandbox_factory(SandboxSettings(kind="local"), docker_client=docker_client)
+async def test_local_when_asked(tmp_path: Path) -> None:
+    # Docker is not even asked: a dead client would not matter.
+    settings = SandboxSettings(kind="local")
+    factory = await sandbox_factory(settings, docker_client=dead_client(tmp_path))
     assert factory.kind == "local"
 
 
