@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,7 +54,7 @@ async def audit_entries(broker: NatsBroker, agent_id: str) -> list[AuditEntry]:
         while True:
             try:
                 batch = await sub.fetch(100, timeout=0.5)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 break
             for msg in batch:
                 entry = AuditEntry.from_bytes(msg.data)

@@ -1,0 +1,85 @@
+"""The whole loop over real processes: a worker's failing test is rejected by the
+gates, it fixes the test on its next turn, the gates pass and its branch is pushed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mosaic.embedded import free_port
+from mosaic.supervisor import Supervisor, SystemConfig
+from tests.integration.gates.samples import build_sample, gates_toml, git
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+BAD_TEST = "from calc.ops import add\n\n\ndef test_four() -> None:\n    assert add(2, 2) == 5\n"
+GOOD_TEST = BAD_TEST.replace("== 5", "== 4")
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    config = SystemConfig(
+        home=tmp_path_factory.mktemp("gates-home"),
+        gateway_port=free_port(),
+        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "local", "YOLO_MODE": "false"},
+    )
+    with Supervisor(config) as supervisor:
+        yield supervisor
+
+
+def wait_final(http: httpx.Client, agent_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    record: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        record = http.get(f"/agents/{agent_id}/status").json()
+        if record["state"] in {"completed", "failed", "killed"}:
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
+
+
+def test_rejected_then_fixed_then_pushed(system: Supervisor, tmp_path: Path, unique: str) -> None:
+    _, remote = build_sample(tmp_path, gates=gates_toml(only_tests=True), name="loop")
+    assert remote is not None
+    plan = [
+        {"tool": "write_file", "input": {"path": "tests/test_four.py", "content": BAD_TEST}},
+        {"tool": "finish", "input": {"summary": "added a test"}},
+        {"tool": "write_file", "input": {"path": "tests/test_four.py", "content": GOOD_TEST}},
+        {"tool": "finish", "input": {"summary": "fixed the test"}},
+    ]
+    body = {
+        "taskId": f"gates-loop-{unique}",
+        "agentType": "worker",
+        "context": {"repository": str(remote), "branch": "main", "workItems": ["Test add"]},
+        "options": {"plan": plan, "maxRetries": 0},
+        "gateProfile": "minimal",
+    }
+    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
+    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
+        answer = http.post("/agents/spawn", json=body)
+        assert answer.status_code == 202, answer.text
+        agent_id = answer.json()["agentId"]
+        record = wait_final(http, agent_id)
+        events = http.get(f"/agents/{agent_id}/events").json()
+    assert record["state"] == "completed", record
+    # the agent's status shows the last gate results, informative ones
+    (tests,) = record["gates"]
+    assert tests["name"] == "tests"
+    assert tests["status"] == "passed"
+    assert tests["durationMs"] > 0
+    assert "1 passed" in tests["excerpt"] or "3 passed" in tests["excerpt"]
+    # two gate checks: the first rejected with the failing assertion, the second approved
+    gates = [e["detail"] for e in events if e["kind"] == "gate"]
+    assert [g["approved"] for g in gates] == [False, True]
+    first = gates[0]["results"][0]
+    assert first["status"] == "failed"
+    assert "assert 4 == 5" in first["excerpt"] or "test_four" in first["excerpt"]
+    # the fixed test is what was pushed
+    branch = record["pushedBranch"]
+    assert branch == f"mosaic/agent-{agent_id}"
+    assert git(remote, "show", f"{branch}:tests/test_four.py") == GOOD_TEST.strip()
