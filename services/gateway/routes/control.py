@@ -20,7 +20,9 @@ router = APIRouter(prefix="/agents", tags=["killswitch"])
 class HoldStatus(BaseModel):
     """Whether a kill-all is in force (no queued task starts while it is)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
+    )
 
     held: bool
     reason: str | None = None

@@ -15,7 +15,9 @@ from shared.queue import band_depths
 class BandStats(BaseModel):
     """One priority band of the queue."""
 
-    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
+    )
 
     priority: int
     waiting: int
@@ -25,7 +27,9 @@ class BandStats(BaseModel):
 class QueueStats(BaseModel):
     """Queue depth and how many tasks are in each state."""
 
-    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
+    )
 
     waiting: int
     """Messages stored in JetStream that no spawner holds."""
