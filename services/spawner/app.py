@@ -18,10 +18,15 @@ from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
 from services.spawner.kills import KillRegistry
 from services.spawner.sandbox.base import SandboxFactory
+from services.spawner.sandbox.docker import DockerSandboxFactory
+from services.spawner.sandbox.reaper import run_reaper
+from services.spawner.sandbox.select import sandbox_factory
+from services.spawner.sandbox.settings import SandboxSettings
 from services.spawner.settings import SpawnerSettings
 from services.spawner.worker import Worker
 from shared import queue, subjects
 from shared.bus import make_broker, make_valkey
+from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
 from shared.service import add_health, instance_name
 from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
@@ -53,7 +58,7 @@ def create_app(
     async def start() -> None:
         redis = make_valkey(valkey)
         store = StateStore(redis, prefix=settings.state_prefix)
-        factory = sandboxes or await _default_sandboxes()
+        factory = sandboxes or await sandbox_factory(SandboxSettings())
         ctx = RunContext(
             tracker=AgentTracker(store, broker),
             gitops=GitOps(broker, settings.gitops_timeout_s),
@@ -96,6 +101,7 @@ def create_app(
         if await store.held() is not None:
             log.warning("a kill-all is in force: no task starts until an admin resumes")
             dispatcher.pause()
+        held["reaper"] = _start_reaper(factory, store)
         held.update(
             redis=redis,
             dispatcher=dispatcher,
@@ -114,9 +120,10 @@ def create_app(
         waiting = [r.task for r in kills.agents.values()]
         if waiting:
             await asyncio.wait(waiting, timeout=20)
-        intake = held.get("intake")
-        if isinstance(intake, asyncio.Task):
-            intake.cancel()
+        for name in ("intake", "reaper"):
+            task = held.get(name)
+            if isinstance(task, asyncio.Task):
+                task.cancel()
         for sub in held.get("subs", []):  # type: ignore[attr-defined]
             await sub.unsubscribe()
         redis = held.get("redis")
@@ -126,7 +133,14 @@ def create_app(
     return app
 
 
-async def _default_sandboxes() -> SandboxFactory:
-    from services.spawner.sandbox.local import LocalSandboxFactory
+def _start_reaper(factory: SandboxFactory, store: StateStore) -> asyncio.Task[None] | None:
+    """Remove containers of agents that are no longer live, at start and on an interval."""
+    if not isinstance(factory, DockerSandboxFactory):
+        return None
 
-    return LocalSandboxFactory()
+    async def is_live(agent_id: str) -> bool:
+        record = await store.get_agent(agent_id)
+        return record is not None and record.state not in AGENT_FINAL
+
+    interval = factory.settings.reap_interval_s
+    return asyncio.create_task(run_reaper(factory.client, is_live, interval_s=interval))

@@ -461,7 +461,14 @@ class DockerSandboxFactory:
             for info in found:
                 _remove_container(self.client, info["Id"])
 
+    def _remove_earlier_attempts(self, agent_id: str) -> None:
+        # one container per agent: a retry after its spawner died replaces the dead attempt's
+        found = self.client.api.containers(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
+        for info in found:
+            _remove_container(self.client, info["Id"])
+
     def _create_sync(self, spec: SandboxSpec, sandbox_id: str) -> tuple[str, str]:
+        self._remove_earlier_attempts(spec.agent_id)
         uid, gid = _decide_user(spec.worktree, self.settings)
         limits = spec.limits
         memory = f"{limits.memory_mb}m"
