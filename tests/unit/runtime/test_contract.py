@@ -21,11 +21,11 @@ from services.spawner.runtime.providers.scripted import (
     plan_for,
 )
 from services.spawner.runtime.types import Bounds
-from services.spawner.sandbox.base import ExecResult, SandboxPathError
+from services.spawner.sandbox.base import SandboxPathError, SandboxSpec
+from services.spawner.sandbox.local import LocalSandbox, LocalSandboxFactory
 from services.spawner.sandbox.paths import check_relative
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
-from tests.fakes.memory_sandbox import MemorySandbox
 
 pytestmark = pytest.mark.unit
 
@@ -133,37 +133,50 @@ def test_make_provider_chooses_by_settings() -> None:
         make_provider(ModelSettings(MOSAIC_PROVIDER="anthropic"), spec)
 
 
-async def test_loop_over_a_memory_sandbox() -> None:
-    box = MemorySandbox(
-        files={"app.py": b"x = 1\n"},
-        on_exec=lambda command: ExecResult(exit_code=0, output="3 passed"),
-    )
+async def _local(tmp_path: Path) -> LocalSandbox:
+    spec = SandboxSpec(agent_id="unit", task_id="unit", worktree=tmp_path)
+    return await LocalSandboxFactory().create(spec)
+
+
+async def test_loop_over_a_real_local_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("x = 1\n")
     plan = [
         {"tool": "edit_file", "input": {"path": "app.py", "old": "x = 1", "new": "x = 2"}},
-        {"tool": "run_command", "input": {"command": "pytest -q"}},
+        {"tool": "run_command", "input": {"command": "grep -c 'x = 2' app.py"}},
         {"tool": "finish", "input": {"summary": "x is 2"}},
     ]
     spec = make_spec(plan=plan)
     progress = Progress()
-    outcome = await run_agent(
-        spec,
-        box,
-        make_provider(ModelSettings(MOSAIC_PROVIDER="scripted"), spec),
-        Bounds(),
-        progress,
-    )
+    box = await _local(tmp_path)
+    try:
+        outcome = await run_agent(
+            spec,
+            box,
+            make_provider(ModelSettings(MOSAIC_PROVIDER="scripted"), spec),
+            Bounds(),
+            progress,
+        )
+    finally:
+        await box.close()
     assert outcome.status == "finished"
-    assert box.files["app.py"] == b"x = 2\n"
-    assert box.commands == ["pytest -q"]
-    assert progress.of("tool_called")[1] == {"tool": "run_command", "summary": "pytest -q"}
+    assert (tmp_path / "app.py").read_text() == "x = 2\n"
+    assert progress.of("tool_called")[1] == {
+        "tool": "run_command",
+        "summary": "grep -c 'x = 2' app.py",
+    }
 
 
-async def test_failing_progress_sink_does_not_fail_the_agent() -> None:
+async def test_failing_progress_sink_does_not_fail_the_agent(tmp_path: Path) -> None:
     async def broken(kind: str, detail: dict[str, object]) -> None:
         raise RuntimeError("bus down")
 
     spec = make_spec()
-    outcome = await run_agent(
-        spec, MemorySandbox(), ScriptedProvider(parse_plan(default_plan(spec))), Bounds(), broken
-    )
+    box = await _local(tmp_path)
+    try:
+        outcome = await run_agent(
+            spec, box, ScriptedProvider(parse_plan(default_plan(spec))), Bounds(), broken
+        )
+    finally:
+        await box.close()
     assert outcome.status == "finished"
+    assert (tmp_path / "mosaic-notes").is_dir()
