@@ -37,6 +37,7 @@ async def runner() -> AsyncIterator[DockerRunner]:
 async def test_commands_run_hardened_and_leave_no_container(
     runner: DockerRunner, tmp_path: Path
 ) -> None:
+    tmp_path.chmod(0o755)  # as a worktree handed to the sandbox uid is
     (tmp_path / "data.txt").write_text("hello\n")
     script = (
         "cat data.txt; id -u; "
