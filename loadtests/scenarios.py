@@ -1,0 +1,297 @@
+"""The scenarios: concurrency, dispatch, kill, baseline. Each returns a result dict."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+import httpx
+import nats
+from redis.asyncio import Redis
+
+from loadtests.client import first_at, records, submit_all, task_body, wait_until
+from loadtests.stats import summary
+from loadtests.target import Target
+
+
+def _http(target: Target, admin: bool = False) -> httpx.AsyncClient:
+    token = target.admin_token if admin else target.api_token
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    return httpx.AsyncClient(
+        base_url=target.url, timeout=60, limits=limits, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def _edit_plan(name: str) -> list[dict[str, Any]]:
+    return [
+        {"tool": "write_file", "input": {"path": f"load/{name}.txt", "content": f"{name}\n"}},
+        {"tool": "finish", "input": {"summary": f"wrote {name}"}},
+    ]
+
+
+async def _valkey_figures(target: Target) -> dict[str, Any]:
+    if not target.valkey_url:
+        return {}
+    client = Redis.from_url(target.valkey_url)
+    try:
+        info = await client.info()
+        return {
+            k: info.get(k)
+            for k in (
+                "connected_clients",
+                "total_commands_processed",
+                "instantaneous_ops_per_sec",
+                "used_memory_human",
+            )
+        }
+    finally:
+        await client.aclose()
+
+
+async def _nats_figures(target: Target) -> dict[str, Any]:
+    if not target.nats_url:
+        return {}
+    nc = await nats.connect(target.nats_url)
+    try:
+        info = await nc.jetstream().account_info()
+        return {
+            "jetstream_api_total": info.api.total,
+            "jetstream_api_errors": info.api.errors,
+            "streams": info.streams,
+            "consumers": info.consumers,
+            "storage_bytes": info.storage,
+        }
+    finally:
+        await nc.close()
+
+
+async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, Any]:
+    """N agents at once doing a small real edit: spawn latency, completion, errors, loss."""
+    run = uuid.uuid4().hex[:6]
+    bodies = [
+        task_body(str(target.repository), f"conc-{run}-{n}", _edit_plan(f"{run}-{n}"))
+        for n in range(agents)
+    ]
+    valkey_before = await _valkey_figures(target)
+    async with _http(target) as http:
+        started = time.monotonic()
+        ids, errors = await submit_all(http, bodies)
+        submitted = time.monotonic() - started
+        base = (await http.get("/queue")).json()["tasksByState"]
+        want = base.get("completed", 0) + base.get("failed", 0)
+
+        def finished(stats: dict[str, Any]) -> bool:
+            tasks = stats["tasksByState"]
+            return bool(
+                tasks.get("completed", 0) + tasks.get("failed", 0) >= want
+                and not (
+                    tasks.get("pending", 0) or tasks.get("assigned", 0) or tasks.get("executing", 0)
+                )
+            )
+
+        await wait_until(http, finished, timeout, f"concurrency {agents}")
+        wall = time.monotonic() - started
+        got = await records(http, ids)
+    spawn, complete = [], []
+    for record in got:
+        created, running, done = (first_at(record, s) for s in ("spawning", "running", "completed"))
+        if created and running:
+            spawn.append(running - created)
+        if created and done:
+            complete.append(done - created)
+    states = [r["state"] for r in got]
+    return {
+        "scenario": "concurrency",
+        "agents": agents,
+        "submitted": len(ids),
+        "submit_errors": errors[:10],
+        "completed": states.count("completed"),
+        "failed": states.count("failed"),
+        "lost": agents - len(got) - len(errors),
+        "failures": [r.get("error") for r in got if r["state"] != "completed"][:10],
+        "submit_seconds": round(submitted, 3),
+        "wall_seconds": round(wall, 3),
+        "spawn_latency": summary(spawn),
+        "completion_time": summary(complete),
+        "valkey_before": valkey_before,
+        "valkey_after": await _valkey_figures(target),
+        "nats": await _nats_figures(target),
+        "_spawn": spawn,
+        "_complete": complete,
+    }
+
+
+async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]:
+    """No-op agents: HTTP accept rate, and accept -> agent running throughput."""
+    run = uuid.uuid4().hex[:6]
+    plan = [{"tool": "finish", "input": {"summary": "nothing to do"}}]
+    bodies = [task_body(str(target.repository), f"disp-{run}-{n}", plan) for n in range(tasks)]
+    async with _http(target) as http:
+        started = time.monotonic()
+        ids, errors = await submit_all(http, bodies, parallel=64)
+        accept_s = time.monotonic() - started
+        await wait_until(
+            http,
+            lambda s: (
+                not (
+                    s["tasksByState"].get("pending", 0)
+                    or s["tasksByState"].get("assigned", 0)
+                    or s["tasksByState"].get("executing", 0)
+                )
+            ),
+            timeout,
+            f"dispatch {tasks}",
+        )
+        got = await records(http, ids)
+    created = [t for r in got if (t := first_at(r, "spawning"))]
+    running = [t for r in got if (t := first_at(r, "running"))]
+    span = (max(running) - min(created)) if running and created else 0.0
+    return {
+        "scenario": "dispatch",
+        "tasks": tasks,
+        "accepted": len(ids),
+        "errors": errors[:10],
+        "accept_per_second": round(len(ids) / accept_s, 1) if accept_s else 0,
+        "dispatch_per_second": round(len(running) / span, 1) if span else 0,
+        "started": len(running),
+        "accept_seconds": round(accept_s, 3),
+        "dispatch_span_seconds": round(span, 3),
+    }
+
+
+async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dict[str, Any]:
+    """Kill-one and kill-all latency with N running agents (until killed and sandbox gone)."""
+    run = uuid.uuid4().hex[:6]
+    plan = [
+        {"tool": "run_command", "input": {"command": "sleep 600", "timeout": 900}},
+        {"tool": "finish", "input": {"summary": "never"}},
+    ]
+    bodies = [
+        task_body(str(target.repository), f"kill-{run}-{n}", plan, timeout=1200)
+        for n in range(agents)
+    ]
+    async with _http(target) as http, _http(target, admin=True) as admin:
+        ids, errors = await submit_all(http, bodies)
+        await wait_until(
+            http,
+            lambda s: s["agentsByState"].get("running", 0) >= len(ids),
+            timeout,
+            f"kill: {agents} running",
+        )
+        victim = ids[0]
+        t0 = time.perf_counter()
+        answer = (await http.post(f"/agents/{victim}/kill")).json()
+        await _sandboxes_gone(sandbox, [victim], 30)
+        kill_one = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        report = (await admin.post("/agents/kill-all")).json()
+        rest = ids[1:]
+        await wait_until(
+            admin, lambda st: not st["agentsByState"].get("running", 0), 60, "kill-all", quiet=True
+        )
+        await _sandboxes_gone(sandbox, rest, 60)
+        kill_all = time.perf_counter() - t0
+        got = await records(http, ids)
+        await admin.post("/agents/resume")
+    return {
+        "scenario": "kill",
+        "agents": agents,
+        "errors": errors[:10],
+        "kill_one_seconds": round(kill_one, 4),
+        "kill_one_answer": answer,
+        "kill_all_seconds": round(kill_all, 4),
+        "kill_all_reported": len(report) if isinstance(report, list) else report,
+        "killed": sum(r["state"] == "killed" for r in got),
+    }
+
+
+async def _sandboxes_gone(sandbox: str, agent_ids: list[str], timeout: float) -> None:
+    if sandbox != "docker" or not agent_ids:
+        return
+    import docker
+
+    client = docker.from_env()
+    wanted = set(agent_ids)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            live = await asyncio.to_thread(
+                client.containers.list, filters={"label": "mosaic.agent_id"}
+            )
+            if not wanted & {c.labels.get("mosaic.agent_id") for c in live}:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        client.close()
+
+
+async def baseline(target: Target, rounds: int = 200) -> dict[str, Any]:
+    """The raw floor on this machine: NATS, JetStream, Valkey, and Docker when present."""
+    result: dict[str, Any] = {"scenario": "baseline"}
+    if target.nats_url:
+        nc = await nats.connect(target.nats_url)
+
+        async def echo(msg: Any) -> None:
+            await msg.respond(b"ok")
+
+        sub = await nc.subscribe("loadtest.echo", cb=echo)
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await nc.request("loadtest.echo", b"x", timeout=2)
+            times.append(time.perf_counter() - t0)
+        result["nats_request_reply"] = summary(times)
+        await sub.unsubscribe()
+        js = nc.jetstream()
+        await js.add_stream(name="LOADTEST", subjects=["loadtest.js"])
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await js.publish("loadtest.js", b"x")
+            times.append(time.perf_counter() - t0)
+        result["jetstream_publish_ack"] = summary(times)
+        await js.delete_stream("LOADTEST")
+        await nc.close()
+    if target.valkey_url:
+        client = Redis.from_url(target.valkey_url)
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await client.ping()
+            times.append(time.perf_counter() - t0)
+        result["valkey_ping"] = summary(times)
+        await client.aclose()
+    result |= await asyncio.to_thread(_docker_floor)
+    return result
+
+
+def _docker_floor(rounds: int = 10) -> dict[str, Any]:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        return {"docker": f"unavailable: {exc}"}
+    image = "mosaic/sandbox:latest"
+    try:
+        client.images.get(image)
+    except Exception:
+        return {"docker": f"image {image} missing"}
+    starts, kills = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        container = client.containers.create(image, ["sleep", "600"], network_mode="none")
+        container.start()
+        starts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        container.kill()
+        kills.append(time.perf_counter() - t0)
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+    client.close()
+    return {"docker_create_start": summary(starts), "docker_kill": summary(kills)}

@@ -1,0 +1,23 @@
+"""The load-test suite's CI smoke: 10 agents end to end; fails only on errors or loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtests.cli import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def test_smoke_scenario_runs_ten_agents_without_errors_or_loss(tmp_path: Path) -> None:
+    assert main(["smoke", "--out", str(tmp_path), "--sandbox", "local"]) == 0
+    (result_file,) = tmp_path.glob("*/smoke.json")
+    result = json.loads(result_file.read_text())
+    assert result["completed"] == 10
+    assert result["lost"] == 0
+    assert result["spawn_latency"]["count"] == 10
+    assert "spawner" in result["resources"]["processes"]
+    assert list(tmp_path.glob("*/smoke.png"))
