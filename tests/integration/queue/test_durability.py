@@ -155,3 +155,26 @@ def _seconds(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso).timestamp()
+
+
+def test_valkey_restart_mid_run_loses_no_state(tmp_path: Path, remote_repo: Path) -> None:
+    with system(tmp_path / "home") as sup, client(sup) as http:
+        first = [
+            http.post(
+                "/agents/spawn", json=body(remote_repo, f"vk-a{n}", write_plan(f"a{n}", 1))
+            ).json()["agentId"]
+            for n in range(3)
+        ]
+        sup.servers["valkey"].restart()  # AOF on: every record survives
+        second = []
+        deadline = time.monotonic() + 30
+        while len(second) < 3 and time.monotonic() < deadline:
+            answer = http.post(
+                "/agents/spawn", json=body(remote_repo, f"vk-b{len(second)}", write_plan("b"))
+            )
+            if answer.status_code == 202:
+                second.append(answer.json()["agentId"])
+            else:
+                time.sleep(0.2)
+        records = wait_all_final(http, first + second, timeout=90)
+        assert {r["state"] for r in records.values()} == {"completed"}
