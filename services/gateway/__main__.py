@@ -2,28 +2,59 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from types import FrameType
+
 import uvicorn
+from fastapi import FastAPI
 
 from services.gateway.app import create_app
+from services.gateway.auth import GatewayConfigError
 from services.gateway.settings import GatewaySettings
 from shared.logs import configure_logging
 from shared.settings import HomeSettings
 
+log = logging.getLogger("services.gateway")
 
-def main() -> None:
+
+def main() -> int:
     """Run until SIGTERM/SIGINT (uvicorn drains in-flight requests)."""
     home = HomeSettings()
     configure_logging("gateway", home.log_level, home.log_format)
     settings = GatewaySettings()
-    uvicorn.run(
-        create_app(settings),
+    try:
+        app = create_app(settings)
+    except GatewayConfigError as exc:
+        log.error("gateway not started: %s", exc)
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    _Server(config, app).run()
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """Ends live-feed streams on SIGTERM so the graceful drain does not wait on them."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = getattr(self._app.state, "loop", None)
+        resources = getattr(self._app.state, "resources", None)
+        if loop is not None and resources is not None:
+            loop.call_soon_threadsafe(resources.feed.close_clients)
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

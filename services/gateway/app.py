@@ -1,19 +1,47 @@
-"""The gateway's factory: FastAPI app whose lifespan opens NATS, JetStream and Valkey."""
+"""The gateway's factory: FastAPI app whose lifespan opens NATS, JetStream, Valkey and
+the live feed.
+
+Adding a resource: write ``routes/<resource>.py`` exposing ``router`` (an ``APIRouter``
+with its prefix and tag; auth via ``RequireOperator``/``RequireAdmin``, resources via
+``Deps``, errors documented with ``ErrorResponse``), then add the module to ``ROUTERS``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import ModuleType
 
-from fastapi import FastAPI, Request, Response
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway import errors
+from services.gateway.auth import check_tokens
 from services.gateway.deps import Resources
 from services.gateway.errors import error_response
-from services.gateway.routes import agents, control, health, queue
+from services.gateway.feed import FeedHub
+from services.gateway.metrics import (
+    ASGIApp,
+    GatewayMetrics,
+    Message,
+    Receive,
+    RequestMetrics,
+    Scope,
+    Send,
+)
+from services.gateway.routes import (
+    agents,
+    control,
+    dashboard,
+    events,
+    health,
+    metrics,
+    queue,
+    session,
+)
 from services.gateway.settings import GatewaySettings
 from shared.bus import make_broker, make_valkey
 from shared.queue import ensure_stream
@@ -23,19 +51,70 @@ from shared.tracker import AgentTracker
 
 log = logging.getLogger(__name__)
 
+ROUTERS: tuple[ModuleType, ...] = (
+    health,
+    session,
+    agents,
+    control,
+    queue,
+    events,
+    metrics,
+    dashboard,
+)
+"""One module per resource, each exposing ``router``; included in this order."""
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse bodies over the limit before parsing them (413)."""
+TAGS = [
+    {"name": "health", "description": "Liveness; open to all."},
+    {"name": "auth", "description": "Who the caller is."},
+    {"name": "agents", "description": "Spawn, list, inspect and kill agents."},
+    {"name": "killswitch", "description": "The kill-all hold and its release (admins)."},
+    {"name": "queue", "description": "Queue depth and task counts."},
+    {"name": "events", "description": "Live agent events (SSE; WebSocket at /events/ws)."},
+    {"name": "metrics", "description": "Prometheus metrics."},
+]
 
-    def __init__(self, app: object, limit: int) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+DESCRIPTION = """\
+Queue, run, gate and kill Claude coding agents.
+
+**Auth**: every path but `/health` (and the dashboard at `/`) needs
+`Authorization: Bearer <token>`: `MOSAIC_API_TOKEN` grants the *operator* role,
+`MOSAIC_ADMIN_TOKEN` the *admin* role (kill-all, resume). The live feed also accepts the
+token as a `token` query parameter, and the WebSocket `/events/ws` as its first message
+`{"token": "..."}`.
+
+**Errors**: every 4xx and 5xx body is `{"error": {"code", "message", "field"?, "details"?}}`;
+`field` names the offending input.
+"""
+
+
+class BodyLimit:
+    """Refuse bodies over the limit (413), declared or streamed, before they are parsed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
         self.limit = limit
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return error_response(413, "payload_too_large", f"body over {self.limit} bytes")
-        return await call_next(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"body over {self.limit} bytes"
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await error_response(413, "payload_too_large", too_large)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise StarletteHTTPException(413, too_large)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def create_app(
@@ -44,11 +123,16 @@ def create_app(
     valkey: ValkeySettings | None = None,
     quality: QualitySettings | None = None,
 ) -> FastAPI:
-    """Build the gateway; nothing connects until the lifespan starts."""
+    """Build the gateway; nothing connects until the lifespan starts.
+
+    Raises ``GatewayConfigError`` when no token is configured.
+    """
     settings = settings or GatewaySettings()
     nats = nats or NatsSettings()
     valkey = valkey or ValkeySettings()
     quality = quality or QualitySettings()
+    check_tokens(settings)
+    gateway_metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +142,15 @@ def create_app(
         await ensure_stream(js)
         redis = make_valkey(valkey)
         store = StateStore(redis, prefix=settings.state_prefix)
+        feed = FeedHub(
+            broker.connection,
+            store,
+            gateway_metrics,
+            queue_size=settings.feed_queue_size,
+            reorder_wait=settings.feed_reorder_wait_seconds,
+        )
+        await feed.start()
+        app.state.loop = asyncio.get_running_loop()
         app.state.resources = Resources(
             broker=broker,
             js=js,
@@ -65,6 +158,9 @@ def create_app(
             tracker=AgentTracker(store, broker),
             quality=quality,
             started=time.monotonic(),
+            feed=feed,
+            metrics=gateway_metrics,
+            settings=settings,
             kill_wait_seconds=settings.kill_wait_seconds,
         )
         if quality.yolo_mode:
@@ -72,6 +168,7 @@ def create_app(
         try:
             yield
         finally:
+            await feed.stop()
             await broker.stop()
             await redis.aclose()
 
@@ -79,13 +176,15 @@ def create_app(
         title="Mosaic Orchestrator",
         version="0.1.0",
         summary="Queue, run, gate and kill Claude coding agents.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = gateway_metrics
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=gateway_metrics)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(agents.router)
-    app.include_router(queue.router)
-    app.include_router(control.router)
+    for module in ROUTERS:
+        app.include_router(module.router)
     return app

@@ -9,6 +9,9 @@ from fastapi import Depends, Request
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
+from services.gateway.feed import FeedHub
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.settings import GatewaySettings
 from shared.settings import QualitySettings
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -24,12 +27,16 @@ class Resources:
     tracker: AgentTracker
     quality: QualitySettings
     started: float
+    feed: FeedHub
+    metrics: GatewayMetrics
+    settings: GatewaySettings
     kill_wait_seconds: float = 5.0
 
 
-def _resources(request: Request) -> Resources:
+def resources_of(request: Request) -> Resources:
+    """The resources of the app serving ``request`` (also works for a WebSocket)."""
     resources: Resources = request.app.state.resources
     return resources
 
 
-Deps = Annotated[Resources, Depends(_resources)]
+Deps = Annotated[Resources, Depends(resources_of)]

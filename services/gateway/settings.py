@@ -1,13 +1,13 @@
-"""Gateway settings: where it listens and who may call it."""
+"""Gateway settings: where it listens, who may call it, and the live feed's bounds."""
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class GatewaySettings(BaseSettings):
-    """HTTP listener and bearer tokens (operators and admins)."""
+    """HTTP listener, bearer tokens (operators and admins) and feed limits."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
@@ -18,3 +18,11 @@ class GatewaySettings(BaseSettings):
     kill_wait_seconds: float = 5.0
     max_body_bytes: int = 1_000_000
     state_prefix: str = "mosaic"
+    feed_queue_size: int = Field(default=1000, ge=1, le=100_000)
+    """Events buffered per feed client; a client that falls this far behind is dropped."""
+    feed_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """How often an idle SSE stream gets a comment line (keeps proxies from closing it)."""
+    feed_reorder_wait_seconds: float = Field(default=1.0, gt=0)
+    """How long the feed holds a later event while an earlier one of the same agent is late."""
+    ws_auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a WebSocket may take to send its token as the first message."""

@@ -9,7 +9,8 @@ import uuid
 
 from nats.js import JetStreamContext
 
-from shared.errors import BusUnavailableError, MosaicError
+from services.gateway.errors import InvalidInputError
+from shared.errors import BusUnavailableError
 from shared.messages.agents import AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
@@ -20,10 +21,8 @@ from shared.tracker import AgentTracker
 log = logging.getLogger(__name__)
 
 
-class RepositoryMissingError(MosaicError):
+class RepositoryMissingError(InvalidInputError):
     """A local repository path that does not exist (known before queueing)."""
-
-    code = "repository_not_found"
 
 
 def new_agent_id() -> str:
@@ -45,7 +44,7 @@ async def submit(
         raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
     path = local_path(request.context.repository)
     if path is not None and not await asyncio.to_thread(os.path.isdir, path):
-        raise RepositoryMissingError(f"context.repository: no repository at {path}")
+        raise RepositoryMissingError("context.repository", f"no repository at {path}")
     store = tracker.store
     try:
         existing = await store.agent_for_task(request.task_id)

@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from services.gateway.auth import RequireAdmin, RequireOperator
@@ -29,16 +29,64 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorResponse, "description": "invalid input; names the field"},
     503: {"model": ErrorResponse, "description": "NATS or Valkey unavailable; nothing stored"},
 }
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "no such agent"}
+}
+_SPAWN_EXAMPLES = {
+    "worker": {
+        "summary": "A worker on a local repository",
+        "value": {
+            "taskId": "issue-42",
+            "agentType": "worker",
+            "context": {
+                "repository": "/srv/repos/shop.git",
+                "branch": "main",
+                "workItems": ["Add a /health endpoint returning {status: ok}"],
+                "skills": ["python"],
+            },
+            "options": {"timeout": 1800, "maxRetries": 2},
+            "priority": 3,
+            "gateProfile": "standard",
+        },
+    },
+    "scripted": {
+        "summary": "A scripted plan (offline demos, tests)",
+        "value": {
+            "taskId": "demo-1",
+            "agentType": "worker",
+            "context": {"repository": "https://git.example.org/team/shop.git", "workItems": ["x"]},
+            "options": {
+                "plan": [
+                    {"tool": "write_file", "input": {"path": "a.txt", "content": "hi\n"}},
+                    {"tool": "finish", "input": {"summary": "wrote a.txt"}},
+                ]
+            },
+        },
+    },
+}
 
 
 @router.post(
     "/spawn",
     status_code=202,
     response_model=SpawnAccepted,
-    responses={**_ERRORS, 200: {"model": SpawnAccepted, "description": "task id already known"}},
+    responses={
+        **_ERRORS,
+        200: {"model": SpawnAccepted, "description": "task id already known: its agent"},
+        202: {"model": SpawnAccepted, "description": "queued durably"},
+        413: {"model": ErrorResponse, "description": "body too large"},
+    },
 )
-async def spawn(body: SpawnAgentRequest, deps: Deps, _: RequireOperator) -> Response:
-    """Queue a task for an agent; answers 202 with the agent id once the task is durable."""
+async def spawn(
+    body: Annotated[SpawnAgentRequest, Body(openapi_examples=_SPAWN_EXAMPLES)],
+    deps: Deps,
+    _: RequireOperator,
+) -> Response:
+    """Queue a task for an agent; answers 202 with the agent id once the task is durable.
+
+    A task id seen before is not queued again: the answer is 200 with its agent.
+    """
+    started = time.perf_counter()
     record, created = await submit(
         body,
         tracker=deps.tracker,
@@ -54,6 +102,8 @@ async def spawn(body: SpawnAgentRequest, deps: Deps, _: RequireOperator) -> Resp
         task_state=record.task_state.value,
         duplicate=not created,
     )
+    if created:
+        deps.metrics.spawn_accept.observe(time.perf_counter() - started)
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202 if created else 200)
 
 
@@ -89,7 +139,7 @@ async def list_agents(
 @router.get(
     "/{agent_id}/status",
     response_model=AgentRecord,
-    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+    responses={**_ERRORS, **_NOT_FOUND},
 )
 async def status(agent_id: AgentId, deps: Deps, _: RequireOperator) -> AgentRecord:
     """State, timestamps, branch, progress and error of one agent."""
@@ -99,7 +149,7 @@ async def status(agent_id: AgentId, deps: Deps, _: RequireOperator) -> AgentReco
 @router.get(
     "/{agent_id}/events",
     response_model=list[AgentEvent],
-    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+    responses={**_ERRORS, **_NOT_FOUND},
 )
 async def events(agent_id: AgentId, deps: Deps, _: RequireOperator) -> list[AgentEvent]:
     """The agent's event history, in order."""
@@ -110,7 +160,7 @@ async def events(agent_id: AgentId, deps: Deps, _: RequireOperator) -> list[Agen
 @router.post(
     "/{agent_id}/kill",
     response_model=KillResult,
-    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+    responses={**_ERRORS, **_NOT_FOUND},
 )
 async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResult:
     """Kill one agent over core NATS; answers when it is final or after the wait."""
@@ -130,7 +180,10 @@ async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResu
 @router.post(
     "/kill-all",
     response_model=list[KillResult],
-    responses={**_ERRORS, 403: {"model": ErrorResponse}},
+    responses={
+        **_ERRORS,
+        403: {"model": ErrorResponse, "description": "needs the admin role"},
+    },
 )
 async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     """Kill every live agent (admins only); reports each agent that was live."""

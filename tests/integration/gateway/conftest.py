@@ -1,0 +1,127 @@
+"""A real gateway (uvicorn on a free port, in the test's event loop) against the session's
+nats-server and valkey-server, with its own key prefix per test. No spawner runs: tests
+that need an agent to move drive its state through ``AgentTracker`` as a service would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from faststream.nats import NatsBroker
+
+from mosaic.embedded import free_port
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from shared.bus import make_broker
+from shared.settings import NatsSettings, QualitySettings, ValkeySettings
+from shared.store import StateStore
+from shared.tracker import AgentTracker
+
+OPERATOR = "operator-token-0123456789abcdef"
+ADMIN = "admin-token-0123456789abcdef0123"
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: FastAPI
+    settings: GatewaySettings
+    store: StateStore
+    tracker: AgentTracker
+    broker: NatsBroker
+
+    def client(self, token: str | None = OPERATOR) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)
+
+
+async def start_gateway(
+    nats_url: str, valkey_url: str, prefix: str, **overrides: Any
+) -> tuple[Gateway, uvicorn.Server, asyncio.Task[None]]:
+    yolo = overrides.pop("yolo", False)
+    settings = GatewaySettings(
+        mosaic_api_token=OPERATOR,
+        mosaic_admin_token=ADMIN,
+        state_prefix=prefix,
+        kill_wait_seconds=overrides.pop("kill_wait_seconds", 1.0),
+        **overrides,
+    )
+    app = create_app(
+        settings,
+        NatsSettings(nats_url=nats_url),
+        ValkeySettings(valkey_url=valkey_url),
+        QualitySettings(yolo_mode=yolo),
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+    )
+    server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    resources = app.state.resources
+    gateway = Gateway(
+        url=f"http://127.0.0.1:{port}",
+        app=app,
+        settings=settings,
+        store=resources.store,
+        tracker=resources.tracker,
+        broker=resources.broker,
+    )
+    return gateway, server, task
+
+
+@pytest.fixture
+async def gateway(nats_url: str, valkey_url: str, unique: str) -> AsyncIterator[Gateway]:
+    gw, server, task = await start_gateway(nats_url, valkey_url, f"gw{unique}")
+    yield gw
+    server.should_exit = True
+    await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def operator(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway.client(OPERATOR) as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway.client(ADMIN) as client:
+        yield client
+
+
+@pytest.fixture
+async def publisher(nats_url: str) -> AsyncIterator[NatsBroker]:
+    broker = make_broker(NatsSettings(nats_url=nats_url), "test-publisher")
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+def spawn_body(repo: Path | str, task_id: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "taskId": task_id,
+        "agentType": "worker",
+        "context": {"repository": str(repo), "branch": "main", "workItems": ["Add a greeting"]},
+        "gateProfile": "minimal",
+    }
+    body.update(extra)
+    return body
