@@ -213,6 +213,8 @@ class AgentRun:
                 phase="pre-commit",
                 profile=req.gate_profile or _profile(ctx.quality.default_gate_profile),
                 yolo=yolo,
+                base=self._worktree.base_commit,
+                work_items=tuple(req.context.work_items),
             )
         )
         await self._record_gates(decision)
