@@ -69,7 +69,8 @@ def rule_id(secret_type: str) -> str:
 
 def _detect_secrets_config() -> dict[str, object]:
     plugins: list[dict[str, object]] = []
-    for plugin_class in get_mapping_from_secret_type_to_class().values():
+    mapping: dict[str, type] = get_mapping_from_secret_type_to_class()
+    for plugin_class in mapping.values():
         name: str = plugin_class.__name__
         if name == "Base64HighEntropyString":
             plugins.append({"name": name, "limit": 4.5})
