@@ -178,3 +178,27 @@ def test_valkey_restart_mid_run_loses_no_state(tmp_path: Path, remote_repo: Path
                 time.sleep(0.2)
         records = wait_all_final(http, first + second, timeout=90)
         assert {r["state"] for r in records.values()} == {"completed"}
+
+
+def test_sigterm_hands_a_running_agent_back_and_it_runs_again(
+    tmp_path: Path, remote_repo: Path
+) -> None:
+    with system(tmp_path / "home") as sup, client(sup) as http:
+        agent_id = http.post(
+            "/agents/spawn", json=body(remote_repo, "handback", write_plan("hb", 3))
+        ).json()["agentId"]
+        deadline = time.monotonic() + 30
+        while http.get(f"/agents/{agent_id}/status").json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        sup.stop_service("spawner", signal.SIGTERM)
+        assert time.monotonic() - started < 10  # it does not wait for the agent to finish
+        record = http.get(f"/agents/{agent_id}/status").json()
+        assert (record["state"], record["taskState"]) == ("spawning", "pending")
+        sup.start_service("spawner")
+        record = wait_all_final(http, [agent_id], timeout=60)[agent_id]
+        assert record["state"] == "completed"
+        assert record["attempts"] == 2
+        retries = [e["detail"]["retry"] for e in events(http, agent_id) if "retry" in e["detail"]]
+        assert retries == ["handed back: its spawner stopped"]
