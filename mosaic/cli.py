@@ -1,15 +1,24 @@
-"""``mosaic``: run the system embedded, serve one service, or run the demo."""
+"""``mosaic``: run the system embedded, serve one service, run the demo, or talk to a
+running gateway (spawn, agents, status, kill, watch)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 import threading
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from shared.settings import HomeSettings
+
+if TYPE_CHECKING:
+    from mosaic.client import MosaicClient
+    from shared.messages.agents import AgentEvent, AgentRecord
 
 
 def _home(args: argparse.Namespace) -> Path:
@@ -82,13 +91,275 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run three demo tasks end to end and stop")
     demo.set_defaults(func=cmd_demo)
+    _add_client_commands(sub)
     return parser
+
+
+# ---- client commands: talk to a running gateway over HTTP (mosaic.client) ----------
+
+
+def _token(args: argparse.Namespace, admin: bool = False) -> str | None:
+    """--token, else $MOSAIC_TOKEN, else the token file ``mosaic up`` wrote."""
+    if args.token:
+        return str(args.token)
+    if os.environ.get("MOSAIC_TOKEN"):
+        return os.environ["MOSAIC_TOKEN"]
+    path = _home(args) / "secrets" / ("admin-token" if admin else "api-token")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _client(args: argparse.Namespace, admin: bool = False) -> MosaicClient:
+    from mosaic.client import MosaicClient
+
+    return MosaicClient(args.url, _token(args, admin), timeout=args.timeout)
+
+
+def _print_json(value: object) -> None:
+    from pydantic import BaseModel
+
+    def plain(item: object) -> object:
+        return item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+
+    data = [plain(v) for v in value] if isinstance(value, list) else plain(value)
+    print(json.dumps(data, indent=2))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _agent_rows(agents: Iterable[AgentRecord]) -> list[list[str]]:
+    return [
+        [
+            a.agent_id,
+            a.state.value,
+            a.task_state.value,
+            a.task_id,
+            str(a.turns),
+            str(a.tokens_used),
+            a.last_tool or "-",
+            a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        ]
+        for a in agents
+    ]
+
+
+_AGENT_HEADER = ["AGENT", "STATE", "TASK STATE", "TASK", "TURNS", "TOKENS", "LAST TOOL", "CREATED"]
+
+
+def cmd_spawn(args: argparse.Namespace) -> int:
+    """Queue a task and print its agent id."""
+    body: dict[str, Any] = {
+        "taskId": args.task_id or f"cli-{uuid.uuid4().hex[:12]}",
+        "agentType": args.type,
+        "context": {
+            "repository": args.repo,
+            "branch": args.branch,
+            "workItems": args.item,
+            "skills": args.skill or [],
+        },
+        "priority": args.priority,
+    }
+    if args.profile:
+        body["gateProfile"] = args.profile
+    if args.timeout_s:
+        body["options"] = {"timeout": args.timeout_s}
+    with _client(args) as client:
+        spawned = client.spawn_agent(body)
+    if args.json:
+        _print_json(spawned)
+    else:
+        note = " (task already known)" if spawned.duplicate else ""
+        print(f"{spawned.agent_id}  task {spawned.task_id}  {spawned.state}{note}")
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    """List agents, newest first."""
+    with _client(args) as client:
+        page = client.list_agents(
+            state=args.state, task_id=args.task_id, offset=args.offset, limit=args.limit
+        )
+    if args.json:
+        _print_json(page)
+        return 0
+    if not page.agents:
+        print("no agents")
+        return 0
+    print(_table(_agent_rows(page.agents), _AGENT_HEADER))
+    shown = f"{page.offset + 1}-{page.offset + len(page.agents)}"
+    print(f"\n{shown} of {page.total}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show one agent's record."""
+    with _client(args) as client:
+        record = client.get_agent_status(args.agent_id)
+    if args.json:
+        _print_json(record)
+        return 0
+    for name, value in record.model_dump(mode="json").items():
+        if value not in (None, [], ""):
+            shown = json.dumps(value) if isinstance(value, list | dict) else value
+            print(f"{name:>22}  {shown}")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    """Kill one agent, or every agent with --all (admin token)."""
+    if bool(args.all) == bool(args.agent_id):
+        print("mosaic kill: give an agent id or --all", file=sys.stderr)
+        return 2
+    with _client(args, admin=bool(args.all)) as client:
+        results = client.kill_all_agents() if args.all else [client.kill_agent(args.agent_id)]
+    if args.json:
+        _print_json(results)
+        return 0
+    if args.all and not results:
+        print("no live agents")
+    for result in results:
+        verdict = "killed" if result.killed else f"still {result.state}"
+        print(f"{result.agent_id}  {verdict}  ({result.elapsed_ms:.0f} ms)")
+    return 0 if all(r.killed or r.state in {"completed", "failed"} for r in results) else 1
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow the live feed: a table that redraws on a terminal, else one line per event."""
+    redraw = sys.stdout.isatty()
+    with _client(args) as client:
+        agents: dict[str, AgentRecord] = {}
+        if args.agent:
+            agents[args.agent] = client.get_agent_status(args.agent)
+        else:
+            for state in ("spawning", "running"):
+                agents.update({a.agent_id: a for a in client.list_agents(state=state).agents})
+        if redraw:
+            _draw(agents, "connecting…")
+        for event in client.events(agent_id=args.agent, since=args.since):
+            record = agents.get(event.agent_id)
+            if record is None or event.kind in ("state", "task_state", "gate"):
+                record = client.get_agent_status(event.agent_id)
+            else:
+                record = record.model_copy(update=_progress_fields(event.detail))
+            agents[event.agent_id] = record
+            if redraw:
+                _draw(agents, f"last event: {event.agent_id} #{event.seq} {_describe(event)}")
+            else:
+                stamp = event.at.strftime("%H:%M:%S")
+                print(f"{stamp}  {event.agent_id}  #{event.seq:<4} {_describe(event)}", flush=True)
+    return 0
+
+
+def _progress_fields(detail: dict[str, Any]) -> dict[str, Any]:
+    step = detail.get("step")
+    if step == "turn_started":
+        return {"turns": int(detail.get("turn", 0))}
+    if step == "tool_called":
+        return {"last_tool": str(detail.get("tool"))}
+    if step == "tokens_used":
+        return {"tokens_used": int(detail.get("total", 0))}
+    return {}
+
+
+def _describe(event: AgentEvent) -> str:
+    detail = event.detail
+    if event.kind in ("state", "task_state"):
+        what = "agent" if event.kind == "state" else "task"
+        arrow = f"{event.previous} -> " if event.previous else ""
+        why = detail.get("error") or detail.get("reason") or ""
+        return f"{what} {arrow}{event.state}" + (f" ({why})" if why else "")
+    if event.kind == "progress":
+        step = str(detail.get("step", "progress"))
+        extra = detail.get("tool") or detail.get("turn") or detail.get("total") or ""
+        return f"{step} {extra}".strip()
+    if event.kind == "gate":
+        return "gates approved" if detail.get("approved") else "gates rejected"
+    return event.kind
+
+
+def _draw(agents: dict[str, AgentRecord], footer: str) -> None:
+    ordered = sorted(agents.values(), key=lambda a: a.created_at, reverse=True)
+    body = _table(_agent_rows(ordered), _AGENT_HEADER) if ordered else "no live agents"
+    sys.stdout.write("\x1b[H\x1b[2J" + "mosaic watch (Ctrl-C to stop)\n\n" + body)
+    sys.stdout.write(f"\n\n{footer}\n")
+    sys.stdout.flush()
+
+
+def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=os.environ.get("MOSAIC_URL", "http://127.0.0.1:3001"),
+        help="gateway URL (default: $MOSAIC_URL or http://127.0.0.1:3001)",
+    )
+    common.add_argument(
+        "--token",
+        help="bearer token (default: $MOSAIC_TOKEN, else $MOSAIC_HOME/secrets/api-token, "
+        "admin-token for kill --all)",
+    )
+    common.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    spawn = sub.add_parser("spawn", parents=[common], help="queue a task for an agent")
+    spawn.add_argument("--repo", required=True, help="repository: absolute path or URL")
+    spawn.add_argument("--branch", default="main", help="base branch (default main)")
+    spawn.add_argument(
+        "--item", action="append", required=True, help="a work item (repeat for several)"
+    )
+    spawn.add_argument("--skill", action="append", help="a skill hint (repeatable)")
+    spawn.add_argument("--priority", type=int, default=5, help="1 (highest) to 10 (default 5)")
+    spawn.add_argument("--profile", choices=["strict", "standard", "minimal"], help="gate profile")
+    spawn.add_argument("--type", choices=["worker", "reviewer", "tester"], default="worker")
+    spawn.add_argument(
+        "--task-id", help="task id (default: generated); a known id is not re-queued"
+    )
+    spawn.add_argument("--timeout-s", type=int, help="the agent's wall-clock bound in seconds")
+    spawn.set_defaults(func=cmd_spawn)
+
+    agents = sub.add_parser("agents", parents=[common], help="list agents, newest first")
+    agents.add_argument("--state", choices=["spawning", "running", "completed", "failed", "killed"])
+    agents.add_argument("--task-id", help="only the agent of this task")
+    agents.add_argument("--offset", type=int, default=0)
+    agents.add_argument("--limit", type=int, default=50)
+    agents.set_defaults(func=cmd_agents)
+
+    status = sub.add_parser("status", parents=[common], help="show one agent")
+    status.add_argument("agent_id")
+    status.set_defaults(func=cmd_status)
+
+    kill = sub.add_parser("kill", parents=[common], help="kill one agent, or all with --all")
+    kill.add_argument("agent_id", nargs="?")
+    kill.add_argument("--all", action="store_true", help="kill every live agent (admin token)")
+    kill.set_defaults(func=cmd_kill)
+
+    watch = sub.add_parser("watch", parents=[common], help="follow agents live (SSE feed)")
+    watch.add_argument("--agent", help="only this agent")
+    watch.add_argument("--since", type=int, help="with --agent: replay events after this seq")
+    watch.set_defaults(func=cmd_watch)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mosaic`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from mosaic.client import ClientError
+
+    try:
+        return int(args.func(args))
+    except ClientError as exc:
+        field = f" (field: {exc.field})" if exc.field else ""
+        print(f"mosaic {args.command}: {exc}{field}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ import logging
 import os
 import uuid
 
+from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
 from services.gateway.errors import InvalidInputError
+from shared import subjects
 from shared.errors import BusUnavailableError
-from shared.messages.agents import AgentRecord, AgentState, TaskState
+from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
 from shared.queue import publish_task
@@ -34,6 +36,7 @@ async def submit(
     request: SpawnAgentRequest,
     *,
     tracker: AgentTracker,
+    broker: NatsBroker,
     js: JetStreamContext,
     connected: bool,
     default_profile: str,
@@ -68,14 +71,26 @@ async def submit(
         raise BusUnavailableError(f"state store unavailable: {exc}") from exc
     if not created:
         return await store.require_agent(agent_id), False
+    # The creation event goes into the history before the task is queued, so it is
+    # seq 1 even when a spawner picks the task up at once; it is published afterwards.
     try:
+        event = await store.append_event(
+            AgentEvent(
+                agent_id=record.agent_id,
+                task_id=record.task_id,
+                kind="state",
+                state="spawning",
+                detail={"taskState": "pending"},
+            )
+        )
         await publish_task(js, TaskQueued(agent_id=record.agent_id, request=request))
     except Exception as exc:
         await _forget(tracker, record)
         raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
-    await tracker.record(
-        record.agent_id, record.task_id, "state", {"taskState": "pending"}, state="spawning"
-    )
+    try:
+        await broker.publish(event.to_bytes(), subjects.agent_events(record.agent_id))
+    except Exception:  # the history in Valkey is the source of truth
+        log.warning("could not publish the creation event of %s", record.agent_id)
     log.info(
         "queued task %s as agent %s",
         request.task_id,
