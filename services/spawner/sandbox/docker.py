@@ -107,9 +107,10 @@ else:
 """
 # Runs a command in its own process group inside the container: argv = timeout, command.
 # On timeout the group is SIGKILLed and the exit code is 124; on any end, the group dies.
+# stderr is joined to stdout in the command itself, so the output keeps its real order.
 _RUNNER = r"""
 import os, signal, subprocess, sys
-proc = subprocess.Popen(["/bin/sh", "-c", sys.argv[2]], start_new_session=True)
+proc = subprocess.Popen(["/bin/sh", "-c", sys.argv[2]], start_new_session=True, stderr=subprocess.STDOUT)
 code = None
 try:
     code = proc.wait(timeout=float(sys.argv[1]))
