@@ -21,6 +21,12 @@ AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
 
 KIND_GATE_SKIPPED = "gate_skipped"
 """A quality gate skipped because of YOLO mode."""
+KIND_KILL = "kill"
+"""One agent killed (``mosaic.kill.agent.<id>``), whoever asked."""
+KIND_KILL_ALL = "kill_all"
+"""Every agent killed and the queue held (``mosaic.kill.all``)."""
+KIND_RESUME = "resume"
+"""A kill-all hold lifted (``POST /agents/resume``)."""
 
 
 def audit_subject(kind: str) -> str:

@@ -7,7 +7,9 @@ is closed and the worktree removed (gitops salvages unpushed work first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -22,6 +24,7 @@ from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from services.spawner.settings import SpawnerSettings
 from shared.errors import MosaicError
+from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.gates import GateCheckRequested, GateDecision
@@ -304,7 +307,8 @@ class AgentRun:
         order = self.running.order
         reason = order.reason if order and order.reason else "no reason given"
         if self._sandbox is not None:
-            await self._sandbox.kill()
+            with contextlib.suppress(Exception):  # the killswitch may have removed it already
+                await self._sandbox.kill()
         try:
             await self.ctx.tracker.transition(
                 self.agent_id,
@@ -312,10 +316,24 @@ class AgentRun:
                 agent=AgentState.KILLED,
                 task=TaskState.FAILED,
                 fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
-                detail={"reason": reason, "requestedBy": order.requested_by if order else None},
+                detail={
+                    "reason": reason,
+                    "requestedBy": order.requested_by if order else None,
+                    "by": "spawner",
+                },
             )
         except MosaicError:  # someone else (killswitch) recorded the end first
             log.info("kill already recorded elsewhere", extra=self._log)
+            return
+        if self._sandbox is not None:  # gone, not just stopped, before the kill counts as done
+            with contextlib.suppress(Exception):
+                await self._sandbox.close()
+        if self.running.ordered_at is not None:
+            scope = self.running.scope
+            KILL_LATENCY.labels("spawner", "spawner", scope).observe(
+                time.monotonic() - self.running.ordered_at
+            )
+            KILLS.labels("spawner", "spawner", scope).inc()
 
     async def _cleanup(self) -> None:
         """Close the sandbox and remove the worktree; safe to call again."""

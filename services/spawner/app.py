@@ -19,6 +19,7 @@ from services.spawner.dispatcher import Dispatcher
 from services.spawner.kills import KillRegistry
 from services.spawner.sandbox.base import SandboxFactory
 from services.spawner.sandbox.docker import DockerSandboxFactory
+from services.spawner.sandbox.local import LocalSandboxFactory
 from services.spawner.sandbox.reaper import run_reaper
 from services.spawner.sandbox.select import sandbox_factory
 from services.spawner.sandbox.settings import SandboxSettings
@@ -26,8 +27,10 @@ from services.spawner.settings import SpawnerSettings
 from services.spawner.worker import Worker
 from shared import queue, subjects
 from shared.bus import make_broker, make_valkey
+from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
+from shared.procgroups import ProcessGroupRegistry
 from shared.service import add_health, instance_name
 from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
 from shared.store import StateStore
@@ -59,6 +62,10 @@ def create_app(
         redis = make_valkey(valkey)
         store = StateStore(redis, prefix=settings.state_prefix)
         factory = sandboxes or await sandbox_factory(SandboxSettings())
+        if isinstance(factory, LocalSandboxFactory) and factory.groups is None:
+            # so the killswitch can end this spawner's commands if it hangs or dies
+            factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
+        serve_metrics()
         ctx = RunContext(
             tracker=AgentTracker(store, broker),
             gitops=GitOps(broker, settings.gitops_timeout_s),
@@ -91,6 +98,7 @@ def create_app(
         async def on_resume(_: Msg) -> None:
             if await store.held() is None:
                 log.warning("kill-all lifted; intake resumed")
+                kills.resume()
                 dispatcher.resume()
 
         subs = [
@@ -100,6 +108,7 @@ def create_app(
         ]
         if await store.held() is not None:
             log.warning("a kill-all is in force: no task starts until an admin resumes")
+            kills.halted = True
             dispatcher.pause()
         held["reaper"] = _start_reaper(factory, store)
         held.update(

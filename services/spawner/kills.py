@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from shared.messages.kill import KillOrdered
@@ -16,6 +17,10 @@ class Running:
     task_id: str
     task: asyncio.Task[None]
     order: KillOrdered | None = None
+    ordered_at: float | None = None
+    """``time.monotonic()`` when the kill order arrived (kill latency starts here)."""
+    scope: str = "agent"
+    """``agent`` for a kill of this agent, ``all`` for a kill-all."""
 
 
 @dataclass
@@ -23,11 +28,19 @@ class KillRegistry:
     """Live agents of this process, by id."""
 
     agents: dict[str, Running] = field(default_factory=dict)
+    halted: bool = False
+    """A kill-all is in force: an agent claimed now is handed back to the queue at once."""
 
     def add(self, agent_id: str, task_id: str, task: asyncio.Task[None]) -> Running:
-        """Track an agent from the moment it is assigned here."""
+        """Track an agent from the moment it is assigned here.
+
+        Under a kill-all (a task claimed just as the order arrived) the task is cancelled
+        without an order, so its run hands it back to the queue instead of running it.
+        """
         running = Running(agent_id, task_id, task)
         self.agents[agent_id] = running
+        if self.halted:
+            task.cancel("kill-all in force: back to the queue")
         return running
 
     def discard(self, agent_id: str) -> None:
@@ -40,9 +53,18 @@ class KillRegistry:
         if running is None or running.order is not None:
             return running is not None
         running.order = order
+        running.ordered_at = time.monotonic()
         running.task.cancel(f"killed: {order.reason or 'no reason given'}")
         return True
 
     def kill_all(self, order: KillOrdered) -> list[str]:
-        """Cancel every agent running here."""
-        return [a for a in list(self.agents) if self.kill(a, order)]
+        """Cancel every agent running here; hand back any claimed until ``resume``."""
+        self.halted = True
+        killed = [a for a in list(self.agents) if self.kill(a, order)]
+        for agent_id in killed:
+            self.agents[agent_id].scope = "all"
+        return killed
+
+    def resume(self) -> None:
+        """The kill-all is lifted: claimed tasks run again."""
+        self.halted = False

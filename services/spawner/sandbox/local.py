@@ -6,6 +6,8 @@ says. What it does give: a scrubbed environment (no API keys or other secrets in
 ``HOME`` in a private temp dir, rlimits on address space, CPU time, file size and
 processes, file tools confined to the worktree (symlinks resolved), and every process
 of a command killed as a group on timeout, cancellation, ``kill()`` and ``close()``.
+With a ``ProcessGroupRegistry``, each live group is recorded in Valkey
+(``<p>:agent:<agentId>:pgids``) so the killswitch can end it if the spawner hangs or dies.
 Use the ``docker`` sandbox for anything untrusted.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from services.spawner.sandbox.base import DirEntry, ExecResult, SandboxError, SandboxSpec
 from services.spawner.sandbox.paths import resolve_inside
+from shared.procgroups import ProcessGroupRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +84,12 @@ class LocalSandbox:
 
     kind = "local"
 
-    def __init__(self, spec: SandboxSpec, home: Path) -> None:
+    def __init__(
+        self, spec: SandboxSpec, home: Path, groups: ProcessGroupRegistry | None = None
+    ) -> None:
         self.spec = spec
+        self._registry = groups
+        """Where live groups are recorded for the killswitch (``shared.procgroups``)."""
         self._root = spec.worktree.resolve(strict=True)
         self._home = home
         self._groups: set[int] = set()
@@ -134,7 +141,11 @@ class LocalSandbox:
 
         reader = asyncio.create_task(read_all())
         timed_out = False
+        recorded: str | None = None
         try:
+            if self._registry is not None:
+                with contextlib.suppress(Exception):  # a kill by the spawner still works
+                    recorded = await self._registry.record(self.spec.agent_id, pgid)
             try:
                 async with asyncio.timeout(timeout):
                     await _exited(proc)
@@ -155,6 +166,9 @@ class LocalSandbox:
             if proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.shield(asyncio.wait_for(_exited(proc), 5.0))
+            if recorded is not None and self._registry is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._registry.forget(self.spec.agent_id, recorded))
         output = b"".join(chunks).decode("utf-8", errors="replace")
         exit_code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         return ExecResult(
@@ -265,6 +279,9 @@ class LocalSandbox:
         if not self._closed:
             self._closed = True
             await asyncio.to_thread(shutil.rmtree, self._home, True)
+            if self._registry is not None:
+                with contextlib.suppress(Exception):
+                    await self._registry.clear(self.spec.agent_id)
 
 
 class LocalSandboxFactory:
@@ -272,8 +289,12 @@ class LocalSandboxFactory:
 
     kind = "local"
 
-    def __init__(self, tmp_root: Path | None = None) -> None:
+    def __init__(
+        self, tmp_root: Path | None = None, groups: ProcessGroupRegistry | None = None
+    ) -> None:
         self._tmp_root = tmp_root
+        self.groups = groups
+        """When set, each command's process group is recorded in Valkey while it runs."""
 
     async def create(self, spec: SandboxSpec) -> LocalSandbox:
         """A sandbox on ``spec.worktree`` (which must exist) with a private temp home."""
@@ -285,4 +306,4 @@ class LocalSandboxFactory:
             "local sandbox is not isolation: agent commands run as this user on this host",
             extra={"agent_id": spec.agent_id, "task_id": spec.task_id},
         )
-        return LocalSandbox(spec, home)
+        return LocalSandbox(spec, home, self.groups)
