@@ -22,6 +22,7 @@ from services.gateway import errors
 from services.gateway.auth import check_tokens
 from services.gateway.deps import Resources
 from services.gateway.errors import error_response
+from services.gateway.federation import routes as federation
 from services.gateway.feed import FeedHub
 from services.gateway.metrics import (
     ASGIApp,
@@ -187,4 +188,5 @@ def create_app(
     errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
+    app.include_router(federation.router)
     return app

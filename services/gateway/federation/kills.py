@@ -1,0 +1,68 @@
+"""Publish kill orders on core NATS and wait (bounded) until the agents are final."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from nats.aio.msg import Msg
+
+from services.gateway.deps import Resources
+from shared import subjects
+from shared.lifecycle import AGENT_FINAL
+from shared.messages.agents import AgentEvent, AgentState
+from shared.messages.kill import KillOrdered
+
+_FINAL = {s.value for s in AGENT_FINAL}
+
+
+async def kill_and_wait(
+    deps: Resources, agent_ids: list[str], order: KillOrdered, *, kill_all: bool = False
+) -> dict[str, AgentState]:
+    """Kill ``agent_ids`` one by one (or with one ``KILL_ALL`` when ``kill_all``) and
+    return each one's state once final, or when the gateway's kill wait is over."""
+    nc = deps.broker.connection
+    pending = set(agent_ids)
+    done = asyncio.Event()
+    final: dict[str, AgentState] = {}
+
+    async def on_event(msg: Msg) -> None:
+        event = AgentEvent.from_bytes(msg.data)
+        if event.kind == "state" and event.state in _FINAL and event.agent_id in pending:
+            final[event.agent_id] = AgentState(event.state)
+            pending.discard(event.agent_id)
+            if not pending:
+                done.set()
+
+    sub = await nc.subscribe(f"{subjects.EVENTS_PREFIX}.agent.*", cb=on_event)
+    try:
+        body = order.to_bytes()
+        if kill_all:
+            await nc.publish(subjects.KILL_ALL, body)
+        else:
+            for agent_id in agent_ids:
+                await nc.publish(subjects.kill_agent(agent_id), body)
+        await nc.flush()
+        for agent_id in list(pending):  # final before we listened
+            record = await deps.store.get_agent(agent_id)
+            if record is not None and record.state in AGENT_FINAL:
+                final[agent_id] = record.state
+                pending.discard(agent_id)
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), deps.kill_wait_seconds)
+    finally:
+        await sub.unsubscribe()
+    for agent_id in agent_ids:
+        if agent_id not in final:
+            record = await deps.store.get_agent(agent_id)
+            if record is not None:
+                final[agent_id] = record.state
+    return final
+
+
+async def live_agents(deps: Resources, agent_ids: list[str] | None = None) -> list[str]:
+    """The ids (of ``agent_ids``, or of every agent here) not yet final."""
+    ids = agent_ids if agent_ids is not None else await deps.store.list_agent_ids(0, 100_000)
+    records = await asyncio.gather(*(deps.store.get_agent(i) for i in ids))
+    return [r.agent_id for r in records if r is not None and r.state not in AGENT_FINAL]
