@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from shared.errors import BusUnavailableError, MosaicError, NotFoundError
 
@@ -120,8 +121,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _CODES.get(exc.status_code, "error")
         detail = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:
+            # a body that is not UTF-8 JSON: the same answer as malformed JSON
+            return error_response(
+                422, "invalid_request", "body: not valid JSON (UTF-8)", field="body"
+            )
+        code = _CODES.get(exc.status_code, "error")
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such path"
         if exc.status_code == 405 and detail == "Method Not Allowed":
@@ -161,3 +167,36 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal", "internal error (see the gateway's log)")
+
+
+async def refuse_unknown_query(request: HTTPConnection) -> None:
+    """A query parameter the route does not declare is an error, not something to ignore.
+
+    (The WebSocket feed reads its parameters itself.)
+    """
+    if request.scope["type"] != "http":
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    allowed = _query_names(dependant)
+    for name in request.query_params:
+        if name not in allowed:
+            raise InvalidInputError(name[:64], "unknown query parameter")
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    key = id(dependant)
+    if key not in _QUERY_NAMES:
+        names: set[str] = set()
+        pending = [dependant]
+        while pending:
+            current = pending.pop()
+            names.update(str(p.alias) for p in getattr(current, "query_params", []))
+            pending.extend(getattr(current, "dependencies", []))
+        _QUERY_NAMES[key] = frozenset(names)
+    return _QUERY_NAMES[key]

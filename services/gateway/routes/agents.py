@@ -7,8 +7,10 @@ import contextlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.deps import Deps
@@ -78,15 +80,21 @@ _SPAWN_EXAMPLES = {
     },
 )
 async def spawn(
+    request: Request,
     body: Annotated[SpawnAgentRequest, Body(openapi_examples=_SPAWN_EXAMPLES)],
     deps: Deps,
     _: RequireOperator,
 ) -> Response:
     """Queue a task for an agent; answers 202 with the agent id once the task is durable.
 
-    A task id seen before is not queued again: the answer is 200 with its agent.
+    A task id seen before is not queued again: the answer is 200 with its agent. Types
+    are strict: ``"5"`` is not a priority and ``0`` is not a boolean.
     """
     started = time.perf_counter()
+    try:
+        body = SpawnAgentRequest.model_validate_json(await request.body(), strict=True)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
     record, created = await submit(
         body,
         tracker=deps.tracker,
