@@ -6,6 +6,8 @@
 #   scripts/build-images.sh --offline  never touch a registry: build mosaic/base:bookworm
 #                                      from Debian packages (debootstrap + docker import)
 #   scripts/build-images.sh --force    rebuild even when the images exist
+#   scripts/build-images.sh --services also build the service images from
+#                                      docker/services.Dockerfile (see below)
 #
 # Environment:
 #   MOSAIC_CACHE          cache dir (default ~/.cache/mosaic); the rootfs lives in $MOSAIC_CACHE/rootfs
@@ -14,6 +16,14 @@
 #   MOSAIC_OFFLINE_BASE   tag of the offline base (default mosaic/base:bookworm)
 #
 # Idempotent: an existing image is kept (use --force), an existing rootfs is reused.
+#
+# --services: host-built wheels (dist/wheels, with the project venv's pip, so the build
+# needs no package index) + one docker build per target of docker/services.Dockerfile:
+# mosaic/{gateway,spawner,gitops,gates,killswitch,nats,valkey}:latest. Images carry a
+# label with a hash of their sources; they are rebuilt only when that hash changes.
+#   MOSAIC_IMAGE_PREFIX   repository prefix of the service images (default mosaic)
+#   MOSAIC_IMAGE_TAG      their tag (default latest)
+#   MOSAIC_PYTHON         python whose pip builds the wheels (default .venv/bin/python)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,9 +37,10 @@ BASE_PACKAGES=python3,git,make,ca-certificates,passwd,procps
 
 offline=0
 force=0
+services=0
 
 usage() {
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
@@ -39,6 +50,7 @@ while (($#)); do
     case "$1" in
         --offline) offline=1 ;;
         --force) force=1 ;;
+        --services) services=1 ;;
         -h | --help) usage; exit 0 ;;
         *) usage; die "unknown argument: $1" ;;
     esac
@@ -130,9 +142,76 @@ build_service_images() {
     done
 }
 
+
+# --------------------------------------------------------------------------------------
+# --services: the compose images (docker/services.Dockerfile, one target per image).
+SERVICE_TARGETS=(gateway spawner gitops gates killswitch nats valkey)
+IMAGE_PREFIX=${MOSAIC_IMAGE_PREFIX:-mosaic}
+IMAGE_TAG=${MOSAIC_IMAGE_TAG:-latest}
+HASH_LABEL=org.mosaic.source-hash
+
+# A hash of everything the service images are built from (plus the base's id).
+services_source_hash() { # base
+    local base_id
+    base_id=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || echo "$1")
+    {
+        echo "$base_id"
+        (cd "$ROOT" && find pyproject.toml README.md .dockerignore shared services mosaic loadtests docker \
+            -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'loadtests/results/*' -print0 \
+            | LC_ALL=C sort -z | xargs -0 sha256sum)
+    } | sha256sum | cut -c1-16
+}
+
+# Wheels of the project and every dependency, built with the host's pip and its
+# configuration, so the image build itself never needs the package index.
+build_wheels() {
+    local py=${MOSAIC_PYTHON:-$ROOT/.venv/bin/python}
+    [[ -x $py ]] || py=$(command -v python3) || die "no python to build wheels with"
+    local dir="$ROOT/dist/wheels" started=$SECONDS
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    log "building wheels into dist/wheels with $py"
+    # pip: the offline base has no pip, the build runs it from its wheel. async-timeout:
+    # redis needs it below python 3.11.3 (the offline base has 3.11.2; the host may not).
+    if ! (cd "$ROOT" && "$py" -m pip wheel -q --disable-pip-version-check -w "$dir" . pip async-timeout \
+        >"$CACHE/pip-wheel.log" 2>&1); then
+        rm -rf "$dir"
+        log "warning: pip wheel failed (see $CACHE/pip-wheel.log); the build will use the package index"
+        return 0
+    fi
+    log "wheels ready in $((SECONDS - started)) s ($(ls "$dir" | wc -l) files)"
+}
+
+build_service_targets() { # base
+    local base=$1 hash target tag stale=()
+    hash=$(services_source_hash "$base")
+    for target in "${SERVICE_TARGETS[@]}"; do
+        tag="$IMAGE_PREFIX/$target:$IMAGE_TAG"
+        if ((force == 0)) && [[ $(docker image inspect --format "{{index .Config.Labels \"$HASH_LABEL\"}}" "$tag" 2>/dev/null) == "$hash" ]]; then
+            continue
+        fi
+        stale+=("$target")
+    done
+    if ((${#stale[@]} == 0)); then
+        log "service images are up to date (source hash $hash)"
+        return 0
+    fi
+    build_wheels
+    local started=$SECONDS
+    for target in "${stale[@]}"; do
+        tag="$IMAGE_PREFIX/$target:$IMAGE_TAG"
+        log "building $tag (target $target) on $base"
+        docker build --pull=false -q -t "$tag" -f "$ROOT/docker/services.Dockerfile" \
+            --target "$target" --build-arg "BASE_IMAGE=$base" --label "$HASH_LABEL=$hash" \
+            "$ROOT" >/dev/null
+    done
+    log "service images built in $((SECONDS - started)) s: ${stale[*]}"
+}
+# --------------------------------------------------------------------------------------
+
 main() {
     local base
-    if image_exists "$SANDBOX_IMAGE" && ((force == 0)) && ! compgen -G "$ROOT/services/*/Dockerfile" >/dev/null; then
+    if ((services == 0)) && image_exists "$SANDBOX_IMAGE" && ((force == 0)) && ! compgen -G "$ROOT/services/*/Dockerfile" >/dev/null; then
         log "$SANDBOX_IMAGE exists (cached; --force to rebuild)"
         return 0
     fi
@@ -140,6 +219,9 @@ main() {
     base=$(choose_base)
     build_image "$SANDBOX_IMAGE" "$ROOT/sandbox/Dockerfile" "$ROOT/sandbox" "$base"
     build_service_images "$base"
+    if ((services == 1)); then
+        build_service_targets "$base"
+    fi
     log "done"
 }
 
