@@ -27,6 +27,7 @@ def _home(args: argparse.Namespace) -> Path:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start NATS, Valkey (unless NATS_URL / VALKEY_URL are set) and the five services."""
+    from mosaic.natsauth import redact
     from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
 
     config = SystemConfig(
@@ -42,7 +43,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     supervisor.start()
     try:
         print(f"Mosaic is up. Gateway: {supervisor.gateway_url}")
-        print(f"  NATS:    {supervisor.nats_url}")
+        print(f"  NATS:    {redact(supervisor.nats_url)}  (mosaic creds nats --user admin)")
         print(f"  Valkey:  {supervisor.valkey_url}")
         print(f"  Tokens:  {config.home / 'secrets'} (api-token, admin-token)")
         print(f"  Logs:    {supervisor.logs}")
@@ -55,6 +56,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         print("Stopping…")
         supervisor.stop()
+    return 0
+
+
+def cmd_creds_nats(args: argparse.Namespace) -> int:
+    """Print the NATS URL with a user's credentials (for ``nats --server``)."""
+    from mosaic.natsauth import user_url
+
+    try:
+        print(user_url(_home(args), args.user, args.server))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mosaic creds nats: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -88,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=["gateway", "spawner", "gitops", "gates", "killswitch"])
     serve.set_defaults(func=cmd_serve)
+
+    creds = sub.add_parser("creds", help="print credentials of the embedded system")
+    creds_sub = creds.add_subparsers(dest="what", required=True)
+    creds_nats = creds_sub.add_parser(
+        "nats", help="the NATS URL with a user's credentials, for `nats --server`"
+    )
+    creds_nats.add_argument(
+        "--user", default="admin", help="admin (default) or a service: gateway, spawner, …"
+    )
+    creds_nats.add_argument(
+        "--server", help="server URL without credentials (default: the one `mosaic up` runs)"
+    )
+    creds_nats.set_defaults(func=cmd_creds_nats)
 
     demo = sub.add_parser("demo", help="run three demo tasks end to end and stop")
     demo.set_defaults(func=cmd_demo)

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from mosaic import natsauth
 from mosaic.embedded import ServerProcess, free_port, start_nats, start_valkey
 from shared import subjects
 
@@ -47,6 +48,8 @@ class SystemConfig:
     gateway_port: int = 3001
     env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = SERVICES
+    nats_auth: bool = True
+    """Run our own nats-server with per-service users (ignored when ``nats_url`` is given)."""
 
 
 def ensure_tokens(home: Path) -> dict[str, str]:
@@ -75,6 +78,11 @@ class Supervisor:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.tokens: dict[str, str] = {}
         self.nats_url = config.nats_url or ""
+        """Where tools of this supervisor connect (with the admin's credentials under auth)."""
+        self.nats_server_url = self.nats_url
+        """The NATS server without credentials."""
+        self.nats_passwords: dict[str, str] = {}
+        """Per NATS user, when the supervisor runs nats-server with authorization."""
         self.valkey_url = config.valkey_url or ""
         self.logs = config.home / "logs"
 
@@ -90,8 +98,7 @@ class Supervisor:
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
             if not self.nats_url:
-                self.servers["nats"] = start_nats(home / "nats")
-                self.nats_url = f"nats://127.0.0.1:{self.servers['nats'].port}"
+                self._start_nats()
             if not self.valkey_url:
                 self.servers["valkey"] = start_valkey(home / "valkey")
                 self.valkey_url = f"redis://127.0.0.1:{self.servers['valkey'].port}/0"
@@ -103,11 +110,36 @@ class Supervisor:
             self.stop()
             raise
 
-    def service_env(self) -> dict[str, str]:
-        """The environment every service process gets."""
-        env = {k: v for k, v in os.environ.items() if k not in {"NATS_URL", "VALKEY_URL"}}
+    def _start_nats(self) -> None:
+        """Our own nats-server; with authorization unless ``config.nats_auth`` is off."""
+        home = self.config.home
+        conf = natsauth.write_config(home) if self.config.nats_auth else None
+        self.servers["nats"] = start_nats(home / "nats", config_file=conf)
+        self.nats_server_url = f"nats://127.0.0.1:{self.servers['nats'].port}"
+        self.nats_url = self.nats_server_url
+        if conf is not None:
+            self.nats_passwords = natsauth.ensure_passwords(home)
+            natsauth.record_server(home, self.nats_server_url)
+            self.nats_url = self.nats_url_for(natsauth.ADMIN)
+
+    def nats_url_for(self, user: str) -> str:
+        """The NATS URL a NATS user connects with (the plain URL without authorization)."""
+        if not self.nats_passwords:
+            return self.nats_url
+        return natsauth.url_for(self.nats_server_url, user, self.nats_passwords[user])
+
+    def service_env(self, name: str | None = None) -> dict[str, str]:
+        """The environment a service process gets (its own NATS user under authorization)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"NATS_URL", "VALKEY_URL", "NATS_ADMIN_URL"}
+        }
+        service = service_of(name) if name else None
+        if self.nats_passwords and service == "gateway":
+            env["NATS_ADMIN_URL"] = self.nats_url_for(natsauth.ADMIN)  # kill-all only
         env.update(
-            NATS_URL=self.nats_url,
+            NATS_URL=self.nats_url_for(service) if service else self.nats_url,
             VALKEY_URL=self.valkey_url,
             MOSAIC_HOME=str(self.config.home),
             GATEWAY_PORT=str(self.config.gateway_port),
@@ -125,7 +157,7 @@ class Supervisor:
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service_of(name)}"],
-            env=self.service_env(),
+            env=self.service_env(name),
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,

@@ -35,6 +35,7 @@ from services.gateway.metrics import (
 )
 from services.gateway.routes import (
     agents,
+    audit,
     control,
     dashboard,
     events,
@@ -57,6 +58,7 @@ ROUTERS: tuple[ModuleType, ...] = (
     session,
     agents,
     control,
+    audit,
     queue,
     events,
     metrics,
@@ -69,6 +71,7 @@ TAGS = [
     {"name": "auth", "description": "Who the caller is."},
     {"name": "agents", "description": "Spawn, list, inspect and kill agents."},
     {"name": "killswitch", "description": "The kill-all hold and its release (admins)."},
+    {"name": "audit", "description": "The audit trail: kills, kill-alls, resumes, YOLO skips."},
     {"name": "queue", "description": "Queue depth and task counts."},
     {"name": "events", "description": "Live agent events (SSE; WebSocket at /events/ws)."},
     {"name": "metrics", "description": "Prometheus metrics."},

@@ -18,6 +18,7 @@ from services.gateway.errors import ErrorResponse
 from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
 from shared import subjects
+from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
@@ -234,8 +235,7 @@ async def _kill_and_wait(
 
     sub = await nc.subscribe(f"{subjects.EVENTS_PREFIX}.agent.*", cb=on_event)
     try:
-        await nc.publish(subject, order.to_bytes())
-        await nc.flush()
+        await publish_kill(nc, subject, order.to_bytes())  # kill-all as the NATS admin
         for agent_id in list(pending):  # already final before we listened
             record = await deps.store.get_agent(agent_id)
             if record is not None and record.state in AGENT_FINAL:
