@@ -94,7 +94,7 @@ async def register_peer(body: PeerRegistration, fed: Fed, _: RequireAdmin) -> Pe
     )
     await trail.record(
         fed.deps,
-        trail.KIND_PEER,
+        trail.ACT_PEER,
         _admin_actor(fed),
         "peer registered",
         peerId=peer.peer_id,
@@ -125,7 +125,7 @@ async def handshake(peer_id: PeerIdPath, fed: Fed, _: RequireAdmin) -> Peer:
     previous = await fed.peers.set_state(peer_id, PeerState.ACTIVE)
     await trail.record(
         fed.deps,
-        trail.KIND_PEER,
+        trail.ACT_PEER,
         _admin_actor(fed),
         "handshake completed (initiator)",
         peerId=peer_id,
@@ -139,7 +139,7 @@ async def _change(fed: Federation, peer_id: str, state: PeerState, why: str) -> 
     previous = await fed.peers.set_state(peer_id, state)
     await trail.record(
         fed.deps,
-        trail.KIND_PEER,
+        trail.ACT_PEER,
         _admin_actor(fed),
         why,
         peerId=peer_id,
@@ -209,7 +209,7 @@ async def spawn(
     )
     await trail.record(
         fed.deps,
-        trail.KIND_SENT,
+        trail.ACT_SENT,
         f"http:operator@{fed.me}",
         "agent.spawn",
         agent_id=accepted.agent_id,
@@ -306,7 +306,7 @@ async def kill_all(fed: Fed, _: RequireAdmin) -> FederatedKillAll:
     result = FederatedKillAll(instance=fed.me, local=local, peers=reports)
     await trail.record(
         deps,
-        trail.KIND_KILL_ALL,
+        trail.ACT_KILL_ALL,
         _admin_actor(fed),
         reason,
         instance=fed.me,

@@ -102,7 +102,7 @@ async def _receive(
         log.warning("refused a federation message from %s: %s", claimed_sender, exc.message)
         await trail.record(
             fed.deps,
-            trail.KIND_COMMAND,
+            trail.ACT_COMMAND,
             requester(claimed_sender),
             exc.message,
             refused=True,
@@ -139,7 +139,7 @@ async def _receive(
         agent_id = outcome.result.get("agentId")
     await trail.record(
         fed.deps,
-        trail.KIND_COMMAND,
+        trail.ACT_COMMAND,
         requester(peer.peer_id),
         outcome.error.message if outcome.error else envelope.type,
         agent_id=agent_id if isinstance(agent_id, str) else None,
@@ -178,7 +178,7 @@ async def _handshake_step(fed: Federation, peer: Peer, envelope: Envelope) -> Ou
     previous = await fed.peers.set_state(peer.peer_id, PeerState.ACTIVE)
     await trail.record(
         fed.deps,
-        trail.KIND_PEER,
+        trail.ACT_PEER,
         requester(peer.peer_id),
         "handshake completed (responder)",
         peerId=peer.peer_id,

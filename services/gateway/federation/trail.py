@@ -11,19 +11,22 @@ from shared.messages.audit import AuditEntry
 
 log = logging.getLogger(__name__)
 
-KIND_PEER = "federation_peer"
+KIND = "federation"
+"""Every federation entry (``mosaic.audit.federation``); ``detail.act`` says which act."""
+
+ACT_PEER = "peer"
 """A peer registered, activated by handshake, suspended or revoked."""
-KIND_COMMAND = "federation_command"
+ACT_COMMAND = "command"
 """A signed command from a peer, executed or refused (on the spoke)."""
-KIND_SENT = "federation_sent"
+ACT_SENT = "sent"
 """A command this instance sent to a peer (on the hub)."""
-KIND_KILL_ALL = "federation_kill_all"
+ACT_KILL_ALL = "kill_all"
 """A federated kill-all ordered here (on the hub)."""
 
 
 async def record(
     deps: Resources,
-    kind: str,
+    act: str,
     actor: str,
     reason: str = "",
     *,
@@ -33,14 +36,16 @@ async def record(
 ) -> None:
     """Write one entry; a failure is logged, never raised (the act itself stands)."""
     entry = AuditEntry(
-        kind=kind,
+        kind=KIND,
         actor=actor,
         reason=reason,
         agent_id=agent_id,
         task_id=task_id,
-        detail=detail,
+        detail={"act": act, **detail},
     )
     try:
         await audit(deps.js, entry, timeout=2.0)
     except Exception:
-        log.warning("could not write the %s audit entry (actor %s)", kind, actor, exc_info=True)
+        log.warning(
+            "could not write the federation %s audit entry (actor %s)", act, actor, exc_info=True
+        )
