@@ -1,0 +1,181 @@
+"""The dashboard in a real browser: agents appear and change state live, Kill works,
+Kill all is absent for operators and works (with a confirmation) for admins."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mosaic.supervisor import Supervisor
+from tests.browser.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+FINAL = ("completed", "failed", "killed")
+
+
+def slow_task(repo: Path, task_id: str, sleeps: int) -> dict[str, Any]:
+    """A scripted agent that runs a few seconds per step, then writes a file and finishes."""
+    plan: list[dict[str, Any]] = [
+        {"tool": "run_command", "input": {"command": "sleep 2"}} for _ in range(sleeps)
+    ]
+    plan += [
+        {"tool": "write_file", "input": {"path": f"{task_id}.txt", "content": "done\n"}},
+        {"tool": "finish", "input": {"summary": f"{task_id} done"}},
+    ]
+    return {
+        "taskId": task_id,
+        "agentType": "worker",
+        "context": {"repository": str(repo), "branch": "main", "workItems": [f"Do {task_id}"]},
+        "options": {"plan": plan},
+        "gateProfile": "minimal",
+    }
+
+
+def spawn(system: Supervisor, body: dict[str, Any]) -> str:
+    token = system.tokens["MOSAIC_API_TOKEN"]
+    answer = httpx.post(
+        f"{system.gateway_url}/agents/spawn",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["agentId"])
+
+
+def sign_in(driver: Any, system: Supervisor, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{system.gateway_url}/")
+    driver.find_element(By.ID, "login-token").send_keys(token)
+    driver.find_element(By.ID, "login-submit").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "board").is_displayed(), "the board")
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "live",
+        "the live feed",
+    )
+
+
+def wait_for(driver: Any, condition: Any, what: str, timeout: float = 60) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    ).until(_safe(condition, WebDriverException), message=f"waiting for {what}")
+
+
+def _safe(condition: Any, errors: type[Exception]) -> Any:
+    def check(driver: Any) -> Any:
+        try:
+            return condition(driver)
+        except errors:
+            return False
+
+    return check
+
+
+def row_state(driver: Any, agent_id: str) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{agent_id}"]')
+    return rows[0].get_attribute("data-state") if rows else None
+
+
+def seen_states(driver: Any, agent_id: str, seen: list[str]) -> bool:
+    state = row_state(driver, agent_id)
+    if state and (not seen or seen[-1] != state):
+        seen.append(state)
+    return False
+
+
+def test_operator_sees_agents_live_and_kills_one(
+    driver: Any, system: Supervisor, remote_repo: Path, unique: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(driver, system, system.tokens["MOSAIC_API_TOKEN"])
+    assert driver.find_element(By.ID, "role").text.lower() == "operator"
+    assert not driver.find_element(By.ID, "kill-all").is_displayed()
+    assert driver.find_element(By.ID, "yolo-banner").is_displayed() is False
+
+    keep = spawn(system, slow_task(remote_repo, f"keep-{unique}", sleeps=2))
+    doomed = spawn(system, slow_task(remote_repo, f"doomed-{unique}", sleeps=30))
+    # both appear without a reload, and change state live
+    kept_states: list[str] = []
+    wait_for(driver, lambda d: row_state(d, keep) and row_state(d, doomed), "both rows")
+    wait_for(
+        driver,
+        lambda d: seen_states(d, keep, kept_states) or row_state(d, doomed) == "running",
+        "the doomed agent to run",
+    )
+    wait_for(
+        driver,
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] .progress'
+        ).text.startswith(("1 turns", "2 turns", "3 turns")),
+        "progress on the doomed agent",
+    )
+    driver.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill').click()
+    wait_for(driver, lambda d: row_state(d, doomed) == "killed", "the kill", timeout=20)
+    state_badge = driver.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] .state')
+    assert state_badge.text == "killed"
+    assert not driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill')
+    wait_for(
+        driver,
+        lambda d: seen_states(d, keep, kept_states) or row_state(d, keep) == "completed",
+        "the kept agent to complete",
+        timeout=90,
+    )
+    assert kept_states[-1] == "completed"
+    assert len(kept_states) >= 2, kept_states  # seen in more than one state, live
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "dashboard-operator.png"))
+
+
+def test_admin_kills_all_after_confirming(
+    driver: Any, system: Supervisor, remote_repo: Path, unique: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    ids = [spawn(system, slow_task(remote_repo, f"all{i}-{unique}", sleeps=30)) for i in range(2)]
+    sign_in(driver, system, system.tokens["MOSAIC_ADMIN_TOKEN"])
+    assert driver.find_element(By.ID, "role").text.lower() == "admin"
+    kill_all = driver.find_element(By.ID, "kill-all")
+    assert kill_all.is_displayed()
+    wait_for(driver, lambda d: all(row_state(d, i) == "running" for i in ids), "both running")
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#events li")) >= 3, "events")
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    # cancel first: nothing happens
+    kill_all.click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "confirm-dialog").is_displayed(), "dialog")
+    driver.find_element(By.ID, "confirm-no").click()
+    time.sleep(0.5)
+    assert all(row_state(driver, i) == "running" for i in ids)
+    kill_all.click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "confirm-dialog").is_displayed(), "dialog")
+    driver.find_element(By.ID, "confirm-yes").click()
+    wait_for(driver, lambda d: all(row_state(d, i) == "killed" for i in ids), "both killed", 30)
+    wait_for(driver, lambda d: d.find_element(By.ID, "hold-banner").is_displayed(), "hold banner")
+    driver.save_screenshot(str(ARTIFACTS / "dashboard-killed-all.png"))
+    # lift the hold so later tests (and the system) can run tasks again
+    admin = {"Authorization": f"Bearer {system.tokens['MOSAIC_ADMIN_TOKEN']}"}
+    httpx.post(f"{system.gateway_url}/agents/resume", headers=admin, timeout=10)
+
+
+def test_invalid_token_is_refused(driver: Any, system: Supervisor) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{system.gateway_url}/")
+    driver.find_element(By.ID, "login-token").send_keys("not-a-token")
+    driver.find_element(By.ID, "login-submit").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "login-error").is_displayed(), "the error")
+    assert "not valid" in driver.find_element(By.ID, "login-error").text
+    assert not driver.find_element(By.ID, "board").is_displayed()
