@@ -49,8 +49,8 @@ ARG MOSAIC_GID=1000
 RUN groupadd --gid "$MOSAIC_GID" mosaic \
     && useradd --uid "$MOSAIC_UID" --gid "$MOSAIC_GID" --create-home --home-dir /home/mosaic \
         --shell /usr/sbin/nologin mosaic \
-    && mkdir -p /var/lib/mosaic \
-    && chown mosaic:mosaic /var/lib/mosaic
+    && install -d -o mosaic -g mosaic -m 0750 /var/lib/mosaic \
+    && install -d -o mosaic -g mosaic -m 0700 /home/mosaic/.mosaic
 COPY --from=builder /opt/mosaic /opt/mosaic
 # The nats/valkey binaries live in their own images; a service never runs them.
 RUN rm -f /opt/mosaic/bin/valkey-server /opt/mosaic/bin/nats-server
@@ -87,28 +87,28 @@ FROM runtime AS gateway
 ENV GATEWAY_HOST=0.0.0.0 \
     GATEWAY_PORT=3001
 EXPOSE 3001
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "shared.healthcheck", "gateway"]
 CMD ["python", "-m", "services.gateway"]
 
 FROM runtime-git AS spawner
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "shared.healthcheck", "spawner"]
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "services.spawner"]
 
 FROM runtime-git AS gitops
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "shared.healthcheck", "gitops"]
 CMD ["python", "-m", "services.gitops"]
 
 FROM runtime-git AS gates
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "shared.healthcheck", "gates"]
 CMD ["python", "-m", "services.gates"]
 
 FROM runtime AS killswitch
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "shared.healthcheck", "killswitch"]
 CMD ["python", "-m", "services.killswitch"]
 

@@ -9,6 +9,8 @@ stderr says why). Used by the images' ``HEALTHCHECK`` and by compose.
   and passes only when one comes from a process on this host (the ``instance`` field is
   ``<service>-<hostname>-<pid>``, and a container's hostname is its own): a replica that
   is wedged is not reported healthy just because its siblings are fine.
+  ``MOSAIC_HEALTH_NATS_URL``, when set, is used instead of ``NATS_URL`` (with NATS auth a
+  service's own user may not be allowed to publish probes).
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def probe(service: str, timeout: float = 3.0) -> None:
     if service == "gateway":
         check_gateway(int(os.environ.get("GATEWAY_PORT", "3001")), timeout)
         return
-    url = NatsSettings().nats_url
+    url = os.environ.get("MOSAIC_HEALTH_NATS_URL") or NatsSettings().nats_url
     asyncio.run(check_bus(service, url, timeout, socket.gethostname()))
 
 
