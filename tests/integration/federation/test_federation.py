@@ -3,6 +3,7 @@ between their gateways, agents running on the spoke's normal paths."""
 
 from __future__ import annotations
 
+import json
 import signal
 import stat
 from pathlib import Path
@@ -230,3 +231,50 @@ def test_federated_kill_all_stops_the_hubs_agents_and_those_it_spawned_on_the_sp
             http.post("/agents/resume")
         with spoke.http() as http:
             http.post(f"/agents/{own_id}/kill")
+
+
+def test_the_cli_drives_federation_through_the_client(
+    linked: tuple[Instance, Instance],
+    remote_repo: Path,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mosaic.cli import main
+
+    hub, spoke = linked
+    spoke_id = spoke.instance_id
+    operator = ["--url", hub.url, "--token", hub.system.tokens["MOSAIC_API_TOKEN"]]
+    admin = ["--url", hub.url, "--token", hub.system.tokens["MOSAIC_ADMIN_TOKEN"]]
+    assert main(["federation", "identity", *operator]) == 0
+    out = capsys.readouterr().out
+    assert hub.instance_id in out
+    assert hub.identity()["publicKey"] in out
+    # offline, from a home with no gateway: the identity is created there
+    offline = ["--url", "http://127.0.0.1:9", "--timeout", "1"]
+    assert main(["--home", str(tmp_path), "federation", "identity", *offline, "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "secrets" / "federation-ed25519.pem").exists()
+    assert created["url"] == "http://127.0.0.1:9"
+    assert main(["federation", "peers", "list", *operator]) == 0
+    assert f"{spoke_id}  active" in capsys.readouterr().out
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(SLEEP_PLAN))
+    spawn = ["federation", "spawn", spoke_id, *operator, "--json", "--repo", str(remote_repo)]
+    assert main([*spawn, "--item", "x", "--plan", str(plan), "--task-id", f"cli-{unique}"]) == 0
+    agent_id = json.loads(capsys.readouterr().out)["agentId"]
+    assert main(["federation", "agents", *operator]) == 0
+    assert agent_id in capsys.readouterr().out
+    assert main(["federation", "status", spoke_id, agent_id, *operator]) == 0
+    assert "instance" in capsys.readouterr().out
+    assert main(["federation", "kill", spoke_id, agent_id, *operator]) == 0
+    assert f"{agent_id}  on {spoke_id}  killed" in capsys.readouterr().out
+    # an operator may not register peers
+    key = hub.identity()["publicKey"]
+    add = ["federation", "peers", "add", "other-1", "--peer-url", "http://x:1", "--public-key", key]
+    assert main([*add, *operator]) == 1
+    assert "admin" in capsys.readouterr().err
+    assert main([*add, *admin, "--allow-repo", "/srv"]) == 0
+    assert "other-1  pending" in capsys.readouterr().out
+    assert main(["federation", "peers", "revoke", "other-1", *admin]) == 0
+    assert "other-1  revoked" in capsys.readouterr().out
