@@ -133,6 +133,22 @@ class StateStore:
         data = {_text(k): json.loads(v) for k, v in raw.items() if _text(k) != "seq"}
         return AgentRecord.model_validate(data)
 
+    async def get_agents(self, agent_ids: list[str], chunk: int = 1000) -> list[AgentRecord]:
+        """The records of ``agent_ids`` that exist, in order, read in pipelined chunks
+        (one connection, however many ids: a ``gather`` of ``get_agent`` would open one
+        connection each and run out of them)."""
+        out: list[AgentRecord] = []
+        for start in range(0, len(agent_ids), chunk):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for agent_id in agent_ids[start : start + chunk]:
+                    pipe.hgetall(self.key("agent", agent_id))
+                rows = await pipe.execute()
+            for raw in rows:
+                if raw:
+                    data = {_text(k): json.loads(v) for k, v in raw.items() if _text(k) != "seq"}
+                    out.append(AgentRecord.model_validate(data))
+        return out
+
     async def require_agent(self, agent_id: str) -> AgentRecord:
         """The agent's record, or ``NotFoundError``."""
         record = await self.get_agent(agent_id)

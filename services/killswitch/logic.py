@@ -131,16 +131,9 @@ class Killswitch:
             r for r in records if r.state not in AGENT_FINAL and r.task_state in _HELD_TASK_STATES
         ]
 
-    async def records(self, agent_ids: Iterable[str], chunk: int = 500) -> list[AgentRecord]:
-        """The records of ``agent_ids`` that exist, read in chunks."""
-        ids = list(agent_ids)
-        out: list[AgentRecord] = []
-        for start in range(0, len(ids), chunk):
-            found = await asyncio.gather(
-                *(self.store.get_agent(i) for i in ids[start : start + chunk])
-            )
-            out += [r for r in found if r is not None]
-        return out
+    async def records(self, agent_ids: Iterable[str]) -> list[AgentRecord]:
+        """The records of ``agent_ids`` that exist (pipelined reads)."""
+        return await self.store.get_agents(list(agent_ids))
 
     async def _kill_queued(self, record: AgentRecord, order: KillOrdered) -> bool:
         reason = order.reason or "no reason given"

@@ -199,8 +199,9 @@ async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     """Kill every live agent (admins only); reports each agent that was live."""
     started = time.perf_counter()
     ids = await deps.store.list_agent_ids(0, 100_000)
-    records = [r for r in await asyncio.gather(*(deps.store.get_agent(i) for i in ids)) if r]
-    live = [r.agent_id for r in records if r.state not in AGENT_FINAL]
+    records = await deps.store.get_agents(ids)  # pipelined: a gather runs out of connections
+    # queued agents (task pending) are not killed: they wait for resume
+    live = [r.agent_id for r in records if r.state not in AGENT_FINAL and r.task_state != "pending"]
     order = KillOrdered(reason="kill-all via HTTP", requested_by="http:admin")
     final = await _kill_and_wait(deps, live, subjects.KILL_ALL, order)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
