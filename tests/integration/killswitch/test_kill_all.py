@@ -72,6 +72,7 @@ def test_kill_all_stops_running_holds_queued_and_resume_runs_each_once(
         for agent_id in running:
             assert final_states(events(http, agent_id)) == ["killed"]
         audit = http.get("/audit", params={"kind": "kill_all"}).json()
-        assert audit and set(audit[0]["detail"]["killed"]) == set(running)
+        assert audit
+        assert set(audit[0]["detail"]["killed"]) == set(running)
         assert audit[0]["actor"] == "http:admin"
         assert http.get("/audit", params={"kind": "resume"}).json()
