@@ -7,7 +7,7 @@
 #                                      from Debian packages (debootstrap + docker import)
 #   scripts/build-images.sh --force    rebuild even when the images exist
 #   scripts/build-images.sh --services also build the service images from
-#                                      docker/services.Dockerfile (see below)
+#                                      containers/services.Dockerfile (see below)
 #
 # Environment:
 #   MOSAIC_CACHE          cache dir (default ~/.cache/mosaic); the rootfs lives in $MOSAIC_CACHE/rootfs
@@ -18,7 +18,7 @@
 # Idempotent: an existing image is kept (use --force), an existing rootfs is reused.
 #
 # --services: host-built wheels (dist/wheels, with the project venv's pip, so the build
-# needs no package index) + one docker build per target of docker/services.Dockerfile:
+# needs no package index) + one docker build per target of containers/services.Dockerfile:
 # mosaic/{gateway,spawner,gitops,gates,killswitch,nats,valkey}:latest. Images carry a
 # label with a hash of their sources; they are rebuilt only when that hash changes.
 #   MOSAIC_IMAGE_PREFIX   repository prefix of the service images (default mosaic)
@@ -144,7 +144,7 @@ build_service_images() {
 
 
 # --------------------------------------------------------------------------------------
-# --services: the compose images (docker/services.Dockerfile, one target per image).
+# --services: the compose images (containers/services.Dockerfile, one target per image).
 SERVICE_TARGETS=(gateway spawner gitops gates killswitch nats valkey)
 IMAGE_PREFIX=${MOSAIC_IMAGE_PREFIX:-mosaic}
 IMAGE_TAG=${MOSAIC_IMAGE_TAG:-latest}
@@ -156,7 +156,7 @@ services_source_hash() { # base
     base_id=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || echo "$1")
     {
         echo "$base_id"
-        (cd "$ROOT" && find pyproject.toml README.md .dockerignore shared services mosaic loadtests docker \
+        (cd "$ROOT" && find pyproject.toml README.md .dockerignore shared services mosaic loadtests containers \
             -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'loadtests/results/*' -print0 \
             | LC_ALL=C sort -z | xargs -0 sha256sum)
     } | sha256sum | cut -c1-16
@@ -201,7 +201,7 @@ build_service_targets() { # base
     for target in "${stale[@]}"; do
         tag="$IMAGE_PREFIX/$target:$IMAGE_TAG"
         log "building $tag (target $target) on $base"
-        docker build --pull=false -q -t "$tag" -f "$ROOT/docker/services.Dockerfile" \
+        docker build --pull=false -q -t "$tag" -f "$ROOT/containers/services.Dockerfile" \
             --target "$target" --build-arg "BASE_IMAGE=$base" --label "$HASH_LABEL=$hash" \
             "$ROOT" >/dev/null
     done

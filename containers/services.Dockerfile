@@ -129,7 +129,7 @@ VOLUME ["/data"]
 
 FROM infra AS nats
 COPY --from=builder /opt/mosaic/bin/nats-server /usr/local/bin/nats-server
-COPY docker/nats/nats.conf /etc/nats/nats.conf
+COPY containers/nats/nats.conf /etc/nats/nats.conf
 USER server
 EXPOSE 4222 8222
 # /healthz?js-enabled-only=true: up and JetStream enabled (python3 is in every base).
