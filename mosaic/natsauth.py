@@ -48,7 +48,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.HEALTH_PREFIX}.>",
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
-            *_audit_write("resume", "federation"),
+            f"{AUDIT_PREFIX}.>",  # resume and the federation's entries
+            *_stream_admin(AUDIT_STREAM),
             f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}",
             f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}.>",
             f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.*",
@@ -137,9 +138,9 @@ def render_config(passwords: dict[str, str], log_file: Path | None = None) -> st
     for user in USERS:
         perms = PERMISSIONS[user]
         publish = {"allow": perms["publish"]} if perms["publish"] else {"deny": [">"]}
-        body = {"publish": publish, "subscribe": {"allow": perms["subscribe"]}}
+        body: dict[str, object] = {"publish": publish, "subscribe": {"allow": perms["subscribe"]}}
         if user != ADMIN:
-            body["allow_responses"] = True  # type: ignore[assignment]
+            body["allow_responses"] = True
         entry = {"user": user, "password": passwords[user], "permissions": body}
         lines.append(f"    {json.dumps(entry)}")
     lines += ["  ]", "}", ""]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from mosaic.supervisor import Supervisor
 from shared import subjects
@@ -51,7 +52,7 @@ async def test_kills_racing_completions_have_one_winner_everywhere(
 ) -> None:
     seen: dict[str, list[str]] = defaultdict(list)
 
-    async def on_event(msg: nats.aio.msg.Msg) -> None:
+    async def on_event(msg: Msg) -> None:
         event = AgentEvent.from_bytes(msg.data)
         if event.kind == "state" and event.state in FINAL:
             seen[event.agent_id].append(event.state)
@@ -77,7 +78,7 @@ async def test_kills_racing_completions_have_one_winner_everywhere(
                 await asyncio.sleep(0.01)
             records = wait_state(http, ids, FINAL, timeout=90)
             await asyncio.sleep(1.0)
-            tally = defaultdict(int)
+            tally: dict[str, int] = defaultdict(int)
             for record in records.values():
                 tally[record["state"]] += 1
             print(f"\nrace outcomes: {dict(tally)}")
