@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from services.gateway.auth import RequireAdmin, RequireOperator
-from services.gateway.errors import ErrorResponse
+from services.gateway.errors import ErrorResponse, error_response
 from services.gateway.federation import trail
 from services.gateway.federation.errors import FederationRoute, RemoteRefusedError
 from services.gateway.federation.kills import kill_and_wait, live_agents
@@ -107,6 +107,18 @@ async def register_peer(body: PeerRegistration, fed: Fed, _: RequireAdmin) -> Pe
     return peer
 
 
+@router.api_route(
+    "/peers",
+    methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    include_in_schema=False,
+)
+async def peers_other_methods() -> Response:
+    """Two routes share this path: name both in ``Allow`` (Starlette names the first)."""
+    return error_response(
+        405, "method_not_allowed", "method not allowed on this path", headers={"Allow": "GET, POST"}
+    )
+
+
 @router.post("/peers/{peer_id}/handshake", response_model=Peer, responses=_ERRORS)
 async def handshake(peer_id: PeerIdPath, fed: Fed, _: RequireAdmin) -> Peer:
     """Prove keys both ways with the peer; both sides mark the connection ``active``."""
@@ -151,7 +163,7 @@ async def _change(fed: Federation, peer_id: str, state: PeerState, why: str) -> 
 
 @router.post("/peers/{peer_id}/suspend", response_model=Peer, responses=_ERRORS)
 async def suspend(peer_id: PeerIdPath, fed: Fed, _: RequireAdmin) -> Peer:
-    """Stop accepting the peer's commands (and sending ours) until a new handshake."""
+    """Stop accepting the peer's commands and sending ours (re-register and handshake to resume)."""
     return await _change(fed, peer_id, PeerState.SUSPENDED, "peer suspended")
 
 
