@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.routing import Match
 
 from shared.errors import BusUnavailableError, MosaicError, NotFoundError
 
@@ -120,7 +121,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = str(exc.detail)
         if exc.status_code == 400 and "parsing the body" in detail:
             # a body that is not UTF-8 JSON: the same answer as malformed JSON
@@ -132,6 +133,10 @@ def install(app: FastAPI) -> None:
             detail = "no such path"
         if exc.status_code == 405 and detail == "Method Not Allowed":
             detail = "method not allowed on this path"
+            # Starlette names only the first route's methods; a path may have several.
+            allow = _allowed_methods(app, request)
+            if allow:
+                return error_response(405, "method_not_allowed", detail, {"Allow": allow})
         field = None
         if exc.status_code == 422 and ": " in detail:
             field = detail.split(": ", 1)[0]
@@ -167,6 +172,17 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal", "internal error (see the gateway's log)")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 async def refuse_unknown_query(request: HTTPConnection) -> None:

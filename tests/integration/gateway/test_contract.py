@@ -394,6 +394,7 @@ async def test_kill_without_a_killswitch_reports_the_state_after_the_wait(
 
 
 async def test_kill_all_is_for_admins(
+    gateway: Gateway,
     operator: httpx.AsyncClient,
     admin: httpx.AsyncClient,
     killswitch: list[str],
@@ -401,6 +402,11 @@ async def test_kill_all_is_for_admins(
     unique: str,
 ) -> None:
     ids = {await spawned(operator, remote_repo, f"ka{i}-{unique}") for i in range(2)}
+    for agent_id in ids:  # running agents (queued ones wait for resume instead)
+        record = await gateway.store.require_agent(agent_id)
+        await gateway.tracker.transition(
+            agent_id, task_id=record.task_id, agent=AgentState.RUNNING, task=TaskState.ASSIGNED
+        )
     assert_error(await operator.post("/agents/kill-all"), 403, "forbidden")
     assert killswitch == []
     answer = await admin.post("/agents/kill-all")
