@@ -149,7 +149,7 @@ def _print_json(value: object) -> None:
     from pydantic import BaseModel
 
     def plain(item: object) -> object:
-        return item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+        return item.model_dump(mode="json", by_alias=True) if isinstance(item, BaseModel) else item
 
     data = [plain(v) for v in value] if isinstance(value, list) else plain(value)
     print(json.dumps(data, indent=2))
@@ -249,15 +249,16 @@ def cmd_kill(args: argparse.Namespace) -> int:
         return 2
     with _client(args, admin=bool(args.all)) as client:
         results = client.kill_all_agents() if args.all else [client.kill_agent(args.agent_id)]
+    done = all(r.killed or r.state in {"completed", "failed"} for r in results)
     if args.json:
         _print_json(results)
-        return 0
+        return 0 if done else 1
     if args.all and not results:
         print("no live agents")
     for result in results:
         verdict = "killed" if result.killed else f"still {result.state}"
         print(f"{result.agent_id}  {verdict}  ({result.elapsed_ms:.0f} ms)")
-    return 0 if all(r.killed or r.state in {"completed", "failed"} for r in results) else 1
+    return 0 if done else 1
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
