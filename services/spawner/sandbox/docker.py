@@ -110,7 +110,9 @@ else:
 # stderr is joined to stdout in the command itself, so the output keeps its real order.
 _RUNNER = r"""
 import os, signal, subprocess, sys
-proc = subprocess.Popen(["/bin/sh", "-c", sys.argv[2]], start_new_session=True, stderr=subprocess.STDOUT)
+proc = subprocess.Popen(
+    ["/bin/sh", "-c", sys.argv[2]], start_new_session=True, stderr=subprocess.STDOUT
+)
 code = None
 try:
     code = proc.wait(timeout=float(sys.argv[1]))
