@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,19 @@ from redis.asyncio import Redis
 
 from mosaic.embedded import ServerProcess, start_nats, start_valkey
 from shared.store import StateStore
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Nothing a test starts writes to the real ``~/.mosaic``."""
+    home = tmp_path_factory.mktemp("mosaic-home")
+    previous = os.environ.get("MOSAIC_HOME")
+    os.environ["MOSAIC_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("MOSAIC_HOME", None)
+    else:
+        os.environ["MOSAIC_HOME"] = previous
 
 
 @pytest.fixture(scope="session")
