@@ -21,9 +21,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## Everything CI runs: lint, types, then every test tier (Docker is started when possible).
+## Everything CI runs: lint, types, then every tier (Docker and Chromium are set up when possible).
 test: install lint typecheck
 	bash scripts/ensure-docker.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 ## Unit and integration tiers only (no Docker).
