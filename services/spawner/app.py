@@ -81,7 +81,9 @@ def create_app(
             nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
         )
         worker = Worker(ctx, kills)
-        dispatcher = Dispatcher(nc, settings.spawner_concurrency, worker.handle)
+        dispatcher = Dispatcher(
+            nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
+        )
 
         async def on_kill_one(msg: Msg) -> None:
             agent_id = msg.subject.rsplit(".", 1)[-1]

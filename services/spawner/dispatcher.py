@@ -3,8 +3,9 @@
 Each priority band has its own durable consumer; a probe is a ``no_wait`` pull of one
 message, highest band first, so a waiting priority-1 task always goes before a
 priority-2 one. When every band is empty the loop sleeps on a doorbell (a core
-subscription to the task subjects, rung by every publish) or one second at most, which
-also catches redeliveries.
+subscription to the task subjects, rung by every publish) or a short poll interval, which
+also catches redeliveries
+and retries whose backoff delay has run out.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ Handler = Callable[[Msg], Awaitable[None]]
 class Dispatcher:
     """Pulls tasks into at most ``slots`` concurrent handlers."""
 
-    def __init__(self, nc: Client, slots: int, handle: Handler, idle_wait_s: float = 1.0) -> None:
+    def __init__(self, nc: Client, slots: int, handle: Handler, idle_wait_s: float = 0.25) -> None:
         self._nc = nc
         self._slots = asyncio.Semaphore(slots)
         self._handle = handle

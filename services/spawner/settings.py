@@ -15,6 +15,9 @@ class SpawnerSettings(BaseSettings):
     task_ack_wait_s: float = 30.0
     """JetStream ack wait; running agents send in-progress acks well within it."""
     task_max_deliver: int = 50
+    task_idle_poll_s: float = 0.25
+    """How often an idle spawner probes for redelivered or delay-naked tasks (new
+    publishes wake it at once)."""
     retry_base_delay_s: float = 2.0
     retry_max_delay_s: float = 300.0
     gitops_timeout_s: float = 120.0

@@ -9,14 +9,10 @@ from nats.aio.msg import Msg
 
 from services.gateway.deps import Resources
 from shared import subjects
+from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentState
 from shared.messages.kill import KillOrdered
-
-try:  # under NATS authorization only the admin user may publish kill-all
-    from shared.kill_orders import publish_kill
-except ImportError:  # pragma: no cover - before NATS authorization existed
-    publish_kill = None  # type: ignore[assignment]
 
 _FINAL = {s.value for s in AGENT_FINAL}
 
@@ -42,10 +38,8 @@ async def kill_and_wait(
     sub = await nc.subscribe(f"{subjects.EVENTS_PREFIX}.agent.*", cb=on_event)
     try:
         body = order.to_bytes()
-        if kill_all and publish_kill is not None:
+        if kill_all:  # under NATS authorization only the admin user may publish kill-all
             await publish_kill(nc, subjects.KILL_ALL, body)
-        elif kill_all:
-            await nc.publish(subjects.KILL_ALL, body)
         else:
             for agent_id in agent_ids:
                 await nc.publish(subjects.kill_agent(agent_id), body)

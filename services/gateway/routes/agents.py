@@ -137,7 +137,7 @@ async def list_agents(
             if state
             else await store.list_agent_ids(offset, limit)
         )
-    records = [r for r in await asyncio.gather(*(store.get_agent(i) for i in ids)) if r]
+    records = await store.get_agents(ids)  # pipelined: one connection, one round trip
     if state is not None:
         records = [r for r in records if r.state == state]
     total = len(records) if (state or task_id) else await store.count_agents()

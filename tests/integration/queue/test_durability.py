@@ -74,7 +74,7 @@ def test_retries_back_off_then_succeed_or_fail_with_every_attempt_recorded(
 ) -> None:
     # no gates service: every finish is "gates unavailable", an infrastructure failure
     services = ("gitops", "killswitch", "spawner", "gateway")
-    env = {"RETRY_BASE_DELAY_S": "0.6", "GATES_ATTEMPTS": "1", "GATES_TIMEOUT_S": "0.5"}
+    env = {"RETRY_BASE_DELAY_S": "1.5", "GATES_ATTEMPTS": "1", "GATES_TIMEOUT_S": "0.5"}
     with system(tmp_path / "home", services=services, **env) as sup, client(sup) as http:
         doomed = http.post(
             "/agents/spawn", json=body(remote_repo, "doomed", write_plan("d"), maxRetries=2)
