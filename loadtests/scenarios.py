@@ -95,11 +95,16 @@ async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, 
         await wait_until(http, finished, timeout, f"concurrency {agents}")
         wall = time.monotonic() - started
         got = await records(http, ids)
-    spawn, complete = [], []
+    spawn, complete, queued, setup = [], [], [], []
     for record in got:
-        created, running, done = (first_at(record, s) for s in ("spawning", "running", "completed"))
+        created, assigned, running, done = (
+            first_at(record, s) for s in ("spawning", "assigned", "running", "completed")
+        )
         if created and running:
             spawn.append(running - created)
+        if created and assigned and running:
+            queued.append(assigned - created)
+            setup.append(running - assigned)
         if created and done:
             complete.append(done - created)
     states = [r["state"] for r in got]
@@ -115,6 +120,8 @@ async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, 
         "submit_seconds": round(submitted, 3),
         "wall_seconds": round(wall, 3),
         "spawn_latency": summary(spawn),
+        "queue_wait": summary(queued),
+        "worktree_and_sandbox": summary(setup),
         "completion_time": summary(complete),
         "valkey_before": valkey_before,
         "valkey_after": await _valkey_figures(target),
