@@ -52,7 +52,7 @@ def _push(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> PushDone:
     base_ref = f"refs/remotes/origin/{base_branch}"
     refspec = f"refs/heads/{ref.branch}:refs/heads/{ref.branch}"
     for attempt in range(1, cache.settings.push_attempts + 1):
-        cache.fetch(url)
+        cache.fetch(url, base_branch)
         if not cache.has_ref(url, base_ref):
             raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
         conflicts = find_conflicts(runner, base_ref, head)

@@ -140,26 +140,45 @@ class RepoCache:
             )
             return await asyncio.shield(work)
 
-    def ensure(self, url: str) -> Path:
-        """Clone ``url`` if the cache lacks it, else fetch. Call under ``run_locked``."""
+    def ensure(self, url: str, branch: str | None = None) -> Path:
+        """Clone ``url`` if the cache lacks it, else fetch (only ``branch`` when given).
+
+        Call under ``run_locked``.
+        """
         validate_repository(url)
         path = self.repo_path(url)
         if (path / "HEAD").is_file():
-            age = time.monotonic() - self._fetched_at.get(path.name, float("-inf"))
+            key = f"{path.name}:{branch or '*'}"
+            age = time.monotonic() - self._fetched_at.get(key, float("-inf"))
             if age > self.settings.fetch_max_age:
-                self.fetch(url)
+                self.fetch(url, branch)
             return path
         self._clone(url, path)
         return path
 
-    def fetch(self, url: str) -> None:
-        """Bring ``refs/remotes/origin/*`` up to date (pruning deleted branches)."""
+    def fetch(self, url: str, branch: str | None = None) -> None:
+        """Bring ``refs/remotes/origin/*`` up to date (pruning deleted branches), or only
+        ``refs/remotes/origin/<branch>``: the remote gathers one branch per agent, and a
+        worktree or a conflict check needs just the base, so fetching everything would
+        make every push cost more than the last."""
         runner = self.runner(url, network=True)
+        if branch is None:
+            args = ("fetch", "--quiet", "--prune", "--no-tags", "origin")
+        else:
+            args = (
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+            )
         try:
-            runner.run("fetch", "--quiet", "--prune", "--no-tags", "origin")
+            runner.run(*args)
         except GitCommandError as exc:
+            if branch is not None and "couldn't find remote ref" in str(exc).lower():
+                return  # the caller checks the ref and names the missing branch
             raise classify_remote_error(url, exc) from exc
-        self._fetched_at[self.slug(url)] = time.monotonic()
+        self._fetched_at[f"{self.slug(url)}:{branch or '*'}"] = time.monotonic()
 
     def _clone(self, url: str, path: Path) -> None:
         # Clone into a scratch directory and rename: a cache directory that exists is
@@ -175,7 +194,7 @@ class RepoCache:
             except GitCommandError as exc:
                 raise classify_remote_error(url, exc) from exc
             scratch.rename(path)
-            self._fetched_at[path.name] = time.monotonic()
+            self._fetched_at[f"{path.name}:*"] = time.monotonic()
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -139,11 +139,11 @@ async def create_worktree(cache: RepoCache, request: WorktreeRequested) -> Workt
 
 
 def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeReady:
-    cache.ensure(ref.repository)
+    cache.ensure(ref.repository, base_branch)
     runner = cache.runner(ref.repository)
     base_ref = f"refs/remotes/origin/{base_branch}"
     if not cache.has_ref(ref.repository, base_ref):
-        cache.fetch(ref.repository)  # ensure may have skipped a recent fetch
+        cache.fetch(ref.repository, base_branch)  # ensure may have skipped a recent fetch
         if not cache.has_ref(ref.repository, base_ref):
             raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
     runner.run("worktree", "prune")
