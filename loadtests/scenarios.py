@@ -173,7 +173,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
     """Kill-one and kill-all latency with N running agents (until killed and sandbox gone)."""
     run = uuid.uuid4().hex[:6]
     plan = [
-        {"tool": "run_command", "input": {"command": "sleep 600", "timeout": 900}},
+        {"tool": "run_command", "input": {"command": "sleep 550", "timeout": 600}},
         {"tool": "finish", "input": {"summary": "never"}},
     ]
     bodies = [
@@ -213,6 +213,10 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         "kill_all_seconds": round(kill_all, 4),
         "kill_all_reported": len(report) if isinstance(report, list) else report,
         "killed": sum(r["state"] == "killed" for r in got),
+        "states": {s: [r["state"] for r in got].count(s) for s in {r["state"] for r in got}},
+        "not_killed": [
+            (r["agentId"], r["state"], r.get("error")) for r in got if r["state"] != "killed"
+        ],
     }
 
 
