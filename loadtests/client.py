@@ -28,7 +28,11 @@ async def submit_all(
 
     async def one(body: dict[str, Any]) -> None:
         async with gate:
-            answer = await http.post("/agents/spawn", json=body)
+            try:
+                answer = await http.post("/agents/spawn", json=body)
+            except httpx.TransportError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
         if answer.status_code in (200, 202):
             ids.append(answer.json()["agentId"])
         else:
