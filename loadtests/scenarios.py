@@ -164,6 +164,11 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
         "accept_per_second": round(len(ids) / accept_s, 1) if accept_s else 0,
         "dispatch_per_second": round(len(running) / span, 1) if span else 0,
         "started": len(running),
+        "completed": sum(r["state"] == "completed" for r in got),
+        "failed": sum(r["state"] == "failed" for r in got),
+        "failure_reasons": sorted(
+            {str(r.get("error"))[:160] for r in got if r["state"] == "failed"}
+        )[:5],
         "accept_seconds": round(accept_s, 3),
         "dispatch_span_seconds": round(span, 3),
     }
