@@ -32,6 +32,7 @@ from services.gitops.errors import (
     RepoNotFoundError,
     UnreachableError,
 )
+from services.gitops.prioritylock import NORMAL, URGENT, PriorityLock
 from services.gitops.safety import GitRunner, redact
 from services.gitops.settings import GitOpsSettings
 from services.gitops.validation import validate_repository
@@ -82,7 +83,7 @@ class RepoCache:
         self.settings = settings or GitOpsSettings()
         self.identity = identity or GitSettings()
         self.root = home.mosaic_home / "repos"
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, PriorityLock] = {}
         self._worktree_locks: dict[str, asyncio.Lock] = {}
         self._fetched_at: dict[str, float] = {}
 
@@ -123,17 +124,21 @@ class RepoCache:
         self.root.mkdir(parents=True, exist_ok=True)
         return GitRunner(None, cwd=self.root, timeout=self.settings.local_timeout)
 
-    async def run_locked(self, url: str, fn: Callable[..., T], *args: Any) -> T:
+    async def run_locked(
+        self, url: str, fn: Callable[..., T], *args: Any, urgent: bool = False
+    ) -> T:
         """Run blocking ``fn(*args)`` in a thread while holding the repository's lock.
 
-        In-process callers queue on an asyncio lock (so they do not each park a thread);
+        ``urgent`` work (pushes and removals of finishing agents) is served before queued
+        worktree creations. In-process callers queue on an asyncio lock (so they do not
+        each park a thread);
         the flock, taken and released in the same thread as the work, keeps other gitops
         processes out and stays held until the work really ends, even if we are cancelled.
         """
         slug = self.slug(url)
-        lock = self._locks.setdefault(slug, asyncio.Lock())
+        lock = self._locks.setdefault(slug, PriorityLock())
         lock_dir = self.root / ".locks"
-        async with lock:
+        async with lock.hold(URGENT if urgent else NORMAL):
             lock_dir.mkdir(parents=True, exist_ok=True)
             work = asyncio.ensure_future(
                 asyncio.to_thread(_call_with_flock, lock_dir / f"{slug}.lock", fn, *args)

@@ -217,7 +217,7 @@ async def remove_worktree(cache: RepoCache, request: WorktreeRemoveRequested) ->
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     if not (ref.repo / "HEAD").is_file():
         return WorktreeRemoved(removed=False)
-    return await cache.run_locked(ref.repository, _remove, cache, ref)
+    return await cache.run_locked(ref.repository, _remove, cache, ref, urgent=True)
 
 
 def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
