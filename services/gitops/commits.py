@@ -60,7 +60,7 @@ def _commit(cache: RepoCache, ref: WorktreeRef, request: CommitRequested) -> Com
     runner = open_worktree(cache, ref)
     runner.run("add", "-A")
     if runner.run("diff", "--cached", "--quiet", ok=(0, 1)).status == 0:
-        return CommitMade(nothing_to_commit=True)
+        return CommitMade(nothing_to_commit=True, head=runner.out("rev-parse", "HEAD"))
     findings = scan_diff(
         runner.out(*_STAGED_DIFF), load_allowlist(cache, ref.repository, request.base_branch)
     )
@@ -72,7 +72,7 @@ def _commit(cache: RepoCache, ref: WorktreeRef, request: CommitRequested) -> Com
                env=cache.identity_env())  # fmt: skip
     sha = runner.out("rev-parse", "HEAD")
     log.info("committed %s on %s", sha[:12], ref.branch, extra=ref.log_extra)
-    return CommitMade(commit=sha)
+    return CommitMade(commit=sha, head=sha)
 
 
 def _unstage(runner: GitRunner) -> None:

@@ -17,6 +17,7 @@ from services.killswitch.stopper import Stopper
 from shared import subjects
 from shared.audit import audit
 from shared.bus import make_broker, make_valkey, request
+from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.messages.audit import AuditEntry
 from shared.messages.gitops import WorktreeRemoved, WorktreeRemoveRequested
@@ -52,6 +53,7 @@ def create_app(
             ProcessGroupRegistry(redis, settings.state_prefix),
             use_docker=settings.killswitch_docker,
             docker_timeout_s=settings.docker_timeout_s,
+            deployment=await deployment_id(store),
         )
 
         async def remove_worktree(req: WorktreeRemoveRequested) -> WorktreeRemoved:

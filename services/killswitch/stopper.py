@@ -32,9 +32,16 @@ class Stopper:
     """Stops an agent's containers and recorded process groups at once (SIGKILL)."""
 
     def __init__(
-        self, groups: ProcessGroupRegistry, *, use_docker: bool, docker_timeout_s: float
+        self,
+        groups: ProcessGroupRegistry,
+        *,
+        use_docker: bool,
+        docker_timeout_s: float,
+        deployment: str | None = None,
     ) -> None:
         self.groups = groups
+        self.deployment = deployment
+        """Only containers of this system (``shared.deployment``); the app always sets it."""
         self._use_docker = use_docker
         self._timeout = docker_timeout_s
         self._client: docker.DockerClient | None = None
@@ -65,17 +72,19 @@ class Stopper:
         client = await self.client()
         if client is not None:
             try:
-                containers = await asyncio.to_thread(remove_agent_containers, client, agent_id)
+                containers = await asyncio.to_thread(
+                    remove_agent_containers, client, agent_id, self.deployment
+                )
             except (DockerException, OSError):
                 log.exception("cannot remove containers", extra={"agent_id": agent_id})
         return Stopped(containers=containers, process_groups=len(groups))
 
     async def containers(self) -> dict[str, list[str]]:
-        """Every sandbox container by agent id (empty without a daemon)."""
+        """Every sandbox container of this system by agent id (empty without a daemon)."""
         client = await self.client()
         if client is None:
             return {}
-        return await asyncio.to_thread(containers_by_agent, client)
+        return await asyncio.to_thread(containers_by_agent, client, self.deployment)
 
     def close(self) -> None:
         """Close the Docker client, if one was opened."""

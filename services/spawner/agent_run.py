@@ -23,12 +23,13 @@ from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from services.spawner.settings import SpawnerSettings
-from shared.errors import MosaicError
+from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
+    CommitMade,
     CommitRequested,
     PushDone,
     PushRequested,
@@ -63,6 +64,8 @@ class RunContext:
     quality: QualitySettings
     settings: SpawnerSettings
     instance: str
+    deployment: str | None = None
+    """This system's id (``shared.deployment``): labels and scopes its sandbox containers."""
 
 
 class AgentRun:
@@ -81,6 +84,9 @@ class AgentRun:
         self._worktree_asked = False  # remove even if the create's answer never came
         self._sandbox: Sandbox | None = None
         self._pushed: PushDone | None = None
+        self._committed = False  # this attempt made a commit (pushed or not)
+        self._told_unchanged = False  # the agent was told its worktree has no change
+        self._unchanged = False  # it finished again anyway: complete with nothing pushed
         self._fatal: BaseException | None = None
         self._gate_results: list[dict[str, Any]] = []
 
@@ -120,6 +126,7 @@ class AgentRun:
             worktree=Path(self._worktree.path),
             network=req.options.network,
             owner=ctx.instance,
+            deployment=ctx.deployment,
         )
         self._sandbox = await ctx.sandboxes.create(spec)
         await ctx.tracker.transition(
@@ -158,18 +165,21 @@ class AgentRun:
             "tokens_used": outcome.tokens_used,
         }
         if outcome.status == "finished":
+            detail: dict[str, Any] = {"summary": outcome.summary[:500]}
             if self._pushed is not None:
                 fields |= {
                     "pushed_branch": self._pushed.remote_branch,
                     "pushed_commit": self._pushed.commit,
                 }
+            elif self._unchanged:
+                detail["unchanged"] = "the worktree had no change: nothing was pushed"
             await self.ctx.tracker.transition(
                 self.agent_id,
                 task_id=self.task_id,
                 agent=AgentState.COMPLETED,
                 task=TaskState.COMPLETED,
                 fields=fields,
-                detail={"summary": outcome.summary[:500]},
+                detail=detail,
             )
         else:
             await self.ctx.tracker.transition(
@@ -244,6 +254,19 @@ class AgentRun:
                     "Remove the secret and finish again."
                 )
             raise StepFailedError("commit", commit.error)
+        if commit.commit is not None:
+            self._committed = True
+        elif self._branch_has_no_work(commit):
+            # Nothing the agent did reached the worktree: pushing would publish the base
+            # as if it were the work. Tell the agent once; a second finish confirms that
+            # the task needs no change, and the run completes with nothing pushed.
+            if not self._told_unchanged:
+                self._told_unchanged = True
+                log.warning("finish with an unchanged worktree: sent back", extra=self._log)
+                return _UNCHANGED_TEXT
+            log.warning("finished again with no change: nothing pushed", extra=self._log)
+            self._unchanged = True
+            return None
         pushed = await ctx.gitops.push(PushRequested(**where))
         if pushed.conflicts:
             paths = ", ".join(pushed.conflicts)
@@ -255,6 +278,14 @@ class AgentRun:
             raise StepFailedError("push", pushed.error)
         self._pushed = pushed
         return None
+
+    def _branch_has_no_work(self, commit: CommitMade) -> bool:
+        """Nothing committed now, in this attempt or before: the branch is still its base."""
+        if self._committed:
+            return False
+        assert self._worktree is not None
+        base = self._worktree.base_commit
+        return commit.head is None or base is None or commit.head == base
 
     async def _record_gates(self, decision: GateDecision) -> None:
         results = [r.model_dump(mode="json") for r in decision.results]
@@ -270,19 +301,22 @@ class AgentRun:
     async def _failed_attempt(self, exc: MosaicError) -> Verdict:
         max_attempts = self.request.options.max_retries + 1
         reason = f"attempt {self.attempt}: {exc.message}"
-        if exc.retryable and self.attempt < max_attempts:
-            log.warning("attempt failed, will retry: %s", exc.message, extra=self._log)
-            await self._back_to_pending(reason)
-            return Verdict.RETRY
-        log.error("agent failed: %s", exc.message, extra=self._log)
-        await self.ctx.tracker.transition(
-            self.agent_id,
-            task_id=self.task_id,
-            agent=AgentState.FAILED,
-            task=TaskState.FAILED,
-            fields={"completed_at": utcnow(), "error": exc.message},
-            detail={"error": reason},
-        )
+        try:
+            if exc.retryable and self.attempt < max_attempts:
+                log.warning("attempt failed, will retry: %s", exc.message, extra=self._log)
+                await self._back_to_pending(reason)
+                return Verdict.RETRY
+            log.error("agent failed: %s", exc.message, extra=self._log)
+            await self.ctx.tracker.transition(
+                self.agent_id,
+                task_id=self.task_id,
+                agent=AgentState.FAILED,
+                task=TaskState.FAILED,
+                fields={"completed_at": utcnow(), "error": exc.message},
+                detail={"error": reason},
+            )
+        except IllegalTransitionError as lost:  # ended meanwhile (a kill by the killswitch)
+            log.info("attempt ended elsewhere: %s", lost.message, extra=self._log)
         return Verdict.DONE
 
     async def _back_to_pending(self, reason: str) -> None:
@@ -373,6 +407,14 @@ def _profile(name: str) -> GateProfile:
     if name not in ("strict", "standard", "minimal"):
         raise ValueError(f"unknown gate profile {name!r}")
     return name  # type: ignore[return-value]
+
+
+_UNCHANGED_TEXT = (
+    "Nothing to commit: the worktree has no change against the base branch, so none of "
+    "your edits are there. If the task needs changes, make them (write_file, edit_file) "
+    "and call finish again. If it needs no change at all, call finish again to end "
+    "without pushing anything."
+)
 
 
 def _rejection_text(decision: GateDecision) -> str:

@@ -27,6 +27,7 @@ from services.spawner.settings import SpawnerSettings
 from services.spawner.worker import Worker
 from shared import queue, subjects
 from shared.bus import make_broker, make_valkey
+from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
@@ -66,6 +67,7 @@ def create_app(
             # so the killswitch can end this spawner's commands if it hangs or dies
             factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
         serve_metrics()
+        deployment = await deployment_id(store)
         ctx = RunContext(
             tracker=AgentTracker(store, broker),
             gitops=GitOps(broker, settings.gitops_timeout_s),
@@ -75,6 +77,7 @@ def create_app(
             quality=quality or QualitySettings(),
             settings=settings,
             instance=instance_name("spawner"),
+            deployment=deployment,
         )
         nc = broker.connection
         await queue.ensure_consumers(
@@ -112,7 +115,7 @@ def create_app(
             log.warning("a kill-all is in force: no task starts until an admin resumes")
             kills.halted = True
             dispatcher.pause()
-        held["reaper"] = _start_reaper(factory, store)
+        held["reaper"] = _start_reaper(factory, store, deployment)
         held.update(
             redis=redis,
             dispatcher=dispatcher,
@@ -144,8 +147,14 @@ def create_app(
     return app
 
 
-def _start_reaper(factory: SandboxFactory, store: StateStore) -> asyncio.Task[None] | None:
-    """Remove containers of agents that are no longer live, at start and on an interval."""
+def _start_reaper(
+    factory: SandboxFactory, store: StateStore, deployment: str
+) -> asyncio.Task[None] | None:
+    """Remove this system's containers of agents no longer live, at start and on an interval.
+
+    Only containers labelled with ``deployment``: an agent unknown to this Valkey may be a
+    live one of another system sharing the Docker daemon.
+    """
     if not isinstance(factory, DockerSandboxFactory):
         return None
 
@@ -154,4 +163,6 @@ def _start_reaper(factory: SandboxFactory, store: StateStore) -> asyncio.Task[No
         return record is not None and record.state not in AGENT_FINAL
 
     interval = factory.settings.reap_interval_s
-    return asyncio.create_task(run_reaper(factory.client, is_live, interval_s=interval))
+    return asyncio.create_task(
+        run_reaper(factory.client, is_live, interval_s=interval, deployment=deployment)
+    )

@@ -50,6 +50,9 @@ class CommitMade(Message):
 
     commit: str | None = None
     nothing_to_commit: bool = False
+    head: str | None = None
+    """The agent branch's tip afterwards: ``commit``, or the unchanged tip when nothing was
+    committed (equal to the worktree's ``baseCommit`` when the branch has no work at all)."""
     findings: tuple[SecretFinding, ...] = ()
     error: Failure | None = None
 

@@ -147,7 +147,10 @@ async def make_sandbox(
     numbers = itertools.count()
 
     async def make(
-        limits: Limits | None = None, network: bool = False, agent_id: str | None = None
+        limits: Limits | None = None,
+        network: bool = False,
+        agent_id: str | None = None,
+        deployment: str | None = None,
     ) -> DockerSandbox:
         spec = SandboxSpec(
             agent_id=agent_id or f"agent-{unique}-{next(numbers)}",
@@ -156,6 +159,7 @@ async def make_sandbox(
             network=network,
             limits=limits or Limits(),
             owner=f"test-{unique}",
+            deployment=deployment,
         )
         sandbox = await factory.create(spec)
         made.append(sandbox)

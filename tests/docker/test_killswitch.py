@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from .conftest import labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
+DEPLOYMENT = f"killswitch-docker-{uuid.uuid4().hex[:8]}"
+
 
 @pytest.fixture(scope="module")
 def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterator[Supervisor]:
@@ -42,6 +45,7 @@ def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterato
         "MOSAIC_SANDBOX_IMAGE": sandbox_image,
         "REAP_INTERVAL_S": "1",
         "REAP_MIN_AGE_S": "0",
+        "MOSAIC_DEPLOYMENT_ID": DEPLOYMENT,
     }
     with system(home, **env) as supervisor:
         yield supervisor
@@ -152,11 +156,30 @@ def test_reaper_removes_containers_of_final_agents(
         sandbox_image,
         ["sleep", "infinity"],
         detach=True,
-        labels={"mosaic.agent_id": agent_id, "mosaic.task_id": f"dkreap-{unique}"},
+        labels={
+            "mosaic.agent_id": agent_id,
+            "mosaic.task_id": f"dkreap-{unique}",
+            "mosaic.deployment": DEPLOYMENT,
+        },
+        network_mode="none",
+    )
+    # the same leftover of another Mosaic system on this daemon: not this reaper's business
+    foreign = docker_client.containers.run(
+        sandbox_image,
+        ["sleep", "infinity"],
+        detach=True,
+        labels={
+            "mosaic.agent_id": f"foreign-{unique}",
+            "mosaic.task_id": f"dkreap-{unique}",
+            "mosaic.deployment": f"another-system-{unique}",
+        },
         network_mode="none",
     )
     try:
         wait_gone(docker_client, agent_id, timeout=10)
+        time.sleep(2)  # two more reaper passes (REAP_INTERVAL_S=1)
+        assert labelled(docker_client, f"foreign-{unique}") == [foreign.id]
     finally:
+        foreign.remove(force=True)
         if labelled(docker_client, agent_id):
             leftover.remove(force=True)

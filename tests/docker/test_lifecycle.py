@@ -9,8 +9,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from services.spawner.sandbox.base import Limits, SandboxError, SandboxSpec
-from services.spawner.sandbox.docker import DockerSandboxFactory
+from services.spawner.sandbox.base import Limits, SandboxError, SandboxGoneError, SandboxSpec
+from services.spawner.sandbox.docker import DockerSandbox, DockerSandboxFactory
 from services.spawner.sandbox.settings import SandboxSettings
 
 from .conftest import MakeSandbox, labelled
@@ -65,9 +65,44 @@ async def test_close_when_container_vanished(
 ) -> None:
     sandbox = await make_sandbox()
     docker_client.api.remove_container(sandbox.container_id, force=True)
-    with pytest.raises(SandboxError):
+    with pytest.raises(SandboxGoneError):
         await sandbox.exec("true", timeout=5)
     await sandbox.close()
+
+
+async def test_container_removed_mid_command_is_sandbox_gone(
+    make_sandbox: MakeSandbox, docker_client: docker.DockerClient
+) -> None:
+    """Removed from outside during a command: neither the command nor a write "succeed".
+
+    Before, the command came back as an ordinary exit 137 after a fraction of its time,
+    the next write_file as a tool error, and the agent went on to finish and push the base.
+    """
+    sandbox = await make_sandbox()
+    running = asyncio.create_task(sandbox.exec("sleep 30", timeout=60))
+    deadline = time.monotonic() + 20
+    while "sleep 30" not in str(docker_client.api.top(sandbox.container_id)["Processes"]):
+        assert time.monotonic() < deadline, "the command never started"
+        await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await asyncio.to_thread(docker_client.api.remove_container, sandbox.container_id, force=True)
+    with pytest.raises(SandboxGoneError) as gone:
+        await running
+    assert time.monotonic() - started < 10
+    assert gone.value.retryable
+    assert gone.value.code == "sandbox_gone"
+    with pytest.raises(SandboxGoneError):
+        await sandbox.write_file("hello.py", b"print('hello')\n")
+    with pytest.raises(SandboxGoneError):
+        await sandbox.read_file("README.md", max_bytes=100)
+
+
+async def test_a_command_killed_inside_a_live_container_is_an_ordinary_result(
+    sandbox: DockerSandbox,
+) -> None:
+    result = await sandbox.exec("kill -9 $$", timeout=10)
+    assert result.exit_code == 137
+    assert not result.timed_out
 
 
 async def test_missing_image_leaves_nothing(

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from services.spawner.sandbox.docker import DockerSandbox
 from services.spawner.sandbox.reaper import reap_orphans, run_reaper
+from shared.containers import containers_by_agent, remove_agent_containers
 
 from .conftest import MakeSandbox, labelled
 
@@ -84,3 +85,46 @@ async def test_reaper_loop_runs_at_start_and_stops(
     assert labelled(docker_client, dead.spec.agent_id) == []
     stop.set()
     await asyncio.wait_for(loop, 2)
+
+
+async def test_reapers_leave_another_systems_containers_alone(
+    make_sandbox: MakeSandbox, docker_client: docker.DockerClient, unique: str
+) -> None:
+    """Two Mosaic systems on one daemon: neither reaper touches the other's live sandbox.
+
+    The regression behind agents that completed without their change: a second system's
+    killswitch (or spawner) reaper found this system's running sandboxes, could not find
+    their agents in its own Valkey, and removed them mid-run.
+    """
+    ours = await make_sandbox(agent_id=f"ours-{unique}", deployment=f"sys-a-{unique}")
+    theirs = await make_sandbox(agent_id=f"theirs-{unique}", deployment=f"sys-b-{unique}")
+
+    async def unknown(agent_id: str) -> bool:  # another system's Valkey knows none of ours
+        return False
+
+    # the spawner's reaper of system b
+    assert await reap_orphans(docker_client, unknown, deployment=f"sys-b-{unique}") == 1
+    assert labelled(docker_client, theirs.spec.agent_id) == []
+    assert labelled(docker_client, ours.spec.agent_id) == [ours.container_id]
+    # the killswitch's view of system b (its stopper and reaper use these)
+    assert ours.spec.agent_id not in containers_by_agent(docker_client, f"sys-b-{unique}")
+    assert remove_agent_containers(docker_client, ours.spec.agent_id, f"sys-b-{unique}") == 0
+    assert containers_by_agent(docker_client, f"sys-a-{unique}") == {
+        ours.spec.agent_id: [ours.container_id]
+    }
+    assert (await ours.exec("echo still here", timeout=10)).output == "still here\n"
+    await theirs.close()
+
+
+async def test_a_retry_replaces_only_its_own_systems_container(
+    make_sandbox: MakeSandbox, docker_client: docker.DockerClient, unique: str
+) -> None:
+    agent_id = f"same-id-{unique}"
+    other = await make_sandbox(agent_id=agent_id, deployment=f"sys-b-{unique}")
+    first = await make_sandbox(agent_id=agent_id, deployment=f"sys-a-{unique}")
+    retry = await make_sandbox(agent_id=agent_id, deployment=f"sys-a-{unique}")
+    assert sorted(labelled(docker_client, agent_id)) == sorted(
+        [other.container_id, retry.container_id]
+    )
+    assert first.container_id not in labelled(docker_client, agent_id)
+    assert (await other.exec("echo alive", timeout=10)).output == "alive\n"

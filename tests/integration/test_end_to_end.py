@@ -205,3 +205,54 @@ def test_task_queued_while_spawner_is_down_runs_once_after_restart(
     assert record["attempts"] == 1
     events = http.get(f"/agents/{agent_id}/events").json()
     assert [e["state"] for e in events].count("running") == 1
+
+
+FINISH = {"tool": "finish", "input": {"summary": "done"}}
+WRITE = {"tool": "write_file", "input": {"path": "hello.py", "content": "print('hello')\n"}}
+
+
+def _events(http: httpx.Client, agent_id: str) -> list[dict[str, Any]]:
+    return list(http.get(f"/agents/{agent_id}/events").json())
+
+
+def test_finish_with_an_unchanged_worktree_is_sent_back_once(
+    http: httpx.Client, remote_repo: Path, unique: str
+) -> None:
+    """Nothing to commit: the agent is told; only a second finish ends it, pushing nothing.
+
+    Before, the run pushed the base commit under the agent's branch and completed as if
+    that were its work.
+    """
+    body = spawn_body(remote_repo, f"unchanged-{unique}")
+    body["options"]["plan"] = [FINISH, FINISH]
+    answer = http.post("/agents/spawn", json=body)
+    assert answer.status_code == 202, answer.text
+    agent_id = answer.json()["agentId"]
+    record = wait_final(http, agent_id)
+    assert record["state"] == "completed", record
+    assert record["pushedBranch"] is None
+    assert record["pushedCommit"] is None
+    branches = git(remote_repo, "branch", "--list", f"mosaic/agent-{agent_id}")
+    assert branches == ""  # nothing was pushed
+    events = _events(http, agent_id)
+    calls = [
+        e
+        for e in events
+        if e["kind"] == "progress" and e["detail"] == {**e["detail"], "tool": "finish"}
+    ]
+    assert len(calls) == 2, events  # the first finish was sent back
+    final = [e for e in events if e["kind"] == "state" and e["state"] == "completed"]
+    assert "nothing was pushed" in final[-1]["detail"]["unchanged"], final
+
+
+def test_agent_told_of_an_unchanged_worktree_can_still_make_its_change(
+    http: httpx.Client, remote_repo: Path, unique: str
+) -> None:
+    body = spawn_body(remote_repo, f"late-change-{unique}")
+    body["options"]["plan"] = [FINISH, WRITE, FINISH]
+    answer = http.post("/agents/spawn", json=body)
+    agent_id = answer.json()["agentId"]
+    record = wait_final(http, agent_id)
+    assert record["state"] == "completed", record
+    assert record["pushedBranch"] == f"mosaic/agent-{agent_id}"
+    assert git(remote_repo, "show", f"{record['pushedBranch']}:hello.py") == "print('hello')"

@@ -138,7 +138,7 @@ async def _ensure_exists(sandbox: Sandbox, rel: str) -> None:
     try:
         await sandbox.list_dir(rel)
     except SandboxError as exc:
-        if exc.code == "path_escape":
+        if exc.code in ("path_escape", "sandbox_gone"):
             raise
         await sandbox.read_file(rel, max_bytes=1)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.spawner.runtime import tool_handlers as handlers
 from services.spawner.runtime.providers.base import ToolCall, ToolDefinition, ToolResult
-from services.spawner.sandbox.base import Sandbox, SandboxError
+from services.spawner.sandbox.base import Sandbox, SandboxError, SandboxGoneError
 from shared.messages.tasks import AgentType
 
 logger = logging.getLogger(__name__)
@@ -233,6 +233,8 @@ async def execute(
             text, error = await handlers.run_command(sandbox, data.command, timeout)
         else:
             text, error = f"tool input {type(data).__name__} cannot be executed", True
+    except SandboxGoneError:
+        raise  # the attempt is over: no result the model could act on
     except SandboxError as exc:
         text, error = exc.message, True
     except (OSError, UnicodeError, ValueError) as exc:

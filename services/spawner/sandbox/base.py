@@ -27,6 +27,18 @@ class SandboxPathError(SandboxError):
     code = "path_escape"
 
 
+class SandboxGoneError(SandboxError):
+    """The sandbox vanished under the agent (its container removed or stopped from outside).
+
+    Never a tool result: whatever the model does next would not happen (a write would be
+    lost and the finish would commit the base). The attempt ends and is retried on a
+    fresh sandbox.
+    """
+
+    code = "sandbox_gone"
+    retryable = True
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource bounds for one sandbox."""
@@ -49,6 +61,8 @@ class SandboxSpec:
     network: bool = False
     limits: Limits = Limits()
     owner: str = "mosaic"
+    deployment: str | None = None
+    """The Mosaic system the agent belongs to (``shared.deployment``); labels its container."""
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,13 @@ from services.spawner.sandbox.base import (
     DirEntry,
     ExecResult,
     SandboxError,
+    SandboxGoneError,
     SandboxPathError,
     SandboxSpec,
 )
 from services.spawner.sandbox.paths import check_relative
 from services.spawner.sandbox.settings import SandboxSettings
+from shared.containers import LABEL_DEPLOYMENT, label_filter
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ if code is None:
 sys.exit(code if code >= 0 else 128 - code)
 """
 _TIMEOUT_EXIT = 124
+_KILLED_EXITS = (-9, 126, 137)  # SIGKILLed, or the exec could not run / its end was lost
+_SETTLE_S = 1.0  # how long a container that killed a command may take to read as gone
 _ESCAPE_EXIT = 3
 _REFUSED_EXIT = 4
 
@@ -143,6 +147,12 @@ class _Exec:
     stderr: bytes
     truncated: bool
     deadline_hit: bool
+
+
+def _gone() -> SandboxGoneError:
+    return SandboxGoneError(
+        "the sandbox container is gone (removed or stopped from outside); this attempt cannot go on"
+    )
 
 
 def _container_name(agent_id: str, sandbox_id: str) -> str:
@@ -219,6 +229,7 @@ class DockerSandbox:
         self._client = client
         self._settings = settings
         self._closed = False
+        self._killed = False  # by Mosaic (``kill``): a dead container is then no surprise
         self._log = {"agent_id": spec.agent_id, "task_id": spec.task_id}
 
     def _check_open(self) -> None:
@@ -243,8 +254,10 @@ class DockerSandbox:
             )["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except NotFound as exc:
-            raise SandboxError("sandbox container is gone", code="sandbox_gone") from exc
+            raise self._gone() from exc
         except APIError as exc:
+            if exc.status_code == 409 or not self._alive():  # not running / being removed
+                raise self._gone() from exc
             raise SandboxError(f"cannot run in the sandbox: {exc.explanation or exc}") from exc
         except (DockerException, OSError) as exc:
             raise SandboxError(f"cannot run in the sandbox: {exc}", retryable=True) from exc
@@ -297,14 +310,46 @@ class DockerSandbox:
                 try:
                     info = api.exec_inspect(exec_id)
                 except (DockerException, OSError) as exc:
+                    if not self._alive():
+                        raise self._gone() from exc
                     raise SandboxError(f"lost the command's exit code: {exc}") from exc
                 if not info.get("Running") and info.get("ExitCode") is not None:
                     exit_code = int(info["ExitCode"])
                     break
                 time.sleep(0.02)
+        if exit_code in _KILLED_EXITS and not self._killed and not self._alive(_SETTLE_S):
+            # the container died under the command (removed or stopped from outside): its
+            # result is not the command's, and nothing more can happen in this sandbox
+            raise self._gone()
         return _Exec(
             exit_code, bytes(out), bytes(streams[1]), bytes(streams[2]), truncated, deadline_hit
         )
+
+    def _gone(self) -> SandboxError:
+        if self._killed:
+            return SandboxError("sandbox was killed", code="sandbox_killed")
+        return _gone()
+
+    def _alive(self, settle_s: float = 0.0) -> bool:
+        """Whether the container still exists and runs (a failed inspect counts as alive).
+
+        A container being removed can still read as running for a moment after its
+        processes died, so with ``settle_s`` it is looked at again until that passes.
+        """
+        deadline = time.monotonic() + settle_s
+        while True:
+            try:
+                info = self._client.api.inspect_container(self.container_id)
+            except NotFound:
+                return False
+            except (DockerException, OSError):
+                return True  # cannot tell: let the caller report what it saw
+            state = info.get("State") or {}
+            if not state.get("Running") or state.get("Status") in ("removing", "exited", "dead"):
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.1)
 
     async def _helper(self, op: str, path: str, *args: str, stdin: bytes | None = None) -> bytes:
         self._check_open()
@@ -378,6 +423,7 @@ class DockerSandbox:
 
     async def kill(self) -> None:
         """SIGKILL the container (every process in it) at once; no graceful stop."""
+        self._killed = True
         await asyncio.to_thread(self._kill_sync)
 
     def _kill_sync(self) -> None:
@@ -464,14 +510,16 @@ class DockerSandboxFactory:
             for info in found:
                 _remove_container(self.client, info["Id"])
 
-    def _remove_earlier_attempts(self, agent_id: str) -> None:
+    def _remove_earlier_attempts(self, agent_id: str, deployment: str | None) -> None:
         # one container per agent: a retry after its spawner died replaces the dead attempt's
-        found = self.client.api.containers(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
+        # (only this system's: another one sharing the daemon keeps its containers)
+        labels = label_filter(f"{LABEL_AGENT}={agent_id}", deployment=deployment)
+        found = self.client.api.containers(all=True, filters={"label": labels})
         for info in found:
             _remove_container(self.client, info["Id"])
 
     def _create_sync(self, spec: SandboxSpec, sandbox_id: str) -> tuple[str, str]:
-        self._remove_earlier_attempts(spec.agent_id)
+        self._remove_earlier_attempts(spec.agent_id, spec.deployment)
         uid, gid = _decide_user(spec.worktree, self.settings)
         limits = spec.limits
         memory = f"{limits.memory_mb}m"
@@ -490,6 +538,7 @@ class DockerSandboxFactory:
                     LABEL_TASK: spec.task_id,
                     LABEL_OWNER: spec.owner,
                     LABEL_SANDBOX: sandbox_id,
+                    **({LABEL_DEPLOYMENT: spec.deployment} if spec.deployment else {}),
                 },
                 mounts=[
                     Mount(WORKSPACE, str(spec.worktree.resolve()), type="bind", read_only=False)

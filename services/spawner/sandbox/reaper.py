@@ -19,6 +19,7 @@ from docker.errors import APIError, DockerException, NotFound
 from prometheus_client import Counter, Gauge
 
 from services.spawner.sandbox.docker import LABEL_AGENT, LABEL_OWNER
+from shared.containers import label_filter
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,23 @@ IsLive = Callable[[str], Awaitable[bool]]
 
 
 async def reap_orphans(
-    docker_client: docker.DockerClient, is_live: IsLive, *, owner: str | None = None
+    docker_client: docker.DockerClient,
+    is_live: IsLive,
+    *,
+    owner: str | None = None,
+    deployment: str | None = None,
 ) -> int:
     """Remove every ``mosaic.agent_id`` container whose agent is not live; return how many.
 
-    ``owner`` limits the pass to containers labelled ``mosaic.owner=<owner>`` (several
-    orchestrators sharing a daemon); ``is_live`` should be true for ``spawning`` and
+    ``deployment`` limits the pass to containers labelled ``mosaic.deployment=<id>``: the
+    containers of this Mosaic system, whose agents ``is_live`` can know about (another
+    system sharing the daemon keeps its own; services always pass it). ``owner`` narrows
+    further to ``mosaic.owner=<owner>``. ``is_live`` should be true for ``spawning`` and
     ``running`` agents. An agent whose liveness cannot be checked is left alone.
     """
-    label = [LABEL_AGENT] if owner is None else [LABEL_AGENT, f"{LABEL_OWNER}={owner}"]
+    label = label_filter(LABEL_AGENT, deployment=deployment)
+    if owner is not None:
+        label.append(f"{LABEL_OWNER}={owner}")
     found: list[dict[str, Any]] = await asyncio.to_thread(
         docker_client.api.containers, all=True, filters={"label": label}
     )
@@ -90,6 +99,7 @@ async def run_reaper(
     *,
     interval_s: float = 60.0,
     owner: str | None = None,
+    deployment: str | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Reap at once, then every ``interval_s`` until ``stop`` is set (or cancelled).
@@ -99,7 +109,7 @@ async def run_reaper(
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            count = await reap_orphans(docker_client, is_live, owner=owner)
+            count = await reap_orphans(docker_client, is_live, owner=owner, deployment=deployment)
         except (DockerException, OSError):
             REAPER_ERRORS.inc()
             logger.exception("orphan reaper pass failed")

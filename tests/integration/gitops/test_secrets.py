@@ -139,10 +139,11 @@ async def test_secret_in_commit_message_is_blocked(cache: RepoCache, remote_repo
 
 
 async def test_nothing_to_commit(cache: RepoCache, remote_repo: Path) -> None:
-    await worktrees.create_worktree(cache, wt_req(remote_repo, "idle"))
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "idle"))
     made = await commits.commit(cache, commit_req(remote_repo, "idle"))
     assert made.nothing_to_commit
     assert made.commit is None
+    assert made.head == ready.base_commit  # the branch holds no work at all
 
 
 @pytest.mark.unit

@@ -12,6 +12,7 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.scripted import ScriptedProvider, parse_plan
 from services.spawner.runtime.types import Bounds
+from services.spawner.sandbox.base import DirEntry, ExecResult, SandboxGoneError
 from services.spawner.sandbox.local import LocalSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
@@ -185,3 +186,60 @@ async def test_reviewer_plan_cannot_write(sandbox: LocalSandbox, worktree: Path)
     assert outcome.status == "finished"
     assert provider.received[1][0].is_error
     assert not (worktree / "hack.txt").exists()
+
+
+class _VanishingSandbox:
+    """A sandbox whose container disappears before the write (as a foreign reaper did)."""
+
+    kind = "test"
+
+    def __init__(self, inner: LocalSandbox) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+
+    async def exec(self, command: str, *, timeout: float, max_output: int = 64_000) -> ExecResult:
+        return await self.inner.exec(command, timeout=timeout, max_output=max_output)
+
+    async def read_file(self, path: str, *, max_bytes: int) -> bytes:
+        return await self.inner.read_file(path, max_bytes=max_bytes)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        raise SandboxGoneError("the sandbox container is gone")
+
+    async def list_dir(self, path: str) -> list[DirEntry]:
+        return await self.inner.list_dir(path)
+
+    async def kill(self) -> None:
+        await self.inner.kill()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_vanished_sandbox_ends_the_run_instead_of_a_tool_error(
+    sandbox: LocalSandbox, worktree: Path
+) -> None:
+    """No finish (so no commit of the base) after the sandbox is gone: the attempt fails."""
+    plan = [
+        {"tool": "write_file", "input": {"path": "hello.py", "content": "print('hello')\n"}},
+        {"tool": "finish", "input": {"summary": "added hello.py"}},
+    ]
+    spec = make_spec(plan=plan)
+    checks: list[str] = []
+
+    async def finish_check(summary: str) -> str | None:
+        checks.append(summary)
+        return None
+
+    with pytest.raises(SandboxGoneError) as gone:
+        await run_agent(
+            spec,
+            _VanishingSandbox(sandbox),
+            make_provider(SCRIPTED, spec),
+            Bounds(),
+            Progress(),
+            finish_check,
+        )
+    assert gone.value.retryable
+    assert checks == []  # finish never reached the gates, commit or push
+    assert not (worktree / "hello.py").exists()
