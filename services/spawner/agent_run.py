@@ -18,6 +18,7 @@ from typing import Any
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.kills import Running
+from services.spawner.runtime import tools
 from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
@@ -37,7 +38,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.messages.tasks import GateProfile, TaskQueued
+from shared.messages.tasks import AgentType, GateProfile, TaskQueued
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
 
@@ -259,8 +260,9 @@ class AgentRun:
         elif self._branch_has_no_work(commit):
             # Nothing the agent did reached the worktree: pushing would publish the base
             # as if it were the work. Tell the agent once; a second finish confirms that
-            # the task needs no change, and the run completes with nothing pushed.
-            if not self._told_unchanged:
+            # the task needs no change, and the run completes with nothing pushed (at
+            # once for an agent type that cannot change files, such as the reviewer).
+            if not self._told_unchanged and _can_change(req.agent_type):
                 self._told_unchanged = True
                 log.warning("finish with an unchanged worktree: sent back", extra=self._log)
                 return _UNCHANGED_TEXT
@@ -401,6 +403,12 @@ class AgentRun:
                 log.exception("worktree cleanup failed; the reaper will retry", extra=self._log)
         if detail:
             await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
+
+
+def _can_change(agent_type: AgentType) -> bool:
+    """Whether the agent has a tool that changes files (a reviewer only reads)."""
+    allowed = set(tools.TOOL_SETS.get(agent_type, ()))
+    return bool(allowed & {"write_file", "edit_file", "run_command"})
 
 
 def _profile(name: str) -> GateProfile:

@@ -256,3 +256,21 @@ def test_agent_told_of_an_unchanged_worktree_can_still_make_its_change(
     assert record["state"] == "completed", record
     assert record["pushedBranch"] == f"mosaic/agent-{agent_id}"
     assert git(remote_repo, "show", f"{record['pushedBranch']}:hello.py") == "print('hello')"
+
+
+def test_a_reviewer_that_changes_nothing_completes_at_once_without_a_push(
+    http: httpx.Client, remote_repo: Path, unique: str
+) -> None:
+    body = spawn_body(remote_repo, f"review-{unique}", agentType="reviewer")
+    body["options"]["plan"] = [{"tool": "finish", "input": {"summary": "confidence: 0.9 ok"}}]
+    agent_id = http.post("/agents/spawn", json=body).json()["agentId"]
+    record = wait_final(http, agent_id)
+    assert record["state"] == "completed", record
+    assert record["pushedBranch"] is None
+    assert git(remote_repo, "branch", "--list", f"mosaic/agent-{agent_id}") == ""
+    finishes = [
+        e
+        for e in _events(http, agent_id)
+        if e["kind"] == "progress" and e["detail"] == {**e["detail"], "tool": "finish"}
+    ]
+    assert len(finishes) == 1  # not sent back: a reviewer cannot change files
