@@ -9,7 +9,6 @@ spawner and starts a replacement.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -103,13 +102,6 @@ class FeedReader(threading.Thread):
             self.error = exc
 
 
-def git_or_none(repo: Path, *args: str) -> str | None:
-    try:
-        return git(repo, *args)
-    except subprocess.CalledProcessError:
-        return None
-
-
 def transitions(events: list[dict[str, Any]]) -> list[str]:
     return [e["state"] for e in events if e["kind"] in ("state", "task_state")]
 
@@ -132,11 +124,9 @@ def test_full_lifecycle_is_seen_in_order_on_the_live_feed(stack: Stack, http: ht
     assert record["worktree"] is None
     tests_gate = [g for g in record["gates"] if g["name"] == "tests"]
     assert [g["status"] for g in tests_gate] == ["passed"], record["gates"]
-    # the push really landed on the bare remote
+    # the push really landed on the bare remote, with the agent's file in it
     assert "Add a greeting" in git(repo, "log", "-1", "--format=%s", record["pushedBranch"])
-    # with the agent's file: intermittently missing (known defect, reported; see
-    # test_tasks_of_a_killed_spawner_finish_on_the_other), checked after the feed below
-    landed = git_or_none(repo, "show", f"{record['pushedBranch']}:hello.py")
+    assert git(repo, "show", f"{record['pushedBranch']}:hello.py") == "print('hello')"
 
     assert feed.error is None, feed.error
     assert not feed.is_alive(), "the live feed never delivered the final event"
@@ -154,8 +144,6 @@ def test_full_lifecycle_is_seen_in_order_on_the_live_feed(stack: Stack, http: ht
     assert [e["seq"] for e in history] == seqs
     assert stack.sandboxes([agent_id]) == []
     assert not [p for p in stack.worktrees() if agent_id in p.name]
-    if landed != "print('hello')":
-        pytest.xfail(f"completed agent pushed {record['pushedCommit']} without hello.py")
 
 
 def _running_with_sandbox(stack: Stack, http: httpx.Client, agent_ids: list[str]) -> None:
@@ -298,16 +286,9 @@ def test_tasks_of_a_killed_spawner_finish_on_the_other(stack: Stack, http: httpx
     # the dead attempts' sandboxes and worktrees were cleaned by the survivor
     assert stack.sandboxes(agent_ids) == []
     assert not [p for p in stack.worktrees() if any(a in p.name for a in agent_ids)]
+    # every attempt, retried or not, pushed its own change
+    for n, agent_id in enumerate(agent_ids):
+        branch = final[agent_id]["pushedBranch"]
+        assert git(repo, "show", f"{branch}:failover_{n}.py") == f"N = {n}", final[agent_id]
     # put the stack back to two spawners
     stack.start_spawner()
-    # The retried attempts must carry their own change. Known spawner defect (reported,
-    # not fixed here): after a spawner dies, the retry's command ends early and its
-    # write is lost, yet the agent completes and pushes a commit of the base tree.
-    missing = [
-        n
-        for n, agent_id in enumerate(agent_ids)
-        if git_or_none(repo, "show", f"{final[agent_id]['pushedBranch']}:failover_{n}.py")
-        != f"N = {n}"
-    ]
-    if missing:
-        pytest.xfail(f"retried agents pushed without their change: tasks {missing}")
