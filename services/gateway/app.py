@@ -41,6 +41,7 @@ from services.gateway.routes import (
     events,
     health,
     metrics,
+    quality,
     queue,
     session,
 )
@@ -60,6 +61,7 @@ ROUTERS: tuple[ModuleType, ...] = (
     control,
     audit,
     queue,
+    quality,
     events,
     metrics,
     dashboard,
@@ -73,6 +75,7 @@ TAGS = [
     {"name": "killswitch", "description": "The kill-all hold and its release (admins)."},
     {"name": "audit", "description": "The audit trail: kills, kill-alls, resumes, YOLO skips."},
     {"name": "queue", "description": "Queue depth and task counts."},
+    {"name": "quality", "description": "Run the quality gates on a worktree (coordinator API)."},
     {"name": "events", "description": "Live agent events (SSE; WebSocket at /events/ws)."},
     {"name": "metrics", "description": "Prometheus metrics."},
 ]

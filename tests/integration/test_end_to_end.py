@@ -274,3 +274,37 @@ def test_a_reviewer_that_changes_nothing_completes_at_once_without_a_push(
         if e["kind"] == "progress" and e["detail"] == {**e["detail"], "tool": "finish"}
     ]
     assert len(finishes) == 1  # not sent back: a reviewer cannot change files
+
+
+def test_quality_check_endpoint_runs_the_gates_on_a_live_agents_worktree(
+    http: httpx.Client, remote_repo: Path, unique: str, tmp_path: Path
+) -> None:
+    body = spawn_body(remote_repo, f"qc-{unique}")
+    body["options"]["plan"] = [
+        {"tool": "write_file", "input": {"path": "x.py", "content": "x = 1\n"}},
+        {"tool": "run_command", "input": {"command": "sleep 30"}},
+        {"tool": "finish", "input": {"summary": "done"}},
+    ]
+    agent_id = http.post("/agents/spawn", json=body).json()["agentId"]
+    deadline = time.monotonic() + 30
+    while http.get(f"/agents/{agent_id}/status").json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        answer = http.post(
+            "/api/quality/check", json={"agentId": agent_id, "profile": "standard"}, timeout=120
+        )
+        assert answer.status_code == 200, answer.text
+        decision = answer.json()
+        assert {r["name"] for r in decision["results"]} >= {"tests", "lint"}
+        assert decision["approved"] is True  # nothing failed (gates without commands skip)
+
+        both = http.post("/api/quality/check", json={"agentId": agent_id, "worktree": "/tmp"})
+        assert both.status_code == 422
+        unknown = http.post("/api/quality/check", json={"agentId": "nobody"})
+        assert unknown.status_code == 404
+        outside = http.post("/api/quality/check", json={"worktree": str(tmp_path)})
+        assert outside.status_code == 422
+        assert "bad_worktree" in outside.json()["error"]["message"]
+    finally:
+        http.post(f"/agents/{agent_id}/kill")
