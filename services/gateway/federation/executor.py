@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from services.gateway.errors import InvalidInputError
-from services.gateway.federation.kills import kill_and_wait, live_agents
 from services.gateway.federation.runtime import Federation
+from services.gateway.kills import kill_and_wait, live_agents
 from services.gateway.submit import submit
 from shared.federation.envelope import Envelope
 from shared.federation.errors import CommandRefusedError, InProgressError

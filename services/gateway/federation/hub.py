@@ -16,7 +16,6 @@ from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.errors import ErrorResponse, error_response
 from services.gateway.federation import trail
 from services.gateway.federation.errors import FederationRoute, RemoteRefusedError
-from services.gateway.federation.kills import kill_and_wait, live_agents
 from services.gateway.federation.runtime import Fed, Federation
 from services.gateway.federation.schemas import (
     FederatedKillAll,
@@ -29,6 +28,7 @@ from services.gateway.federation.schemas import (
     RemoteStatus,
 )
 from services.gateway.federation.transport import HANDSHAKE_PATH, exchange
+from services.gateway.kills import kill_and_wait, live_agents
 from shared.federation.agents import RemoteAgent
 from shared.federation.errors import FederationError, HandshakeError, InvalidEnvelopeError
 from shared.federation.messages import (

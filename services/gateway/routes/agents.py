@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import Annotated
 
@@ -15,10 +13,9 @@ from pydantic import ValidationError
 from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
+from services.gateway.kills import kill_and_wait
 from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
-from shared import subjects
-from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
@@ -177,7 +174,7 @@ async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResu
     record = await deps.store.require_agent(agent_id)
     started = time.perf_counter()
     order = KillOrdered(reason="killed via HTTP", requested_by=f"http:{role.name.lower()}")
-    final = await _kill_and_wait(deps, [record.agent_id], subjects.kill_agent(agent_id), order)
+    final = await kill_and_wait(deps, [record.agent_id], order)
     state = final.get(agent_id, record.state)
     return KillResult(
         agent_id=agent_id,
@@ -203,7 +200,7 @@ async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     # queued agents (task pending) are not killed: they wait for resume
     live = [r.agent_id for r in records if r.state not in AGENT_FINAL and r.task_state != "pending"]
     order = KillOrdered(reason="kill-all via HTTP", requested_by="http:admin")
-    final = await _kill_and_wait(deps, live, subjects.KILL_ALL, order)
+    final = await kill_and_wait(deps, live, order, kill_all=True)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
     return [
         KillResult(
@@ -215,41 +212,3 @@ async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
         for i in live
         if i in final
     ]
-
-
-async def _kill_and_wait(
-    deps: Deps, agent_ids: list[str], subject: str, order: KillOrdered
-) -> dict[str, AgentState]:
-    """Publish the kill, then wait (bounded) until every named agent is final."""
-    nc = deps.broker.connection
-    pending = set(agent_ids)
-    done = asyncio.Event()
-    final: dict[str, AgentState] = {}
-
-    async def on_event(msg: object) -> None:
-        event = AgentEvent.from_bytes(msg.data)  # type: ignore[attr-defined]
-        if event.kind == "state" and event.state in {s.value for s in AGENT_FINAL}:
-            final[event.agent_id] = AgentState(event.state)
-            pending.discard(event.agent_id)
-            if not pending:
-                done.set()
-
-    sub = await nc.subscribe(f"{subjects.EVENTS_PREFIX}.agent.*", cb=on_event)
-    try:
-        await publish_kill(nc, subject, order.to_bytes())  # kill-all as the NATS admin
-        for agent_id in list(pending):  # already final before we listened
-            record = await deps.store.get_agent(agent_id)
-            if record is not None and record.state in AGENT_FINAL:
-                final[agent_id] = record.state
-                pending.discard(agent_id)
-        if pending:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), deps.kill_wait_seconds)
-    finally:
-        await sub.unsubscribe()
-    for agent_id in agent_ids:
-        if agent_id not in final:
-            record = await deps.store.get_agent(agent_id)
-            if record is not None:
-                final[agent_id] = record.state
-    return final

@@ -1,4 +1,7 @@
-"""Publish kill orders on core NATS and wait (bounded) until the agents are final."""
+"""Publish kill orders on core NATS and wait (bounded) until the agents are final.
+
+Used by the local kill endpoints and by federation (a peer's kill takes the same path).
+"""
 
 from __future__ import annotations
 
@@ -65,5 +68,5 @@ async def kill_and_wait(
 async def live_agents(deps: Resources, agent_ids: list[str] | None = None) -> list[str]:
     """The ids (of ``agent_ids``, or of every agent here) not yet final."""
     ids = agent_ids if agent_ids is not None else await deps.store.list_agent_ids(0, 100_000)
-    records = await asyncio.gather(*(deps.store.get_agent(i) for i in ids))
-    return [r.agent_id for r in records if r is not None and r.state not in AGENT_FINAL]
+    records = await deps.store.get_agents(ids)  # pipelined: one connection
+    return [r.agent_id for r in records if r.state not in AGENT_FINAL]
