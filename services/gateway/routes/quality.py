@@ -39,7 +39,7 @@ class QualityCheckRequest(BaseModel):
     phase: Literal["pre-commit", "pre-push"] = "pre-commit"
     base: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     work_items: Annotated[
-        list[Annotated[str, StringConstraints(max_length=20_000)]], Field(max_length=100)
+        list[Annotated[str, StringConstraints(max_length=2_000)]], Field(max_length=100)
     ] = []
 
     @model_validator(mode="after")
@@ -56,6 +56,7 @@ class QualityCheckRequest(BaseModel):
         401: {"model": ErrorResponse},
         404: {"model": ErrorResponse, "description": "unknown agent"},
         409: {"model": ErrorResponse, "description": "the agent has no worktree now"},
+        413: {"model": ErrorResponse, "description": "body over the size limit"},
         422: {"model": ErrorResponse, "description": "bad input or a path gates refuses"},
         503: {"model": ErrorResponse, "description": "gates unavailable"},
     },

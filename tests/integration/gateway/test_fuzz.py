@@ -51,7 +51,23 @@ class AdminToken:
 
 
 @pytest.fixture(scope="module")
-def base_url(nats_url: str, valkey_url: str) -> Iterator[str]:
+def gates_service(nats_url: str) -> Iterator[None]:
+    """A real gates service, so POST /api/quality/check has someone to ask."""
+    from services.gates.app import create_app as create_gates
+
+    gates = create_gates(NatsSettings(nats_url=nats_url))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(gates.broker.start(), loop).result(15)
+    yield
+    asyncio.run_coroutine_threadsafe(gates.broker.stop(), loop).result(15)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def base_url(nats_url: str, valkey_url: str, gates_service: None) -> Iterator[str]:
     """A gateway in a thread of its own (schemathesis calls it synchronously)."""
     app = create_app(
         _settings(f"fuzz{free_port()}"),
