@@ -122,10 +122,20 @@ def test_operator_sees_agents_live_and_kills_one(
         ).text.startswith(("1 turns", "2 turns", "3 turns")),
         "progress on the doomed agent",
     )
-    driver.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill').click()
+
+    def click_kill(d: Any) -> bool:  # the row may re-render between find and click
+        d.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill').click()
+        return True
+
+    wait_for(driver, click_kill, "clicking Kill")
     wait_for(driver, lambda d: row_state(d, doomed) == "killed", "the kill", timeout=20)
-    state_badge = driver.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] .state')
-    assert state_badge.text == "killed"
+    wait_for(
+        driver,
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] .state').text == "killed"
+        ),
+        "the killed badge",
+    )
     assert not driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill')
     wait_for(
         driver,

@@ -72,7 +72,9 @@ def test_kill_all_stops_running_holds_queued_and_resume_runs_each_once(
         for agent_id in running:
             assert final_states(events(http, agent_id)) == ["killed"]
         audit = http.get("/audit", params={"kind": "kill_all"}).json()
-        assert audit
-        assert set(audit[0]["detail"]["killed"]) == set(running)
-        assert audit[0]["actor"] == "http:admin"
+        by_http = [a for a in audit if a["actor"] == "http:admin"]
+        assert by_http, audit  # who asked is recorded
+        # the entry lists the agents the killswitch saw end during its wait; spawners
+        # may end some before it looks (every agent's own history says killed, above)
+        assert set(by_http[0]["detail"]["killed"]) <= set(running)
         assert http.get("/audit", params={"kind": "resume"}).json()
