@@ -65,7 +65,7 @@ class UnavailableError(ClientError):
     """503 after every retry, or the gateway could not be reached (status 0)."""
 
 
-def _error_for(response: httpx.Response) -> ClientError:
+def error_for(response: httpx.Response) -> ClientError:
     body: dict[str, Any] | None = None
     try:
         parsed = response.json()
@@ -270,7 +270,7 @@ class MosaicClient(_Base):
             else:
                 if response.is_success:
                     return response.json()
-                failure = _error_for(response)
+                failure = error_for(response)
                 if response.status_code != 503:
                     raise failure
             delay = self._delay(attempt, response)
@@ -343,7 +343,7 @@ class MosaicClient(_Base):
                 ) as response:
                     if not response.is_success:
                         response.read()
-                        raise _error_for(response)
+                        raise error_for(response)
                     attempt = 0
                     for event in _events_from(response.iter_lines(), SseParser()):
                         if agent_id is not None:
@@ -403,7 +403,7 @@ class AsyncMosaicClient(_Base):
             else:
                 if response.is_success:
                     return response.json()
-                failure = _error_for(response)
+                failure = error_for(response)
                 if response.status_code != 503:
                     raise failure
             delay = self._delay(attempt, response)
@@ -473,7 +473,7 @@ class AsyncMosaicClient(_Base):
                 ) as response:
                     if not response.is_success:
                         await response.aread()
-                        raise _error_for(response)
+                        raise error_for(response)
                     attempt = 0
                     parser = SseParser()
                     async for line in response.aiter_lines():

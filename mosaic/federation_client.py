@@ -17,13 +17,8 @@ from typing import Any, Self
 
 import httpx
 
-from mosaic.client import (
-    AuthError,
-    ClientError,
-    InvalidRequestError,
-    NotFoundError,
-    UnavailableError,
-)
+from mosaic.client import ClientError, UnavailableError
+from mosaic.client import error_for as client_error_for
 from shared.messages.tasks import SpawnAgentRequest
 
 
@@ -141,31 +136,10 @@ class FederationClient:
 
 
 def _error_for(response: httpx.Response) -> ClientError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    message = str(error.get("message") or response.reason_phrase or "error")
-    code = str(error.get("code") or "error")
-    field = error.get("field") if isinstance(error.get("field"), str) else None
-    status = response.status_code
-    kind: type[ClientError] = ClientError
-    if status in (401, 403):
-        kind = AuthError
-    elif status == 404:
-        kind = NotFoundError
-    elif status in (413, 422):
-        kind = InvalidRequestError
-    elif status in (502, 504):
-        kind = PeerError
-    elif status == 503:
-        kind = UnavailableError
-    return kind(
-        status,
-        message,
-        code=code,
-        field=field,
-        body=body if isinstance(body, dict) else None,
-    )
+    """The gateway client's error, or ``PeerError`` when the peer itself failed (502/504)."""
+    error = client_error_for(response)
+    if response.status_code in (502, 504):
+        return PeerError(
+            error.status, error.message, code=error.code, field=error.field, body=error.body
+        )
+    return error
