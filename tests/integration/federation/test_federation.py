@@ -275,7 +275,7 @@ def test_the_cli_drives_federation_through_the_client(
         assert time.monotonic() < deadline, out
         time.sleep(0.5)
         assert main(["federation", "status", spoke_id, agent_id, *operator, "--json"]) == 0
-        state = json.loads(capsys.readouterr().out).get("state")
+        state = json.loads(capsys.readouterr().out)["agent"]["state"]
         if state == "killed":
             break
     # an operator may not register peers
