@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from nats.errors import Error as NatsError
 
 from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
@@ -41,4 +43,11 @@ async def audit_trail(
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
 ) -> list[AuditEntry]:
     """Audited acts, newest first: who did what (``actor``), why, and to which agent."""
-    return await read_audit(deps.js, kind=kind, agent_id=agent_id, limit=limit)
+    try:
+        return await read_audit(deps.js, kind=kind, agent_id=agent_id, limit=limit)
+    except (NatsError, TimeoutError):  # e.g. a filter matching nothing the stream holds
+        log.warning("audit read found nothing for kind=%s agent=%s", kind, agent_id, exc_info=True)
+        return []
+
+
+log = logging.getLogger(__name__)
