@@ -21,7 +21,7 @@ from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.messages.audit import AuditEntry
 from shared.messages.gitops import WorktreeRemoved, WorktreeRemoveRequested
-from shared.procgroups import ProcessGroupRegistry
+from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.service import add_health, instance_name
 from shared.settings import NatsSettings, ValkeySettings
 from shared.store import StateStore

@@ -18,10 +18,10 @@ from docker.errors import DockerException
 from prometheus_client import Counter
 
 from services.killswitch.logic import Killswitch
-from shared.containers import remove_container
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.base import utcnow
-from shared.procgroups import kill_groups
+from shared.sandbox.containers import remove_container
+from shared.sandbox.procgroups import kill_groups
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The Docker SDK is blocking, so every call runs in a thread. A daemon that does not
 answer is noted and tried again on the next kill; process groups are only reachable
-on this host (see ``shared.procgroups``).
+on this host (see ``shared.sandbox.procgroups``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import docker
 from docker.errors import DockerException
 
-from shared.containers import containers_by_agent, remove_agent_containers
-from shared.procgroups import ProcessGroupRegistry, kill_groups
+from shared.sandbox.containers import containers_by_agent, remove_agent_containers
+from shared.sandbox.procgroups import ProcessGroupRegistry, kill_groups
 
 log = logging.getLogger(__name__)
 

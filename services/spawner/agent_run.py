@@ -22,7 +22,6 @@ from services.spawner.runtime import tools
 from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
-from services.spawner.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from services.spawner.settings import SpawnerSettings
 from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
@@ -39,6 +38,7 @@ from shared.messages.gitops import (
     WorktreeRequested,
 )
 from shared.messages.tasks import AgentType, GateProfile, TaskQueued
+from shared.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
 

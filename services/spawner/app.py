@@ -17,12 +17,6 @@ from services.spawner.agent_run import RunContext
 from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
 from services.spawner.kills import KillRegistry
-from services.spawner.sandbox.base import SandboxFactory
-from services.spawner.sandbox.docker import DockerSandboxFactory
-from services.spawner.sandbox.local import LocalSandboxFactory
-from services.spawner.sandbox.reaper import run_reaper
-from services.spawner.sandbox.select import sandbox_factory
-from services.spawner.sandbox.settings import SandboxSettings
 from services.spawner.settings import SpawnerSettings
 from services.spawner.worker import Worker
 from shared import queue, subjects
@@ -31,7 +25,13 @@ from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
-from shared.procgroups import ProcessGroupRegistry
+from shared.sandbox.base import SandboxFactory
+from shared.sandbox.docker import DockerSandboxFactory
+from shared.sandbox.local import LocalSandboxFactory
+from shared.sandbox.procgroups import ProcessGroupRegistry
+from shared.sandbox.reaper import run_reaper
+from shared.sandbox.select import sandbox_factory
+from shared.sandbox.settings import SandboxSettings
 from shared.service import add_health, instance_name
 from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
 from shared.store import StateStore

@@ -19,9 +19,10 @@ import docker
 import pytest
 from docker.errors import DockerException, ImageNotFound
 
-from services.spawner.sandbox.base import Limits, SandboxSpec
-from services.spawner.sandbox.docker import LABEL_AGENT, DockerSandbox, DockerSandboxFactory
-from services.spawner.sandbox.settings import SandboxSettings
+from shared.sandbox.base import Limits, SandboxSpec
+from shared.sandbox.containers import LABEL_AGENT
+from shared.sandbox.docker import DockerSandbox, DockerSandboxFactory
+from shared.sandbox.settings import SandboxSettings
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 

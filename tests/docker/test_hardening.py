@@ -9,8 +9,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from services.spawner.sandbox.base import Limits
-from services.spawner.sandbox.docker import DockerSandbox
+from shared.sandbox.base import Limits
+from shared.sandbox.docker import DockerSandbox
 
 from .conftest import MakeSandbox
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from services.spawner.sandbox.base import Limits, SandboxError, SandboxGoneError, SandboxSpec
-from services.spawner.sandbox.docker import DockerSandbox, DockerSandboxFactory
-from services.spawner.sandbox.settings import SandboxSettings
+from shared.sandbox.base import Limits, SandboxError, SandboxGoneError, SandboxSpec
+from shared.sandbox.docker import DockerSandbox, DockerSandboxFactory
+from shared.sandbox.settings import SandboxSettings
 
 from .conftest import MakeSandbox, labelled
 

@@ -8,9 +8,9 @@ import docker
 import pytest
 from prometheus_client import REGISTRY
 
-from services.spawner.sandbox.docker import DockerSandbox
-from services.spawner.sandbox.reaper import reap_orphans, run_reaper
-from shared.containers import containers_by_agent, remove_agent_containers
+from shared.sandbox.containers import containers_by_agent, remove_agent_containers
+from shared.sandbox.docker import DockerSandbox
+from shared.sandbox.reaper import reap_orphans, run_reaper
 
 from .conftest import MakeSandbox, labelled
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from services.spawner.sandbox.base import SandboxError
-from services.spawner.sandbox.docker import DockerSandboxFactory
-from services.spawner.sandbox.select import sandbox_factory
-from services.spawner.sandbox.settings import SandboxSettings
+from shared.sandbox.base import SandboxError
+from shared.sandbox.docker import DockerSandboxFactory
+from shared.sandbox.select import sandbox_factory
+from shared.sandbox.settings import SandboxSettings
 
 pytestmark = pytest.mark.docker
 

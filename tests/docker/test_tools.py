@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.spawner.sandbox.base import DirEntry, SandboxError, SandboxPathError
-from services.spawner.sandbox.docker import DockerSandbox
+from shared.sandbox.base import DirEntry, SandboxError, SandboxPathError
+from shared.sandbox.docker import DockerSandbox
 
 pytestmark = pytest.mark.docker
 

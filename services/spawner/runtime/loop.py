@@ -25,7 +25,7 @@ from services.spawner.runtime.types import (
     FinishCheck,
     ProgressSink,
 )
-from services.spawner.sandbox.base import Sandbox
+from shared.sandbox.base import Sandbox
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import shlex
 
-from services.spawner.sandbox.base import ExecResult, Sandbox, SandboxError
-from services.spawner.sandbox.paths import check_relative
+from shared.sandbox.base import ExecResult, Sandbox, SandboxError
+from shared.sandbox.paths import check_relative
 
 MAX_LIST_ENTRIES = 1000
 MAX_FILE_BYTES = 8 * 1024 * 1024

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.spawner.runtime import tool_handlers as handlers
 from services.spawner.runtime.providers.base import ToolCall, ToolDefinition, ToolResult
-from services.spawner.sandbox.base import Sandbox, SandboxError, SandboxGoneError
 from shared.messages.tasks import AgentType
+from shared.sandbox.base import Sandbox, SandboxError, SandboxGoneError
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.spawner.sandbox.base import Limits, SandboxSpec
-from services.spawner.sandbox.local import LocalSandbox, LocalSandboxFactory
+from shared.sandbox.base import Limits, SandboxSpec
+from shared.sandbox.local import LocalSandbox, LocalSandboxFactory
 from tests.conftest import git
 from tests.fakes.fixtures import (  # noqa: F401
     fake_messages_api,

@@ -13,7 +13,7 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.anthropic import AnthropicProvider
 from services.spawner.runtime.types import AgentOutcome, Bounds
-from services.spawner.sandbox.local import LocalSandbox
+from shared.sandbox.local import LocalSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
 from tests.fakes.fixtures import FAKE_API_KEY

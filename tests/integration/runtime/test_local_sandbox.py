@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.spawner.sandbox.base import Limits, SandboxError, SandboxPathError, SandboxSpec
-from services.spawner.sandbox.local import LocalSandbox, LocalSandboxFactory
+from shared.sandbox.base import Limits, SandboxError, SandboxPathError, SandboxSpec
+from shared.sandbox.local import LocalSandbox, LocalSandboxFactory
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.scripted import ScriptedProvider, parse_plan
 from services.spawner.runtime.types import Bounds
-from services.spawner.sandbox.base import DirEntry, ExecResult, SandboxGoneError
-from services.spawner.sandbox.local import LocalSandbox
+from shared.sandbox.base import DirEntry, ExecResult, SandboxGoneError
+from shared.sandbox.local import LocalSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
 from tests.integration.runtime.test_local_sandbox import wait_dead, wait_for_pids

@@ -10,7 +10,7 @@ import pytest
 
 from services.spawner.runtime import tool_handlers, tools
 from services.spawner.runtime.providers.base import ToolCall, ToolResult
-from services.spawner.sandbox.local import LocalSandbox
+from shared.sandbox.local import LocalSandbox
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from services.spawner.runtime.providers.scripted import (
     plan_for,
 )
 from services.spawner.runtime.types import Bounds
-from services.spawner.sandbox.base import SandboxPathError, SandboxSpec
-from services.spawner.sandbox.local import LocalSandbox, LocalSandboxFactory
-from services.spawner.sandbox.paths import check_relative
+from shared.sandbox.base import SandboxPathError, SandboxSpec
+from shared.sandbox.local import LocalSandbox, LocalSandboxFactory
+from shared.sandbox.paths import check_relative
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
 

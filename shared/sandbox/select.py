@@ -8,8 +8,8 @@ import logging
 import docker
 from docker.errors import DockerException
 
-from services.spawner.sandbox.base import SandboxError, SandboxFactory
-from services.spawner.sandbox.settings import SandboxSettings
+from shared.sandbox.base import SandboxError, SandboxFactory
+from shared.sandbox.settings import SandboxSettings
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def sandbox_factory(
     """
     settings = settings or SandboxSettings()
     if settings.kind in ("docker", "auto"):
-        from services.spawner.sandbox.docker import DockerSandboxFactory
+        from shared.sandbox.docker import DockerSandboxFactory
 
         try:
             client = docker_client or await asyncio.to_thread(_docker_client, settings)
@@ -47,7 +47,7 @@ async def sandbox_factory(
         else:
             logger.info("sandbox: docker, image %s", settings.image)
             return factory
-    from services.spawner.sandbox.local import LocalSandboxFactory
+    from shared.sandbox.local import LocalSandboxFactory
 
     logger.warning("sandbox: local sandbox is not isolation (MOSAIC_SANDBOX=%s)", settings.kind)
     return LocalSandboxFactory()

@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import DockerException
 from prometheus_client import Counter, Gauge
 
-from services.spawner.sandbox.docker import LABEL_AGENT, LABEL_OWNER
-from shared.containers import label_filter
+from shared.sandbox.containers import LABEL_AGENT, LABEL_OWNER, label_filter, remove_container
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ async def reap_orphans(
                 live_cache[agent_id] = True
         if live_cache[agent_id]:
             continue
-        if await asyncio.to_thread(_remove, docker_client, str(info["Id"])):
+        if await asyncio.to_thread(remove_container, docker_client, str(info["Id"])):
             reaped += 1
             logger.warning(
                 "reaped orphan sandbox container %s",
@@ -79,18 +78,6 @@ async def reap_orphans(
     if reaped:
         ORPHANS_REAPED.inc(reaped)
     return reaped
-
-
-def _remove(client: docker.DockerClient, container_id: str) -> bool:
-    try:
-        client.api.remove_container(container_id, force=True, v=True)
-    except NotFound:
-        return False
-    except APIError as exc:
-        if exc.status_code == 409:  # removal already in progress elsewhere
-            return False
-        raise
-    return True
 
 
 async def run_reaper(

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.spawner.sandbox.base import Limits
+from shared.sandbox.base import Limits
 
 SandboxKind = Literal["auto", "docker", "local"]
 

@@ -29,7 +29,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount, Ulimit
 
-from services.spawner.sandbox.base import (
+from shared.sandbox.base import (
     DirEntry,
     ExecResult,
     SandboxError,
@@ -37,16 +37,19 @@ from services.spawner.sandbox.base import (
     SandboxPathError,
     SandboxSpec,
 )
-from services.spawner.sandbox.paths import check_relative
-from services.spawner.sandbox.settings import SandboxSettings
-from shared.containers import LABEL_DEPLOYMENT, label_filter
+from shared.sandbox.containers import (
+    LABEL_AGENT,
+    LABEL_DEPLOYMENT,
+    LABEL_OWNER,
+    LABEL_TASK,
+    label_filter,
+)
+from shared.sandbox.paths import check_relative
+from shared.sandbox.settings import SandboxSettings
 
 logger = logging.getLogger(__name__)
 
 WORKSPACE = "/workspace"
-LABEL_AGENT = "mosaic.agent_id"
-LABEL_TASK = "mosaic.task_id"
-LABEL_OWNER = "mosaic.owner"
 LABEL_SANDBOX = "mosaic.sandbox_id"
 DEFAULT_UID = 1000
 SANDBOX_ENV = {

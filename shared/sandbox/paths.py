@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from services.spawner.sandbox.base import SandboxPathError
+from shared.sandbox.base import SandboxPathError
 
 MAX_PATH_LENGTH = 4096
 

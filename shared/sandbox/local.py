@@ -24,9 +24,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from services.spawner.sandbox.base import DirEntry, ExecResult, SandboxError, SandboxSpec
-from services.spawner.sandbox.paths import resolve_inside
-from shared.procgroups import ProcessGroupRegistry
+from shared.sandbox.base import DirEntry, ExecResult, SandboxError, SandboxSpec
+from shared.sandbox.paths import resolve_inside
+from shared.sandbox.procgroups import ProcessGroupRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class LocalSandbox:
     ) -> None:
         self.spec = spec
         self._registry = groups
-        """Where live groups are recorded for the killswitch (``shared.procgroups``)."""
+        """Where live groups are recorded for the killswitch (``shared.sandbox.procgroups``)."""
         self._root = spec.worktree.resolve(strict=True)
         self._home = home
         self._groups: set[int] = set()
