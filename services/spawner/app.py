@@ -27,7 +27,7 @@ from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
-from shared.sandbox.local import LocalSandboxFactory
+from shared.sandbox.host import HostSandboxFactory
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.reaper import run_reaper
 from shared.sandbox.select import sandbox_factory
@@ -63,7 +63,7 @@ def create_app(
         redis = make_valkey(valkey)
         store = StateStore(redis, prefix=settings.state_prefix)
         factory = sandboxes or await sandbox_factory(SandboxSettings())
-        if isinstance(factory, LocalSandboxFactory) and factory.groups is None:
+        if isinstance(factory, HostSandboxFactory) and factory.groups is None:
             # so the killswitch can end this spawner's commands if it hangs or dies
             factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
         serve_metrics()

@@ -27,6 +27,16 @@ class SandboxPathError(SandboxError):
     code = "path_escape"
 
 
+class SandboxUnavailableError(SandboxError):
+    """No sandbox of the asked kind can run here; the message names what to install or set.
+
+    Never answered by running the agent somewhere weaker: with ``MOSAIC_SANDBOX=auto``
+    and neither Docker nor bubblewrap working, no agent starts.
+    """
+
+    code = "sandbox_unavailable"
+
+
 class SandboxGoneError(SandboxError):
     """The sandbox vanished under the agent (its container removed or stopped from outside).
 
@@ -63,6 +73,12 @@ class SandboxSpec:
     owner: str = "mosaic"
     deployment: str | None = None
     """The Mosaic system the agent belongs to (``shared.deployment``); labels its container."""
+    image: str | None = None
+    """The environment image (docker) the sandbox runs from; None: the backend's default."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra non-secret environment (the repository's declared ``env``, gate caches)."""
+    writable: bool = True
+    """Whether commands may write the worktree (gates that only read mount it read-only)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,8 @@ class SandboxFactory(Protocol):
     """Makes sandboxes of one kind."""
 
     kind: str
+    unsafe: bool
+    """True only for ``none`` (bare host processes): shown as unsafe everywhere."""
 
     async def create(self, spec: SandboxSpec) -> Sandbox:
         """A ready sandbox; on failure nothing is left behind."""

@@ -461,6 +461,7 @@ class DockerSandboxFactory:
     """Makes ``docker`` sandboxes from ``settings.image`` with ``client``."""
 
     kind = "docker"
+    unsafe = False
 
     def __init__(self, client: docker.DockerClient, settings: SandboxSettings) -> None:
         self.client = client

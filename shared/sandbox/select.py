@@ -47,7 +47,7 @@ async def sandbox_factory(
         else:
             logger.info("sandbox: docker, image %s", settings.image)
             return factory
-    from shared.sandbox.local import LocalSandboxFactory
+    from shared.sandbox.host import HostSandboxFactory
 
     logger.warning("sandbox: local sandbox is not isolation (MOSAIC_SANDBOX=%s)", settings.kind)
-    return LocalSandboxFactory()
+    return HostSandboxFactory()

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.sandbox.base import Limits
 
-SandboxKind = Literal["auto", "docker", "local"]
+SandboxKind = Literal["auto", "docker", "bwrap", "none"]
 
 
 class SandboxSettings(BaseSettings):

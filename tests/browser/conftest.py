@@ -49,7 +49,7 @@ def system(
     config = SystemConfig(
         home=tmp_path_factory.mktemp("home"),
         gateway_port=free_port(),
-        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "local", "TASK_ACK_WAIT_S": "5"},
+        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "none", "TASK_ACK_WAIT_S": "5"},
     )
     with Supervisor(config) as supervisor:
         yield supervisor

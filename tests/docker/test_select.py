@@ -37,7 +37,7 @@ async def test_auto_falls_back_loudly(
     caplog.set_level(logging.WARNING)
     settings = SandboxSettings(kind="auto", image=sandbox_image)
     factory = await sandbox_factory(settings, docker_client=dead_client(tmp_path))
-    assert factory.kind == "local"
+    assert factory.kind == "none"
     assert "not isolation" in caplog.text
 
 
@@ -47,7 +47,7 @@ async def test_auto_falls_back_without_the_image(
     caplog.set_level(logging.WARNING)
     settings = SandboxSettings(kind="auto", image=f"mosaic/nope-{unique}:x")
     factory = await sandbox_factory(settings, docker_client=docker_client)
-    assert factory.kind == "local"
+    assert factory.kind == "none"
     assert "build-images.sh" in caplog.text
 
 
@@ -59,18 +59,18 @@ async def test_docker_required_never_falls_back(tmp_path: Path, sandbox_image: s
 
 async def test_local_when_asked(tmp_path: Path) -> None:
     # Docker is not even asked: a dead client would not matter.
-    settings = SandboxSettings(kind="local")
+    settings = SandboxSettings(kind="none")
     factory = await sandbox_factory(settings, docker_client=dead_client(tmp_path))
-    assert factory.kind == "local"
+    assert factory.kind == "none"
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOSAIC_SANDBOX", "local")
+    monkeypatch.setenv("MOSAIC_SANDBOX", "none")
     monkeypatch.setenv("MOSAIC_SANDBOX_IMAGE", "example/sandbox:1")
     monkeypatch.setenv("MOSAIC_SANDBOX_MEMORY_MB", "512")
     monkeypatch.setenv("MOSAIC_SANDBOX_PIDS", "64")
     settings = SandboxSettings()
-    assert settings.kind == "local"
+    assert settings.kind == "none"
     assert settings.image == "example/sandbox:1"
     assert settings.limits().memory_mb == 512
     assert settings.limits().pids == 64

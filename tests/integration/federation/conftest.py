@@ -91,7 +91,7 @@ class _Runner(threading.Thread):
             gateway_port=free_port(),
             env={
                 "MOSAIC_PROVIDER": "scripted",
-                "MOSAIC_SANDBOX": "local",
+                "MOSAIC_SANDBOX": "none",
                 "TASK_ACK_WAIT_S": "5",
                 "MOSAIC_INSTANCE_ID": f"{name}-{secrets.token_hex(3)}",
                 "FEDERATION_TIMEOUT_SECONDS": "3",

@@ -26,7 +26,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     config = SystemConfig(
         home=tmp_path_factory.mktemp("gates-home"),
         gateway_port=free_port(),
-        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "local", "YOLO_MODE": "false"},
+        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "none", "YOLO_MODE": "false"},
     )
     with Supervisor(config) as supervisor:
         yield supervisor

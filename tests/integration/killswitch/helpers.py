@@ -22,7 +22,7 @@ def system(home: Path, **env: str) -> Supervisor:
     config = SystemConfig(
         home=home,
         gateway_port=free_port(),
-        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "local", **env},
+        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "none", **env},
     )
     return Supervisor(config)
 

@@ -18,7 +18,7 @@ def system(home: Path, services: tuple[str, ...] | None = None, **env: str) -> S
     config = SystemConfig(
         home=home,
         gateway_port=free_port(),
-        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "local", **env},
+        env={"MOSAIC_PROVIDER": "scripted", "MOSAIC_SANDBOX": "none", **env},
     )
     if services is not None:
         config.services = services

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.sandbox.base import Limits, SandboxSpec
-from shared.sandbox.local import LocalSandbox, LocalSandboxFactory
+from shared.sandbox.host import HostSandbox, HostSandboxFactory
 from tests.conftest import git
 from tests.fakes.fixtures import (  # noqa: F401
     fake_messages_api,
@@ -34,7 +34,7 @@ def worktree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def sandbox(worktree: Path, tmp_path: Path) -> AsyncIterator[LocalSandbox]:
+async def sandbox(worktree: Path, tmp_path: Path) -> AsyncIterator[HostSandbox]:
     """A local sandbox on ``worktree`` with modest limits."""
     spec = SandboxSpec(
         agent_id="agent-1",
@@ -42,6 +42,6 @@ async def sandbox(worktree: Path, tmp_path: Path) -> AsyncIterator[LocalSandbox]
         worktree=worktree,
         limits=Limits(memory_mb=1024, file_size_mb=16, cpu_seconds=60),
     )
-    box = await LocalSandboxFactory(tmp_root=tmp_path).create(spec)
+    box = await HostSandboxFactory(tmp_root=tmp_path).create(spec)
     yield box
     await box.close()

@@ -13,7 +13,7 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.anthropic import AnthropicProvider
 from services.spawner.runtime.types import AgentOutcome, Bounds
-from shared.sandbox.local import LocalSandbox
+from shared.sandbox.host import HostSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
 from tests.fakes.fixtures import FAKE_API_KEY
@@ -33,7 +33,7 @@ ADD_THREE = "python3 -B -c 'import app; print(app.add(1, 2, 3))'"
 
 
 async def run(
-    settings: ModelSettings, sandbox: LocalSandbox, bounds: Bounds | None = None, **kw: Any
+    settings: ModelSettings, sandbox: HostSandbox, bounds: Bounds | None = None, **kw: Any
 ) -> tuple[AgentOutcome, Progress]:
     spec = make_spec(**kw)
     progress = Progress()
@@ -45,7 +45,7 @@ async def run(
 async def test_worker_edits_the_worktree(
     fake_messages_api: FakeMessagesAPI,
     fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox,
+    sandbox: HostSandbox,
     worktree: Path,
 ) -> None:
     api = fake_messages_api
@@ -107,7 +107,7 @@ async def test_worker_edits_the_worktree(
 
 
 async def test_overloaded_then_success(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: LocalSandbox
+    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: HostSandbox
 ) -> None:
     fake_messages_api.enqueue(
         overloaded(), rate_limited(), reply(tool_use("finish", {"summary": "ok"}))
@@ -118,7 +118,7 @@ async def test_overloaded_then_success(
 
 
 async def test_retries_exhausted_fail_with_a_reason(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: LocalSandbox
+    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: HostSandbox
 ) -> None:
     fake_messages_api.enqueue(*[overloaded() for _ in range(10)])
     outcome, _ = await run(fake_model_settings, sandbox)
@@ -133,7 +133,7 @@ async def test_retries_exhausted_fail_with_a_reason(
 async def test_bad_key_fails_clearly_without_leaking_it(
     fake_messages_api: FakeMessagesAPI,
     fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox,
+    sandbox: HostSandbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_messages_api.enqueue(unauthorized())
@@ -149,7 +149,7 @@ async def test_bad_key_fails_clearly_without_leaking_it(
 
 
 async def test_wrong_key_is_rejected_by_the_server(
-    fake_messages_api: FakeMessagesAPI, sandbox: LocalSandbox
+    fake_messages_api: FakeMessagesAPI, sandbox: HostSandbox
 ) -> None:
     settings = ModelSettings(
         MOSAIC_PROVIDER="anthropic",
@@ -164,7 +164,7 @@ async def test_wrong_key_is_rejected_by_the_server(
 async def test_malformed_tool_input_goes_back_as_an_error(
     fake_messages_api: FakeMessagesAPI,
     fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox,
+    sandbox: HostSandbox,
     worktree: Path,
 ) -> None:
     fake_messages_api.enqueue(
@@ -197,7 +197,7 @@ async def test_malformed_tool_input_goes_back_as_an_error(
 async def test_max_tokens_stop_is_handled(
     fake_messages_api: FakeMessagesAPI,
     fake_model_settings: ModelSettings,
-    sandbox: LocalSandbox,
+    sandbox: HostSandbox,
     worktree: Path,
 ) -> None:
     fake_messages_api.enqueue(
@@ -219,7 +219,7 @@ async def test_max_tokens_stop_is_handled(
 
 
 async def test_reviewer_gets_read_only_tools(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: LocalSandbox
+    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: HostSandbox
 ) -> None:
     fake_messages_api.enqueue(
         reply(tool_use("finish", {"summary": "confidence: 0.93\nlooks right"}))
@@ -232,7 +232,7 @@ async def test_reviewer_gets_read_only_tools(
 
 
 async def test_token_budget_from_reported_usage(
-    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: LocalSandbox
+    fake_messages_api: FakeMessagesAPI, fake_model_settings: ModelSettings, sandbox: HostSandbox
 ) -> None:
     usage = {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 400}
     fake_messages_api.enqueue(

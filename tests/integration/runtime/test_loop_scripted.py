@@ -13,19 +13,17 @@ from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.scripted import ScriptedProvider, parse_plan
 from services.spawner.runtime.types import Bounds
 from shared.sandbox.base import DirEntry, ExecResult, SandboxGoneError
-from shared.sandbox.local import LocalSandbox
+from shared.sandbox.host import HostSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
-from tests.integration.runtime.test_local_sandbox import wait_dead, wait_for_pids
+from tests.integration.runtime.test_host_sandbox import wait_dead, wait_for_pids
 
 pytestmark = pytest.mark.integration
 
 SCRIPTED = ModelSettings(MOSAIC_PROVIDER="scripted")
 
 
-async def test_default_plan_writes_notes_and_finishes(
-    sandbox: LocalSandbox, worktree: Path
-) -> None:
+async def test_default_plan_writes_notes_and_finishes(sandbox: HostSandbox, worktree: Path) -> None:
     spec = make_spec(work_items=["first thing", "second thing"], task_id="T-42")
     progress = Progress()
     outcome = await run_agent(spec, sandbox, make_provider(SCRIPTED, spec), Bounds(), progress)
@@ -43,7 +41,7 @@ async def test_default_plan_writes_notes_and_finishes(
     assert totals[-1] == outcome.tokens_used > 0
 
 
-async def test_rejected_finish_then_fix_then_finish(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_rejected_finish_then_fix_then_finish(sandbox: HostSandbox, worktree: Path) -> None:
     plan = [
         {
             "tool": "write_file",
@@ -77,7 +75,7 @@ async def test_rejected_finish_then_fix_then_finish(sandbox: LocalSandbox, workt
     assert "AssertionError" in rejection.content
 
 
-async def test_too_many_rejections_fail(sandbox: LocalSandbox) -> None:
+async def test_too_many_rejections_fail(sandbox: HostSandbox) -> None:
     plan = [{"tool": "finish", "input": {"summary": f"try {n}"}} for n in range(5)]
     spec = make_spec(plan=plan)
 
@@ -96,7 +94,7 @@ async def test_too_many_rejections_fail(sandbox: LocalSandbox) -> None:
     assert outcome.reason == "finish attempts (2) exceeded: lint failed"
 
 
-async def test_max_turns_bound(sandbox: LocalSandbox) -> None:
+async def test_max_turns_bound(sandbox: HostSandbox) -> None:
     spec = make_spec(plan=[{"tool": "list_files", "input": {"path": "."}}] * 10)
     outcome = await run_agent(
         spec, sandbox, make_provider(SCRIPTED, spec), Bounds(max_turns=3), Progress()
@@ -106,7 +104,7 @@ async def test_max_turns_bound(sandbox: LocalSandbox) -> None:
     assert outcome.turns == 3
 
 
-async def test_token_budget_bound(sandbox: LocalSandbox) -> None:
+async def test_token_budget_bound(sandbox: HostSandbox) -> None:
     step = {"tool": "list_files", "input": {"path": "."}, "usage": {"input": 600, "output": 100}}
     spec = make_spec(plan=[step] * 10)
     outcome = await run_agent(
@@ -119,7 +117,7 @@ async def test_token_budget_bound(sandbox: LocalSandbox) -> None:
 
 
 async def test_timeout_bound_kills_the_running_command(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     plan = [{"tool": "run_command", "input": {"command": "sleep 60 & echo $! > pids; wait"}}]
     spec = make_spec(plan=plan)
@@ -134,7 +132,7 @@ async def test_timeout_bound_kills_the_running_command(
 
 
 async def test_cancellation_propagates_and_kills_the_group(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     plan = [{"tool": "run_command", "input": {"command": "sleep 60 & echo $! > pids; sleep 60"}}]
     spec = make_spec(plan=plan)
@@ -150,7 +148,7 @@ async def test_cancellation_propagates_and_kills_the_group(
     assert await wait_dead(pids, within=1.0)
 
 
-async def test_plan_exhausted_ends_the_turn(sandbox: LocalSandbox) -> None:
+async def test_plan_exhausted_ends_the_turn(sandbox: HostSandbox) -> None:
     spec = make_spec(plan=[{"text": "nothing to do here"}])
     outcome = await run_agent(spec, sandbox, make_provider(SCRIPTED, spec), Bounds(), Progress())
     assert outcome.status == "finished"
@@ -158,7 +156,7 @@ async def test_plan_exhausted_ends_the_turn(sandbox: LocalSandbox) -> None:
 
 
 async def test_plan_from_mosaic_script(
-    sandbox: LocalSandbox, worktree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: HostSandbox, worktree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     script = tmp_path / "plan.yaml"
     script.write_text(
@@ -173,7 +171,7 @@ async def test_plan_from_mosaic_script(
     assert (worktree / "from-yaml.txt").read_text() == "hello"
 
 
-async def test_reviewer_plan_cannot_write(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_reviewer_plan_cannot_write(sandbox: HostSandbox, worktree: Path) -> None:
     plan = parse_plan(
         [
             {"tool": "write_file", "input": {"path": "hack.txt", "content": "x"}},
@@ -193,7 +191,7 @@ class _VanishingSandbox:
 
     kind = "test"
 
-    def __init__(self, inner: LocalSandbox) -> None:
+    def __init__(self, inner: HostSandbox) -> None:
         self.inner = inner
         self.spec = inner.spec
 
@@ -217,7 +215,7 @@ class _VanishingSandbox:
 
 
 async def test_a_vanished_sandbox_ends_the_run_instead_of_a_tool_error(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     """No finish (so no commit of the base) after the sandbox is gone: the attempt fails."""
     plan = [

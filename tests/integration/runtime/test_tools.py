@@ -10,13 +10,13 @@ import pytest
 
 from services.spawner.runtime import tool_handlers, tools
 from services.spawner.runtime.providers.base import ToolCall, ToolResult
-from shared.sandbox.local import LocalSandbox
+from shared.sandbox.host import HostSandbox
 
 pytestmark = pytest.mark.integration
 
 
 async def call(
-    sandbox: LocalSandbox, name: str, agent_type: str = "worker", **data: Any
+    sandbox: HostSandbox, name: str, agent_type: str = "worker", **data: Any
 ) -> ToolResult:
     validated = tools.validate(ToolCall(id="t1", name=name, input=data), agent_type)  # type: ignore[arg-type]
     if isinstance(validated, str):
@@ -24,7 +24,7 @@ async def call(
     return await tools.execute(sandbox, "t1", validated, log_extra={})
 
 
-async def test_list_files(sandbox: LocalSandbox) -> None:
+async def test_list_files(sandbox: HostSandbox) -> None:
     result = await call(sandbox, "list_files", path=".")
     assert not result.is_error
     assert "src/" in result.content.splitlines()
@@ -36,7 +36,7 @@ async def test_list_files(sandbox: LocalSandbox) -> None:
     assert "no such directory" in missing.content
 
 
-async def test_read_file_whole_and_ranges(sandbox: LocalSandbox) -> None:
+async def test_read_file_whole_and_ranges(sandbox: HostSandbox) -> None:
     whole = await call(sandbox, "read_file", path="src/util.py")
     assert not whole.is_error
     assert "     1\tVALUE = 1" in whole.content
@@ -49,7 +49,7 @@ async def test_read_file_whole_and_ranges(sandbox: LocalSandbox) -> None:
 
 
 async def test_read_huge_file_is_truncated_with_a_note(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     (worktree / "big.txt").write_text("".join(f"line {n}\n" for n in range(1, 50_001)))
     result = await call(sandbox, "read_file", path="big.txt")
@@ -64,7 +64,7 @@ async def test_read_huge_file_is_truncated_with_a_note(
 
 
 async def test_read_binary_file_is_reported_not_dumped(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     (worktree / "blob.bin").write_bytes(bytes(range(256)) * 10)
     result = await call(sandbox, "read_file", path="blob.bin")
@@ -72,13 +72,13 @@ async def test_read_binary_file_is_reported_not_dumped(
     assert result.content == "blob.bin is a binary file (2560 bytes); not shown"
 
 
-async def test_write_file_creates_parents(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_write_file_creates_parents(sandbox: HostSandbox, worktree: Path) -> None:
     result = await call(sandbox, "write_file", path="pkg/new/mod.py", content="X = 2\n")
     assert not result.is_error
     assert (worktree / "pkg" / "new" / "mod.py").read_text() == "X = 2\n"
 
 
-async def test_edit_file_unique_absent_and_ambiguous(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_edit_file_unique_absent_and_ambiguous(sandbox: HostSandbox, worktree: Path) -> None:
     done = await call(
         sandbox, "edit_file", path="app.py", old="return a + b", new="return a + b + 0"
     )
@@ -95,7 +95,7 @@ async def test_edit_file_unique_absent_and_ambiguous(sandbox: LocalSandbox, work
 
 
 async def test_search_quotes_patterns_and_reports_no_match(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     found = await call(sandbox, "search", pattern="def (add|helper)")
     assert not found.is_error
@@ -111,7 +111,7 @@ async def test_search_quotes_patterns_and_reports_no_match(
     assert bad.is_error
 
 
-async def test_run_command_exit_codes_timeout_and_truncation(sandbox: LocalSandbox) -> None:
+async def test_run_command_exit_codes_timeout_and_truncation(sandbox: HostSandbox) -> None:
     ok = await call(sandbox, "run_command", command="echo hello && pwd")
     assert not ok.is_error
     assert ok.content.startswith("exit code: 0\nhello\n")
@@ -140,7 +140,7 @@ async def test_run_command_exit_codes_timeout_and_truncation(sandbox: LocalSandb
     ],
 )
 async def test_escaping_paths_are_refused(
-    sandbox: LocalSandbox, worktree: Path, name: str, data: dict[str, Any]
+    sandbox: HostSandbox, worktree: Path, name: str, data: dict[str, Any]
 ) -> None:
     result = await call(sandbox, name, **data)
     assert result.is_error
@@ -150,7 +150,7 @@ async def test_escaping_paths_are_refused(
 
 
 async def test_symlinks_out_of_the_worktree_are_refused(
-    sandbox: LocalSandbox, worktree: Path
+    sandbox: HostSandbox, worktree: Path
 ) -> None:
     outside = worktree.parent / "outside"
     os.symlink(outside / "secret.txt", worktree / "link.txt")
@@ -179,14 +179,14 @@ async def test_symlinks_out_of_the_worktree_are_refused(
     assert everything.content == "no matches for 'top secret' in ."
 
 
-async def test_symlink_inside_the_worktree_is_fine(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_symlink_inside_the_worktree_is_fine(sandbox: HostSandbox, worktree: Path) -> None:
     os.symlink(worktree / "app.py", worktree / "alias.py")
     result = await call(sandbox, "read_file", path="alias.py")
     assert not result.is_error
     assert "def add" in result.content
 
 
-async def test_malformed_input_is_a_tool_error(sandbox: LocalSandbox) -> None:
+async def test_malformed_input_is_a_tool_error(sandbox: HostSandbox) -> None:
     missing = await call(sandbox, "write_file", path="a.txt")
     assert missing.is_error
     assert "content: Field required" in missing.content
@@ -196,7 +196,7 @@ async def test_malformed_input_is_a_tool_error(sandbox: LocalSandbox) -> None:
     assert "unknown tool 'delete_everything'" in unknown.content
 
 
-async def test_reviewer_cannot_write_or_run(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_reviewer_cannot_write_or_run(sandbox: HostSandbox, worktree: Path) -> None:
     for name, data in [
         ("write_file", {"path": "x.txt", "content": "x"}),
         ("edit_file", {"path": "app.py", "old": "a", "new": "b"}),

@@ -22,7 +22,7 @@ from services.spawner.runtime.providers.scripted import (
 )
 from services.spawner.runtime.types import Bounds
 from shared.sandbox.base import SandboxPathError, SandboxSpec
-from shared.sandbox.local import LocalSandbox, LocalSandboxFactory
+from shared.sandbox.host import HostSandbox, HostSandboxFactory
 from shared.sandbox.paths import check_relative
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
@@ -133,9 +133,9 @@ def test_make_provider_chooses_by_settings() -> None:
         make_provider(ModelSettings(MOSAIC_PROVIDER="anthropic"), spec)
 
 
-async def _local(tmp_path: Path) -> LocalSandbox:
+async def _local(tmp_path: Path) -> HostSandbox:
     spec = SandboxSpec(agent_id="unit", task_id="unit", worktree=tmp_path)
-    return await LocalSandboxFactory().create(spec)
+    return await HostSandboxFactory().create(spec)
 
 
 async def test_loop_over_a_real_local_sandbox(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.sandbox.base import Limits, SandboxError, SandboxPathError, SandboxSpec
-from shared.sandbox.local import LocalSandbox, LocalSandboxFactory
+from shared.sandbox.host import HostSandbox, HostSandboxFactory
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ async def wait_for_pids(path: Path, count: int) -> list[int]:
     raise AssertionError(f"no pids in {path}")
 
 
-async def test_env_is_scrubbed(sandbox: LocalSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_env_is_scrubbed(sandbox: HostSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-should-not-leak")
     monkeypatch.setenv("CLAUDE_API_KEY", "sk-ant-should-not-leak-either")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
@@ -60,7 +60,7 @@ async def test_env_is_scrubbed(sandbox: LocalSandbox, monkeypatch: pytest.Monkey
     assert Path(home) != Path.home()
 
 
-async def test_runs_in_the_worktree(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_runs_in_the_worktree(sandbox: HostSandbox, worktree: Path) -> None:
     result = await sandbox.exec("pwd && ls", timeout=5)
     assert result.output.splitlines()[0] == str(worktree.resolve())
     assert "app.py" in result.output
@@ -68,7 +68,7 @@ async def test_runs_in_the_worktree(sandbox: LocalSandbox, worktree: Path) -> No
 
 async def test_file_size_limit_applies(worktree: Path, tmp_path: Path) -> None:
     spec = SandboxSpec("a", "t", worktree, limits=Limits(file_size_mb=1))
-    box = await LocalSandboxFactory(tmp_root=tmp_path).create(spec)
+    box = await HostSandboxFactory(tmp_root=tmp_path).create(spec)
     try:
         result = await box.exec("head -c 3000000 /dev/zero > big.bin", timeout=10)
         assert result.exit_code != 0
@@ -83,7 +83,7 @@ async def test_rlimits_are_set_in_the_child(worktree: Path, tmp_path: Path) -> N
     spec = SandboxSpec(
         "a", "t", worktree, limits=Limits(memory_mb=512, cpu_seconds=7, file_size_mb=3)
     )
-    box = await LocalSandboxFactory(tmp_root=tmp_path).create(spec)
+    box = await HostSandboxFactory(tmp_root=tmp_path).create(spec)
     try:
         result = await box.exec("ulimit -t; ulimit -f; ulimit -v; ulimit -c", timeout=5)
         cpu, fsize, vmem, core = result.output.split()
@@ -98,7 +98,7 @@ async def test_rlimits_are_set_in_the_child(worktree: Path, tmp_path: Path) -> N
         await box.close()
 
 
-async def test_timeout_kills_the_whole_group(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_timeout_kills_the_whole_group(sandbox: HostSandbox, worktree: Path) -> None:
     started = time.monotonic()
     result = await sandbox.exec("sleep 30 & echo $! > pids; sleep 30", timeout=0.5)
     assert result.timed_out
@@ -107,7 +107,7 @@ async def test_timeout_kills_the_whole_group(sandbox: LocalSandbox, worktree: Pa
     assert await wait_dead(pids)
 
 
-async def test_background_children_do_not_hold_exec(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_background_children_do_not_hold_exec(sandbox: HostSandbox, worktree: Path) -> None:
     started = time.monotonic()
     result = await sandbox.exec("sleep 30 & echo $! > bg; echo done", timeout=20)
     assert result.exit_code == 0
@@ -116,7 +116,7 @@ async def test_background_children_do_not_hold_exec(sandbox: LocalSandbox, workt
     assert await wait_dead(await wait_for_pids(worktree / "bg", 1))
 
 
-async def test_kill_stops_every_process_of_the_group(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_kill_stops_every_process_of_the_group(sandbox: HostSandbox, worktree: Path) -> None:
     task = asyncio.create_task(
         sandbox.exec("sleep 60 & echo $! >> pids; sleep 60 & echo $! >> pids; wait", timeout=60)
     )
@@ -127,7 +127,7 @@ async def test_kill_stops_every_process_of_the_group(sandbox: LocalSandbox, work
     assert await wait_dead(pids)
 
 
-async def test_cancelling_exec_kills_the_group(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_cancelling_exec_kills_the_group(sandbox: HostSandbox, worktree: Path) -> None:
     task = asyncio.create_task(sandbox.exec("sleep 60 & echo $! > pids; wait", timeout=60))
     pids = await wait_for_pids(worktree / "pids", 1)
     task.cancel()
@@ -137,14 +137,14 @@ async def test_cancelling_exec_kills_the_group(sandbox: LocalSandbox, worktree: 
 
 
 async def test_close_is_idempotent_and_final(worktree: Path, tmp_path: Path) -> None:
-    box = await LocalSandboxFactory(tmp_root=tmp_path).create(SandboxSpec("a", "t", worktree))
+    box = await HostSandboxFactory(tmp_root=tmp_path).create(SandboxSpec("a", "t", worktree))
     await box.close()
     await box.close()
     with pytest.raises(SandboxError, match="closed"):
         await box.exec("true", timeout=1)
 
 
-async def test_paths_are_confined(sandbox: LocalSandbox, worktree: Path) -> None:
+async def test_paths_are_confined(sandbox: HostSandbox, worktree: Path) -> None:
     os.symlink("/etc", worktree / "etc")
     for path in ("../x", "/etc/passwd", "etc/passwd", "src/../../x"):
         with pytest.raises(SandboxPathError):
@@ -156,4 +156,4 @@ async def test_paths_are_confined(sandbox: LocalSandbox, worktree: Path) -> None
 
 async def test_missing_worktree_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="does not exist"):
-        await LocalSandboxFactory().create(SandboxSpec("a", "t", tmp_path / "missing"))
+        await HostSandboxFactory().create(SandboxSpec("a", "t", tmp_path / "missing"))

@@ -1,4 +1,6 @@
-"""The ``local`` sandbox: each command in its own process group, with rlimits.
+"""The ``none`` backend (``MOSAIC_SANDBOX=none``): bare host processes, no sandbox.
+
+Each command runs in its own process group, with rlimits.
 
 This is NOT isolation. Commands run as the spawner's user on the spawner's host, can
 read anything that user can read and can use the network whatever ``SandboxSpec.network``
@@ -79,10 +81,10 @@ def _killpg(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-class LocalSandbox:
+class HostSandbox:
     """One agent's process-group sandbox on its worktree (see the module docstring)."""
 
-    kind = "local"
+    kind = "none"
 
     def __init__(
         self, spec: SandboxSpec, home: Path, groups: ProcessGroupRegistry | None = None
@@ -284,10 +286,11 @@ class LocalSandbox:
                     await self._registry.clear(self.spec.agent_id)
 
 
-class LocalSandboxFactory:
-    """Makes ``local`` sandboxes; says loudly that they are not isolation."""
+class HostSandboxFactory:
+    """Makes ``none`` sandboxes (bare host processes); says loudly that they are not isolation."""
 
-    kind = "local"
+    kind = "none"
+    unsafe = True
 
     def __init__(
         self, tmp_root: Path | None = None, groups: ProcessGroupRegistry | None = None
@@ -296,14 +299,14 @@ class LocalSandboxFactory:
         self.groups = groups
         """When set, each command's process group is recorded in Valkey while it runs."""
 
-    async def create(self, spec: SandboxSpec) -> LocalSandbox:
+    async def create(self, spec: SandboxSpec) -> HostSandbox:
         """A sandbox on ``spec.worktree`` (which must exist) with a private temp home."""
         if not spec.worktree.is_dir():
             raise SandboxError(f"worktree does not exist: {spec.worktree}")
         home = Path(tempfile.mkdtemp(prefix=f"mosaic-{spec.agent_id}-", dir=self._tmp_root))
         (home / "tmp").mkdir()
         logger.warning(
-            "local sandbox is not isolation: agent commands run as this user on this host",
+            "MOSAIC_SANDBOX=none is not isolation: agent commands run as this user on this host",
             extra={"agent_id": spec.agent_id, "task_id": spec.task_id},
         )
-        return LocalSandbox(spec, home, self.groups)
+        return HostSandbox(spec, home, self.groups)
