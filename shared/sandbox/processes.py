@@ -1,0 +1,201 @@
+"""Running sandbox commands as host process groups: spawn, bound, read, kill, record.
+
+Shared by the backends whose commands are host processes (``none`` runs ``sh -c``
+directly, ``bwrap`` runs ``bwrap ... sh -c``). Each command leads its own process
+group (``start_new_session``) with the spec's rlimits applied before ``exec``; its
+output is read up to ``max_output``; on exit, timeout, cancellation or ``kill()`` the
+whole group is SIGKILLed, so nothing of a command outlives it. With a
+``ProcessGroupRegistry`` each live group is recorded in Valkey for the killswitch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from shared.sandbox.base import ExecResult, Limits
+from shared.sandbox.procgroups import ProcessGroupRegistry
+
+_DRAIN_GRACE_S = 0.5
+"""After the command's leader exits, how long background children may keep its output open."""
+_READ_CHUNK = 65_536
+
+
+def user_process_count(uid: int | None = None) -> int:
+    """Processes of ``uid`` (default: this process's) now; RLIMIT_NPROC counts them all."""
+    uid = os.getuid() if uid is None else uid
+    count = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == uid:
+                        count += 1
+    return count
+
+
+def rlimit_setter(limits: Limits) -> Callable[[], None]:
+    """A ``preexec_fn`` applying ``limits`` in the child before ``exec`` (inherited by all
+    its descendants): address space, CPU seconds, file size, processes, no core dumps.
+
+    RLIMIT_NPROC counts every process of the uid, so the bound is the uid's current count
+    plus ``limits.pids``; it does not bind root (the kernel exempts uid 0).
+    """
+    memory = limits.memory_mb * 1024 * 1024
+    file_size = limits.file_size_mb * 1024 * 1024
+    nproc = limits.pids + user_process_count()
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+async def exited(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the leader to exit; unlike ``proc.wait()``, not for its pipes to close
+    (a background child holding stdout would otherwise hold the caller too)."""
+    delay = 0.002
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def killpg(pgid: int) -> None:
+    """SIGKILL a process group; a group already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class ProcessGroups:
+    """The running commands of one sandbox, each its own process group (module docstring)."""
+
+    def __init__(self, agent_id: str, registry: ProcessGroupRegistry | None = None) -> None:
+        self._agent_id = agent_id
+        self.registry = registry
+        """Where live groups are recorded for the killswitch (``shared.sandbox.procgroups``)."""
+        self._groups: set[int] = set()
+        self._kills = 0
+        """Bumped by ``kill()``: a command still being spawned then dies as soon as it exists."""
+
+    @property
+    def live(self) -> frozenset[int]:
+        """The process groups (leaders' pids) of the commands running now."""
+        return frozenset(self._groups)
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None,
+        env: Mapping[str, str],
+        limits: Limits,
+        timeout: float,
+        max_output: int,
+    ) -> ExecResult:
+        """Run ``argv`` as a new group; stdout and stderr interleaved, cut at ``max_output``."""
+        proc = await self._spawn(argv, cwd=cwd, env=env, limits=limits)
+        pgid = proc.pid  # start_new_session: the leader's pid is the group's id
+        self._groups.add(pgid)
+        chunks: list[bytes] = []
+        kept = 0
+        truncated = False
+
+        async def read_all() -> None:
+            nonlocal kept, truncated
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(_READ_CHUNK):
+                room = max_output - kept
+                if len(chunk) > room:
+                    truncated = True
+                    chunk = chunk[:room]
+                if chunk:
+                    chunks.append(chunk)
+                    kept += len(chunk)
+
+        reader = asyncio.create_task(read_all())
+        timed_out = False
+        recorded: str | None = None
+        try:
+            if self.registry is not None:
+                with contextlib.suppress(Exception):  # a kill by the spawner still works
+                    recorded = await self.registry.record(self._agent_id, pgid)
+            try:
+                async with asyncio.timeout(timeout):
+                    await exited(proc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(reader), _DRAIN_GRACE_S)
+            except TimeoutError:
+                timed_out = True
+        finally:
+            # Normal exit, timeout or cancellation: nothing of this command outlives it.
+            killpg(pgid)
+            self._groups.discard(pgid)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.shield(asyncio.wait_for(exited(proc), 5.0))
+            if recorded is not None and self.registry is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.registry.forget(self._agent_id, recorded))
+        output = b"".join(chunks).decode("utf-8", errors="replace")
+        exit_code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        return ExecResult(
+            exit_code=exit_code, output=output, timed_out=timed_out, truncated=truncated
+        )
+
+    async def _spawn(
+        self, argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], limits: Limits
+    ) -> asyncio.subprocess.Process:
+        """Start the leader; a cancellation while asyncio sets up its pipes still kills
+        the group (the leader may already have forked children by then)."""
+        starting = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=rlimit_setter(limits),
+            )
+        )
+        generation = self._kills
+        try:
+            proc = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                proc = await starting
+                killpg(proc.pid)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(exited(proc), 5.0)
+            raise
+        if self._kills != generation:
+            killpg(proc.pid)
+        return proc
+
+    def kill(self) -> None:
+        """SIGKILL every running command's group (and any being started)."""
+        self._kills += 1
+        for pgid in list(self._groups):
+            killpg(pgid)
+
+    async def forget_all(self) -> None:
+        """The sandbox has ended: drop its record in the registry."""
+        if self.registry is not None:
+            with contextlib.suppress(Exception):
+                await self.registry.clear(self._agent_id)
