@@ -218,7 +218,8 @@ class BwrapSandbox:
         ]
         if os.path.lexists(os.path.join(root, ".git")):
             self._prefix += ["--ro-bind", os.path.join(root, ".git"), f"{WORKSPACE}/.git"]
-        self._prefix += ["--chdir", WORKSPACE, *env_args(self.env), "--"]
+        # the root bwrap built (a tmpfs holding the mount points) read-only, as docker's
+        self._prefix += ["--remount-ro", "/", "--chdir", WORKSPACE, *env_args(self.env), "--"]
 
     def argv(self, command: str) -> list[str]:
         """The whole ``bwrap`` command line that runs ``command``."""
