@@ -44,6 +44,7 @@ from shared.sandbox.containers import (
     LABEL_TASK,
     label_filter,
 )
+from shared.sandbox.envvars import sandbox_env
 from shared.sandbox.paths import check_relative
 from shared.sandbox.settings import SandboxSettings
 
@@ -58,7 +59,9 @@ SANDBOX_ENV = {
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
-"""The whole environment of a sandbox (on top of the image's): no secrets, ever."""
+"""The base environment of a sandbox (on top of the image's): no secrets, ever. A spec's
+declared ``env`` is added through ``envvars.sandbox_env`` (it may set ``PATH``, never
+``HOME`` or a secret-looking name)."""
 
 # Runs inside the container as the sandbox user: argv = op, relative path[, max bytes].
 # Exit 3 = escapes the worktree, 4 = other refusal (message on stderr).
@@ -414,6 +417,8 @@ class DockerSandbox:
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Create or replace a file (parents created), within the file size limit."""
+        if not self.spec.writable:
+            raise SandboxError("the worktree is read-only in this sandbox")
         limit = self.spec.limits.file_size_mb * 1024 * 1024
         if len(data) > limit:
             raise SandboxError(f"file too large: {len(data)} bytes > limit {limit} bytes")
@@ -458,7 +463,8 @@ def _remove_container(client: docker.DockerClient, container_id: str) -> None:
 
 
 class DockerSandboxFactory:
-    """Makes ``docker`` sandboxes from ``settings.image`` with ``client``."""
+    """Makes ``docker`` sandboxes with ``client``: from ``spec.image`` (the repository's
+    environment) when given, else ``settings.image``."""
 
     kind = "docker"
     unsafe = False
@@ -523,20 +529,23 @@ class DockerSandboxFactory:
             _remove_container(self.client, info["Id"])
 
     def _create_sync(self, spec: SandboxSpec, sandbox_id: str) -> tuple[str, str]:
+        environment = sandbox_env(SANDBOX_ENV, spec.env)
+        image = spec.image or self.settings.image
         self._remove_earlier_attempts(spec.agent_id, spec.deployment)
         uid, gid = _decide_user(spec.worktree, self.settings)
         limits = spec.limits
         memory = f"{limits.memory_mb}m"
         try:
-            _grant_worktree(spec.worktree, uid, gid)
+            if spec.writable:
+                _grant_worktree(spec.worktree, uid, gid)
             container = self.client.containers.create(
-                self.settings.image,
+                image,
                 command=["sleep", "infinity"],
                 name=_container_name(spec.agent_id, sandbox_id),
                 hostname="sandbox",
                 user=f"{uid}:{gid}",
                 working_dir=WORKSPACE,
-                environment=dict(SANDBOX_ENV),
+                environment=environment,
                 labels={
                     LABEL_AGENT: spec.agent_id,
                     LABEL_TASK: spec.task_id,
@@ -545,7 +554,12 @@ class DockerSandboxFactory:
                     **({LABEL_DEPLOYMENT: spec.deployment} if spec.deployment else {}),
                 },
                 mounts=[
-                    Mount(WORKSPACE, str(spec.worktree.resolve()), type="bind", read_only=False)
+                    Mount(
+                        WORKSPACE,
+                        str(spec.worktree.resolve()),
+                        type="bind",
+                        read_only=not spec.writable,
+                    )
                 ],
                 read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size_mb}m,mode=1777"},  # noqa: S108
@@ -570,8 +584,10 @@ class DockerSandboxFactory:
             )
         except ImageNotFound as exc:
             self._remove_by_sandbox_id(sandbox_id)
+            if spec.image is not None:
+                raise SandboxError(f"environment image {image} not found") from exc
             raise SandboxError(
-                f"sandbox image {self.settings.image} not found (scripts/build-images.sh)"
+                f"sandbox image {image} not found (scripts/build-images.sh)"
             ) from exc
         except (DockerException, OSError) as exc:
             self._remove_by_sandbox_id(sandbox_id)
