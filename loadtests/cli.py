@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="smoke = concurrency with 10 agents; fails only on errors or lost tasks",
     )
     parser.add_argument("--agents", type=int, default=10, help="agents (or tasks for dispatch)")
-    parser.add_argument("--sandbox", choices=("local", "docker"), default="local")
+    parser.add_argument(
+        "--sandbox",
+        choices=("bwrap", "docker", "none"),
+        default="bwrap",
+        help="MOSAIC_SANDBOX of the embedded system (none: bare host processes, unsafe)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run")
     parser.add_argument(
         "--out", type=Path, default=Path("loadtests/results"), help="where JSON and PNG results go"

@@ -246,7 +246,8 @@ async def _sandboxes_gone(sandbox: str, agent_ids: list[str], timeout: float) ->
 
 
 async def baseline(target: Target, rounds: int = 200) -> dict[str, Any]:
-    """The raw floor on this machine: NATS, JetStream, Valkey, and Docker when present."""
+    """The raw floor on this machine: NATS, JetStream, Valkey, a bwrap sandbox's start and
+    Docker's when present, with their ratio."""
     result: dict[str, Any] = {"scenario": "baseline"}
     if target.nats_url:
         nc = await nats.connect(target.nats_url)
@@ -281,8 +282,40 @@ async def baseline(target: Target, rounds: int = 200) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         result["valkey_ping"] = summary(times)
         await client.aclose()
+    result |= await _bwrap_floor()
     result |= await asyncio.to_thread(_docker_floor)
+    docker_start = result.get("docker_create_start", {}).get("p50_ms")
+    bwrap_start = result.get("bwrap_start", {}).get("p50_ms")
+    if docker_start and bwrap_start:
+        result["docker_over_bwrap_start"] = f"{docker_start / bwrap_start:.1f}x (p50)"
     return result
+
+
+async def _bwrap_floor(rounds: int = 20) -> dict[str, Any]:
+    """One command in a fresh bwrap sandbox (``bwrap <the view> -- sh -c true``), as each
+    agent command pays it: namespaces, mounts, exec, exit."""
+    import tempfile
+    from pathlib import Path
+
+    from shared.sandbox.base import SandboxSpec
+    from shared.sandbox.bwrap import BwrapSandboxFactory
+
+    factory = BwrapSandboxFactory()
+    try:
+        await factory.check()
+    except Exception as exc:
+        return {"bwrap": f"unavailable: {exc}"}
+    with tempfile.TemporaryDirectory(prefix="mosaic-bwrap-floor-") as tree:
+        box = await factory.create(SandboxSpec("baseline", "baseline", Path(tree)))
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            result = await box.exec("true", timeout=10)
+            times.append(time.perf_counter() - t0)
+            if result.exit_code != 0:
+                return {"bwrap": f"failed: {result.output.strip()[-200:]}"}
+        await box.close()
+    return {"bwrap_start": summary(times)}
 
 
 def _docker_floor(rounds: int = 10) -> dict[str, Any]:

@@ -1,6 +1,11 @@
-"""Process groups of ``local`` sandboxes, recorded in Valkey so another process can end them.
+"""Process groups of ``none`` and ``bwrap`` sandboxes, recorded in Valkey so another
+process can end them.
 
-A ``local`` sandbox runs each command in its own process group. The spawner records each
+These backends run each command as its own host process group
+(``shared.sandbox.processes``): for ``none`` the group is the command's shell and its
+children; for ``bwrap`` it is the ``bwrap`` process, whose namespace (every process of
+the command, ``setsid`` children included) dies with it (``--die-with-parent``: its
+pid 1 is SIGKILLed, and the kernel then kills the rest). The spawner records each
 live group under ``<p>:agent:<agentId>:pgids`` (a set of ``<host>:<pgid>:<start>``
 members, ``start`` being the leader's start time in clock ticks from ``/proc``), and
 forgets it when the command ends. When the owning spawner is dead or hung, the
@@ -51,7 +56,7 @@ def host_name() -> str:
 
 
 class ProcessGroupRegistry:
-    """Records the live process groups of each agent's ``local`` sandbox."""
+    """Records the live process groups of each agent's ``none`` or ``bwrap`` sandbox."""
 
     def __init__(self, redis: Redis, prefix: str = "mosaic") -> None:
         self._redis = redis

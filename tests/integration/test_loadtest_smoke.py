@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def test_smoke_scenario_runs_ten_agents_without_errors_or_loss(tmp_path: Path) -> None:
-    assert main(["smoke", "--out", str(tmp_path), "--sandbox", "local"]) == 0
+    assert main(["smoke", "--out", str(tmp_path), "--sandbox", "bwrap"]) == 0
     (result_file,) = tmp_path.glob("*/smoke.json")
     result = json.loads(result_file.read_text())
     assert result["completed"] == 10
