@@ -143,7 +143,8 @@ def test_no_key_and_no_provider_is_no_model_not_a_scripted_run(
     assert bare.model_name() is None
     problem = bare.problem()
     assert problem is not None
-    assert "ANTHROPIC_API_KEY" in problem and "MOSAIC_PROVIDER" in problem
+    assert "ANTHROPIC_API_KEY" in problem
+    assert "MOSAIC_PROVIDER" in problem
     with pytest.raises(ProviderError, match="ANTHROPIC_API_KEY"):
         make_provider(bare, make_spec())
     # an empty setting is no setting (as a shell's VAR= means)
@@ -166,7 +167,8 @@ def test_no_key_and_no_provider_is_no_model_not_a_scripted_run(
     )
     monkeypatch.delenv("CLAUDE_API_KEY")
     keyless = ModelSettings(MOSAIC_PROVIDER="anthropic").problem()
-    assert keyless is not None and "ANTHROPIC_API_KEY" in keyless
+    assert keyless is not None
+    assert "ANTHROPIC_API_KEY" in keyless
 
 
 async def _local(tmp_path: Path) -> HostSandbox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.spawner.runtime.errors import ProviderError
 from services.spawner.runtime.providers.base import (
     ModelTurn,
     Provider,
@@ -11,7 +12,6 @@ from services.spawner.runtime.providers.base import (
     Usage,
 )
 from services.spawner.runtime.types import AgentSpec
-from services.spawner.runtime.errors import ProviderError
 from shared.settings import NO_MODEL, ModelSettings
 
 __all__ = [
