@@ -86,6 +86,11 @@ def create_app(
         assert isinstance(readiness, Readiness)
         assert isinstance(heartbeat, Heartbeat)
         heartbeat.start()
+        nc = broker.connection
+        # the queue's consumers, even when not ready: tasks queued meanwhile are counted
+        await queue.ensure_consumers(
+            nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
+        )
         if readiness.factory is None or not readiness.ready:
             log.error("spawner NOT ready, it takes no task: %s", "; ".join(readiness.problems))
             return
@@ -114,10 +119,6 @@ def create_app(
             instance=instance,
             deployment=deployment,
             default_image=readiness.default_image,
-        )
-        nc = broker.connection
-        await queue.ensure_consumers(
-            nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
         )
         worker = Worker(ctx, kills)
         dispatcher = Dispatcher(
