@@ -3,6 +3,11 @@
 It makes a small repository with a bare "remote" under the data dir, starts the
 embedded system, submits three tasks (scripted provider: deterministic edits), follows
 them until they end, prints the branches pushed to the remote, and stops everything.
+
+The provider is chosen here, by name (``MOSAIC_PROVIDER=scripted``): nothing falls back
+to it. The sandbox is the default one (``MOSAIC_SANDBOX=auto``: docker when a daemon and
+the image are there, else bwrap), or whatever ``MOSAIC_SANDBOX`` says; the demo prints
+which it got, and stops with the reason when no spawner can run agents.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Any
 
 import httpx
 
+from mosaic.spawners import any_ready, describe
 from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
 
 FINAL = {"completed", "failed", "killed"}
+DEMO_PROVIDER = "scripted"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -132,11 +139,18 @@ def run_demo(home: Path, timeout: float = 180.0) -> int:
     started = time.monotonic()
     remote = make_demo_repository(home / "demo")
     config = SystemConfig(
-        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": "scripted"}
+        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": DEMO_PROVIDER}
     )
     print(f"Demo repository: {remote}")
+    print(f"Provider: {DEMO_PROVIDER} (chosen by the demo: no model is called)")
     with Supervisor(config) as system:
         print(f"System up in {time.monotonic() - started:.1f}s; gateway {system.gateway_url}")
+        health = system.health()
+        for line in describe(health):
+            print(f"  {line}")
+        if not any_ready(health):
+            print("Demo FAILED: no spawner can run agents (see above).")
+            return 1
         headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
         run_id = time.strftime("%Y%m%d-%H%M%S")
         with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
@@ -152,6 +166,8 @@ def run_demo(home: Path, timeout: float = 180.0) -> int:
     ok = True
     for record in records:
         line = f"  {record['taskId']}: {record['state']}"
+        if record.get("sandbox"):
+            line += f" in {record['sandbox']} ({record.get('environment')})"
         if record.get("pushedBranch"):
             line += f", pushed {record['pushedBranch']} @ {str(record.get('pushedCommit'))[:10]}"
         if record.get("error"):

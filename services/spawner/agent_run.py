@@ -18,6 +18,7 @@ from typing import Any
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.kills import Running
+from services.spawner.readiness import environment_of
 from services.spawner.runtime import tools
 from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
@@ -67,6 +68,8 @@ class RunContext:
     instance: str
     deployment: str | None = None
     """This system's id (``shared.deployment``): labels and scopes its sandbox containers."""
+    default_image: str | None = None
+    """The image a docker sandbox runs when the spec names none (for the record)."""
 
 
 class AgentRun:
@@ -90,6 +93,9 @@ class AgentRun:
         self._unchanged = False  # it finished again anyway: complete with nothing pushed
         self._fatal: BaseException | None = None
         self._gate_results: list[dict[str, Any]] = []
+        self.environment: str | None = None
+        """What the agent's commands run on, when something more precise than the
+        sandbox's default is known (a built environment); recorded as the attempt starts."""
 
     async def execute(self) -> Verdict:
         """Run to a final state; never leaves the sandbox or worktree behind."""
@@ -139,7 +145,7 @@ class AgentRun:
                 "started_at": utcnow(),
                 "worktree": self._worktree.path,
                 "agent_branch": self._worktree.branch,
-                "sandbox": self._sandbox.kind,
+                **self._what_runs(spec),
             },
         )
         outcome = await run_agent(
@@ -153,6 +159,19 @@ class AgentRun:
         if self._fatal is not None:
             raise self._fatal
         return outcome
+
+    def _what_runs(self, spec: SandboxSpec) -> dict[str, Any]:
+        """The record's provider, model, sandbox and environment for this attempt."""
+        assert self._sandbox is not None
+        kind, model = self._sandbox.kind, self.ctx.model
+        return {
+            "sandbox": kind,
+            "unsafe": self.ctx.sandboxes.unsafe,
+            "environment": self.environment
+            or environment_of(kind, spec.image or self.ctx.default_image),
+            "provider": model.provider(),
+            "model": model.model_name(),
+        }
 
     def _bounds(self) -> Bounds:
         s = self.ctx.settings
