@@ -250,7 +250,7 @@ def load_gates(
 ) -> RepoGates:
     """The command of each gate in ``names`` for this repository (blocking: git reads)."""
     config = read_gates_file(view)
-    named: dict[str, GateSpec | Literal[False]] = dict(config.gates)
+    named: dict[str, GateSpec | Literal[False]] = {str(k): v for k, v in config.gates.items()}
     off = frozenset(name for name in names if named.get(name) is False)
     mechanical = [n for n in names if n in MECHANICAL and n not in off]
     if not mechanical:

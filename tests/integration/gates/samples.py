@@ -39,7 +39,10 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def gates_toml(mypy_cache: Path | None = None, *, only_tests: bool = False) -> str:
-    """The sample's gate commands (``only_tests``: the tests gate alone, no detection)."""
+    """The sample's gate commands (``only_tests``: the tests gate alone, no detection).
+
+    The AI review is turned off (these tests have no model; test_reviewer covers it).
+    """
     tests = f'tests = "{FAST} {PY} -m pytest -q tests"'
     if only_tests:
         return f"detect = false\ntimeout = 60\n\n[gates]\n{tests}\n"
@@ -49,7 +52,8 @@ def gates_toml(mypy_cache: Path | None = None, *, only_tests: bool = False) -> s
         f'typecheck = "{BIN}/mypy --strict{cache} calc"\n'
         f'lint = "{BIN}/ruff check --no-cache calc tests"\n'
         f"{tests}\n"
-        f'build = "{PY} build.py"\n\n'
+        f'build = "{PY} build.py"\n'
+        "ai-review = false\n\n"
         "[gates.coverage]\n"
         f'command = "{FAST} {PY} -m coverage run --source=calc -m pytest -q tests && '
         f'{PY} -m coverage report"\n'
