@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import shlex
 import socket
 import tarfile
@@ -58,6 +59,8 @@ DEFAULT_USER = "1000:1000"
 _ROOT = ("", "root", "0", "0:0", "root:root")
 _SPOOL_BYTES = 64 * 1024 * 1024
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
 LineSink = Callable[[str], None]
 
 
@@ -85,21 +88,28 @@ def final_user(declared: str | None, base_user: str) -> str:
     return DEFAULT_USER
 
 
-def setup_dockerfile(
-    base: str, setup: Iterable[str], env: Mapping[str, str], *, has_ca: bool, user: str
-) -> str:
+SETUP_ENV = "/etc/mosaic/setup.env"
+
+
+def setup_exports(env: Mapping[str, str], *, has_ca: bool) -> str:
+    """The shell file every setup step sources: the declared env, the CA bundle's names."""
+    exports = {"DEBIAN_FRONTEND": "noninteractive", **env}
+    if has_ca:
+        exports |= dict.fromkeys(CA_VARIABLES, CA_PATH)
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
+
+
+def setup_dockerfile(base: str, setup: Iterable[str], *, has_ca: bool, user: str) -> str:
     """The generated Dockerfile of a setup build (or of the final stage, without setup)."""
     steps = list(setup)
     lines = [f"FROM {base}", "USER root"]
     if steps:
-        exports = {"DEBIAN_FRONTEND": "noninteractive", **env}
+        lines.append(f"COPY mosaic-setup.env {SETUP_ENV}")
         if has_ca:
             lines.append(f"COPY mosaic-ca.crt {CA_PATH}")
-            exports |= dict.fromkeys(CA_VARIABLES, CA_PATH)
-        prefix = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
         lines += [f"COPY src/ {WORKSPACE}/", f"WORKDIR {WORKSPACE}"]
         for step in steps:
-            lines.append("RUN " + json.dumps(["/bin/sh", "-ec", f"{prefix}\n{step}"]))
+            lines.append("RUN " + json.dumps(["/bin/sh", "-ec", f". {SETUP_ENV}\n{step}"]))
         hoist = (
             f"if [ -d {WORKSPACE}/node_modules ] && [ ! -e /node_modules ]; then "
             f"mv {WORKSPACE}/node_modules /node_modules; fi"
@@ -148,8 +158,9 @@ def setup_context(req: BuildRequest, base: str, user: str) -> IO[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned
     has_ca = req.ca_bundle is not None and bool(decl.setup)
     with tarfile.open(fileobj=spool, mode="w") as tar:
-        text = setup_dockerfile(base, decl.setup, decl.env, has_ca=has_ca, user=user)
+        text = setup_dockerfile(base, decl.setup, has_ca=has_ca, user=user)
         _add(tar, "Dockerfile", text.encode())
+        _add(tar, "mosaic-setup.env", setup_exports(decl.env, has_ca=has_ca).encode())
         if has_ca and req.ca_bundle is not None:
             _add(tar, "mosaic-ca.crt", req.ca_bundle)
         _add_dir(tar, "src")
@@ -196,7 +207,7 @@ class _Stream:
                 self._sock.shutdown(socket.SHUT_RDWR)
 
     def line(self, text: str) -> None:
-        for piece in text.splitlines():
+        for piece in _ANSI.sub("", text).splitlines():
             if piece.strip():
                 self.tail.append(piece.rstrip())
                 self.sink(piece.rstrip())

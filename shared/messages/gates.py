@@ -16,6 +16,9 @@ class GateCheckRequested(Message):
     ``base`` (a commit or ref the worktree branched from) and ``work_items`` are
     optional: without ``base`` the gates service finds the merge base with the remote's
     default branch; ``work_items`` give the AI reviewer the task's intent.
+    ``environment_image`` is the image the agent's sandbox ran from (the repository's
+    declared environment; None: the sandbox image) and ``environment_env`` its declared
+    non-secret environment: the gates run there too.
     """
 
     agent_id: str
@@ -26,6 +29,8 @@ class GateCheckRequested(Message):
     yolo: bool = False
     base: str | None = None
     work_items: tuple[str, ...] = ()
+    environment_image: str | None = None
+    environment_env: dict[str, str] = {}
 
 
 class GateResult(Message):
