@@ -24,6 +24,7 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.settings import SpawnerSettings
+from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironment
 from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
@@ -70,6 +71,13 @@ class RunContext:
     """This system's id (``shared.deployment``): labels and scopes its sandbox containers."""
     default_image: str | None = None
     """The image a docker sandbox runs when the spec names none (for the record)."""
+    environments: Environments | None = None
+    """Builds repositories' declared environments; by default from ``sandboxes`` (its
+    Docker client) and the tracker's Valkey, so no spawner runs without it."""
+
+    def __post_init__(self) -> None:
+        if self.environments is None:
+            self.environments = Environments.for_sandboxes(self.sandboxes, self.tracker.store)
 
 
 class AgentRun:
@@ -87,6 +95,7 @@ class AgentRun:
         self._worktree: WorktreeReady | None = None
         self._worktree_asked = False  # remove even if the create's answer never came
         self._sandbox: Sandbox | None = None
+        self._environment: PreparedEnvironment = NO_ENVIRONMENT
         self._pushed: PushDone | None = None
         self._committed = False  # this attempt made a commit (pushed or not)
         self._told_unchanged = False  # the agent was told its worktree has no change
@@ -127,6 +136,9 @@ class AgentRun:
             )
         )
         assert self._worktree.path is not None
+        self._environment = await self._prepare_environment()
+        if self._environment.image is not None:
+            self.environment = f"image {self._environment.image} (from {self._environment.source})"
         spec = SandboxSpec(
             agent_id=self.agent_id,
             task_id=self.task_id,
@@ -134,6 +146,8 @@ class AgentRun:
             network=req.options.network,
             owner=ctx.instance,
             deployment=ctx.deployment,
+            image=self._environment.image,
+            env=self._environment.env_pairs(),
         )
         self._sandbox = await ctx.sandboxes.create(spec)
         await ctx.tracker.transition(
@@ -172,6 +186,25 @@ class AgentRun:
             "provider": model.provider(),
             "model": model.model_name(),
         }
+
+    async def _prepare_environment(self) -> PreparedEnvironment:
+        """The repository's environment at the worktree's base commit, built if needed.
+
+        A declaration error, a failed build or a sandbox that cannot run images ends the
+        task ``failed`` (not retried); the build's progress goes out as agent events.
+        """
+        assert self._worktree is not None
+        assert self.ctx.environments is not None
+        repo = self._worktree.repo_path
+
+        async def progress(detail: dict[str, Any]) -> None:
+            await self.ctx.tracker.record(
+                self.agent_id, self.task_id, "progress", {"step": "environment", **detail}
+            )
+
+        return await self.ctx.environments.prepare(
+            Path(repo) if repo else None, self._worktree.base_commit, progress=progress
+        )
 
     def _bounds(self) -> Bounds:
         s = self.ctx.settings
@@ -248,6 +281,8 @@ class AgentRun:
                 yolo=yolo,
                 base=self._worktree.base_commit,
                 work_items=tuple(req.context.work_items),
+                environment_image=self._environment.image,
+                environment_env=self._environment.env,
             )
         )
         await self._record_gates(decision)
