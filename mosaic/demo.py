@@ -12,6 +12,7 @@ which it got, and stops with the reason when no spawner can run agents.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -35,14 +36,32 @@ def _git(cwd: Path, *args: str) -> str:
 def make_demo_repository(root: Path) -> Path:
     """A bare remote with a tiny Python project on ``main``; returns the remote's path."""
     remote = root / "remote.git"
-    if remote.exists():
-        return remote
     seed = root / "seed"
+    if remote.exists():
+        has_gates = subprocess.run(
+            ["git", "cat-file", "-e", "main:.mosaic/gates.toml"], cwd=remote, check=False
+        )
+        if has_gates.returncode == 0:
+            return remote
+        shutil.rmtree(remote)  # made by an older demo, whose tests gate cannot run now
+        shutil.rmtree(seed, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     _git(root, "init", "-q", "--bare", "-b", "main", str(remote))
     _git(root, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
     (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (seed / "test_calc.py").write_text(
+        "import unittest\n\nfrom calc import add\n\n\n"
+        "class AddTest(unittest.TestCase):\n"
+        "    def test_add(self) -> None:\n        self.assertEqual(add(2, 3), 5)\n"
+    )
+    # The gates fail closed: a gate that cannot run is "not checked", a failure. The
+    # demo names a tests command every sandbox has (python3's unittest: the sandbox
+    # image and a bare host lack pytest), so the minimal profile really checks something.
+    (seed / ".mosaic").mkdir()
+    (seed / ".mosaic" / "gates.toml").write_text(
+        '[gates]\ntests = { command = "python3 -m unittest discover -q", tool = "python3" }\n'
+    )
     _git(seed, "add", "-A")
     _git(
         seed,
@@ -111,21 +130,23 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
         ),
         task(
             3,
-            ["Add a unit test for add()"],
+            ["Add a unit test for add() with negative numbers"],
             [
                 {
                     "tool": "write_file",
                     "input": {
-                        "path": "test_calc.py",
+                        "path": "test_negative.py",
                         "content": (
-                            "from calc import add\n\n\n"
-                            "def test_add() -> None:\n    assert add(2, 3) == 5\n"
+                            "import unittest\n\nfrom calc import add\n\n\n"
+                            "class NegativeTest(unittest.TestCase):\n"
+                            "    def test_add_negative(self) -> None:\n"
+                            "        self.assertEqual(add(-2, -3), -5)\n"
                         ),
                     },
                 },
                 {
                     "tool": "run_command",
-                    "input": {"command": "python3 -c 'import calc; assert calc.add(2, 3) == 5'"},
+                    "input": {"command": "python3 -m unittest -q test_negative"},
                 },
                 {"tool": "finish", "input": {"summary": "Added a test."}},
             ],
@@ -134,12 +155,14 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def run_demo(home: Path, timeout: float = 180.0) -> int:
-    """Run the demo end to end; 0 when all three tasks completed with pushed branches."""
+def run_demo(home: Path, timeout: float = 180.0, port: int | None = None) -> int:
+    """Run the demo end to end; 0 when all three tasks completed with pushed branches.
+
+    ``port``: the gateway's (default 3001 when free, else any free one)."""
     started = time.monotonic()
     remote = make_demo_repository(home / "demo")
     config = SystemConfig(
-        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": DEMO_PROVIDER}
+        home=home, gateway_port=pick_gateway_port(port), env={"MOSAIC_PROVIDER": DEMO_PROVIDER}
     )
     print(f"Demo repository: {remote}")
     print(f"Provider: {DEMO_PROVIDER} (chosen by the demo: no model is called)")
