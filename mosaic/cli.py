@@ -670,12 +670,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mosaic`` console script."""
     args = build_parser().parse_args(argv)
     from mosaic.client import ClientError
+    from mosaic.supervisor import StartupError
 
     try:
         return int(args.func(args))
     except ClientError as exc:
         field = f" (field: {exc.field})" if exc.field else ""
         print(f"mosaic {args.command}: {exc}{field}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"mosaic {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -201,8 +201,15 @@ class Supervisor:
             )
 
     def health(self) -> dict[str, Any]:
-        """The gateway's ``GET /health`` (spawners, their sandbox and provider, warnings)."""
-        answer: dict[str, Any] = httpx.get(f"{self.gateway_url}/health", timeout=5).json()
+        """The gateway's ``GET /health`` (spawners, their sandbox and provider, warnings).
+
+        Raises ``StartupError`` when it does not answer (for example when another process
+        took the gateway's port between the choice and the bind)."""
+        try:
+            answer: dict[str, Any] = httpx.get(f"{self.gateway_url}/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log = self.logs / "gateway.log"
+            raise StartupError(f"the gateway does not answer /health ({exc}); see {log}") from exc
         return answer
 
     def _healthy(self, name: str) -> bool:
