@@ -55,7 +55,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not any_ready(health):
             print(
                 "No spawner can run agents: POST /agents/spawn answers 503 until what is "
-                "named above is installed or set (then restart `mosaic up`).",
+                "named above is installed or set (a sandbox is noticed when it starts "
+                "working; a model setting needs `mosaic up` again).",
                 file=sys.stderr,
             )
         print("Press Ctrl-C to stop.")
