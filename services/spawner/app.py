@@ -111,7 +111,11 @@ def create_app(
                 await heartbeat.beat()
             if readiness.ready:
                 held["readiness"] = readiness
-                await serve(readiness)
+                try:
+                    await serve(readiness)
+                except Exception:  # say so: this task has no one else to tell
+                    log.exception("could not start serving after the sandbox appeared")
+                    raise
                 return
 
     async def serve(readiness: Readiness) -> None:
