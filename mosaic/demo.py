@@ -32,6 +32,24 @@ def _git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+DEMO_TEST = """\
+import unittest
+
+from calc import add
+
+
+class AddTest(unittest.TestCase):
+    def test_add(self) -> None:
+        self.assertEqual(add(2, 3), 5)
+"""
+DEMO_GATES = """\
+# The demo's tests use the standard library only, so they run in any sandbox (the
+# default sandbox image, or the host's python3 under bwrap) with nothing installed.
+[gates]
+tests = "python3 -m unittest -q"
+"""
+
+
 def make_demo_repository(root: Path) -> Path:
     """A bare remote with a tiny Python project on ``main``; returns the remote's path."""
     remote = root / "remote.git"
@@ -43,6 +61,9 @@ def make_demo_repository(root: Path) -> Path:
     _git(root, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
     (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (seed / "test_calc.py").write_text(DEMO_TEST)
+    (seed / ".mosaic").mkdir()
+    (seed / ".mosaic" / "gates.toml").write_text(DEMO_GATES)
     _git(seed, "add", "-A")
     _git(
         seed,
@@ -111,22 +132,21 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
         ),
         task(
             3,
-            ["Add a unit test for add()"],
+            ["Add a unit test for add() with negative numbers"],
             [
                 {
                     "tool": "write_file",
                     "input": {
-                        "path": "test_calc.py",
+                        "path": "test_negative.py",
                         "content": (
-                            "from calc import add\n\n\n"
-                            "def test_add() -> None:\n    assert add(2, 3) == 5\n"
+                            "import unittest\n\nfrom calc import add\n\n\n"
+                            "class NegativeTest(unittest.TestCase):\n"
+                            "    def test_negative(self) -> None:\n"
+                            "        self.assertEqual(add(-2, -3), -5)\n"
                         ),
                     },
                 },
-                {
-                    "tool": "run_command",
-                    "input": {"command": "python3 -c 'import calc; assert calc.add(2, 3) == 5'"},
-                },
+                {"tool": "run_command", "input": {"command": "python3 -m unittest -q"}},
                 {"tool": "finish", "input": {"summary": "Added a test."}},
             ],
             3,
