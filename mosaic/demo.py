@@ -33,13 +33,34 @@ def _git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+DEMO_TEST = """\
+import unittest
+
+from calc import add
+
+
+class AddTest(unittest.TestCase):
+    def test_add(self) -> None:
+        self.assertEqual(add(2, 3), 5)
+"""
+DEMO_GATES = """\
+# The demo's tests use the standard library only, so they run in any sandbox (the
+# default sandbox image, or the host's python3 under bwrap) with nothing installed.
+[gates]
+tests = "python3 -m unittest -q"
+"""
+
+
 def make_demo_repository(root: Path) -> Path:
     """A bare remote with a tiny Python project on ``main``; returns the remote's path."""
     remote = root / "remote.git"
     seed = root / "seed"
     if remote.exists():
         has_gates = subprocess.run(
-            ["git", "cat-file", "-e", "main:.mosaic/gates.toml"], cwd=remote, check=False
+            ["git", "cat-file", "-e", "main:.mosaic/gates.toml"],
+            cwd=remote,
+            check=False,
+            capture_output=True,
         )
         if has_gates.returncode == 0:
             return remote
@@ -50,18 +71,9 @@ def make_demo_repository(root: Path) -> Path:
     _git(root, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
     (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
-    (seed / "test_calc.py").write_text(
-        "import unittest\n\nfrom calc import add\n\n\n"
-        "class AddTest(unittest.TestCase):\n"
-        "    def test_add(self) -> None:\n        self.assertEqual(add(2, 3), 5)\n"
-    )
-    # The gates fail closed: a gate that cannot run is "not checked", a failure. The
-    # demo names a tests command every sandbox has (python3's unittest: the sandbox
-    # image and a bare host lack pytest), so the minimal profile really checks something.
+    (seed / "test_calc.py").write_text(DEMO_TEST)
     (seed / ".mosaic").mkdir()
-    (seed / ".mosaic" / "gates.toml").write_text(
-        '[gates]\ntests = { command = "python3 -m unittest discover -q", tool = "python3" }\n'
-    )
+    (seed / ".mosaic" / "gates.toml").write_text(DEMO_GATES)
     _git(seed, "add", "-A")
     _git(
         seed,
@@ -139,15 +151,12 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
                         "content": (
                             "import unittest\n\nfrom calc import add\n\n\n"
                             "class NegativeTest(unittest.TestCase):\n"
-                            "    def test_add_negative(self) -> None:\n"
+                            "    def test_negative(self) -> None:\n"
                             "        self.assertEqual(add(-2, -3), -5)\n"
                         ),
                     },
                 },
-                {
-                    "tool": "run_command",
-                    "input": {"command": "python3 -m unittest -q test_negative"},
-                },
+                {"tool": "run_command", "input": {"command": "python3 -m unittest -q"}},
                 {"tool": "finish", "input": {"summary": "Added a test."}},
             ],
             3,

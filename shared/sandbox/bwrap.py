@@ -31,19 +31,12 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.sandbox.base import (
-    DirEntry,
-    ExecResult,
-    SandboxError,
-    SandboxSpec,
-    SandboxUnavailableError,
-)
-from shared.sandbox.envvars import DEFAULT_PATH, sandbox_env
-from shared.sandbox.hostfiles import WorktreeFiles
-from shared.sandbox.processes import ProcessGroups
+from shared.sandbox.base import SandboxError, SandboxSpec, SandboxUnavailableError
+from shared.sandbox.envvars import DEFAULT_PATH, command_env
+from shared.sandbox.hostbacked import HostBackedSandbox
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
 from shared.settings import HomeSettings, default_home
@@ -83,6 +76,17 @@ def find_bwrap(settings: SandboxSettings) -> Path:
     return Path(found)
 
 
+def _world_unreadable(path: str) -> bool:
+    """A regular file the world may not read, or a directory it may not list and enter."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        return info.st_mode & 0o005 != 0o005
+    return stat.S_ISREG(info.st_mode) and not info.st_mode & 0o004
+
+
 def _unreadable(roots: Iterable[str]) -> list[Path]:
     """Entries under ``roots`` that the world may not read (not descending into them)."""
     found: list[Path] = []
@@ -90,28 +94,11 @@ def _unreadable(roots: Iterable[str]) -> list[Path]:
         if not os.path.isdir(root) or os.path.islink(root):
             continue
         for dirpath, dirnames, filenames in os.walk(root):
-            keep = []
-            for name in dirnames:
-                path = os.path.join(dirpath, name)
-                try:
-                    info = os.lstat(path)
-                except OSError:
-                    continue
-                if stat.S_ISLNK(info.st_mode):
-                    continue
-                if info.st_mode & 0o005 != 0o005:
-                    found.append(Path(path))
-                else:
-                    keep.append(name)
-            dirnames[:] = keep
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                try:
-                    info = os.lstat(path)
-                except OSError:
-                    continue
-                if stat.S_ISREG(info.st_mode) and not info.st_mode & 0o004:
-                    found.append(Path(path))
+            hidden = {n for n in dirnames if _world_unreadable(os.path.join(dirpath, n))}
+            dirnames[:] = [n for n in dirnames if n not in hidden]
+            for name in sorted(hidden) + filenames:
+                if name in hidden or _world_unreadable(os.path.join(dirpath, name)):
+                    found.append(Path(dirpath, name))
     return found
 
 
@@ -178,7 +165,7 @@ def env_args(env: dict[str, str]) -> list[str]:
     return args
 
 
-class BwrapSandbox:
+class BwrapSandbox(HostBackedSandbox):
     """One agent's bwrap sandbox on its worktree (see the module docstring)."""
 
     kind = "bwrap"
@@ -190,24 +177,9 @@ class BwrapSandbox:
         settings: SandboxSettings,
         groups: ProcessGroupRegistry | None = None,
     ) -> None:
-        self.spec = spec
-        self._files = WorktreeFiles(spec.worktree, spec.limits, writable=spec.writable)
-        self._processes = ProcessGroups(spec.agent_id, groups)
-        self._closed = False
-        self.env = sandbox_env(
-            {
-                "PATH": DEFAULT_PATH,
-                "HOME": HOME,
-                "TMPDIR": "/tmp",  # noqa: S108 - the sandbox's own tmpfs
-                "LANG": "C.UTF-8",
-                "LC_ALL": "C.UTF-8",
-                "TERM": "dumb",
-                "MOSAIC_AGENT_ID": spec.agent_id,
-                "MOSAIC_TASK_ID": spec.task_id,
-            },
-            spec.env,
-        )
-        root = str(self._files.root)
+        super().__init__(spec, groups)
+        self.env = command_env(spec, path=DEFAULT_PATH, home=HOME, tmpdir="/tmp")  # noqa: S108
+        root = str(self.root)
         bind = "--bind" if spec.writable else "--ro-bind"
         self._prefix = [
             str(bwrap),
@@ -225,52 +197,8 @@ class BwrapSandbox:
         """The whole ``bwrap`` command line that runs ``command``."""
         return [*self._prefix, "/bin/sh", "-c", command]
 
-    @property
-    def live_groups(self) -> frozenset[int]:
-        """Process groups of the bwrap commands running now (for tests and the killswitch)."""
-        return self._processes.live
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise SandboxError(f"sandbox of agent {self.spec.agent_id} is closed")
-
-    async def exec(self, command: str, *, timeout: float, max_output: int = 64_000) -> ExecResult:
-        """Run ``sh -c command`` in ``/workspace`` in fresh namespaces; all of it dies with it."""
-        self._check_open()
-        return await self._processes.run(
-            self.argv(command),
-            cwd=None,
-            env={},
-            limits=self.spec.limits,
-            timeout=timeout,
-            max_output=max_output,
-        )
-
-    async def read_file(self, path: str, *, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of a regular file inside the worktree."""
-        self._check_open()
-        return await self._files.read(path, max_bytes=max_bytes)
-
-    async def write_file(self, path: str, data: bytes) -> None:
-        """Create or replace a file (parents created), within the file size limit."""
-        self._check_open()
-        await self._files.write(path, data)
-
-    async def list_dir(self, path: str) -> list[DirEntry]:
-        """Entries of a directory inside the worktree, sorted by name; links not followed."""
-        self._check_open()
-        return await self._files.list(path)
-
-    async def kill(self) -> None:
-        """SIGKILL every running command's namespace (and any being started)."""
-        self._processes.kill()
-
-    async def close(self) -> None:
-        """Kill everything; safe to call twice (the namespaces held no other state)."""
-        await self.kill()
-        if not self._closed:
-            self._closed = True
-            await self._processes.forget_all()
+    def _launch(self) -> tuple[Path | None, Mapping[str, str]]:
+        return None, {}  # bwrap itself gets nothing; the command gets --setenv's
 
 
 class BwrapSandboxFactory:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from shared.sandbox.base import SandboxError
+from shared.sandbox.base import SandboxError, SandboxSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RESERVED = frozenset({"HOME", "TMPDIR", "MOSAIC_AGENT_ID", "MOSAIC_TASK_ID"})
@@ -49,3 +49,18 @@ def checked_extra(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 def sandbox_env(base: Mapping[str, str], pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """``base`` with the checked extra variables on top (the whole environment)."""
     return {**base, **checked_extra(pairs)}
+
+
+def command_env(spec: SandboxSpec, *, path: str, home: str, tmpdir: str) -> dict[str, str]:
+    """The whole environment of a host-process backend's commands (``none``, ``bwrap``)."""
+    base = {
+        "PATH": path,
+        "HOME": home,
+        "TMPDIR": tmpdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "dumb",
+        "MOSAIC_AGENT_ID": spec.agent_id,
+        "MOSAIC_TASK_ID": spec.task_id,
+    }
+    return sandbox_env(base, spec.env)

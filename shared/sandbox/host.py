@@ -19,18 +19,18 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-from shared.sandbox.base import DirEntry, ExecResult, SandboxError, SandboxSpec
-from shared.sandbox.envvars import DEFAULT_PATH, sandbox_env
-from shared.sandbox.hostfiles import WorktreeFiles
-from shared.sandbox.processes import ProcessGroups
+from shared.sandbox.base import SandboxError, SandboxSpec
+from shared.sandbox.envvars import DEFAULT_PATH, command_env
+from shared.sandbox.hostbacked import HostBackedSandbox
 from shared.sandbox.procgroups import ProcessGroupRegistry
 
 logger = logging.getLogger(__name__)
 
 
-class HostSandbox:
+class HostSandbox(HostBackedSandbox):
     """One agent's process-group sandbox on its worktree (see the module docstring)."""
 
     kind = "none"
@@ -38,74 +38,24 @@ class HostSandbox:
     def __init__(
         self, spec: SandboxSpec, home: Path, groups: ProcessGroupRegistry | None = None
     ) -> None:
-        self.spec = spec
-        self._files = WorktreeFiles(spec.worktree, spec.limits, writable=spec.writable)
-        self._root = self._files.root
+        super().__init__(spec, groups)
         self._home = home
-        self._processes = ProcessGroups(spec.agent_id, groups)
-        self._closed = False
-        self.env = sandbox_env(
-            {
-                "PATH": os.environ.get("PATH", DEFAULT_PATH),
-                "HOME": str(home),
-                "TMPDIR": str(home / "tmp"),
-                "LANG": "C.UTF-8",
-                "LC_ALL": "C.UTF-8",
-                "TERM": "dumb",
-                "MOSAIC_AGENT_ID": spec.agent_id,
-                "MOSAIC_TASK_ID": spec.task_id,
-            },
-            spec.env,
+        self.env = command_env(
+            spec,
+            path=os.environ.get("PATH", DEFAULT_PATH),
+            home=str(home),
+            tmpdir=str(home / "tmp"),
         )
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise SandboxError(f"sandbox of agent {self.spec.agent_id} is closed")
+    def argv(self, command: str) -> list[str]:
+        """``/bin/sh -c command``, nothing around it."""
+        return ["/bin/sh", "-c", command]
 
-    async def exec(
-        self,
-        command: str,
-        *,
-        timeout: float,
-        max_output: int = 64_000,
-    ) -> ExecResult:
-        """Run ``command`` with ``/bin/sh -c`` in the worktree; the group dies with it."""
-        self._check_open()
-        return await self._processes.run(
-            ["/bin/sh", "-c", command],
-            cwd=self._root,
-            env=self.env,
-            limits=self.spec.limits,
-            timeout=timeout,
-            max_output=max_output,
-        )
+    def _launch(self) -> tuple[Path | None, Mapping[str, str]]:
+        return self.root, self.env
 
-    async def read_file(self, path: str, *, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of a regular file inside the worktree."""
-        self._check_open()
-        return await self._files.read(path, max_bytes=max_bytes)
-
-    async def write_file(self, path: str, data: bytes) -> None:
-        """Create or replace a file (parents created), within the file size limit."""
-        self._check_open()
-        await self._files.write(path, data)
-
-    async def list_dir(self, path: str) -> list[DirEntry]:
-        """Entries of a directory inside the worktree, sorted by name; links not followed."""
-        self._check_open()
-        return await self._files.list(path)
-
-    async def kill(self) -> None:
-        """SIGKILL every running command's process group (and any being started)."""
-        self._processes.kill()
-
-    async def close(self) -> None:
-        """Kill everything and remove the private home; safe to call twice."""
-        await self.kill()
-        if not self._closed:
-            self._closed = True
-            await asyncio.to_thread(shutil.rmtree, self._home, True)
-            await self._processes.forget_all()
+    async def _release(self) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._home, True)
 
 
 class HostSandboxFactory:

@@ -19,11 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from shared.sandbox.base import ExecResult, Limits
-from shared.sandbox.procgroups import ProcessGroupRegistry
+from shared.sandbox.procgroups import ProcessGroupRegistry, alive, kill_tree_top
 
 _DRAIN_GRACE_S = 0.5
 """After the command's leader exits, how long background children may keep its output open."""
 _READ_CHUNK = 65_536
+_SETTLE_S = 2.0
+"""How long a kill waits for the killed leader's children to be dead."""
+_SETTLE_POLL_S = 0.005
 
 
 def user_process_count(uid: int | None = None) -> int:
@@ -69,10 +72,19 @@ async def exited(proc: asyncio.subprocess.Process) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def killpg(pgid: int) -> None:
-    """SIGKILL a process group; a group already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def killpg(pgid: int) -> list[int]:
+    """SIGKILL a process group and its leader's direct children (``procgroups.kill_tree_top``);
+    returns those children, for ``settled``."""
+    return kill_tree_top(pgid)
+
+
+async def settled(pids: list[int]) -> None:
+    """Wait (bounded) until ``pids`` are dead: for bwrap, the sandbox's pid 1, whose death
+    means every process of its namespace is gone."""
+    for _ in range(int(_SETTLE_S / _SETTLE_POLL_S)):
+        if not any(alive(pid) for pid in pids):
+            return
+        await asyncio.sleep(_SETTLE_POLL_S)
 
 
 class ProcessGroups:
@@ -137,7 +149,7 @@ class ProcessGroups:
                 timed_out = True
         finally:
             # Normal exit, timeout or cancellation: nothing of this command outlives it.
-            killpg(pgid)
+            top = killpg(pgid)
             self._groups.discard(pgid)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -148,6 +160,7 @@ class ProcessGroups:
             if proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.shield(asyncio.wait_for(exited(proc), 5.0))
+            await asyncio.shield(settled(top))
             if recorded is not None and self.registry is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.registry.forget(self._agent_id, recorded))

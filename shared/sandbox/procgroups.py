@@ -39,6 +39,42 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (``/proc/<pid>/task/*/children``); empty if gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (a dead pid namespace's pid 1 is one)."""
+    fields = _stat_fields(pid)
+    return fields is not None and bool(fields) and fields[0] != "Z"
+
+
+def kill_tree_top(pgid: int) -> list[int]:
+    """SIGKILL group ``pgid`` and its leader's direct children wherever they went; returns
+    those children.
+
+    A bwrap sandbox's leader is ``bwrap``; its child is the pid 1 of the sandbox's pid
+    namespace, in a session of its own. Killing that child at once ends the namespace
+    (the kernel kills every process in it), without waiting for ``--die-with-parent``.
+    """
+    top = children(pgid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    for child in top:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+    return top
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process is still in group ``pgid``."""
     try:
@@ -111,7 +147,6 @@ def kill_groups(members: list[str]) -> list[int]:
             continue  # the number now belongs to another process
         if not group_alive(pgid):
             continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-            killed.append(pgid)
+        kill_tree_top(pgid)
+        killed.append(pgid)
     return killed

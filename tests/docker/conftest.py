@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -152,6 +153,7 @@ async def make_sandbox(
         network: bool = False,
         agent_id: str | None = None,
         deployment: str | None = None,
+        **fields: Any,
     ) -> DockerSandbox:
         spec = SandboxSpec(
             agent_id=agent_id or f"agent-{unique}-{next(numbers)}",
@@ -161,6 +163,7 @@ async def make_sandbox(
             limits=limits or Limits(),
             owner=f"test-{unique}",
             deployment=deployment,
+            **fields,
         )
         sandbox = await factory.create(spec)
         made.append(sandbox)

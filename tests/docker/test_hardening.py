@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
-from shared.sandbox.base import Limits, SandboxError, SandboxSpec
-from shared.sandbox.docker import DockerSandbox, DockerSandboxFactory
+from shared.sandbox.base import Limits, SandboxError
+from shared.sandbox.docker import DockerSandbox
 
 from .conftest import MakeSandbox
 
@@ -213,32 +211,8 @@ async def test_environment_has_no_secrets(
     assert {"HOME", "PATH"} <= names
 
 
-@pytest.fixture
-async def spec_sandbox(
-    factory: DockerSandboxFactory, worktree: Path, unique: str
-) -> AsyncIterator[Callable[..., Awaitable[DockerSandbox]]]:
-    """Sandboxes from a spec with the given fields (image, env, writable); removed after."""
-    made: list[DockerSandbox] = []
-
-    async def make(**fields: Any) -> DockerSandbox:
-        spec = SandboxSpec(
-            agent_id=f"agent-{unique}-{len(made)}",
-            task_id=f"task-{unique}",
-            worktree=worktree,
-            owner=f"test-{unique}",
-            **fields,
-        )
-        sandbox = await factory.create(spec)
-        made.append(sandbox)
-        return sandbox
-
-    yield make
-    for sandbox in made:
-        await sandbox.close()
-
-
 async def test_environment_image_and_env_are_used(
-    spec_sandbox: Callable[..., Awaitable[DockerSandbox]],
+    make_sandbox: MakeSandbox,
     docker_client: docker.DockerClient,
     sandbox_image: str,
     unique: str,
@@ -246,7 +220,7 @@ async def test_environment_image_and_env_are_used(
     tag = f"mosaic-env/test-{unique}:1"
     docker_client.images.get(sandbox_image).tag(tag)
     try:
-        sandbox = await spec_sandbox(image=tag, env=(("PIP_DISABLE_PIP_VERSION_CHECK", "1"),))
+        sandbox = await make_sandbox(image=tag, env=(("PIP_DISABLE_PIP_VERSION_CHECK", "1"),))
         assert inspect(docker_client, sandbox)["Config"]["Image"] == tag
         code, out = await run(sandbox, "env")
         assert code == 0
@@ -257,26 +231,24 @@ async def test_environment_image_and_env_are_used(
 
 
 async def test_declared_env_cannot_set_home_or_a_secret(
-    spec_sandbox: Callable[..., Awaitable[DockerSandbox]],
+    make_sandbox: MakeSandbox,
 ) -> None:
     for name in ("HOME", "GITHUB_TOKEN", "ANTHROPIC_API_KEY"):
         with pytest.raises(SandboxError, match=name):
-            await spec_sandbox(env=((name, "x"),))
+            await make_sandbox(env=((name, "x"),))
 
 
-async def test_missing_environment_image_is_named(
-    spec_sandbox: Callable[..., Awaitable[DockerSandbox]], unique: str
-) -> None:
+async def test_missing_environment_image_is_named(make_sandbox: MakeSandbox, unique: str) -> None:
     with pytest.raises(SandboxError, match=f"environment image mosaic-env/none-{unique}"):
-        await spec_sandbox(image=f"mosaic-env/none-{unique}:1")
+        await make_sandbox(image=f"mosaic-env/none-{unique}:1")
 
 
 async def test_read_only_worktree(
-    spec_sandbox: Callable[..., Awaitable[DockerSandbox]],
+    make_sandbox: MakeSandbox,
     docker_client: docker.DockerClient,
     worktree: Path,
 ) -> None:
-    sandbox = await spec_sandbox(writable=False)
+    sandbox = await make_sandbox(writable=False)
     (mount,) = inspect(docker_client, sandbox)["Mounts"]
     assert mount["Destination"] == "/workspace"
     assert mount["RW"] is False

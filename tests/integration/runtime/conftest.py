@@ -9,28 +9,18 @@ import pytest
 
 from shared.sandbox.base import Limits, SandboxSpec
 from shared.sandbox.host import HostSandbox, HostSandboxFactory
-from tests.conftest import git
 from tests.fakes.fixtures import (  # noqa: F401
     fake_messages_api,
     fake_messages_api_server,
     fake_model_settings,
 )
+from tests.integration.sandbox.conftest import make_project
 
 
 @pytest.fixture
 def worktree(tmp_path: Path) -> Path:
     """A real git repository with a little Python project, and a secret outside it."""
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "outside" / "secret.txt").write_text("top secret\n")
-    repo = tmp_path / "repo"
-    git(tmp_path, "init", "-q", "-b", "main", str(repo))
-    (repo / "README.md").write_text("# demo\n")
-    (repo / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (repo / "src").mkdir()
-    (repo / "src" / "util.py").write_text("VALUE = 1\n\n\ndef helper():\n    return VALUE\n")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
-    return repo
+    return make_project(tmp_path)
 
 
 @pytest.fixture

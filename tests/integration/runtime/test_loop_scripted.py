@@ -16,7 +16,7 @@ from shared.sandbox.base import DirEntry, ExecResult, SandboxGoneError
 from shared.sandbox.host import HostSandbox
 from shared.settings import ModelSettings
 from tests.fakes.agents import Progress, make_spec
-from tests.integration.runtime.test_host_sandbox import wait_dead, wait_for_pids
+from tests.integration.sandbox.conftest import wait_dead, wait_for_pids
 
 pytestmark = pytest.mark.integration
 

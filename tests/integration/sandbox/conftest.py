@@ -58,10 +58,9 @@ def factory_for(kind: str, tmp_path: Path, groups: ProcessGroupRegistry | None =
     return HostSandboxFactory(tmp_root=tmp_path, groups=groups)
 
 
-@pytest.fixture
-def worktree(tmp_path: Path) -> Path:
-    """A real linked git worktree (its ``.git`` is a file) with a little Python project,
-    and a secret beside it."""
+def make_project(tmp_path: Path) -> Path:
+    """A real git repository ``tmp_path/repo`` with a little Python project, and a secret
+    beside it (``tmp_path/outside/secret.txt``)."""
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.txt").write_text("top secret\n")
     repo = tmp_path / "repo"
@@ -72,6 +71,13 @@ def worktree(tmp_path: Path) -> Path:
     (repo / "src" / "util.py").write_text("VALUE = 1\n\n\ndef helper():\n    return VALUE\n")
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
+    return repo
+
+
+@pytest.fixture
+def worktree(tmp_path: Path) -> Path:
+    """A real linked git worktree of ``make_project`` (its ``.git`` is a file)."""
+    repo = make_project(tmp_path)
     tree = tmp_path / "repo_worktrees" / "agent-1"
     git(repo, "worktree", "add", "-q", "-b", "mosaic/agent-1", str(tree))
     return tree
@@ -145,3 +151,32 @@ def spawn_children(marker: str) -> str:
         f"nohup {child} >/dev/null 2>&1 & "
         f"( {child} >/dev/null 2>&1 & ) ; "
     )
+
+
+def alive(pid: int) -> bool:
+    """True while host ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def wait_dead(pids: list[int], within: float = 2.0) -> bool:
+    """True once none of the host ``pids`` is alive (waiting up to ``within``)."""
+    for _ in range(int(within / 0.02)):
+        if not any(alive(pid) for pid in pids):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def wait_for_pids(path: Path, count: int) -> list[int]:
+    """The host pids a ``none`` command wrote to ``path`` (``echo $! >> path``)."""
+    for _ in range(200):
+        if path.exists():
+            pids = [int(p) for p in path.read_text().split()]
+            if len(pids) >= count:
+                return pids
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no pids in {path}")
