@@ -36,6 +36,16 @@ def make_demo_repository(root: Path) -> Path:
     _git(root, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
     (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    # The gates fail closed: the project says what they run, a test that needs only
+    # python3 (so it runs in any sandbox), and that it has no linter.
+    (seed / "test_basics.py").write_text(
+        "import unittest\n\nimport calc\n\n\nclass AddTest(unittest.TestCase):\n"
+        "    def test_add(self) -> None:\n        self.assertEqual(calc.add(2, 3), 5)\n"
+    )
+    (seed / ".mosaic").mkdir()
+    (seed / ".mosaic" / "gates.toml").write_text(
+        'detect = false\n\n[gates]\ntests = "python3 -m unittest discover -q"\nlint = false\n'
+    )
     _git(seed, "add", "-A")
     _git(
         seed,
