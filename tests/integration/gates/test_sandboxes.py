@@ -210,16 +210,16 @@ async def test_the_environment_variables_reach_gate_commands(
     make_checker: MakeChecker, factory: SandboxFactory, tmp_path: Path, unique: str
 ) -> None:
     probe = (
-        'test "$MOSAIC_PROBE" = from-the-agent || { echo "MOSAIC_PROBE=[$MOSAIC_PROBE]"; exit 1; }'
+        'test "$GATE_PROBE" = from-the-agent || { echo "GATE_PROBE=[$GATE_PROBE]"; exit 1; }'
     )
     toml = f"[gates]\ntests = '{probe}'\n"
     work = build_plain(tmp_path, files={".mosaic/gates.toml": toml})
     checker = make_checker(sandboxes=FixedSandboxes(factory))
-    env = {"MOSAIC_PROBE": "from-the-agent"}
+    env = {"GATE_PROBE": "from-the-agent"}
     decision = await checker.decide(ask(work, f"env-{unique}", environment_env=env))
     assert decision.approved, decision
     without = await checker.decide(ask(work, f"env-{unique}"))
-    assert "MOSAIC_PROBE=[]" in by_name(without)["tests"].excerpt
+    assert "GATE_PROBE=[]" in by_name(without)["tests"].excerpt
 
 
 async def test_the_worktree_is_read_only_unless_the_gate_is_writable(
