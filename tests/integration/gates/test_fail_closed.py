@@ -14,7 +14,7 @@ import pytest
 from services.gates.runner import SelectedSandboxes
 from shared.messages.gates import GateCheckRequested, GateDecision, GateResult
 from shared.sandbox.settings import SandboxSettings
-from tests.integration.gates.conftest import MakeChecker
+from tests.integration.gates.conftest import NO_SUCH_IMAGE, MakeChecker
 from tests.integration.gates.samples import BROKEN_PERIMETER, build_plain
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -127,16 +127,15 @@ async def test_turning_a_gate_off_in_the_change_does_not_count(
 
 
 async def test_no_sandbox_fails_every_check_closed_with_the_reason(
-    make_checker: MakeChecker, tmp_path: Path
+    make_checker: MakeChecker, tmp_path: Path, no_image_sandbox: SandboxSettings
 ) -> None:
     """A sandbox that cannot be made here (docker with an image that does not exist)."""
     work = build_plain(tmp_path)
-    settings = SandboxSettings(MOSAIC_SANDBOX="docker", image="mosaic/no-such:0")
-    checker = make_checker(sandboxes=SelectedSandboxes(settings))
+    checker = make_checker(sandboxes=SelectedSandboxes(no_image_sandbox))
     decision = await checker.decide(ask(work))
     assert not decision.approved
     assert decision.error is not None
-    assert "MOSAIC_SANDBOX=docker" in decision.error.message
+    assert NO_SUCH_IMAGE in decision.error.message
     assert decision.summary.startswith("gate check could not be completed: ")
     assert decision.results == ()
 

@@ -209,9 +209,7 @@ async def test_a_missing_environment_image_fails_the_check_with_its_name(
 async def test_the_environment_variables_reach_gate_commands(
     make_checker: MakeChecker, factory: SandboxFactory, tmp_path: Path, unique: str
 ) -> None:
-    probe = (
-        'test "$GATE_PROBE" = from-the-agent || { echo "GATE_PROBE=[$GATE_PROBE]"; exit 1; }'
-    )
+    probe = 'test "$GATE_PROBE" = from-the-agent || { echo "GATE_PROBE=[$GATE_PROBE]"; exit 1; }'
     toml = f"[gates]\ntests = '{probe}'\n"
     work = build_plain(tmp_path, files={".mosaic/gates.toml": toml})
     checker = make_checker(sandboxes=FixedSandboxes(factory))
