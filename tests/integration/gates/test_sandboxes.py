@@ -168,7 +168,7 @@ async def test_gates_run_in_the_agents_environment_image(
     assert plain.status == "failed"
     assert plain.excerpt == (
         "not checked: pytest is not installed where the gates run "
-        "(docker sandbox, image (the default))"
+        "(docker sandbox, image MOSAIC_SANDBOX_IMAGE)"
     )
     # the agent's environment image has it: the failing test is found and named
     decision = await checker.decide(ask(work, task, environment_image=environment_image))
