@@ -36,6 +36,16 @@ def make_repository(root: Path) -> Path:
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], **run)  # type: ignore[call-overload]
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], **run)  # type: ignore[call-overload]
     (seed / "README.md").write_text("# load test\n")
+    # gates fail closed: the repository names a test it can pass in any sandbox
+    (seed / "test_readme.py").write_text(
+        "import pathlib\nimport unittest\n\n\nclass ReadmeTest(unittest.TestCase):\n"
+        "    def test_readme(self):\n"
+        "        self.assertTrue(pathlib.Path('README.md').read_text().startswith('#'))\n"
+    )
+    (seed / ".mosaic").mkdir()
+    (seed / ".mosaic" / "gates.toml").write_text(
+        'detect = false\n\n[gates]\ntests = "python3 -m unittest discover -q"\nlint = false\n'
+    )
     for args in (
         ["add", "-A"],
         ["-c", "user.name=l", "-c", "user.email=l@l", "commit", "-qm", "seed"],
