@@ -215,10 +215,18 @@ class Supervisor:
     def _healthy(self, name: str) -> bool:
         name = service_of(name)
         if name == "gateway":
+            # whoami with this system's token, not just /health: another system's gateway
+            # that took the port between the choice and the bind must not pass for ours
+            token = self.tokens.get("MOSAIC_API_TOKEN", "")
             try:
-                return httpx.get(f"{self.gateway_url}/health", timeout=1).status_code == 200
+                answer = httpx.get(
+                    f"{self.gateway_url}/auth/whoami",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=1,
+                )
             except httpx.HTTPError:
                 return False
+            return answer.status_code == 200
         return asyncio.run(self._probe(name))
 
     async def _probe(self, name: str) -> bool:
