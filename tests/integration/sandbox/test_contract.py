@@ -115,7 +115,7 @@ async def test_cancelling_exec_kills_the_tree(make_box: MakeBox) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await none_marked(marker, within=1.0)
+    assert await none_marked(marker, within=2.0)
 
 
 async def test_close_is_idempotent_and_final(make_box: MakeBox) -> None:
