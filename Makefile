@@ -31,6 +31,8 @@ test: install lint typecheck
 test-fast: install
 	$(BIN)/pytest -m "not docker"
 
+## The demo chooses the scripted provider itself and runs on the default sandbox
+## (MOSAIC_SANDBOX=auto: docker, else bwrap); it prints which ones it got.
 demo: install
 	$(BIN)/mosaic demo
 

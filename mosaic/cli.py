@@ -29,6 +29,7 @@ def _home(args: argparse.Namespace) -> Path:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start NATS, Valkey (unless NATS_URL / VALKEY_URL are set) and the five services."""
     from mosaic.natsauth import redact
+    from mosaic.spawners import any_ready, describe
     from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
 
     config = SystemConfig(
@@ -48,6 +49,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  Valkey:  {supervisor.valkey_url}")
         print(f"  Tokens:  {config.home / 'secrets'} (api-token, admin-token)")
         print(f"  Logs:    {supervisor.logs}")
+        health = supervisor.health()
+        for line in describe(health):
+            print(line if line.startswith("WARNING") else f"  Spawner: {line}")
+        if not any_ready(health):
+            print(
+                "No spawner can run agents: POST /agents/spawn answers 503 until what is "
+                "named above is installed or set (then restart `mosaic up`).",
+                file=sys.stderr,
+            )
         print("Press Ctrl-C to stop.")
         while not stop.wait(1.0):
             for name, proc in supervisor.procs.items():
@@ -174,13 +184,32 @@ def _agent_rows(agents: Iterable[AgentRecord]) -> list[list[str]]:
             str(a.turns),
             str(a.tokens_used),
             a.last_tool or "-",
+            _sandbox(a),
+            a.model or a.provider or "-",
             a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         ]
         for a in agents
     ]
 
 
-_AGENT_HEADER = ["AGENT", "STATE", "TASK STATE", "TASK", "TURNS", "TOKENS", "LAST TOOL", "CREATED"]
+def _sandbox(agent: AgentRecord) -> str:
+    if agent.sandbox is None:
+        return "-"
+    return f"{agent.sandbox} (UNSAFE)" if agent.unsafe else agent.sandbox
+
+
+_AGENT_HEADER = [
+    "AGENT",
+    "STATE",
+    "TASK STATE",
+    "TASK",
+    "TURNS",
+    "TOKENS",
+    "LAST TOOL",
+    "SANDBOX",
+    "MODEL",
+    "CREATED",
+]
 
 
 def cmd_spawn(args: argparse.Namespace) -> int:
@@ -239,6 +268,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if value not in (None, [], ""):
             shown = json.dumps(value) if isinstance(value, list | dict) else value
             print(f"{name:>22}  {shown}")
+    if record.unsafe:
+        print("WARNING: this agent ran without a sandbox (MOSAIC_SANDBOX=none): its commands")
+        print("         ran as bare host processes, with this user's rights.")
     return 0
 
 

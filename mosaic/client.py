@@ -65,6 +65,11 @@ class UnavailableError(ClientError):
     """503 after every retry, or the gateway could not be reached (status 0)."""
 
 
+NOT_TRANSIENT = frozenset({"no_spawner_ready"})
+"""503 codes not retried: no spawner can run agents until someone installs or sets what
+the message names, so waiting a few seconds only delays saying so."""
+
+
 def error_for(response: httpx.Response) -> ClientError:
     body: dict[str, Any] | None = None
     try:
@@ -271,7 +276,7 @@ class MosaicClient(_Base):
                 if response.is_success:
                     return response.json()
                 failure = error_for(response)
-                if response.status_code != 503:
+                if response.status_code != 503 or failure.code in NOT_TRANSIENT:
                     raise failure
             delay = self._delay(attempt, response)
             if delay is None:
@@ -404,7 +409,7 @@ class AsyncMosaicClient(_Base):
                 if response.is_success:
                     return response.json()
                 failure = error_for(response)
-                if response.status_code != 503:
+                if response.status_code != 503 or failure.code in NOT_TRANSIENT:
                     raise failure
             delay = self._delay(attempt, response)
             if delay is None:

@@ -3,6 +3,11 @@
 It makes a small repository with a bare "remote" under the data dir, starts the
 embedded system, submits three tasks (scripted provider: deterministic edits), follows
 them until they end, prints the branches pushed to the remote, and stops everything.
+
+The provider is chosen here, by name (``MOSAIC_PROVIDER=scripted``): nothing falls back
+to it. The sandbox is the default one (``MOSAIC_SANDBOX=auto``: docker when a daemon and
+the image are there, else bwrap), or whatever ``MOSAIC_SANDBOX`` says; the demo prints
+which it got, and stops with the reason when no spawner can run agents.
 """
 
 from __future__ import annotations
@@ -14,15 +19,35 @@ from typing import Any
 
 import httpx
 
+from mosaic.spawners import any_ready, describe
 from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
 
 FINAL = {"completed", "failed", "killed"}
+DEMO_PROVIDER = "scripted"
 
 
 def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+DEMO_TEST = """\
+import unittest
+
+from calc import add
+
+
+class AddTest(unittest.TestCase):
+    def test_add(self) -> None:
+        self.assertEqual(add(2, 3), 5)
+"""
+DEMO_GATES = """\
+# The demo's tests use the standard library only, so they run in any sandbox (the
+# default sandbox image, or the host's python3 under bwrap) with nothing installed.
+[gates]
+tests = "python3 -m unittest -q"
+"""
 
 
 def make_demo_repository(root: Path) -> Path:
@@ -36,6 +61,9 @@ def make_demo_repository(root: Path) -> Path:
     _git(root, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# Demo calculator\n\nA tiny project for Mosaic's demo.\n")
     (seed / "calc.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (seed / "test_calc.py").write_text(DEMO_TEST)
+    (seed / ".mosaic").mkdir()
+    (seed / ".mosaic" / "gates.toml").write_text(DEMO_GATES)
     _git(seed, "add", "-A")
     _git(
         seed,
@@ -104,22 +132,21 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
         ),
         task(
             3,
-            ["Add a unit test for add()"],
+            ["Add a unit test for add() with negative numbers"],
             [
                 {
                     "tool": "write_file",
                     "input": {
-                        "path": "test_calc.py",
+                        "path": "test_negative.py",
                         "content": (
-                            "from calc import add\n\n\n"
-                            "def test_add() -> None:\n    assert add(2, 3) == 5\n"
+                            "import unittest\n\nfrom calc import add\n\n\n"
+                            "class NegativeTest(unittest.TestCase):\n"
+                            "    def test_negative(self) -> None:\n"
+                            "        self.assertEqual(add(-2, -3), -5)\n"
                         ),
                     },
                 },
-                {
-                    "tool": "run_command",
-                    "input": {"command": "python3 -c 'import calc; assert calc.add(2, 3) == 5'"},
-                },
+                {"tool": "run_command", "input": {"command": "python3 -m unittest -q"}},
                 {"tool": "finish", "input": {"summary": "Added a test."}},
             ],
             3,
@@ -132,11 +159,18 @@ def run_demo(home: Path, timeout: float = 180.0) -> int:
     started = time.monotonic()
     remote = make_demo_repository(home / "demo")
     config = SystemConfig(
-        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": "scripted"}
+        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": DEMO_PROVIDER}
     )
     print(f"Demo repository: {remote}")
+    print(f"Provider: {DEMO_PROVIDER} (chosen by the demo: no model is called)")
     with Supervisor(config) as system:
         print(f"System up in {time.monotonic() - started:.1f}s; gateway {system.gateway_url}")
+        health = system.health()
+        for line in describe(health):
+            print(f"  {line}")
+        if not any_ready(health):
+            print("Demo FAILED: no spawner can run agents (see above).")
+            return 1
         headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
         run_id = time.strftime("%Y%m%d-%H%M%S")
         with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
@@ -152,6 +186,8 @@ def run_demo(home: Path, timeout: float = 180.0) -> int:
     ok = True
     for record in records:
         line = f"  {record['taskId']}: {record['state']}"
+        if record.get("sandbox"):
+            line += f" in {record['sandbox']} ({record.get('environment')})"
         if record.get("pushedBranch"):
             line += f", pushed {record['pushedBranch']} @ {str(record.get('pushedCommit'))[:10]}"
         if record.get("error"):

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -198,6 +199,11 @@ class Supervisor:
             raise StartupError(
                 f"not healthy after {timeout}s: {', '.join(sorted(pending))}; logs in {self.logs}"
             )
+
+    def health(self) -> dict[str, Any]:
+        """The gateway's ``GET /health`` (spawners, their sandbox and provider, warnings)."""
+        answer: dict[str, Any] = httpx.get(f"{self.gateway_url}/health", timeout=5).json()
+        return answer
 
     def _healthy(self, name: str) -> bool:
         name = service_of(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
@@ -65,8 +65,19 @@ class GitSettings(BaseSettings):
     git_author_email: str = "agent@mosaic.invalid"
 
 
+NO_MODEL = (
+    "no model: set ANTHROPIC_API_KEY (or CLAUDE_API_KEY) for the anthropic provider, "
+    "or MOSAIC_PROVIDER=scripted to run scripted plans (no model)"
+)
+"""Why no agent can start without a model setting; the spawner and gateway say it as is."""
+
+
 class ModelSettings(BaseSettings):
-    """How agents reach a model. The key is a secret: it never leaves the spawner."""
+    """How agents reach a model. The key is a secret: it never leaves the spawner.
+
+    There is no default provider: a system with no key and no ``MOSAIC_PROVIDER`` runs
+    no agent, rather than silently running scripted plans and pushing their notes.
+    """
 
     model_config = _CONFIG
 
@@ -78,8 +89,38 @@ class ModelSettings(BaseSettings):
     anthropic_model: str = "claude-sonnet-4-5"
     anthropic_max_tokens: int = 4096
 
-    def provider(self) -> str:
-        """The provider in force: explicit setting, else ``anthropic`` when a key is set."""
+    @field_validator("mosaic_provider", "anthropic_api_key", "anthropic_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``MOSAIC_PROVIDER=`` (empty) means unset, as it does for a shell."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def provider(self) -> str | None:
+        """The provider in force: ``MOSAIC_PROVIDER`` when set, else ``anthropic`` when a
+        key is set, else None (no agent can run: see ``NO_MODEL``). Never ``scripted``
+        unless asked for by name."""
         if self.mosaic_provider:
             return self.mosaic_provider
-        return "anthropic" if self.anthropic_api_key else "scripted"
+        return "anthropic" if self.anthropic_api_key else None
+
+    def problem(self) -> str | None:
+        """Why no agent can reach a model with these settings, or None when one can."""
+        provider = self.provider()
+        if provider is None:
+            return NO_MODEL
+        if provider == "anthropic" and self.anthropic_api_key is None:
+            return (
+                "no model: MOSAIC_PROVIDER=anthropic but neither ANTHROPIC_API_KEY nor "
+                "CLAUDE_API_KEY is set"
+            )
+        return None
+
+    def model_name(self) -> str | None:
+        """The model agents talk to, for records and ``/health``: the Anthropic model
+        name, ``scripted`` for scripted plans, None when no provider is set."""
+        provider = self.provider()
+        if provider == "anthropic":
+            return self.anthropic_model
+        return provider

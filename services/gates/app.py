@@ -2,54 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from faststream import FastStream
 
-from services.gates.docker_runner import DockerRunner, docker_client
-from services.gates.errors import RunnerError
 from services.gates.handlers import register
 from services.gates.logic import GateChecker
 from services.gates.reviewer import Reviewer
-from services.gates.runner import CommandRunner, LocalRunner, RunLimits, tool_path
+from services.gates.runner import SandboxSource, SelectedSandboxes
 from services.gates.settings import GatesSettings
 from shared.audit import audit
 from shared.bus import make_broker
 from shared.messages.audit import AuditEntry
+from shared.sandbox.base import SandboxError
 from shared.service import add_health, instance_name
 from shared.settings import HomeSettings, ModelSettings, NatsSettings
 
 log = logging.getLogger(__name__)
-
-
-def _limits(settings: GatesSettings) -> RunLimits:
-    return RunLimits(
-        memory_mb=settings.gates_memory_mb, cpus=settings.gates_cpus, pids=settings.gates_pids
-    )
-
-
-async def choose_runner(settings: GatesSettings) -> CommandRunner:
-    """``docker`` when asked for or (``auto``) when a daemon answers; else ``local``."""
-    if settings.gates_sandbox in ("docker", "auto"):
-        try:
-            client = await asyncio.to_thread(docker_client, settings.gates_docker_timeout_s)
-            runner = DockerRunner(
-                client, settings.gates_image, _limits(settings), settings.gates_docker_timeout_s
-            )
-            await runner.check()
-        except Exception as exc:
-            reason = exc.message if isinstance(exc, RunnerError) else str(exc)
-            if settings.gates_sandbox == "docker":
-                raise RunnerError(f"GATES_SANDBOX=docker but {reason}") from exc
-            log.warning("gates: no usable Docker (%s); falling back to local commands", reason)
-        else:
-            log.info("gates: commands run in docker containers from %s", settings.gates_image)
-            return runner
-    log.warning("gates: LOCAL runner: gate commands run as this user on this host (not isolation)")
-    return LocalRunner(
-        tool_path(settings.gates_tool_path, settings.gates_own_tools), _limits(settings)
-    )
 
 
 def create_app(
@@ -57,9 +26,14 @@ def create_app(
     settings: GatesSettings | None = None,
     model: ModelSettings | None = None,
     home: HomeSettings | None = None,
-    runner: CommandRunner | None = None,
+    sandboxes: SandboxSource | None = None,
 ) -> FastStream:
-    """Build the gates service; nothing connects and no runner is chosen until it runs."""
+    """Build the gates service; nothing connects and no sandbox is chosen until it runs.
+
+    Gate commands run in the sandbox ``MOSAIC_SANDBOX`` selects (as the spawner's), unless
+    ``sandboxes`` is given. When none can run, the service still answers: every check
+    fails closed with the reason, and the next check tries again.
+    """
     settings = settings or GatesSettings()
     model = model or ModelSettings()
     root = settings.gates_worktree_root or (home or HomeSettings()).mosaic_home
@@ -77,9 +51,10 @@ def create_app(
         max_diff_chars=settings.gates_review_max_diff_chars,
         excerpt_chars=settings.gates_excerpt_chars,
     )
+    source = sandboxes or SelectedSandboxes()
     checker = GateChecker(
         settings,
-        runner or LocalRunner(tool_path(settings.gates_tool_path, settings.gates_own_tools)),
+        source,
         reviewer,
         write_audit,
         root,
@@ -87,17 +62,15 @@ def create_app(
     )
     register(broker, checker, settings.gates_concurrency)
 
-    @app.on_startup
-    async def pick_runner() -> None:
-        if runner is None:
-            checker.runner = await choose_runner(settings)
-        review = "on" if reviewer.available else "off (no provider key)"
-        log.info(
-            "gates ready: runner %s, AI review %s, worktrees under %s",
-            checker.runner.kind,
-            review,
-            root,
-        )
+    @app.after_startup
+    async def pick_sandbox() -> None:
+        try:
+            kind = (await source.factory()).kind
+        except SandboxError as exc:
+            kind = "NONE"
+            log.error("gates: no sandbox can run gate commands; every check fails: %s", exc)
+        review = "on" if reviewer.available else "unavailable (no provider key): fails closed"
+        log.info("gates ready: sandbox %s, AI review %s, worktrees under %s", kind, review, root)
 
     @app.on_shutdown
     async def close() -> None:

@@ -8,7 +8,8 @@ its own change. Format (every key optional)::
 
     [gates]
     lint = "ruff check ."             # a command string...
-    typecheck = false                 # ...or false: never run (reported as skipped)
+    typecheck = false                 # ...or false: turned off (reported as skipped)
+    ai-review = false                 # the AI review can only be turned off
     tests = { command = "pytest -q", timeout = 120 }
     build = { command = "make build", writable = true, tool = "make" }
 
@@ -16,6 +17,9 @@ its own change. Format (every key optional)::
     command = "coverage run -m pytest -q && coverage report"
     threshold = 85                    # percent; the default comes from settings
     pattern = 'TOTAL.*\\s(\\d+(?:\\.\\d+)?)%'  # first group = the figure (optional)
+
+Gates fail closed: a gate of the profile with no command (nothing configured, nothing
+detected) is failed as "not checked"; only ``false`` in the file turns one off.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ import re
 import shlex
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.gates.errors import GateConfigError
-from services.gates.profiles import MECHANICAL, GateName
+from services.gates.profiles import AI_REVIEW, MECHANICAL, GateName
 from services.gates.repo import RepoView
 
 CONFIG_PATH = ".mosaic/gates.toml"
+_PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
 NPM_DEFAULT_TEST = 'echo "Error: no test specified" && exit 1'
 
 
@@ -74,6 +80,8 @@ class GatesFile(BaseModel):
     @classmethod
     def _strings_are_commands(cls, value: Any) -> Any:
         if isinstance(value, dict):
+            if AI_REVIEW in value and value[AI_REVIEW] is not False:
+                raise ValueError(f"{AI_REVIEW} takes no command: it can only be turned off (false)")
             return {
                 name: {"command": spec} if isinstance(spec, str) and spec.strip() else spec
                 for name, spec in value.items()
@@ -88,6 +96,7 @@ class GateCommand:
     name: str
     command: str
     tool: str
+    """The program (or ``python3 -m <module>``) whose absence means "not checked"."""
     timeout: float
     writable: bool = False
     threshold: float | None = None
@@ -97,23 +106,32 @@ class GateCommand:
 
 @dataclass(frozen=True)
 class RepoGates:
-    """Each mechanical gate's command, or why it has none."""
+    """Each gate's command, or why it has none, or that the repository turned it off."""
 
     commands: dict[str, GateCommand] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    """Gates that cannot run, and why: each one fails as "not checked"."""
+    off: frozenset[str] = frozenset()
+    """Gates turned off in gates.toml (``false``): the only ones reported as skipped."""
     coverage_threshold: float = 85.0
     kind: str = "unknown"
 
 
 def first_tool(command: str) -> str:
-    """The program a command line starts with (past ``VAR=value`` assignments)."""
+    """The program a command line starts with (past ``VAR=value`` assignments).
+
+    ``python3 -m mypy ...`` names ``python3 -m mypy``: the interpreter with the module.
+    """
     try:
         words = shlex.split(command, comments=True)
     except ValueError:
         words = command.split()
-    for word in words:
+    for at, word in enumerate(words):
         if "=" in word and not word.startswith(("/", ".")) and word.split("=")[0].isidentifier():
             continue
+        rest = words[at + 1 : at + 3]
+        if len(rest) == 2 and rest[0] == "-m" and _PYTHON.match(Path(word).name):
+            return f"{word} -m {rest[1]}"
         return word
     return ""
 
@@ -133,16 +151,33 @@ def parse_gates_file(text: str) -> GatesFile:
         raise GateConfigError(f"{CONFIG_PATH} is invalid: {problems}") from exc
 
 
-def _python(view: RepoView) -> dict[str, tuple[str, str]]:
-    return {
-        "typecheck": ("mypy .", "mypy"),
-        "lint": ("ruff check .", "ruff"),
-        "tests": ("pytest -q", "pytest"),
-        "coverage": ("coverage run -m pytest -q && coverage report", "coverage"),
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):
+        return True
+    return "tests" in path.split("/")[:-1]
+
+
+def _python(files: list[str]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    found = {
+        "typecheck": ("python3 -m mypy .", "python3 -m mypy"),
+        "lint": ("python3 -m ruff check .", "python3 -m ruff"),
+        "coverage": (
+            "python3 -m coverage run -m pytest -q && python3 -m coverage report",
+            "python3 -m coverage",
+        ),
         # The prefix keeps the bytecode out of the worktree (only for this command: with
         # it set, imports cannot use the installed packages' bytecode).
         "build": ('PYTHONPYCACHEPREFIX="$TMPDIR/pycache" python3 -m compileall -q .', "python3"),
     }
+    missing: dict[str, str] = {}
+    if any(_is_test_file(f) for f in files):
+        found["tests"] = ("python3 -m pytest -q", "python3 -m pytest")
+    else:
+        missing["tests"] = "no tests found (no test_*.py, *_test.py or tests/ directory)"
+        missing["coverage"] = missing["tests"]
+        del found["coverage"]
+    return found, missing
 
 
 def _node(view: RepoView) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
@@ -152,16 +187,21 @@ def _node(view: RepoView) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
         package = json.loads(view.read("package.json") or "{}")
     except ValueError:
         package = {}
-    scripts = package.get("scripts") if isinstance(package, dict) else None
+    package = package if isinstance(package, dict) else {}
+    scripts = package.get("scripts")
     scripts = scripts if isinstance(scripts, dict) else {}
+    dev = package.get("devDependencies")
+    dev = dev if isinstance(dev, dict) else {}
     if view.exists("tsconfig.json"):
         found["typecheck"] = ("./node_modules/.bin/tsc --noEmit", "./node_modules/.bin/tsc")
     else:
         missing["typecheck"] = "no tsconfig.json (plain JavaScript)"
     if isinstance(scripts.get("lint"), str):
         found["lint"] = ("npm run --silent lint", "npm")
-    else:
+    elif "eslint" in dev:
         found["lint"] = ("./node_modules/.bin/eslint .", "./node_modules/.bin/eslint")
+    else:
+        missing["lint"] = "package.json has no lint script (and no eslint devDependency)"
     test = scripts.get("test")
     if isinstance(test, str) and test.strip() != NPM_DEFAULT_TEST:
         found["tests"] = ("npm test --silent", "npm")
@@ -179,32 +219,50 @@ def _node(view: RepoView) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
 
 
 def detect(view: RepoView) -> tuple[str, dict[str, tuple[str, str]], dict[str, str]]:
-    """(project kind, gate -> (command, tool), gate -> why none) from the repository."""
-    if any(view.exists(p) for p in ("pyproject.toml", "setup.py", "setup.cfg")):
-        return "python", _python(view), {}
+    """(project kind, gate -> (command, tool), gate -> why none) from the repository.
+
+    Python: a ``pyproject.toml``, ``setup.py`` or ``setup.cfg``, or any ``*.py`` file
+    (at the base or in the worktree); its tests gate needs test files. Node: a
+    ``package.json``.
+    """
+    files = view.files()
+    markers = ("pyproject.toml", "setup.py", "setup.cfg")
+    if any(view.exists(p) for p in markers) or any(f.endswith(".py") for f in files):
+        found, missing = _python(files)
+        return "python", found, missing
     if view.exists("package.json"):
         found, missing = _node(view)
         return "node", found, missing
-    why = "no command configured and no Python or Node project detected"
-    return "unknown", {}, dict.fromkeys(MECHANICAL, why)
+    why = "nothing detected: no Python (*.py) or Node (package.json) project, and no command"
+    return "unknown", {}, dict.fromkeys(MECHANICAL, f"{why} in {CONFIG_PATH}")
 
 
-def load_gates(view: RepoView, *, default_timeout: float, coverage_threshold: float) -> RepoGates:
-    """Every mechanical gate's command for this repository (blocking: git reads)."""
+def read_gates_file(view: RepoView) -> GatesFile:
+    """gates.toml at the base commit (in the worktree only when there is no commit yet)."""
     text = view.read_base(CONFIG_PATH) if view.base is not None else None
     if text is None and view.base is None:
         text = view.read_current(CONFIG_PATH)
-    config = parse_gates_file(text) if text is not None else GatesFile()
+    return parse_gates_file(text) if text is not None else GatesFile()
+
+
+def load_gates(
+    view: RepoView, names: tuple[str, ...], *, default_timeout: float, coverage_threshold: float
+) -> RepoGates:
+    """The command of each gate in ``names`` for this repository (blocking: git reads)."""
+    config = read_gates_file(view)
+    named: dict[str, GateSpec | Literal[False]] = {str(k): v for k, v in config.gates.items()}
+    off = frozenset(name for name in names if named.get(name) is False)
+    mechanical = [n for n in names if n in MECHANICAL and n not in off]
+    if not mechanical:
+        return RepoGates(off=off, coverage_threshold=coverage_threshold)
     timeout = config.timeout or default_timeout
     kind, detected, why_not = detect(view) if config.detect else ("configured", {}, {})
     commands: dict[str, GateCommand] = {}
     missing: dict[str, str] = {}
     threshold = coverage_threshold
-    for name in MECHANICAL:
-        spec = config.gates.get(name)
-        if spec is False:
-            missing[name] = f"disabled in {CONFIG_PATH}"
-        elif spec is not None:
+    for name in mechanical:
+        spec = named.get(name)
+        if spec is not None and spec is not False:
             commands[name] = GateCommand(
                 name=name,
                 command=spec.command,
@@ -221,7 +279,7 @@ def load_gates(view: RepoView, *, default_timeout: float, coverage_threshold: fl
             command, tool = detected[name]
             commands[name] = GateCommand(name=name, command=command, tool=tool, timeout=timeout)
         elif not config.detect:
-            missing[name] = f"no command in {CONFIG_PATH} (detection is off)"
+            missing[name] = f"no command in {CONFIG_PATH} and detection is off"
         else:
             missing[name] = why_not.get(name, f"no {name} command configured or detected")
-    return RepoGates(commands, missing, threshold, kind)
+    return RepoGates(commands, missing, off, threshold, kind)

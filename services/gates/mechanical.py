@@ -1,15 +1,20 @@
-"""Mechanical gates: run a gate's command and turn what it printed into a ``GateResult``."""
+"""Mechanical gates: run a gate's command and turn what it printed into a ``GateResult``.
+
+Fail closed: a gate that cannot run (its tool is missing where it runs, nothing was
+detected for it) is ``failed`` with ``not checked: <why>``; ``skipped`` is only for a
+gate turned off on purpose (``.mosaic/gates.toml``, YOLO mode).
+"""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from services.gates.config import GateCommand
+from services.gates.config import CONFIG_PATH, GateCommand
 from services.gates.runner import (
     TOOL_MISSING_EXIT,
     TOOL_MISSING_MARK,
-    CommandRunner,
+    GateRunner,
+    GateTarget,
     RunResult,
     guarded,
 )
@@ -54,9 +59,18 @@ def coverage_figure(output: str, pattern: str | None) -> float | None:
     return None
 
 
+NOT_CHECKED = "not checked: "
+TURNED_OFF = f"turned off in {CONFIG_PATH}"
+
+
 def skipped(name: str, reason: str) -> GateResult:
-    """A gate that did not run, and why (never reported as passed)."""
+    """A gate turned off on purpose, and by what (never reported as passed)."""
     return GateResult(name=name, status="skipped", excerpt=f"skipped: {reason}")
+
+
+def not_checked(name: str, reason: str, command: str | None = None) -> GateResult:
+    """A gate of the profile that could not run: failed, never skipped or passed."""
+    return GateResult(name=name, status="failed", excerpt=NOT_CHECKED + reason, command=command)
 
 
 def _missing_tool(result: RunResult) -> str | None:
@@ -83,27 +97,28 @@ def _result(
 
 async def run_gate(
     gate: GateCommand,
-    runner: CommandRunner,
-    worktree: Path,
+    runner: GateRunner,
+    target: GateTarget,
     *,
     timeout: float,
     excerpt_chars: int,
     max_output: int,
     coverage_threshold: float,
 ) -> GateResult:
-    """Run one mechanical gate; a missing tool is a skip, a non-zero exit a failure."""
+    """Run one mechanical gate in its own sandbox; a missing tool is "not checked"."""
     limit = min(gate.timeout, timeout)
     run = await runner.run(
         guarded(gate.command, gate.tool),
-        worktree,
+        target,
         timeout=limit,
         writable=gate.writable,
         max_output=max_output,
     )
     tool = _missing_tool(run)
     if tool is not None:
-        reason = f"skipped: {tool} is not installed where gates run ({runner.kind} runner)"
-        return _result(gate, run, "skipped", reason)
+        where = runner.where(target.environment)
+        reason = f"{NOT_CHECKED}{tool} is not installed where the gates run ({where})"
+        return _result(gate, run, "failed", reason)
     excerpt = trim(run.output, excerpt_chars)
     if run.truncated:
         excerpt += "\n[output truncated]"

@@ -32,6 +32,7 @@ _BASE_CANDIDATES = (
 )
 GIT_TIMEOUT_S = 60.0
 MAX_UNTRACKED_FILES = 200
+MAX_LISTED_FILES = 100_000
 
 
 def _git_env() -> dict[str, str]:
@@ -138,6 +139,20 @@ class RepoView:
             if found.code == 0:
                 return True
         return (self.worktree / path).exists()
+
+    def files(self) -> list[str]:
+        """Paths at the base and in the worktree (tracked or new, not ignored), for detection.
+
+        The union: a change can add files but cannot hide what the base has. At most
+        ``MAX_LISTED_FILES`` of each side.
+        """
+        names: dict[str, None] = {}
+        if self.base is not None:
+            tree = _git(self.worktree, "ls-tree", "-r", "-z", "--name-only", self.base, ok=(0, 128))
+            names.update(dict.fromkeys(n for n in tree.out.split("\0")[:MAX_LISTED_FILES] if n))
+        here = _git(self.worktree, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        names.update(dict.fromkeys(n for n in here.out.split("\0")[:MAX_LISTED_FILES] if n))
+        return list(names)
 
     def diff(self, max_chars: int) -> tuple[str, bool]:
         """The change against the base (committed, staged, unstaged and new files).

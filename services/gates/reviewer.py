@@ -4,6 +4,8 @@ Never the worker's conversation: the reviewer sees only the task's work items an
 diff (read-only context, no tools but the one it answers with) and must answer through
 ``submit_review`` so the answer is structured. A malformed answer is a failed gate with
 the reason; an unreachable model is ``ReviewerUnavailableError`` (the spawner retries).
+A reviewer that cannot run (no model key) fails the gate as "not checked": the review
+is off only where the repository says ``ai-review = false`` in ``.mosaic/gates.toml``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from anthropic.types import MessageParam, ToolChoiceToolParam, ToolParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gates.errors import ReviewerUnavailableError
-from services.gates.mechanical import trim
+from services.gates.mechanical import not_checked, trim
 from services.gates.profiles import AI_REVIEW
 from shared.messages.gates import GateResult
 from shared.settings import ModelSettings
@@ -170,19 +172,24 @@ class Reviewer:
         return self._client is not None
 
     def unavailable_reason(self) -> str:
-        """Why the reviewer is skipped when it is not available."""
-        return "no model provider key is set (scripted mode): the AI review did not run"
+        """Why the review cannot run when it is not available, and how to turn it off."""
+        return (
+            "no model provider key is set (ANTHROPIC_API_KEY with MOSAIC_PROVIDER=anthropic), "
+            "so the AI review cannot run; a repository turns it off with "
+            "`ai-review = false` in .mosaic/gates.toml"
+        )
 
     async def review(
         self, diff: str, truncated: bool, work_items: Sequence[str], log_extra: dict[str, str]
     ) -> GateResult:
         """Ask the model for a verdict on ``diff``; one ``ai-review`` result."""
         if self._client is None:
-            return GateResult(
-                name=AI_REVIEW, status="skipped", excerpt=f"skipped: {self.unavailable_reason()}"
-            )
+            return not_checked(AI_REVIEW, self.unavailable_reason())
         if not diff.strip():
-            return GateResult(name=AI_REVIEW, status="skipped", excerpt="skipped: empty diff")
+            # nothing the change could get wrong: the mechanical gates still ran
+            return GateResult(
+                name=AI_REVIEW, status="passed", excerpt="empty diff: nothing to review"
+            )
         message: MessageParam = {
             "role": "user",
             "content": review_prompt(diff, truncated, work_items),

@@ -1,30 +1,34 @@
-"""Gates settings, read from the environment (``GATES_*``)."""
+"""Gates settings, read from the environment (``GATES_*``).
+
+Where gate commands run is not a gates setting: they run in the sandbox the spawner
+uses (``MOSAIC_SANDBOX``, ``MOSAIC_SANDBOX_IMAGE``; ``shared.sandbox.settings``), in the
+environment the agent ran in.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-RunnerKind = Literal["auto", "docker", "local"]
+_GONE = {
+    "gates_sandbox": "GATES_SANDBOX",
+    "gates_image": "GATES_IMAGE",
+}
+"""Settings that no longer exist; set, they stop the service instead of being ignored."""
 
 
 class GatesSettings(BaseSettings):
-    """Where gate commands run, their bounds, and the thresholds gates apply."""
+    """The bounds of gate commands and the thresholds gates apply."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
-    gates_sandbox: RunnerKind = Field(
-        default="auto", validation_alias=AliasChoices("GATES_SANDBOX", "MOSAIC_SANDBOX")
-    )
-    """``docker`` (a hardened container per command), ``local`` or ``auto`` (docker if
-    the daemon answers and the image exists)."""
-    gates_image: str = Field(
-        default="mosaic/sandbox:latest",
-        validation_alias=AliasChoices("GATES_IMAGE", "MOSAIC_SANDBOX_IMAGE"),
-    )
+    gates_sandbox: str | None = None
+    """Gone (gates run in ``MOSAIC_SANDBOX``'s sandbox); refused when set."""
+    gates_image: str | None = None
+    """Gone (the environment image comes with each request); refused when set."""
     gates_concurrency: int = Field(default=4, ge=1)
     """Checks one gates process runs at once."""
     gates_gate_timeout_s: float = Field(default=300.0, gt=0)
@@ -44,13 +48,26 @@ class GatesSettings(BaseSettings):
     gates_max_output: int = Field(default=1_000_000, gt=0)
     """Bytes of a gate's output kept for parsing (the excerpt is trimmed from these)."""
     gates_tool_path: str = ""
-    """Directories (``:``-separated) put before ``PATH`` for local gate commands."""
+    """Host directories (``:``-separated) put before ``PATH`` in ``none`` and ``bwrap``
+    sandboxes (docker's image is its own environment)."""
     gates_own_tools: bool = True
-    """Also put this interpreter's ``bin`` directory on the local runner's ``PATH``, so
-    the ruff, mypy, pytest and coverage installed with Mosaic are found."""
+    """With ``MOSAIC_SANDBOX=none``, also put this interpreter's ``bin`` directory on
+    ``PATH``, so the ruff, mypy, pytest and coverage installed with Mosaic are found."""
     gates_worktree_root: Path | None = None
     """Worktrees must lie under this directory; unset means ``MOSAIC_HOME``."""
     gates_memory_mb: int = Field(default=2048, gt=0)
     gates_cpus: float = Field(default=1.0, gt=0)
     gates_pids: int = Field(default=512, gt=0)
-    gates_docker_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_gone(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for field, name in _GONE.items():
+                if data.get(field) is not None or data.get(name) is not None:
+                    raise ValueError(
+                        f"{name} no longer exists: gate commands run in the sandbox the "
+                        "spawner uses (MOSAIC_SANDBOX, MOSAIC_SANDBOX_IMAGE), in the "
+                        "environment the agent ran in; unset it"
+                    )
+        return data

@@ -49,6 +49,7 @@ from services.gateway.settings import GatewaySettings
 from shared.bus import make_broker, make_valkey
 from shared.queue import ensure_stream
 from shared.settings import NatsSettings, QualitySettings, ValkeySettings
+from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
 
@@ -168,6 +169,7 @@ def create_app(
             feed=feed,
             metrics=gateway_metrics,
             settings=settings,
+            spawners=SpawnerRegistry(redis, settings.state_prefix),
             kill_wait_seconds=settings.kill_wait_seconds,
         )
         if quality.yolo_mode:

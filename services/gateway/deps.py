@@ -13,6 +13,7 @@ from services.gateway.feed import FeedHub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from shared.settings import QualitySettings
+from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
 
@@ -30,6 +31,7 @@ class Resources:
     feed: FeedHub
     metrics: GatewayMetrics
     settings: GatewaySettings
+    spawners: SpawnerRegistry
     kill_wait_seconds: float = 5.0
 
 

@@ -27,14 +27,38 @@ class SpawnAccepted(_Out):
     duplicate: bool = False
 
 
+class SpawnerView(_Out):
+    """What one live spawner runs agents with, or why it runs none."""
+
+    instance: str
+    ready: bool
+    problems: list[str] = []
+    sandbox: str | None = None
+    unsafe: bool = False
+    environment: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    slots: int = 0
+
+
 class Health(_Out):
-    """``GET /health`` (the original spec's shape, plus YOLO and dependency status)."""
+    """``GET /health`` (the original spec's shape, plus YOLO, dependencies and spawners).
+
+    ``status`` follows NATS and Valkey only (the gateway's own health); whether agents
+    can run is in ``spawners`` and ``warnings``.
+    """
 
     status: Literal["healthy", "degraded"]
     uptime: float
     timestamp: datetime
     quality_gates_disabled: bool = False
     checks: dict[str, str] = {}
+    spawners: list[SpawnerView] = []
+    """Live spawners (heartbeat not expired), by instance name."""
+    unsafe: bool = False
+    """True when a live spawner runs agents without a sandbox (``MOSAIC_SANDBOX=none``)."""
+    warnings: list[str] = []
+    """What an operator should know: unsafe spawners, no spawner able to run agents."""
 
 
 class AgentList(_Out):

@@ -18,6 +18,7 @@ from shared.messages.base import utcnow
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
 from shared.queue import publish_task
 from shared.repository import local_path
+from shared.spawners import NoSpawnerReadyError, SpawnerRegistry, why_not_ready
 from shared.tracker import AgentTracker
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,14 @@ async def submit(
     connected: bool,
     default_profile: str,
     yolo: bool,
+    spawners: SpawnerRegistry,
 ) -> tuple[AgentRecord, bool]:
-    """Store and queue a task; returns (record, created). A known task id is not re-queued."""
+    """Store and queue a task; returns (record, created). A known task id is not re-queued.
+
+    Raises ``NoSpawnerReadyError`` (503, nothing stored) when spawners run but none can
+    run an agent (no sandbox, no model): queueing would only hide the reason. With no
+    spawner registered at all the task is queued and waits for one.
+    """
     if not connected:  # fail fast: never 202 for a task JetStream may not have stored
         raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
     path = local_path(request.context.repository)
@@ -53,6 +60,9 @@ async def submit(
         existing = await store.agent_for_task(request.task_id)
         if existing is not None:
             return await store.require_agent(existing), False
+        problem = why_not_ready(await spawners.live())
+        if problem is not None:
+            raise NoSpawnerReadyError(problem)
         record = AgentRecord(
             agent_id=new_agent_id(),
             task_id=request.task_id,

@@ -18,11 +18,13 @@ from typing import Any
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.kills import Running
+from services.spawner.readiness import environment_of
 from services.spawner.runtime import tools
 from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.settings import SpawnerSettings
+from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironment
 from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
@@ -67,6 +69,15 @@ class RunContext:
     instance: str
     deployment: str | None = None
     """This system's id (``shared.deployment``): labels and scopes its sandbox containers."""
+    default_image: str | None = None
+    """The image a docker sandbox runs when the spec names none (for the record)."""
+    environments: Environments | None = None
+    """Builds repositories' declared environments; by default from ``sandboxes`` (its
+    Docker client) and the tracker's Valkey, so no spawner runs without it."""
+
+    def __post_init__(self) -> None:
+        if self.environments is None:
+            self.environments = Environments.for_sandboxes(self.sandboxes, self.tracker.store)
 
 
 class AgentRun:
@@ -84,12 +95,16 @@ class AgentRun:
         self._worktree: WorktreeReady | None = None
         self._worktree_asked = False  # remove even if the create's answer never came
         self._sandbox: Sandbox | None = None
+        self._environment: PreparedEnvironment = NO_ENVIRONMENT
         self._pushed: PushDone | None = None
         self._committed = False  # this attempt made a commit (pushed or not)
         self._told_unchanged = False  # the agent was told its worktree has no change
         self._unchanged = False  # it finished again anyway: complete with nothing pushed
         self._fatal: BaseException | None = None
         self._gate_results: list[dict[str, Any]] = []
+        self.environment: str | None = None
+        """What the agent's commands run on, when something more precise than the
+        sandbox's default is known (a built environment); recorded as the attempt starts."""
 
     async def execute(self) -> Verdict:
         """Run to a final state; never leaves the sandbox or worktree behind."""
@@ -121,6 +136,9 @@ class AgentRun:
             )
         )
         assert self._worktree.path is not None
+        self._environment = await self._prepare_environment()
+        if self._environment.image is not None:
+            self.environment = f"image {self._environment.image} (from {self._environment.source})"
         spec = SandboxSpec(
             agent_id=self.agent_id,
             task_id=self.task_id,
@@ -128,6 +146,8 @@ class AgentRun:
             network=req.options.network,
             owner=ctx.instance,
             deployment=ctx.deployment,
+            image=self._environment.image,
+            env=self._environment.env_pairs(),
         )
         self._sandbox = await ctx.sandboxes.create(spec)
         await ctx.tracker.transition(
@@ -139,7 +159,7 @@ class AgentRun:
                 "started_at": utcnow(),
                 "worktree": self._worktree.path,
                 "agent_branch": self._worktree.branch,
-                "sandbox": self._sandbox.kind,
+                **self._what_runs(spec),
             },
         )
         outcome = await run_agent(
@@ -153,6 +173,38 @@ class AgentRun:
         if self._fatal is not None:
             raise self._fatal
         return outcome
+
+    def _what_runs(self, spec: SandboxSpec) -> dict[str, Any]:
+        """The record's provider, model, sandbox and environment for this attempt."""
+        assert self._sandbox is not None
+        kind, model = self._sandbox.kind, self.ctx.model
+        return {
+            "sandbox": kind,
+            "unsafe": self.ctx.sandboxes.unsafe,
+            "environment": self.environment
+            or environment_of(kind, spec.image or self.ctx.default_image),
+            "provider": model.provider(),
+            "model": model.model_name(),
+        }
+
+    async def _prepare_environment(self) -> PreparedEnvironment:
+        """The repository's environment at the worktree's base commit, built if needed.
+
+        A declaration error, a failed build or a sandbox that cannot run images ends the
+        task ``failed`` (not retried); the build's progress goes out as agent events.
+        """
+        assert self._worktree is not None
+        assert self.ctx.environments is not None
+        repo = self._worktree.repo_path
+
+        async def progress(detail: dict[str, Any]) -> None:
+            await self.ctx.tracker.record(
+                self.agent_id, self.task_id, "progress", {"step": "environment", **detail}
+            )
+
+        return await self.ctx.environments.prepare(
+            Path(repo) if repo else None, self._worktree.base_commit, progress=progress
+        )
 
     def _bounds(self) -> Bounds:
         s = self.ctx.settings
@@ -229,6 +281,8 @@ class AgentRun:
                 yolo=yolo,
                 base=self._worktree.base_commit,
                 work_items=tuple(req.context.work_items),
+                environment_image=self._environment.image,
+                environment_env=self._environment.env,
             )
         )
         await self._record_gates(decision)

@@ -12,11 +12,13 @@ import logging
 
 from faststream import FastStream
 from nats.aio.msg import Msg
+from redis.asyncio import Redis
 
 from services.spawner.agent_run import RunContext
 from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
 from services.spawner.kills import KillRegistry
+from services.spawner.readiness import Heartbeat, Readiness, assess
 from services.spawner.settings import SpawnerSettings
 from services.spawner.worker import Worker
 from shared import queue, subjects
@@ -31,10 +33,10 @@ from shared.sandbox.docker import DockerSandboxFactory
 from shared.sandbox.host import HostSandboxFactory
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.reaper import run_reaper
-from shared.sandbox.select import sandbox_factory
 from shared.sandbox.settings import SandboxSettings
 from shared.service import add_health, instance_name
 from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
+from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
 
@@ -59,11 +61,49 @@ def create_app(
     kills = KillRegistry()
     held: dict[str, object] = {}
 
+    sandbox_settings = SandboxSettings()
+    model_settings = model or ModelSettings()
+    instance = instance_name("spawner")
+
+    @app.on_startup
+    async def prepare() -> None:
+        # Before the broker starts, so the record exists once the health probe answers.
+        redis = make_valkey(valkey)
+        held["redis"] = redis
+        readiness = await assess(model_settings, sandbox_settings, sandboxes)
+        heartbeat = Heartbeat(
+            SpawnerRegistry(redis, settings.state_prefix),
+            readiness.capability(instance, settings.spawner_concurrency),
+            settings.spawner_heartbeat_s,
+            settings.spawner_record_ttl_s,
+        )
+        await heartbeat.beat()
+        held.update(readiness=readiness, heartbeat=heartbeat)
+
     @app.after_startup
     async def start() -> None:
-        redis = make_valkey(valkey)
+        readiness = held["readiness"]
+        heartbeat = held["heartbeat"]
+        assert isinstance(readiness, Readiness)
+        assert isinstance(heartbeat, Heartbeat)
+        heartbeat.start()
+        nc = broker.connection
+        # the queue's consumers, even when not ready: tasks queued meanwhile are counted
+        await queue.ensure_consumers(
+            nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
+        )
+        if readiness.factory is None or not readiness.ready:
+            log.error("spawner NOT ready, it takes no task: %s", "; ".join(readiness.problems))
+            return
+        redis = held["redis"]
+        assert isinstance(redis, Redis)
         store = StateStore(redis, prefix=settings.state_prefix)
-        factory = sandboxes or await sandbox_factory(SandboxSettings())
+        factory = readiness.factory
+        if factory.unsafe:
+            log.warning(
+                "MOSAIC_SANDBOX=none: agents run as bare host processes, NOT isolated "
+                "(shown as unsafe in /health and every agent's status)"
+            )
         if (
             isinstance(factory, (HostSandboxFactory, BwrapSandboxFactory))
             and factory.groups is None
@@ -77,15 +117,12 @@ def create_app(
             gitops=GitOps(broker, settings.gitops_timeout_s),
             gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts),
             sandboxes=factory,
-            model=model or ModelSettings(),
+            model=model_settings,
             quality=quality or QualitySettings(),
             settings=settings,
-            instance=instance_name("spawner"),
+            instance=instance,
             deployment=deployment,
-        )
-        nc = broker.connection
-        await queue.ensure_consumers(
-            nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
+            default_image=readiness.default_image,
         )
         worker = Worker(ctx, kills)
         dispatcher = Dispatcher(
@@ -121,15 +158,23 @@ def create_app(
             dispatcher.pause()
         held["reaper"] = _start_reaper(factory, store, deployment)
         held.update(
-            redis=redis,
             dispatcher=dispatcher,
             subs=subs,
             intake=asyncio.create_task(dispatcher.run()),
         )
-        log.info("spawner ready: %d slots, sandbox %s", settings.spawner_concurrency, factory.kind)
+        log.info(
+            "spawner ready: %d slots, sandbox %s, provider %s (model %s)",
+            settings.spawner_concurrency,
+            factory.kind,
+            model_settings.provider(),
+            model_settings.model_name(),
+        )
 
     @app.on_shutdown
     async def stop() -> None:
+        heartbeat = held.get("heartbeat")
+        if isinstance(heartbeat, Heartbeat):  # first: the gateway stops counting on us
+            await heartbeat.stop()
         dispatcher = held.get("dispatcher")
         if isinstance(dispatcher, Dispatcher):
             await dispatcher.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,4 +27,8 @@ class SpawnerSettings(BaseSettings):
     agent_max_turns: int = 50
     agent_default_timeout_s: float = 1800.0
     agent_max_tokens: int = 2_000_000
+    spawner_heartbeat_s: float = Field(default=5.0, gt=0)
+    """How often the spawner refreshes its capability record (``shared.spawners``)."""
+    spawner_record_ttl_s: float = Field(default=15.0, gt=0)
+    """How long a record counts without a refresh: a spawner silent this long is dead."""
     state_prefix: str = "mosaic"

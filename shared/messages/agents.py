@@ -73,6 +73,15 @@ class AgentRecord(Message):
     worktree: str | None = None
     salvage_branch: str | None = None
     sandbox: str | None = None
+    """The sandbox kind the attempt runs in: ``docker``, ``bwrap`` or ``none``."""
+    unsafe: bool = False
+    """True when the agent runs as bare host processes (``MOSAIC_SANDBOX=none``)."""
+    environment: str | None = None
+    """What its commands run on: "image mosaic/sandbox:latest", "host tools (bwrap)"…"""
+    provider: str | None = None
+    """The model provider: ``anthropic`` or ``scripted``."""
+    model: str | None = None
+    """The model name (``scripted`` for scripted plans)."""
     spawner: str | None = None
     attempts: int = 0
     turns: int = 0

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
+from pydantic import Field, field_validator
+
 from shared.messages.base import Failure, Message
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 GatePhase = Literal["pre-commit", "pre-push"]
 GateStatus = Literal["passed", "failed", "skipped"]
@@ -16,6 +21,11 @@ class GateCheckRequested(Message):
     ``base`` (a commit or ref the worktree branched from) and ``work_items`` are
     optional: without ``base`` the gates service finds the merge base with the remote's
     default branch; ``work_items`` give the AI reviewer the task's intent.
+
+    ``environment_image`` and ``environment_env`` are the environment the agent ran in
+    (the spawner fills them), so the gates run where the agent ran: the image of its
+    docker sandbox (``None``: the sandbox backend's default) and the repository's
+    declared, non-secret environment variables.
     """
 
     agent_id: str
@@ -26,12 +36,24 @@ class GateCheckRequested(Message):
     yolo: bool = False
     base: str | None = None
     work_items: tuple[str, ...] = ()
+    environment_image: str | None = Field(default=None, min_length=1, max_length=512)
+    environment_env: dict[str, str] = {}
+
+    @field_validator("environment_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not _ENV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"not environment variable names: {', '.join(sorted(bad))[:200]}")
+        return value
 
 
 class GateResult(Message):
     """One gate's verdict; ``figure`` carries a measured value such as coverage.
 
-    ``excerpt`` is a trimmed piece of the gate's output (or, when skipped, the reason);
+    ``excerpt`` is a trimmed piece of the gate's output, or why it did not run: a gate
+    that could not run is ``failed`` with ``not checked: <why>``; only a gate turned off
+    in the repository's ``.mosaic/gates.toml`` (or by YOLO mode) is ``skipped``.
     ``command`` is what ran, when something ran.
     """
 
@@ -44,10 +66,10 @@ class GateResult(Message):
 
 
 class GateDecision(Message):
-    """Approved only when every required gate passed (skipped gates do not block).
+    """Approved only when no gate failed and at least one gate ran and passed.
 
-    ``summary`` says in one line what happened, and says loudly when nothing was
-    checked at all (every gate of the profile skipped).
+    Skipped gates (turned off explicitly) do not block; a check where nothing would
+    run is an ``error``, never an approval. ``summary`` says in one line what happened.
     """
 
     approved: bool

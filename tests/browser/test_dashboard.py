@@ -122,6 +122,20 @@ def test_operator_sees_agents_live_and_kills_one(
         ).text.startswith(("1 turns", "2 turns", "3 turns")),
         "progress on the doomed agent",
     )
+    # what runs it: MOSAIC_SANDBOX=none is shown as unsafe, in red, row and banner
+    runs_on = f'tr[data-agent-id="{doomed}"] .runs-on'
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.CSS_SELECTOR, f"{runs_on} .sandbox").text == "none · UNSAFE",
+        "the unsafe sandbox on the row",
+    )
+    sandbox = driver.find_element(By.CSS_SELECTOR, f"{runs_on} .sandbox")
+    assert sandbox.get_attribute("data-unsafe") == "true"
+    assert "201, 42, 42" in sandbox.value_of_css_property("background-color")  # --bad
+    cell = driver.find_element(By.CSS_SELECTOR, runs_on).text
+    assert "host tools (no sandbox)" in cell
+    assert "scripted" in cell
+    wait_for(driver, lambda d: d.find_element(By.ID, "unsafe-banner").is_displayed(), "banner")
 
     def click_kill(d: Any) -> bool:  # the row may re-render between find and click
         d.find_element(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill').click()

@@ -78,6 +78,13 @@ def test_health_is_open_and_shaped_as_the_spec(system: Supervisor) -> None:
     assert body["status"] == "healthy"
     assert isinstance(body["uptime"], float)
     assert "T" in body["timestamp"]
+    # MOSAIC_SANDBOX=none is asked for by name here, and shown as unsafe
+    assert body["unsafe"] is True
+    [spawner] = body["spawners"]
+    assert spawner["ready"] is True
+    assert (spawner["sandbox"], spawner["provider"]) == ("none", "scripted")
+    assert spawner["environment"] == "host tools (no sandbox)"
+    assert any("UNSAFE" in w and "MOSAIC_SANDBOX=none" in w for w in body["warnings"])
 
 
 def test_task_completes_and_its_commit_lands_on_the_remote(
@@ -98,6 +105,12 @@ def test_task_completes_and_its_commit_lands_on_the_remote(
     assert git(remote_repo, "show", f"{record['pushedBranch']}:hello.py") == "print('hello')"
     # worktree removed
     assert record["worktree"] is None
+    # what ran it, for every reader of the status
+    assert record["provider"] == "scripted"
+    assert record["model"] == "scripted"
+    assert record["sandbox"] == "none"
+    assert record["environment"] == "host tools (no sandbox)"
+    assert record["unsafe"] is True
     events = http.get(f"/agents/{agent_id}/events").json()
     states = [e["state"] for e in events if e["kind"] in ("state", "task_state")]
     assert states[:3] == ["spawning", "assigned", "running"]

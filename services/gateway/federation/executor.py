@@ -26,6 +26,7 @@ from shared.federation.peers import Peer
 from shared.messages.agents import AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
 from shared.messages.tasks import SpawnAgentRequest
+from shared.spawners import NoSpawnerReadyError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ class RepositoryRefusedError(CommandRefusedError):
 
     code = "repository_not_allowed"
     status = 403
+
+
+class NotReadyError(CommandRefusedError):
+    """No spawner here can run an agent (no sandbox, no model); nothing was stored."""
+
+    code = "no_spawner_ready"
+    status = 503
+    retryable = True
 
 
 class InvalidCommandError(CommandRefusedError):
@@ -128,9 +137,12 @@ async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
                 connected=deps.broker.connection.is_connected,
                 default_profile=deps.quality.default_gate_profile,
                 yolo=deps.quality.yolo_mode,
+                spawners=deps.spawners,
             )
         except InvalidInputError as exc:
             raise InvalidCommandError(f"payload.{exc.message}") from exc
+        except NoSpawnerReadyError as exc:
+            raise NotReadyError(exc.message) from exc
         if created:
             await fed.ownership.record(peer.peer_id, record.agent_id)
     if created:

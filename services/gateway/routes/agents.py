@@ -29,6 +29,16 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorResponse, "description": "invalid input; names the field"},
     503: {"model": ErrorResponse, "description": "NATS or Valkey unavailable; nothing stored"},
 }
+_SPAWN_503: dict[int | str, dict[str, object]] = {
+    503: {
+        "model": ErrorResponse,
+        "description": (
+            "nothing stored: NATS or Valkey unavailable (`unavailable`), or spawners run "
+            "but none can run an agent (`no_spawner_ready`: the message names what to "
+            "install or set, e.g. a sandbox or ANTHROPIC_API_KEY / MOSAIC_PROVIDER)"
+        ),
+    }
+}
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "no such agent"}
 }
@@ -72,6 +82,7 @@ _SPAWN_EXAMPLES = {
     response_model=SpawnAccepted,
     responses={
         **_ERRORS,
+        **_SPAWN_503,
         200: {"model": SpawnAccepted, "description": "task id already known: its agent"},
         202: {"model": SpawnAccepted, "description": "queued durably"},
         413: {"model": ErrorResponse, "description": "body too large"},
@@ -101,6 +112,7 @@ async def spawn(
         connected=deps.broker.connection.is_connected,
         default_profile=deps.quality.default_gate_profile,
         yolo=deps.quality.yolo_mode,
+        spawners=deps.spawners,
     )
     accepted = SpawnAccepted(
         agent_id=record.agent_id,

@@ -89,6 +89,11 @@ async function loadBanners() {
   try {
     const health = await fetch("/health").then((r) => r.json());
     $("yolo-banner").hidden = !health.qualityGatesDisabled;
+    $("unsafe-banner").hidden = !health.unsafe;
+    // what an operator must fix before agents run (the UNSAFE warning has its own banner)
+    const problems = (health.warnings || []).filter((w) => !w.startsWith("UNSAFE"));
+    $("spawner-banner").textContent = problems.join(" · ");
+    $("spawner-banner").hidden = problems.length === 0;
   } catch (_) { /* the feed shows the connection state */ }
   try {
     const hold = await api("GET", "/agents/hold");
@@ -268,9 +273,23 @@ function row(agent) {
     el("td", { class: "progress" },
       el("span", { text: `${agent.turns || 0} turns · ${(agent.tokensUsed || 0).toLocaleString()} tokens` }),
       el("span", { class: "sub", text: agent.lastTool ? `last tool: ${agent.lastTool}` : "" })),
+    runsOn(agent),
     el("td", { class: "uptime", text: uptime(agent) }),
     gates,
     action);
+}
+
+function runsOn(agent) {
+  const cell = el("td", { class: "runs-on" });
+  if (!agent.sandbox) return cell;
+  const sandbox = el("span", { class: "sandbox", "data-unsafe": String(Boolean(agent.unsafe)),
+    text: agent.unsafe ? `${agent.sandbox} · UNSAFE` : agent.sandbox });
+  if (agent.unsafe) sandbox.title = "no sandbox (MOSAIC_SANDBOX=none): commands run as host processes";
+  const model = agent.model && agent.model !== agent.provider ? `${agent.provider} · ${agent.model}` : agent.provider;
+  cell.append(sandbox,
+    el("span", { class: "sub environment", text: agent.environment || "" }),
+    el("span", { class: "sub model", text: model || "" }));
+  return cell;
 }
 
 function render() {

@@ -1,4 +1,4 @@
-"""Fixtures of the gates tests: sample repositories and a checker on the local runner."""
+"""Fixtures of the gates tests: sample repositories and a checker on bare-host sandboxes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 
 from services.gates.logic import GateChecker
 from services.gates.reviewer import Reviewer
-from services.gates.runner import LocalRunner, tool_path
+from services.gates.runner import FixedSandboxes, SandboxSource
 from services.gates.settings import GatesSettings
 from shared.messages.audit import AuditEntry
+from shared.sandbox.host import HostSandboxFactory
 from shared.settings import ModelSettings
 from tests.fakes.fixtures import (  # noqa: F401
     fake_messages_api,
@@ -38,7 +39,7 @@ def sample(tmp_path: Path, mypy_cache: Path) -> Path:
 
 
 def gates_settings(**overrides: Any) -> GatesSettings:
-    values: dict[str, Any] = {"GATES_SANDBOX": "local", "GATES_CHECK_BUDGET_S": 120}
+    values: dict[str, Any] = {"GATES_CHECK_BUDGET_S": 120}
     values.update(overrides)
     return GatesSettings(**values)
 
@@ -58,10 +59,16 @@ MakeChecker = Callable[..., GateChecker]
 
 @pytest.fixture
 async def make_checker(tmp_path: Path) -> AsyncIterator[MakeChecker]:
-    """``make_checker(model=..., **settings)`` -> a checker on the local runner."""
+    """``make_checker(model=..., sandboxes=..., **settings)`` -> a checker.
+
+    Its gate commands run in ``none`` sandboxes (bare host processes, with Mosaic's own
+    tools on ``PATH``) unless ``sandboxes`` says otherwise.
+    """
     made: list[Reviewer] = []
 
-    def make(model: ModelSettings = NO_MODEL, **overrides: Any) -> GateChecker:
+    def make(
+        model: ModelSettings = NO_MODEL, sandboxes: SandboxSource | None = None, **overrides: Any
+    ) -> GateChecker:
         settings = gates_settings(**overrides)
         reviewer = Reviewer(
             model,
@@ -71,8 +78,8 @@ async def make_checker(tmp_path: Path) -> AsyncIterator[MakeChecker]:
             excerpt_chars=settings.gates_excerpt_chars,
         )
         made.append(reviewer)
-        runner = LocalRunner(tool_path(settings.gates_tool_path, settings.gates_own_tools))
-        return GateChecker(settings, runner, reviewer, AuditLog(), tmp_path, actor="test")
+        source = sandboxes or FixedSandboxes(HostSandboxFactory())
+        return GateChecker(settings, source, reviewer, AuditLog(), tmp_path, actor="test")
 
     yield make
     for reviewer in made:

@@ -39,7 +39,10 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def gates_toml(mypy_cache: Path | None = None, *, only_tests: bool = False) -> str:
-    """The sample's gate commands (``only_tests``: the tests gate alone, no detection)."""
+    """The sample's gate commands (``only_tests``: the tests gate alone, no detection).
+
+    The AI review is turned off (these tests have no model; test_reviewer covers it).
+    """
     tests = f'tests = "{FAST} {PY} -m pytest -q tests"'
     if only_tests:
         return f"detect = false\ntimeout = 60\n\n[gates]\n{tests}\n"
@@ -49,7 +52,8 @@ def gates_toml(mypy_cache: Path | None = None, *, only_tests: bool = False) -> s
         f'typecheck = "{BIN}/mypy --strict{cache} calc"\n'
         f'lint = "{BIN}/ruff check --no-cache calc tests"\n'
         f"{tests}\n"
-        f'build = "{PY} build.py"\n\n'
+        f'build = "{PY} build.py"\n'
+        "ai-review = false\n\n"
         "[gates.coverage]\n"
         f'command = "{FAST} {PY} -m coverage run --source=calc -m pytest -q tests && '
         f'{PY} -m coverage report"\n'
@@ -138,3 +142,44 @@ def apply_defect(work: Path, defect: str) -> None:
         (work / "calc/VERSION").write_text("next\n")
     else:
         raise ValueError(defect)
+
+
+PLAIN = {
+    "shapes.py": (
+        '"""Rectangles."""\n\n\n'
+        "def area(w: int, h: int) -> int:\n    return w * h\n\n\n"
+        "def perimeter(w: int, h: int) -> int:\n    return 2 * (w + h)\n"
+    ),
+    "test_shapes.py": (
+        "from shapes import area, perimeter\n\n\n"
+        "def test_area() -> None:\n    assert area(2, 3) == 6\n\n\n"
+        "def test_perimeter() -> None:\n    assert perimeter(1, 1) == 4\n"
+    ),
+}
+"""A Python project of plain files: no pyproject.toml, no gates.toml, a pytest test."""
+
+BROKEN_PERIMETER = (
+    '"""Rectangles."""\n\n\n'
+    "def area(w: int, h: int) -> int:\n    return w * h\n\n\n"
+    "def perimeter(w: int, h: int) -> int:\n    return w + h\n"
+)
+"""An agent's bad change to ``shapes.py``: ``test_perimeter`` fails."""
+
+
+def build_plain(
+    root: Path,
+    *,
+    name: str = "plain",
+    files: dict[str, str] | None = None,
+    only: dict[str, str] | None = None,
+) -> Path:
+    """A committed repository of ``PLAIN`` plus ``files`` (or of ``only``), no remote."""
+    work = root / name
+    git(root, "init", "-q", "-b", "main", str(work))
+    for path, text in (only if only is not None else {**PLAIN, **(files or {})}).items():
+        target = work / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "plain")
+    return work

@@ -10,12 +10,13 @@ from faststream.nats import NatsBroker
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.gates.app import create_app
-from services.gates.runner import LocalRunner, tool_path
+from services.gates.runner import FixedSandboxes
 from shared import subjects
 from shared.audit import AUDIT_STREAM, KIND_GATE_SKIPPED, audit_subject
 from shared.bus import make_broker, request
 from shared.messages.audit import AuditEntry
 from shared.messages.gates import GateCheckRequested, GateDecision
+from shared.sandbox.host import HostSandboxFactory
 from shared.settings import HomeSettings, NatsSettings
 from tests.integration.gates.conftest import NO_MODEL, gates_settings
 from tests.integration.gates.samples import apply_defect, build_sample, gates_toml
@@ -25,13 +26,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 @pytest.fixture
 async def client(nats_url: str, tmp_path: Path) -> AsyncIterator[NatsBroker]:
-    """A running gates app (local runner, no model key) and a separate client broker."""
+    """A running gates app (bare-host sandboxes, no model key) and a separate client broker."""
     app = create_app(
         NatsSettings(nats_url=nats_url),
         gates_settings(),
         NO_MODEL,
         HomeSettings(mosaic_home=tmp_path),
-        runner=LocalRunner(tool_path("", own_tools=True)),
+        sandboxes=FixedSandboxes(HostSandboxFactory()),
     )
     assert app.broker is not None
     async with app.broker:

@@ -46,9 +46,9 @@ async def test_clean_sample_passes_every_mechanical_gate_under_strict(
         assert results[name].command
     assert results["coverage"].figure == 100.0
     review = results["ai-review"]
-    assert review.status == "skipped"
-    assert "no model provider key" in review.excerpt
-    assert "skipped: ai-review" in decision.summary
+    assert review.status == "skipped"  # turned off by the sample's gates.toml
+    assert review.excerpt == "skipped: turned off in .mosaic/gates.toml"
+    assert decision.summary.endswith("; skipped (turned off in .mosaic/gates.toml): ai-review")
     # the gates left nothing behind in the worktree
     assert git(sample, "status", "--porcelain", "--ignored") == ""
 
@@ -117,42 +117,73 @@ async def test_detection_fills_the_gates_the_file_does_not_name(
     work, _ = build_sample(tmp_path, gates=toml, remote=False, name="detect")
     decision = await make_checker(GATES_OWN_TOOLS=True).decide(ask(work, "standard"))
     results = by_name(decision)
-    assert results["lint"].command == "ruff check ."  # detected: a Python project
+    assert results["lint"].command == "python3 -m ruff check ."  # detected: a Python project
     assert results["lint"].status == "passed", results["lint"]
     assert results["tests"].status == "passed", results["tests"]
-    if subprocess.run(["sh", "-c", "command -v ruff"], capture_output=True).returncode == 0:
-        pytest.skip("ruff is installed on the host PATH")
-    # without Mosaic's own tools on PATH, a missing tool is a skip with the reason
+    assert decision.approved, decision
+    host_ruff = "python3 -c 'import ruff' || command -v ruff"
+    if subprocess.run(["sh", "-c", host_ruff], capture_output=True).returncode == 0:
+        pytest.skip("ruff is installed for the host's python3: it cannot be missing here")
+    # without Mosaic's own tools on PATH, the missing tool fails the gate: not checked
     bare = make_checker(GATES_OWN_TOOLS=False, GATES_TOOL_PATH="")
-    lint = by_name(await bare.decide(ask(work, "standard")))["lint"]
-    assert lint.status == "skipped"
-    assert "ruff is not installed" in lint.excerpt
+    decision = await bare.decide(ask(work, "standard"))
+    lint = by_name(decision)["lint"]
+    assert not decision.approved
+    assert lint.status == "failed"
+    assert lint.excerpt.startswith("not checked: ruff is not installed where the gates run")
+    assert "(none sandbox)" in lint.excerpt
+    assert decision.summary == "rejected: lint failed (not checked: lint)"
 
 
-async def test_every_gate_skipped_says_so_loudly(make_checker: MakeChecker, tmp_path: Path) -> None:
+async def test_nothing_detected_fails_every_gate_as_not_checked(
+    make_checker: MakeChecker, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q", "-b", "main")
     (empty / "notes.txt").write_text("no project here\n")
     decision = await make_checker().decide(ask(empty, "standard"))
-    assert decision.approved
-    assert all(r.status == "skipped" for r in decision.results)
-    assert decision.summary.startswith("NOTHING WAS CHECKED")
-    assert decision.results[-1].name == "all-skipped"
-    assert "NOTHING WAS CHECKED" in decision.results[-1].excerpt
-    assert "no Python or Node project detected" in decision.results[0].excerpt
+    assert not decision.approved
+    assert decision.error is None
+    assert [(r.name, r.status) for r in decision.results] == [
+        ("tests", "failed"),
+        ("lint", "failed"),
+    ]
+    for result in decision.results:
+        assert result.excerpt.startswith("not checked: nothing detected"), result.excerpt
+        assert "no Python (*.py) or Node (package.json) project" in result.excerpt
+    assert "NOTHING WAS CHECKED" not in decision.summary
+    assert decision.summary == "rejected: tests, lint failed (not checked: tests, lint)"
 
 
-async def test_disabled_and_timed_out_gates(make_checker: MakeChecker, tmp_path: Path) -> None:
+async def test_turned_off_and_timed_out_gates(make_checker: MakeChecker, tmp_path: Path) -> None:
     toml = 'timeout = 1\n[gates]\nlint = false\ntests = "sleep 30"\n'
     work, _ = build_sample(tmp_path, gates=toml, remote=False, name="slow")
     decision = await make_checker().decide(ask(work, "standard"))
     results = by_name(decision)
     assert results["lint"].status == "skipped"
-    assert "disabled in .mosaic/gates.toml" in results["lint"].excerpt
+    assert results["lint"].excerpt == "skipped: turned off in .mosaic/gates.toml"
     assert results["tests"].status == "failed"
     assert "timed out after 1s" in results["tests"].excerpt
     assert results["tests"].duration_ms < 5000
+    assert decision.summary == (
+        "rejected: tests failed; skipped (turned off in .mosaic/gates.toml): lint"
+    )
+
+
+async def test_every_gate_turned_off_is_an_error_not_an_approval(
+    make_checker: MakeChecker, tmp_path: Path
+) -> None:
+    toml = "[gates]\nlint = false\ntests = false\n"
+    work, _ = build_sample(tmp_path, gates=toml, remote=False, name="off")
+    decision = await make_checker().decide(ask(work, "standard"))
+    assert not decision.approved
+    assert decision.error is not None
+    assert decision.error.code == "bad_gates_config"
+    assert not decision.error.retryable
+    assert "nothing would be checked" in decision.error.message
+    # minimal needs only tests: turned off there too, still refused
+    assert (await make_checker().decide(ask(work, "minimal"))).error is not None
 
 
 async def test_bad_requests_become_errors_not_crashes(

@@ -144,11 +144,28 @@ async def test_refused_credentials_are_an_error_not_a_verdict(
     assert "sk-ant" not in decision.error.message
 
 
-async def test_no_key_skips_the_review_with_the_reason(
+async def test_no_key_fails_the_review_closed_with_the_reason(
     make_checker: MakeChecker, changed: Path
 ) -> None:
     decision = await make_checker().decide(ask(changed))
     review = review_of(decision.results)
-    assert decision.approved
+    assert not decision.approved
+    assert decision.error is None
+    assert review.status == "failed"
+    assert review.excerpt.startswith("not checked: no model provider key is set")
+    assert "ai-review = false" in review.excerpt  # says how to turn it off
+    assert "rejected: ai-review failed (not checked: ai-review)" in decision.summary
+
+
+async def test_a_review_turned_off_in_gates_toml_is_skipped_and_says_so(
+    make_checker: MakeChecker, tmp_path: Path
+) -> None:
+    work, _ = build_sample(tmp_path, gates=QUICK + "ai-review = false\n", name="no-review")
+    apply_defect(work, "failing-test")
+    decision = await make_checker().decide(ask(work))
+    review = review_of(decision.results)
+    assert decision.approved, decision
     assert review.status == "skipped"
-    assert "no model provider key is set (scripted mode)" in review.excerpt
+    assert review.excerpt == "skipped: turned off in .mosaic/gates.toml"
+    assert "skipped (turned off in .mosaic/gates.toml): " in decision.summary
+    assert "ai-review" in decision.summary

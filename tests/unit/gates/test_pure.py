@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 
 from services.gates.config import first_tool, parse_gates_file
 from services.gates.errors import GateConfigError
 from services.gates.mechanical import coverage_figure, trim
 from services.gates.profiles import gates_of
 from services.gates.reviewer import ReviewAnswer, parse_answer, review_prompt
-from services.gates.runner import TOOL_MISSING_MARK, guarded
+from services.gates.runner import (
+    TOOL_MISSING_EXIT,
+    TOOL_MISSING_MARK,
+    guarded,
+    host_path_prefix,
+    preamble,
+    split_tool,
+    tool_label,
+)
+from services.gates.settings import GatesSettings
 from shared.audit import audit_subject
 from shared.messages.audit import AuditEntry
+from shared.messages.gates import GateCheckRequested
 
 pytestmark = pytest.mark.unit
 
@@ -64,6 +78,9 @@ def test_bad_gates_files_name_the_problem(text: str, message: str) -> None:
         ("ruff check .", "ruff"),
         ("FOO=1 BAR=x /venv/bin/pytest -q", "/venv/bin/pytest"),
         ("./node_modules/.bin/tsc --noEmit", "./node_modules/.bin/tsc"),
+        ("python3 -m mypy --strict .", "python3 -m mypy"),
+        ("PYTHONPATH=. /venv/bin/python -m pytest -q", "/venv/bin/python -m pytest"),
+        ("node -m x", "node"),
         ("", ""),
     ],
 )
@@ -71,11 +88,94 @@ def test_first_tool(command: str, tool: str) -> None:
     assert first_tool(command) == tool
 
 
-def test_guard_quotes_the_tool() -> None:
-    script = guarded("x", "it's")
-    assert "'it'\\''s'" in script
-    assert TOOL_MISSING_MARK in script
+def sh(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False)
+
+
+def test_guard_runs_the_command_only_when_its_tool_is_there() -> None:
+    ran = sh(guarded("echo RAN", "sh"))
+    assert (ran.returncode, ran.stdout) == (0, "RAN\n")
+    missing = sh(guarded("echo RAN", "no-such-tool-'quoted' $(touch /tmp/x)"))
+    assert missing.returncode == TOOL_MISSING_EXIT
+    assert missing.stdout == f"{TOOL_MISSING_MARK}no-such-tool-'quoted' $(touch /tmp/x)\n"
     assert guarded("x", "") == "x"
+
+
+def test_a_python_module_tool_needs_the_module_importable() -> None:
+    python = Path(sys.executable).name
+    ok = sh(
+        f"PATH={Path(sys.executable).parent}:$PATH\n" + guarded("echo RAN", f"{python} -m json")
+    )
+    assert ok.stdout == "RAN\n"
+    gone = sh(
+        f"PATH={Path(sys.executable).parent}:$PATH\n"
+        + guarded("echo RAN", f"{python} -m no_such_module_here")
+    )
+    assert gone.returncode == TOOL_MISSING_EXIT
+    assert gone.stdout == f"{TOOL_MISSING_MARK}no_such_module_here\n"
+    assert split_tool("python3 -m ruff") == ("python3", "ruff")
+    assert tool_label("python3 -m ruff") == "ruff"
+    assert tool_label("npm") == "npm"
+
+
+def test_the_preamble_sends_caches_to_a_private_dir_and_sets_path(tmp_path: Path) -> None:
+    script = preamble("/opt/tools") + '\necho "$HOME|$COVERAGE_FILE|$PYTEST_ADDOPTS|$PATH"'
+    done = subprocess.run(
+        ["/bin/sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    home, coverage, addopts, path = done.stdout.strip().split("|")
+    assert Path(home).parent == tmp_path
+    assert Path(home).name.startswith("mosaic-gate.")
+    assert coverage == f"{home}/.coverage"
+    assert addopts == "-p no:cacheprovider"
+    assert path == "/opt/tools:/usr/bin:/bin"
+
+
+def test_host_tools_reach_only_the_backends_that_see_the_host() -> None:
+    own = str(Path(sys.executable).parent)
+    assert host_path_prefix("none", "/a:/b", own_tools=True) == f"/a:/b:{own}"
+    assert host_path_prefix("none", "", own_tools=False) == ""
+    assert host_path_prefix("bwrap", "/a", own_tools=True) == "/a"  # host tools = environment
+    assert host_path_prefix("docker", "/a", own_tools=True) == ""  # the image is
+
+
+@pytest.mark.parametrize("name", ["GATES_SANDBOX", "GATES_IMAGE"])
+def test_the_gates_own_sandbox_settings_are_gone_and_refused(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, "local")
+    with pytest.raises(ValidationError, match=f"{name} no longer exists"):
+        GatesSettings()
+    monkeypatch.delenv(name)
+    assert GatesSettings().gates_concurrency >= 1
+
+
+def test_ai_review_can_only_be_turned_off() -> None:
+    assert parse_gates_file("[gates]\nai-review = false\n").gates["ai-review"] is False
+    with pytest.raises(GateConfigError, match="ai-review takes no command"):
+        parse_gates_file('[gates]\nai-review = "true"\n')
+
+
+def test_requests_carry_the_environment_the_agent_ran_in() -> None:
+    asked = GateCheckRequested(
+        agent_id="a",
+        task_id="t",
+        worktree="/w",
+        environment_image="mosaic-env/x:1",
+        environment_env={"PIP_NO_INPUT": "1"},
+    )
+    wire = asked.model_dump(mode="json")
+    assert wire["environmentImage"] == "mosaic-env/x:1"
+    assert wire["environmentEnv"] == {"PIP_NO_INPUT": "1"}
+    assert GateCheckRequested.model_validate(wire) == asked
+    old = GateCheckRequested.model_validate({"agentId": "a", "taskId": "t", "worktree": "/w"})
+    assert (old.environment_image, old.environment_env) == (None, {})
+    with pytest.raises(ValidationError, match="not environment variable names"):
+        GateCheckRequested(agent_id="a", task_id="t", worktree="/w", environment_env={"A B": "1"})
 
 
 def test_trim_keeps_head_and_tail_and_drops_colour() -> None:

@@ -133,6 +133,44 @@ def test_make_provider_chooses_by_settings() -> None:
         make_provider(ModelSettings(MOSAIC_PROVIDER="anthropic"), spec)
 
 
+def test_no_key_and_no_provider_is_no_model_not_a_scripted_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "MOSAIC_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    bare = ModelSettings()
+    assert bare.provider() is None
+    assert bare.model_name() is None
+    problem = bare.problem()
+    assert problem is not None
+    assert "ANTHROPIC_API_KEY" in problem
+    assert "MOSAIC_PROVIDER" in problem
+    with pytest.raises(ProviderError, match="ANTHROPIC_API_KEY"):
+        make_provider(bare, make_spec())
+    # an empty setting is no setting (as a shell's VAR= means)
+    monkeypatch.setenv("MOSAIC_PROVIDER", "")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    assert ModelSettings().provider() is None
+    monkeypatch.setenv("CLAUDE_API_KEY", "k")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    keyed = ModelSettings()
+    assert (keyed.provider(), keyed.model_name(), keyed.problem()) == (
+        "anthropic",
+        "claude-sonnet-4-5",
+        None,
+    )
+    explicit = ModelSettings(MOSAIC_PROVIDER="scripted")
+    assert (explicit.provider(), explicit.model_name(), explicit.problem()) == (
+        "scripted",
+        "scripted",
+        None,
+    )
+    monkeypatch.delenv("CLAUDE_API_KEY")
+    keyless = ModelSettings(MOSAIC_PROVIDER="anthropic").problem()
+    assert keyless is not None
+    assert "ANTHROPIC_API_KEY" in keyless
+
+
 async def _local(tmp_path: Path) -> HostSandbox:
     spec = SandboxSpec(agent_id="unit", task_id="unit", worktree=tmp_path)
     return await HostSandboxFactory().create(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.spawner.runtime.errors import ProviderError
 from services.spawner.runtime.providers.base import (
     ModelTurn,
     Provider,
@@ -11,7 +12,7 @@ from services.spawner.runtime.providers.base import (
     Usage,
 )
 from services.spawner.runtime.types import AgentSpec
-from shared.settings import ModelSettings
+from shared.settings import NO_MODEL, ModelSettings
 
 __all__ = [
     "ModelTurn",
@@ -27,9 +28,12 @@ __all__ = [
 def make_provider(settings: ModelSettings, spec: AgentSpec) -> Provider:
     """A fresh provider for one agent run: ``anthropic`` or ``scripted`` per settings.
 
-    Raises ``ProviderError`` (anthropic without a key) or ``PlanError`` (a bad plan).
+    Raises ``ProviderError`` when no provider is set (no key, no ``MOSAIC_PROVIDER``:
+    never a silent scripted run) or anthropic has no key, ``PlanError`` for a bad plan.
     """
     kind = settings.provider()
+    if kind is None:
+        raise ProviderError(NO_MODEL)
     if kind == "anthropic":
         from services.spawner.runtime.providers.anthropic import AnthropicProvider
 
