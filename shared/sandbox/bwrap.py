@@ -34,9 +34,9 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.sandbox.base import SandboxError, SandboxSpec, SandboxUnavailableError
+from shared.sandbox.base import SandboxSpec, SandboxUnavailableError
 from shared.sandbox.envvars import DEFAULT_PATH, command_env
-from shared.sandbox.hostbacked import HostBackedSandbox
+from shared.sandbox.hostbacked import HostBackedSandbox, check_host_spec
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
 from shared.settings import HomeSettings, default_home
@@ -259,14 +259,7 @@ class BwrapSandboxFactory:
 
     async def create(self, spec: SandboxSpec) -> BwrapSandbox:
         """A sandbox on ``spec.worktree`` (which must exist); nothing runs until ``exec``."""
-        if spec.image is not None:
-            raise SandboxUnavailableError(
-                f"the repository declares an environment image ({spec.image}); that needs "
-                "the docker sandbox (bwrap runs on the host's tools): install Docker and set "
-                "MOSAIC_SANDBOX=docker or auto"
-            )
-        if not spec.worktree.is_dir():
-            raise SandboxError(f"worktree does not exist: {spec.worktree}")
+        check_host_spec(spec, self.kind)
         box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups)
         logger.info(
             "bwrap sandbox on %s",

@@ -11,10 +11,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from shared.sandbox.base import DirEntry, ExecResult, SandboxError, SandboxSpec
+from shared.sandbox.base import (
+    DirEntry,
+    ExecResult,
+    SandboxError,
+    SandboxSpec,
+    SandboxUnavailableError,
+)
 from shared.sandbox.hostfiles import WorktreeFiles
 from shared.sandbox.processes import ProcessGroups
 from shared.sandbox.procgroups import ProcessGroupRegistry
+
+
+def check_host_spec(spec: SandboxSpec, kind: str) -> None:
+    """Refuse what a host-process backend cannot honour: an environment image (the host's
+    tools are the environment) or a worktree that does not exist."""
+    if spec.image is not None:
+        raise SandboxUnavailableError(
+            f"the repository declares an environment image ({spec.image}); that needs the "
+            f"docker sandbox ({kind} runs on the host's tools): install Docker and set "
+            "MOSAIC_SANDBOX=docker or auto"
+        )
+    if not spec.worktree.is_dir():
+        raise SandboxError(f"worktree does not exist: {spec.worktree}")
 
 
 class HostBackedSandbox:

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.sandbox.base import Limits, SandboxError, SandboxPathError, SandboxSpec
+from shared.sandbox.base import (
+    Limits,
+    SandboxError,
+    SandboxPathError,
+    SandboxSpec,
+    SandboxUnavailableError,
+)
 
 from .conftest import WORKDIR, MakeBox, factory_for, none_marked, wait_marked
 
@@ -154,3 +160,9 @@ async def test_read_only_worktree(make_box: MakeBox, kind: str, worktree: Path) 
 async def test_missing_worktree_is_refused(kind: str, tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="does not exist"):
         await factory_for(kind, tmp_path).create(SandboxSpec("a", "t", tmp_path / "missing"))
+
+
+async def test_a_declared_environment_image_needs_docker(kind: str, tmp_path: Path) -> None:
+    spec = SandboxSpec("a", "t", tmp_path, image="mosaic-env/demo:abc")
+    with pytest.raises(SandboxUnavailableError, match="needs the docker sandbox"):
+        await factory_for(kind, tmp_path).create(spec)
