@@ -146,6 +146,15 @@ async def test_paths_are_confined(make_box: MakeBox, worktree: Path) -> None:
     assert (await box.exec("cat new/dir/file.txt", timeout=5)).output == "hello"
 
 
+async def test_git_entry_cannot_be_written(make_box: MakeBox, worktree: Path) -> None:
+    box = await make_box()
+    before = (worktree / ".git").read_text()
+    for path in (".git", "./.git", "src/../.git"):
+        with pytest.raises(SandboxError, match=r"\.git"):
+            await box.write_file(path, b"gitdir: /tmp/evil\n")
+    assert (worktree / ".git").read_text() == before
+
+
 async def test_read_only_worktree(make_box: MakeBox, kind: str, worktree: Path) -> None:
     box = await make_box(writable=False)
     with pytest.raises(SandboxError, match="read-only"):
