@@ -305,3 +305,44 @@ async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
         assert (tree / "here").stat().st_uid == 65534
     finally:
         shutil.rmtree(tree, ignore_errors=True)
+
+
+SPAWNER = """
+import asyncio, sys
+from pathlib import Path
+from shared.sandbox.base import SandboxSpec
+from shared.sandbox.bwrap import BwrapSandboxFactory
+
+async def main() -> None:
+    box = await BwrapSandboxFactory().create(SandboxSpec("a", "t", Path(sys.argv[1])))
+    await box.exec(sys.argv[2], timeout=600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_dead_spawner_takes_its_sandboxes_with_it(
+    factory: BwrapSandboxFactory, tmp_path: Path
+) -> None:
+    # The spawner is SIGKILLed: no finally runs, nobody kills anything; --die-with-parent
+    # must end bwrap and its whole namespace on its own.
+    marker = f"mosaic-orphan-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "wt").mkdir()
+    spawner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SPAWNER,
+            str(tmp_path / "wt"),
+            spawn_children(marker) + "sleep 1000",
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    try:
+        await wait_marked(marker, 3)
+        spawner.kill()
+        spawner.wait()
+        assert await none_marked(marker), [p.info["cmdline"] for p in marked(marker)]
+    finally:
+        if spawner.poll() is None:
+            spawner.kill()
