@@ -31,10 +31,12 @@ import logging
 import os
 import shutil
 import stat
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from shared.sandbox.base import SandboxSpec, SandboxUnavailableError
+from shared.sandbox.cgroups import SandboxCgroup, sweep
 from shared.sandbox.envvars import DEFAULT_PATH, command_env
 from shared.sandbox.hostbacked import HostBackedSandbox, check_host_spec
 from shared.sandbox.procgroups import ProcessGroupRegistry
@@ -176,8 +178,11 @@ class BwrapSandbox(HostBackedSandbox):
         bwrap: Path,
         settings: SandboxSettings,
         groups: ProcessGroupRegistry | None = None,
+        cgroup: SandboxCgroup | None = None,
     ) -> None:
-        super().__init__(spec, groups)
+        super().__init__(spec, groups, cgroup.join if cgroup is not None else None)
+        self.cgroup = cgroup
+        """Bounds all its commands together (pids, memory, CPU) where one could be made."""
         self.env = command_env(spec, path=DEFAULT_PATH, home=HOME, tmpdir="/tmp")  # noqa: S108
         root = str(self.root)
         bind = "--bind" if spec.writable else "--ro-bind"
@@ -199,6 +204,16 @@ class BwrapSandbox(HostBackedSandbox):
 
     def _launch(self) -> tuple[Path | None, Mapping[str, str]]:
         return None, {}  # bwrap itself gets nothing; the command gets --setenv's
+
+    async def kill(self) -> None:
+        """SIGKILL every running command's namespace (and whatever is left in the cgroup)."""
+        await super().kill()
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    async def _release(self) -> None:
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.remove)
 
 
 class BwrapSandboxFactory:
@@ -223,7 +238,11 @@ class BwrapSandboxFactory:
         return self._bwrap
 
     async def check(self) -> None:
-        """Run ``bwrap <the view> -- true`` once; ``SandboxUnavailableError`` saying why not."""
+        """Run ``bwrap <the view> -- true`` once; ``SandboxUnavailableError`` saying why not.
+
+        Also removes the cgroups a killed spawner left behind (``cgroups.sweep``).
+        """
+        await asyncio.to_thread(sweep)
         try:
             argv = [
                 str(self.bwrap),
@@ -260,10 +279,18 @@ class BwrapSandboxFactory:
     async def create(self, spec: SandboxSpec) -> BwrapSandbox:
         """A sandbox on ``spec.worktree`` (which must exist); nothing runs until ``exec``."""
         check_host_spec(spec, self.kind)
-        box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups)
+        name = f"{spec.agent_id}-{uuid.uuid4().hex[:8]}"
+        cgroup = await asyncio.to_thread(SandboxCgroup.create, name, spec.limits)
+        try:
+            box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                await asyncio.to_thread(cgroup.remove)
+            raise
         logger.info(
-            "bwrap sandbox on %s",
+            "bwrap sandbox on %s, cgroup limits: %s",
             spec.worktree,
+            ", ".join(cgroup.controllers) if cgroup else "none (rlimits only)",
             extra={"agent_id": spec.agent_id, "task_id": spec.task_id},
         )
         return box

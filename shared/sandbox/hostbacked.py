@@ -8,7 +8,7 @@ working directory and environment, and what ``close`` releases.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from shared.sandbox.base import (
@@ -41,10 +41,15 @@ class HostBackedSandbox:
 
     kind: str
 
-    def __init__(self, spec: SandboxSpec, groups: ProcessGroupRegistry | None = None) -> None:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        groups: ProcessGroupRegistry | None = None,
+        join: Callable[[], None] | None = None,
+    ) -> None:
         self.spec = spec
         self._files = WorktreeFiles(spec.worktree, spec.limits, writable=spec.writable)
-        self._processes = ProcessGroups(spec.agent_id, groups)
+        self._processes = ProcessGroups(spec.agent_id, groups, join)
         self._closed = False
 
     @property

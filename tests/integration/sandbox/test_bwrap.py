@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from shared.sandbox.base import SandboxSpec
+from shared.sandbox.base import Limits, SandboxSpec
 from shared.sandbox.bwrap import BwrapSandbox, BwrapSandboxFactory
+from shared.sandbox.cgroups import _bases
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
 from tests.conftest import git
@@ -310,7 +311,7 @@ async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
 SPAWNER = """
 import asyncio, sys
 from pathlib import Path
-from shared.sandbox.base import SandboxSpec
+from shared.sandbox.base import Limits, SandboxSpec
 from shared.sandbox.bwrap import BwrapSandboxFactory
 
 async def main() -> None:
@@ -319,6 +320,11 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+def cgroup_dirs() -> list[Path]:
+    """Every sandbox cgroup directory made under this process's cgroups."""
+    return [p for base in _bases().values() for p in base.glob("mosaic-*")]
 
 
 async def test_a_dead_spawner_takes_its_sandboxes_with_it(
@@ -343,6 +349,47 @@ async def test_a_dead_spawner_takes_its_sandboxes_with_it(
         spawner.kill()
         spawner.wait()
         assert await none_marked(marker), [p.info["cmdline"] for p in marked(marker)]
+        # its cgroup (where one could be made) is left behind, and the next check sweeps it
+        left = [p for p in cgroup_dirs() if p.name.startswith(f"mosaic-{spawner.pid}.")]
+        await BwrapSandboxFactory(factory.settings).check()
+        assert not any(p.exists() for p in left)
     finally:
         if spawner.poll() is None:
             spawner.kill()
+
+
+FORKS = """
+import os, time
+n = 0
+for _ in range(200):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    n += 1
+print("forked", n)
+"""
+
+
+async def test_cgroup_bounds_processes_even_for_root(
+    factory: BwrapSandboxFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "wt").mkdir()
+    sandbox = await factory.create(SandboxSpec("a", "t", tmp_path / "wt", limits=Limits(pids=48)))
+    try:
+        if sandbox.cgroup is None or not {"pids", "unified"} & set(sandbox.cgroup.controllers):
+            pytest.skip("no writable cgroup here (needs root or a delegated cgroup subtree)")
+        dirs = list(sandbox.cgroup.dirs.values())
+        # a fork bomb held by the cgroup: RLIMIT_NPROC alone would not stop root
+        _, out = await run(sandbox, f"python3 -c '{FORKS}'")
+        forked = int(out.split("forked")[-1])
+        assert 0 < forked < 48
+        code, out = await run(sandbox, "echo alive")
+        assert (code, out.strip()) == (0, "alive")
+    finally:
+        await sandbox.close()
+    assert not any(d.exists() for d in dirs)  # removed with the sandbox
+    assert not [p for p in cgroup_dirs() if p in dirs]
