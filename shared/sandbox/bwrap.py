@@ -3,8 +3,8 @@
 Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process group
 (``shared.sandbox.processes``: rlimits, output, timeout, kill, registry). The view:
 
-- new user, pid, net (unless ``spec.network``), ipc, uts and (where possible) cgroup
-  namespaces; every capability dropped; no nested user namespaces;
+- new user, pid, net, ipc, uts and (where possible) cgroup namespaces; every
+  capability dropped; no nested user namespaces;
 - the host's system directories read-only (``/usr``, ``/etc``, ``/opt`` and the
   ``/bin``, ``/lib*`` links or directories), nothing else of the host: no ``/home``,
   ``/root``, ``/var``, ``/run``, ``/srv``, ``/tmp``, ``/sys``; inside those read-only
@@ -15,12 +15,16 @@ Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process gr
 - a fresh ``/proc`` of the new pid namespace, a minimal ``/dev``, private tmpfs ``/tmp``
   and ``$HOME`` (``/home/agent``), an allowlisted environment (``envvars``).
 
-A kill SIGKILLs bwrap's process group; with ``--die-with-parent`` the namespace's pid 1
-dies with it, and the kernel then kills every process of the namespace, ``setsid`` and
-daemonized children included. When a command's shell exits, pid 1 exits too: nothing
-of a command outlives it. File tools run host-side on the same files
-(``shared.sandbox.hostfiles``). Limits: rlimits only (address space, CPU seconds, file
-size, processes — the last one does not bind root); ``Limits.cpus`` is not enforced.
+``spec.network`` can only mean the host's network namespace (loopback services
+included), so it is refused unless ``MOSAIC_SANDBOX_BWRAP_HOST_NETWORK`` accepts that.
+
+A kill SIGKILLs bwrap's process group and bwrap's child, the namespace's pid 1 (which
+``--die-with-parent`` would end with bwrap anyway); the kernel then kills every process
+of the namespace, ``setsid`` and daemonized children included. When a command's shell
+exits, pid 1 exits too: nothing of a command outlives it. File tools run host-side on
+the same files (``shared.sandbox.hostfiles``). Limits: rlimits (address space, CPU
+seconds, file size, processes, the last not binding root) and, where one can be made, a
+cgroup per sandbox for pids, memory and CPU together (``shared.sandbox.cgroups``).
 """
 
 from __future__ import annotations
@@ -279,6 +283,12 @@ class BwrapSandboxFactory:
     async def create(self, spec: SandboxSpec) -> BwrapSandbox:
         """A sandbox on ``spec.worktree`` (which must exist); nothing runs until ``exec``."""
         check_host_spec(spec, self.kind)
+        if spec.network and not self.settings.bwrap_host_network:
+            raise SandboxUnavailableError(
+                "network in a bwrap sandbox would be the host's own network, its loopback "
+                "services (Valkey, NATS, the gateway) included; use the docker sandbox, or "
+                "set MOSAIC_SANDBOX_BWRAP_HOST_NETWORK=true to accept that"
+            )
         name = f"{spec.agent_id}-{uuid.uuid4().hex[:8]}"
         cgroup = await asyncio.to_thread(SandboxCgroup.create, name, spec.limits)
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from shared.sandbox.base import Limits, SandboxSpec
+from shared.sandbox.base import Limits, SandboxSpec, SandboxUnavailableError
 from shared.sandbox.bwrap import BwrapSandbox, BwrapSandboxFactory
 from shared.sandbox.cgroups import _bases
 from shared.sandbox.procgroups import ProcessGroupRegistry
@@ -176,8 +176,12 @@ async def test_no_network(factory: BwrapSandboxFactory, mosaic_home: Path) -> No
         assert "lo:" in out
         assert "eth" not in out
         assert seen == []
-        # the same probe with network asked for reaches the listener: the test can fail
-        open_box = await factory.create(SandboxSpec("a", "t", tree, network=True))
+        # network is refused unless the host's own network is accepted by a setting...
+        with pytest.raises(SandboxUnavailableError, match="BWRAP_HOST_NETWORK"):
+            await factory.create(SandboxSpec("a", "t", tree, network=True))
+        # ...and then the same probe reaches the listener: the test can fail
+        sharing = BwrapSandboxFactory(SandboxSettings(bwrap_host_network=True))
+        open_box = await sharing.create(SandboxSpec("a", "t", tree, network=True))
         try:
             _code, out = await run(open_box, "python3 probe.py")
         finally:
@@ -311,7 +315,7 @@ async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
 SPAWNER = """
 import asyncio, sys
 from pathlib import Path
-from shared.sandbox.base import Limits, SandboxSpec
+from shared.sandbox.base import Limits, SandboxSpec, SandboxUnavailableError
 from shared.sandbox.bwrap import BwrapSandboxFactory
 
 async def main() -> None:
