@@ -26,25 +26,8 @@ class Target:
     supervisor: Supervisor | None = None
 
 
-LOAD_TEST = """\
-import unittest
-
-
-class SeedTest(unittest.TestCase):
-    def test_seed(self) -> None:
-        self.assertTrue(True)
-"""
-LOAD_GATES = """\
-# Standard-library tests only: they run in any sandbox with nothing installed, so the
-# gates check something (a gate with nothing to run fails closed).
-[gates]
-tests = "python3 -m unittest -q"
-"""
-
-
 def make_repository(root: Path) -> Path:
-    """A bare remote with one commit (a README, a stdlib test and its gates.toml), for
-    agents to branch from and push to."""
+    """A bare remote with one commit, for agents to branch from and push to."""
     remote = root / "remote.git"
     if remote.exists():
         return remote
@@ -53,9 +36,16 @@ def make_repository(root: Path) -> Path:
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], **run)  # type: ignore[call-overload]
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], **run)  # type: ignore[call-overload]
     (seed / "README.md").write_text("# load test\n")
-    (seed / "test_seed.py").write_text(LOAD_TEST)
+    # gates fail closed: the repository names a test it can pass in any sandbox
+    (seed / "test_readme.py").write_text(
+        "import pathlib\nimport unittest\n\n\nclass ReadmeTest(unittest.TestCase):\n"
+        "    def test_readme(self):\n"
+        "        self.assertTrue(pathlib.Path('README.md').read_text().startswith('#'))\n"
+    )
     (seed / ".mosaic").mkdir()
-    (seed / ".mosaic" / "gates.toml").write_text(LOAD_GATES)
+    (seed / ".mosaic" / "gates.toml").write_text(
+        'detect = false\n\n[gates]\ntests = "python3 -m unittest discover -q"\nlint = false\n'
+    )
     for args in (
         ["add", "-A"],
         ["-c", "user.name=l", "-c", "user.email=l@l", "commit", "-qm", "seed"],

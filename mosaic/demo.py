@@ -45,8 +45,11 @@ class AddTest(unittest.TestCase):
 DEMO_GATES = """\
 # The demo's tests use the standard library only, so they run in any sandbox (the
 # default sandbox image, or the host's python3 under bwrap) with nothing installed.
+detect = false
+
 [gates]
-tests = "python3 -m unittest -q"
+tests = "python3 -m unittest discover -q"
+lint = false
 """
 
 
@@ -146,7 +149,7 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
                         ),
                     },
                 },
-                {"tool": "run_command", "input": {"command": "python3 -m unittest -q"}},
+                {"tool": "run_command", "input": {"command": "python3 -m unittest discover -q"}},
                 {"tool": "finish", "input": {"summary": "Added a test."}},
             ],
             3,

@@ -79,15 +79,33 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+TEST_APP = (
+    "import unittest\n\nimport app\n\n\n"
+    "class AddTest(unittest.TestCase):\n"
+    "    def test_add(self):\n        self.assertEqual(app.add(2, 3), 5)\n"
+)
+STDLIB_GATES = (
+    'detect = false\n\n[gates]\ntests = "python3 -m unittest discover -q"\nlint = false\n'
+)
+"""Gates a test repository can pass in any sandbox with python3 (see ``remote_repo``)."""
+
+
 @pytest.fixture
 def remote_repo(tmp_path: Path) -> Path:
-    """A bare "remote" with one commit on ``main`` (a README and a small Python file)."""
+    """A bare "remote" with one commit on ``main``: a README, a small Python file, its test.
+
+    Gates fail closed, so the repository says what its gates run: its test, with the
+    standard library only (it runs in any sandbox), and no linter (turned off).
+    """
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     seed = tmp_path / "seed"
     git(tmp_path, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# demo\n")
     (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    (seed / "test_app.py").write_text(TEST_APP)
+    (seed / ".mosaic").mkdir()
+    (seed / ".mosaic" / "gates.toml").write_text(STDLIB_GATES)
     git(seed, "add", "-A")
     git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
     git(seed, "push", "-q", str(bare), "main")

@@ -244,7 +244,7 @@ class GateRunner:
     def where(self, environment: Environment) -> str:
         """Where commands run, for reasons: ``docker sandbox, image X``."""
         if self.kind == "docker":
-            return f"{self.kind} sandbox, image {environment.image or '(the default)'}"
+            return f"{self.kind} sandbox, image {environment.image or 'MOSAIC_SANDBOX_IMAGE'}"
         return f"{self.kind} sandbox"
 
     def _spec(self, target: GateTarget, timeout: float, writable: bool) -> SandboxSpec:

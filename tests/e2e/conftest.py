@@ -310,7 +310,7 @@ def start_stack(client: docker.DockerClient, spawners: int) -> Stack:
         stack.start(
             "gates",
             "gates",
-            env={**base, "GATES_SANDBOX": "docker", "GATES_IMAGE": SANDBOX_IMAGE},
+            env={**base, "MOSAIC_SANDBOX": "docker", "MOSAIC_SANDBOX_IMAGE": SANDBOX_IMAGE},
             workspace="rw",
             docker_socket=True,
         )

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
+from docker.errors import DockerException
 
 from services.gates.logic import GateChecker
 from services.gates.reviewer import Reviewer
@@ -14,6 +16,7 @@ from services.gates.runner import FixedSandboxes, SandboxSource
 from services.gates.settings import GatesSettings
 from shared.messages.audit import AuditEntry
 from shared.sandbox.host import HostSandboxFactory
+from shared.sandbox.settings import SandboxSettings
 from shared.settings import ModelSettings
 from tests.fakes.fixtures import (  # noqa: F401
     fake_messages_api,
@@ -23,6 +26,19 @@ from tests.fakes.fixtures import (  # noqa: F401
 from tests.integration.gates.samples import build_sample, gates_toml
 
 NO_MODEL = ModelSettings(MOSAIC_PROVIDER="scripted", ANTHROPIC_API_KEY=None)
+NO_SUCH_IMAGE = "mosaic/no-such:0"
+
+
+@pytest.fixture
+def no_image_sandbox() -> SandboxSettings:
+    """``MOSAIC_SANDBOX=docker`` with an image that does not exist (needs a daemon)."""
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.close()
+    except DockerException as exc:
+        pytest.skip(f"no Docker daemon to refuse a missing image: {exc}")
+    return SandboxSettings(MOSAIC_SANDBOX="docker", image=NO_SUCH_IMAGE)
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,16 @@ from faststream.nats import NatsBroker
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.gates.app import create_app
-from services.gates.runner import FixedSandboxes
+from services.gates.runner import FixedSandboxes, SelectedSandboxes
 from shared import subjects
 from shared.audit import AUDIT_STREAM, KIND_GATE_SKIPPED, audit_subject
 from shared.bus import make_broker, request
 from shared.messages.audit import AuditEntry
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.sandbox.host import HostSandboxFactory
+from shared.sandbox.settings import SandboxSettings
 from shared.settings import HomeSettings, NatsSettings
-from tests.integration.gates.conftest import NO_MODEL, gates_settings
+from tests.integration.gates.conftest import NO_MODEL, NO_SUCH_IMAGE, gates_settings
 from tests.integration.gates.samples import apply_defect, build_sample, gates_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -122,3 +123,28 @@ async def test_bad_request_body_gets_no_crash(client: NatsBroker) -> None:
     # the service still answers health probes
     health = await client.request(b"", subjects.health("gates"), timeout=5)
     assert b'"status":"ok"' in health.body.replace(b" ", b"")
+
+
+async def test_without_a_sandbox_the_service_answers_every_check_with_the_reason(
+    nats_url: str, tmp_path: Path, no_image_sandbox: SandboxSettings
+) -> None:
+    app = create_app(
+        NatsSettings(nats_url=nats_url),
+        gates_settings(),
+        NO_MODEL,
+        HomeSettings(mosaic_home=tmp_path),
+        sandboxes=SelectedSandboxes(no_image_sandbox),
+    )
+    assert app.broker is not None
+    work, _ = build_sample(tmp_path, gates=gates_toml(only_tests=True), name="nosbx")
+    async with app.broker:
+        await app.broker.start()
+        caller = make_broker(NatsSettings(nats_url=nats_url), "gates-test-nosbx")
+        async with caller:
+            await caller.start()
+            ask = GateCheckRequested(agent_id="x", task_id="t", worktree=str(work))
+            for _ in range(2):  # tried again each time, failing closed each time
+                decision = await request(caller, subjects.GATES_CHECK, ask, GateDecision, 30)
+                assert not decision.approved
+                assert decision.error is not None
+                assert NO_SUCH_IMAGE in decision.error.message

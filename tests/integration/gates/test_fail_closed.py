@@ -6,6 +6,7 @@ tools on ``PATH`` (other backends: test_sandboxes.py).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from services.gates.runner import SelectedSandboxes
 from shared.messages.gates import GateCheckRequested, GateDecision, GateResult
 from shared.sandbox.settings import SandboxSettings
-from tests.integration.gates.conftest import MakeChecker
+from tests.integration.gates.conftest import NO_SUCH_IMAGE, MakeChecker
 from tests.integration.gates.samples import BROKEN_PERIMETER, build_plain
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -126,15 +127,52 @@ async def test_turning_a_gate_off_in_the_change_does_not_count(
 
 
 async def test_no_sandbox_fails_every_check_closed_with_the_reason(
-    make_checker: MakeChecker, tmp_path: Path
+    make_checker: MakeChecker, tmp_path: Path, no_image_sandbox: SandboxSettings
 ) -> None:
     """A sandbox that cannot be made here (docker with an image that does not exist)."""
     work = build_plain(tmp_path)
-    settings = SandboxSettings(MOSAIC_SANDBOX="docker", image="mosaic/no-such:0")
-    checker = make_checker(sandboxes=SelectedSandboxes(settings))
+    checker = make_checker(sandboxes=SelectedSandboxes(no_image_sandbox))
     decision = await checker.decide(ask(work))
     assert not decision.approved
     assert decision.error is not None
-    assert "MOSAIC_SANDBOX=docker" in decision.error.message
+    assert NO_SUCH_IMAGE in decision.error.message
     assert decision.summary.startswith("gate check could not be completed: ")
     assert decision.results == ()
+
+
+NODE_TEST = (
+    "const assert = require('assert');\n"
+    "const { double } = require('./lib');\n"
+    "assert.strictEqual(double(2), 4, 'double_of_two');\n"
+    "console.log('node tests ok');\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed on this host")
+async def test_a_node_project_runs_npm_test_and_fails_lint_without_a_script(
+    make_checker: MakeChecker, tmp_path: Path
+) -> None:
+    package = '{"name": "n", "version": "1.0.0", "scripts": {"test": "node test.js"}}\n'
+    work = build_plain(
+        tmp_path,
+        name="node",
+        only={
+            "package.json": package,
+            "lib.js": "exports.double = (x) => x * 2;\n",
+            "test.js": NODE_TEST,
+        },
+    )
+    decision = await make_checker().decide(ask(work))
+    results = by_name(decision)
+    assert results["tests"].command == "npm test --silent"
+    assert results["tests"].status == "passed", results["tests"]
+    assert "node tests ok" in results["tests"].excerpt
+    assert results["lint"].status == "failed"
+    assert results["lint"].excerpt == (
+        "not checked: package.json has no lint script (and no eslint devDependency)"
+    )
+    assert not decision.approved
+    (work / "lib.js").write_text("exports.double = (x) => x + 1;\n")
+    broken = by_name(await make_checker().decide(ask(work, "minimal")))["tests"]
+    assert broken.status == "failed"
+    assert "double_of_two" in broken.excerpt

@@ -169,3 +169,18 @@ async def test_a_review_turned_off_in_gates_toml_is_skipped_and_says_so(
     assert review.excerpt == "skipped: turned off in .mosaic/gates.toml"
     assert "skipped (turned off in .mosaic/gates.toml): " in decision.summary
     assert "ai-review" in decision.summary
+
+
+async def test_an_empty_change_passes_the_review_without_asking_the_model(
+    make_checker: MakeChecker,
+    fake_messages_api: FakeMessagesAPI,
+    fake_model_settings: ModelSettings,
+    tmp_path: Path,
+) -> None:
+    work, _ = build_sample(tmp_path, gates=QUICK, name="unchanged")
+    decision = await make_checker(fake_model_settings).decide(ask(work))
+    review = review_of(decision.results)
+    assert decision.approved, decision
+    assert review.status == "passed"
+    assert review.excerpt == "empty diff: nothing to review"
+    assert fake_messages_api.requests == []
