@@ -3,8 +3,8 @@
 Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process group
 (``shared.sandbox.processes``: rlimits, output, timeout, kill, registry). The view:
 
-- new user, pid, net (unless ``spec.network``), ipc, uts and (where possible) cgroup
-  namespaces; every capability dropped; no nested user namespaces;
+- new user, pid, net, ipc, uts and (where possible) cgroup namespaces; every
+  capability dropped; no nested user namespaces;
 - the host's system directories read-only (``/usr``, ``/etc``, ``/opt`` and the
   ``/bin``, ``/lib*`` links or directories), nothing else of the host: no ``/home``,
   ``/root``, ``/var``, ``/run``, ``/srv``, ``/tmp``, ``/sys``; inside those read-only
@@ -15,12 +15,16 @@ Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process gr
 - a fresh ``/proc`` of the new pid namespace, a minimal ``/dev``, private tmpfs ``/tmp``
   and ``$HOME`` (``/home/agent``), an allowlisted environment (``envvars``).
 
-A kill SIGKILLs bwrap's process group; with ``--die-with-parent`` the namespace's pid 1
-dies with it, and the kernel then kills every process of the namespace, ``setsid`` and
-daemonized children included. When a command's shell exits, pid 1 exits too: nothing
-of a command outlives it. File tools run host-side on the same files
-(``shared.sandbox.hostfiles``). Limits: rlimits only (address space, CPU seconds, file
-size, processes — the last one does not bind root); ``Limits.cpus`` is not enforced.
+``spec.network`` can only mean the host's network namespace (loopback services
+included), so it is refused unless ``MOSAIC_SANDBOX_BWRAP_HOST_NETWORK`` accepts that.
+
+A kill SIGKILLs bwrap's process group and bwrap's child, the namespace's pid 1 (which
+``--die-with-parent`` would end with bwrap anyway); the kernel then kills every process
+of the namespace, ``setsid`` and daemonized children included. When a command's shell
+exits, pid 1 exits too: nothing of a command outlives it. File tools run host-side on
+the same files (``shared.sandbox.hostfiles``). Limits: rlimits (address space, CPU
+seconds, file size, processes, the last not binding root) and, where one can be made, a
+cgroup per sandbox for pids, memory and CPU together (``shared.sandbox.cgroups``).
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ import logging
 import os
 import shutil
 import stat
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.sandbox.base import SandboxError, SandboxSpec, SandboxUnavailableError
+from shared.sandbox.base import SandboxSpec, SandboxUnavailableError
+from shared.sandbox.cgroups import SandboxCgroup, sweep
 from shared.sandbox.envvars import DEFAULT_PATH, command_env
-from shared.sandbox.hostbacked import HostBackedSandbox
+from shared.sandbox.hostbacked import HostBackedSandbox, check_host_spec
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
 from shared.settings import HomeSettings, default_home
@@ -176,8 +182,11 @@ class BwrapSandbox(HostBackedSandbox):
         bwrap: Path,
         settings: SandboxSettings,
         groups: ProcessGroupRegistry | None = None,
+        cgroup: SandboxCgroup | None = None,
     ) -> None:
-        super().__init__(spec, groups)
+        super().__init__(spec, groups, cgroup.join if cgroup is not None else None)
+        self.cgroup = cgroup
+        """Bounds all its commands together (pids, memory, CPU) where one could be made."""
         self.env = command_env(spec, path=DEFAULT_PATH, home=HOME, tmpdir="/tmp")  # noqa: S108
         root = str(self.root)
         bind = "--bind" if spec.writable else "--ro-bind"
@@ -199,6 +208,16 @@ class BwrapSandbox(HostBackedSandbox):
 
     def _launch(self) -> tuple[Path | None, Mapping[str, str]]:
         return None, {}  # bwrap itself gets nothing; the command gets --setenv's
+
+    async def kill(self) -> None:
+        """SIGKILL every running command's namespace (and whatever is left in the cgroup)."""
+        await super().kill()
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    async def _release(self) -> None:
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.remove)
 
 
 class BwrapSandboxFactory:
@@ -223,7 +242,11 @@ class BwrapSandboxFactory:
         return self._bwrap
 
     async def check(self) -> None:
-        """Run ``bwrap <the view> -- true`` once; ``SandboxUnavailableError`` saying why not."""
+        """Run ``bwrap <the view> -- true`` once; ``SandboxUnavailableError`` saying why not.
+
+        Also removes the cgroups a killed spawner left behind (``cgroups.sweep``).
+        """
+        await asyncio.to_thread(sweep)
         try:
             argv = [
                 str(self.bwrap),
@@ -259,18 +282,25 @@ class BwrapSandboxFactory:
 
     async def create(self, spec: SandboxSpec) -> BwrapSandbox:
         """A sandbox on ``spec.worktree`` (which must exist); nothing runs until ``exec``."""
-        if spec.image is not None:
+        check_host_spec(spec, self.kind)
+        if spec.network and not self.settings.bwrap_host_network:
             raise SandboxUnavailableError(
-                f"the repository declares an environment image ({spec.image}); that needs "
-                "the docker sandbox (bwrap runs on the host's tools): install Docker and set "
-                "MOSAIC_SANDBOX=docker or auto"
+                "network in a bwrap sandbox would be the host's own network, its loopback "
+                "services (Valkey, NATS, the gateway) included; use the docker sandbox, or "
+                "set MOSAIC_SANDBOX_BWRAP_HOST_NETWORK=true to accept that"
             )
-        if not spec.worktree.is_dir():
-            raise SandboxError(f"worktree does not exist: {spec.worktree}")
-        box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups)
+        name = f"{spec.agent_id}-{uuid.uuid4().hex[:8]}"
+        cgroup = await asyncio.to_thread(SandboxCgroup.create, name, spec.limits)
+        try:
+            box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                await asyncio.to_thread(cgroup.remove)
+            raise
         logger.info(
-            "bwrap sandbox on %s",
+            "bwrap sandbox on %s, cgroup limits: %s",
             spec.worktree,
+            ", ".join(cgroup.controllers) if cgroup else "none (rlimits only)",
             extra={"agent_id": spec.agent_id, "task_id": spec.task_id},
         )
         return box

@@ -22,9 +22,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.sandbox.base import SandboxError, SandboxSpec
+from shared.sandbox.base import SandboxSpec
 from shared.sandbox.envvars import DEFAULT_PATH, command_env
-from shared.sandbox.hostbacked import HostBackedSandbox
+from shared.sandbox.hostbacked import HostBackedSandbox, check_host_spec
 from shared.sandbox.procgroups import ProcessGroupRegistry
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ class HostSandboxFactory:
 
     async def create(self, spec: SandboxSpec) -> HostSandbox:
         """A sandbox on ``spec.worktree`` (which must exist) with a private temp home."""
-        if not spec.worktree.is_dir():
-            raise SandboxError(f"worktree does not exist: {spec.worktree}")
+        check_host_spec(spec, self.kind)
         home = Path(tempfile.mkdtemp(prefix=f"mosaic-{spec.agent_id}-", dir=self._tmp_root))
         (home / "tmp").mkdir()
         try:

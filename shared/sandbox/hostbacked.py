@@ -8,13 +8,32 @@ working directory and environment, and what ``close`` releases.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from shared.sandbox.base import DirEntry, ExecResult, SandboxError, SandboxSpec
+from shared.sandbox.base import (
+    DirEntry,
+    ExecResult,
+    SandboxError,
+    SandboxSpec,
+    SandboxUnavailableError,
+)
 from shared.sandbox.hostfiles import WorktreeFiles
 from shared.sandbox.processes import ProcessGroups
 from shared.sandbox.procgroups import ProcessGroupRegistry
+
+
+def check_host_spec(spec: SandboxSpec, kind: str) -> None:
+    """Refuse what a host-process backend cannot honour: an environment image (the host's
+    tools are the environment) or a worktree that does not exist."""
+    if spec.image is not None:
+        raise SandboxUnavailableError(
+            f"the repository declares an environment image ({spec.image}); that needs the "
+            f"docker sandbox ({kind} runs on the host's tools): install Docker and set "
+            "MOSAIC_SANDBOX=docker or auto"
+        )
+    if not spec.worktree.is_dir():
+        raise SandboxError(f"worktree does not exist: {spec.worktree}")
 
 
 class HostBackedSandbox:
@@ -22,10 +41,15 @@ class HostBackedSandbox:
 
     kind: str
 
-    def __init__(self, spec: SandboxSpec, groups: ProcessGroupRegistry | None = None) -> None:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        groups: ProcessGroupRegistry | None = None,
+        join: Callable[[], None] | None = None,
+    ) -> None:
         self.spec = spec
         self._files = WorktreeFiles(spec.worktree, spec.limits, writable=spec.writable)
-        self._processes = ProcessGroups(spec.agent_id, groups)
+        self._processes = ProcessGroups(spec.agent_id, groups, join)
         self._closed = False
 
     @property

@@ -42,18 +42,21 @@ def user_process_count(uid: int | None = None) -> int:
     return count
 
 
-def rlimit_setter(limits: Limits) -> Callable[[], None]:
+def rlimit_setter(limits: Limits, join: Callable[[], None] | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` applying ``limits`` in the child before ``exec`` (inherited by all
     its descendants): address space, CPU seconds, file size, processes, no core dumps.
 
     RLIMIT_NPROC counts every process of the uid, so the bound is the uid's current count
-    plus ``limits.pids``; it does not bind root (the kernel exempts uid 0).
+    plus ``limits.pids``; it does not bind root (the kernel exempts uid 0). ``join``, when
+    given, runs first (moving the child into the sandbox's cgroup).
     """
     memory = limits.memory_mb * 1024 * 1024
     file_size = limits.file_size_mb * 1024 * 1024
     nproc = limits.pids + user_process_count()
 
     def apply() -> None:
+        if join is not None:
+            join()
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
@@ -90,8 +93,15 @@ async def settled(pids: list[int]) -> None:
 class ProcessGroups:
     """The running commands of one sandbox, each its own process group (module docstring)."""
 
-    def __init__(self, agent_id: str, registry: ProcessGroupRegistry | None = None) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        registry: ProcessGroupRegistry | None = None,
+        join: Callable[[], None] | None = None,
+    ) -> None:
         self._agent_id = agent_id
+        self._join = join
+        """Run in each child before ``exec`` (``SandboxCgroup.join``), when given."""
         self.registry = registry
         """Where live groups are recorded for the killswitch (``shared.sandbox.procgroups``)."""
         self._groups: set[int] = set()
@@ -184,7 +194,7 @@ class ProcessGroups:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=rlimit_setter(limits),
+                preexec_fn=rlimit_setter(limits, self._join),
             )
         )
         generation = self._kills

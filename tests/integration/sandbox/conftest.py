@@ -124,7 +124,7 @@ def marked(marker: str) -> list[psutil.Process]:
     return found
 
 
-async def wait_marked(marker: str, count: int, within: float = 5.0) -> None:
+async def wait_marked(marker: str, count: int, within: float = 10.0) -> None:
     """Wait until ``count`` processes carry ``marker``."""
     for _ in range(int(within / 0.02)):
         if len(marked(marker)) >= count:
@@ -133,7 +133,7 @@ async def wait_marked(marker: str, count: int, within: float = 5.0) -> None:
     raise AssertionError(f"expected {count} processes marked {marker}, saw {len(marked(marker))}")
 
 
-async def none_marked(marker: str, within: float = 3.0) -> bool:
+async def none_marked(marker: str, within: float = 5.0) -> bool:
     """True once no live process carries ``marker`` (waiting up to ``within``)."""
     for _ in range(int(within / 0.02)):
         if not marked(marker):

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from shared.sandbox.base import SandboxSpec, SandboxUnavailableError
+from shared.sandbox.base import Limits, SandboxSpec, SandboxUnavailableError
 from shared.sandbox.bwrap import BwrapSandbox, BwrapSandboxFactory
+from shared.sandbox.cgroups import _bases
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
 from tests.conftest import git
@@ -175,8 +176,12 @@ async def test_no_network(factory: BwrapSandboxFactory, mosaic_home: Path) -> No
         assert "lo:" in out
         assert "eth" not in out
         assert seen == []
-        # the same probe with network asked for reaches the listener: the test can fail
-        open_box = await factory.create(SandboxSpec("a", "t", tree, network=True))
+        # network is refused unless the host's own network is accepted by a setting...
+        with pytest.raises(SandboxUnavailableError, match="BWRAP_HOST_NETWORK"):
+            await factory.create(SandboxSpec("a", "t", tree, network=True))
+        # ...and then the same probe reaches the listener: the test can fail
+        sharing = BwrapSandboxFactory(SandboxSettings(bwrap_host_network=True))
+        open_box = await sharing.create(SandboxSpec("a", "t", tree, network=True))
         try:
             _code, out = await run(open_box, "python3 probe.py")
         finally:
@@ -275,13 +280,6 @@ async def test_killswitch_ends_a_running_command_from_another_process(
         await sandbox.close()
 
 
-async def test_a_declared_environment_image_needs_docker(
-    factory: BwrapSandboxFactory, tmp_path: Path
-) -> None:
-    with pytest.raises(SandboxUnavailableError, match="docker"):
-        await factory.create(SandboxSpec("a", "t", tmp_path, image="mosaic-env/demo:abc"))
-
-
 async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
     """bwrap needs no root: the same view works for an unprivileged uid."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
@@ -312,3 +310,90 @@ async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
         assert (tree / "here").stat().st_uid == 65534
     finally:
         shutil.rmtree(tree, ignore_errors=True)
+
+
+SPAWNER = """
+import asyncio, sys
+from pathlib import Path
+from shared.sandbox.base import Limits, SandboxSpec, SandboxUnavailableError
+from shared.sandbox.bwrap import BwrapSandboxFactory
+
+async def main() -> None:
+    box = await BwrapSandboxFactory().create(SandboxSpec("a", "t", Path(sys.argv[1])))
+    await box.exec(sys.argv[2], timeout=600)
+
+asyncio.run(main())
+"""
+
+
+def cgroup_dirs() -> list[Path]:
+    """Every sandbox cgroup directory made under this process's cgroups."""
+    return [p for base in _bases().values() for p in base.glob("mosaic-*")]
+
+
+async def test_a_dead_spawner_takes_its_sandboxes_with_it(
+    factory: BwrapSandboxFactory, tmp_path: Path
+) -> None:
+    # The spawner is SIGKILLed: no finally runs, nobody kills anything; --die-with-parent
+    # must end bwrap and its whole namespace on its own.
+    marker = f"mosaic-orphan-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "wt").mkdir()
+    spawner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SPAWNER,
+            str(tmp_path / "wt"),
+            spawn_children(marker) + "sleep 1000",
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    try:
+        await wait_marked(marker, 3)
+        spawner.kill()
+        spawner.wait()
+        assert await none_marked(marker), [p.info["cmdline"] for p in marked(marker)]
+        # its cgroup (where one could be made) is left behind, and the next check sweeps it
+        left = [p for p in cgroup_dirs() if p.name.startswith(f"mosaic-{spawner.pid}.")]
+        await BwrapSandboxFactory(factory.settings).check()
+        assert not any(p.exists() for p in left)
+    finally:
+        if spawner.poll() is None:
+            spawner.kill()
+
+
+FORKS = """
+import os, time
+n = 0
+for _ in range(200):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    n += 1
+print("forked", n)
+"""
+
+
+async def test_cgroup_bounds_processes_even_for_root(
+    factory: BwrapSandboxFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "wt").mkdir()
+    sandbox = await factory.create(SandboxSpec("a", "t", tmp_path / "wt", limits=Limits(pids=48)))
+    try:
+        if sandbox.cgroup is None or not {"pids", "unified"} & set(sandbox.cgroup.controllers):
+            pytest.skip("no writable cgroup here (needs root or a delegated cgroup subtree)")
+        dirs = list(sandbox.cgroup.dirs.values())
+        # a fork bomb held by the cgroup: RLIMIT_NPROC alone would not stop root
+        _, out = await run(sandbox, f"python3 -c '{FORKS}'")
+        forked = int(out.split("forked")[-1])
+        assert 0 < forked < 48
+        code, out = await run(sandbox, "echo alive")
+        assert (code, out.strip()) == (0, "alive")
+    finally:
+        await sandbox.close()
+    assert not any(d.exists() for d in dirs)  # removed with the sandbox
+    assert not [p for p in cgroup_dirs() if p in dirs]

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.sandbox.base import Limits, SandboxError, SandboxPathError, SandboxSpec
+from shared.sandbox.base import (
+    Limits,
+    SandboxError,
+    SandboxPathError,
+    SandboxSpec,
+    SandboxUnavailableError,
+)
 
 from .conftest import WORKDIR, MakeBox, factory_for, none_marked, wait_marked
 
@@ -115,7 +121,7 @@ async def test_cancelling_exec_kills_the_tree(make_box: MakeBox) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await none_marked(marker, within=1.0)
+    assert await none_marked(marker, within=2.0)
 
 
 async def test_close_is_idempotent_and_final(make_box: MakeBox) -> None:
@@ -140,6 +146,15 @@ async def test_paths_are_confined(make_box: MakeBox, worktree: Path) -> None:
     assert (await box.exec("cat new/dir/file.txt", timeout=5)).output == "hello"
 
 
+async def test_git_entry_cannot_be_written(make_box: MakeBox, worktree: Path) -> None:
+    box = await make_box()
+    before = (worktree / ".git").read_text()
+    for path in (".git", "./.git", "src/../.git"):
+        with pytest.raises(SandboxError, match=r"\.git"):
+            await box.write_file(path, b"gitdir: /tmp/evil\n")
+    assert (worktree / ".git").read_text() == before
+
+
 async def test_read_only_worktree(make_box: MakeBox, kind: str, worktree: Path) -> None:
     box = await make_box(writable=False)
     with pytest.raises(SandboxError, match="read-only"):
@@ -154,3 +169,9 @@ async def test_read_only_worktree(make_box: MakeBox, kind: str, worktree: Path) 
 async def test_missing_worktree_is_refused(kind: str, tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="does not exist"):
         await factory_for(kind, tmp_path).create(SandboxSpec("a", "t", tmp_path / "missing"))
+
+
+async def test_a_declared_environment_image_needs_docker(kind: str, tmp_path: Path) -> None:
+    spec = SandboxSpec("a", "t", tmp_path, image="mosaic-env/demo:abc")
+    with pytest.raises(SandboxUnavailableError, match="needs the docker sandbox"):
+        await factory_for(kind, tmp_path).create(spec)
