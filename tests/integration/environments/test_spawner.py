@@ -7,14 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import httpx
 import pytest
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
-from services.gates.settings import RunnerKind
 from tests.integration.environments.repos import Repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -22,7 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 # the gates' name of the unsandboxed host runner ("local" before the sandbox layer's
 # rename to "none" reaches the gates)
-GATES_HOST = "none" if "none" in get_args(RunnerKind) else "local"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,6 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         env={
             "MOSAIC_PROVIDER": "scripted",
             "MOSAIC_SANDBOX": "none",
-            "GATES_SANDBOX": GATES_HOST,
             "TASK_ACK_WAIT_S": "5",
         },
     )
