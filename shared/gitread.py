@@ -49,7 +49,9 @@ class TreeEntry:
     oid: str
 
 
-def _env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
+    """The environment every host-side read of a repository runs git with: no system or
+    global config, no prompt, no optional locks, no replace objects."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": tempfile.gettempdir(),
@@ -79,7 +81,7 @@ class CommitView:
                 input=stdin,
                 stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,
-                env=_env(),
+                env=git_env(),
                 cwd=tempfile.gettempdir(),
                 timeout=GIT_TIMEOUT_S,
                 check=False,

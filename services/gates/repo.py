@@ -8,14 +8,13 @@ at the base commit, so a change cannot weaken the gates it is checked by.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.gates.errors import WorktreeError
+from shared.gitread import git_env
 
 _SAFE_CONFIG = (
     "-c", "core.hooksPath=/dev/null",
@@ -35,19 +34,6 @@ MAX_UNTRACKED_FILES = 200
 MAX_LISTED_FILES = 100_000
 
 
-def _git_env() -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": tempfile.gettempdir(),
-        "LANG": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_OPTIONAL_LOCKS": "0",
-        "GIT_NO_REPLACE_OBJECTS": "1",
-    }
-
-
 @dataclass(frozen=True)
 class GitOut:
     """A finished git command."""
@@ -62,7 +48,7 @@ def _git(worktree: Path, *args: str, ok: tuple[int, ...] = (0,)) -> GitOut:
         done = subprocess.run(
             ["git", *_SAFE_CONFIG, *args],
             cwd=worktree,
-            env=_git_env(),
+            env=git_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=GIT_TIMEOUT_S,
