@@ -161,7 +161,8 @@ def setup_context(req: BuildRequest, base: str, user: str) -> IO[bytes]:
     with tarfile.open(fileobj=spool, mode="w") as tar:
         text = setup_dockerfile(base, decl.setup, has_ca=has_ca, user=user)
         _add(tar, "Dockerfile", text.encode())
-        _add(tar, "mosaic-setup.env", setup_exports(decl.env, has_ca=has_ca).encode())
+        if decl.setup:
+            _add(tar, "mosaic-setup.env", setup_exports(decl.env, has_ca=has_ca).encode())
         if has_ca and req.ca_bundle is not None:
             _add(tar, "mosaic-ca.crt", req.ca_bundle)
         _add_dir(tar, "src")

@@ -1,0 +1,78 @@
+"""The whole system on the docker sandbox with a repository that declares an environment:
+three agents of it at once, one build, its progress in their events, the image there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from mosaic.supervisor import Supervisor
+from shared.environments.key import LABEL_REPOSITORY, LABEL_SOURCE
+from tests.integration.environments.repos import Repo
+from tests.integration.killswitch.helpers import admin, events, spawn, system, wait_state
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterator[Supervisor]:
+    home = tmp_path_factory.mktemp("environments-docker") / "home"
+    env = {
+        "MOSAIC_SANDBOX": "docker",
+        "MOSAIC_SANDBOX_IMAGE": sandbox_image,
+        "GATES_SANDBOX": "docker",
+    }
+    with system(home, **env) as supervisor:
+        yield supervisor
+
+
+def environment_events(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        e["detail"]
+        for e in history
+        if e["kind"] == "progress" and e["detail"].get("step") == "environment"
+    ]
+
+
+def test_three_agents_one_build_through_the_system(
+    sup: Supervisor, docker_client: docker.DockerClient, tmp_path: Path, unique: str
+) -> None:
+    repo = Repo(tmp_path, f"envsys-{unique}")
+    repo.commit(
+        {
+            ".mosaic/environment.toml": (
+                'setup = ["sleep 2", "echo environment-ready > /etc/env-marker"]\n'
+                'env = { PROJECT_MODE = "test" }\n'
+            ),
+            "app.py": "x = 1\n",
+        }
+    )
+    plan = [
+        {"tool": "run_command", "input": {"command": "cat /etc/env-marker; echo $PROJECT_MODE"}},
+        {"tool": "write_file", "input": {"path": "note.txt", "content": "done\n"}},
+        {"tool": "finish", "input": {"summary": "looked at the environment"}},
+    ]
+    try:
+        with admin(sup) as http:
+            agents = [spawn(http, repo.bare, f"envsys-{unique}-{n}", plan) for n in range(3)]
+            records = wait_state(http, agents, {"completed", "failed", "killed"}, timeout=240)
+            histories = [events(http, a) for a in agents]
+        assert {r["state"] for r in records.values()} == {"completed"}, records
+        phases = [[str(d["phase"]) for d in environment_events(h)] for h in histories]
+        assert sum(p.count("built") for p in phases) == 1, phases
+        images = {d["image"] for h in histories for d in environment_events(h)}
+        assert len(images) == 1
+        image = images.pop()
+        labels = docker_client.api.inspect_image(image)["Config"]["Labels"]
+        assert labels[LABEL_SOURCE] == ".mosaic/environment.toml"
+        # once the docker backend runs SandboxSpec.image, the run_command result above
+        # shows "environment-ready" and "test": assert it here then
+    finally:
+        slug_filter = {"label": f"{LABEL_REPOSITORY}=envsys-{unique}"}
+        for found in docker_client.api.images(filters=slug_filter):
+            for tag in found.get("RepoTags") or ():
+                docker_client.api.remove_image(tag, force=True)
