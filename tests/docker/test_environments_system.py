@@ -76,3 +76,23 @@ def test_three_agents_one_build_through_the_system(
         for found in docker_client.api.images(filters=slug_filter):
             for tag in found.get("RepoTags") or ():
                 docker_client.api.remove_image(tag, force=True)
+
+
+def test_a_broken_setup_fails_the_task_once_with_its_output(
+    sup: Supervisor, docker_client: docker.DockerClient, tmp_path: Path, unique: str
+) -> None:
+    repo = Repo(tmp_path, f"envbroken-{unique}")
+    repo.commit({".mosaic/environment.toml": 'setup = ["echo setup-went-wrong-7 >&2; exit 3"]\n'})
+    plan = [{"tool": "finish", "input": {"summary": "never reached"}}]
+    with admin(sup) as http:
+        agent_id = spawn(http, repo.bare, f"envbroken-{unique}", plan)
+        record = wait_state(http, [agent_id], {"completed", "failed", "killed"}, timeout=120)[
+            agent_id
+        ]
+        history = events(http, agent_id)
+    assert record["state"] == "failed"
+    assert "setup-went-wrong-7" in record["error"]
+    assert record["attempts"] == 1
+    assert "running" not in [e["state"] for e in history]
+    phases = [str(d["phase"]) for d in environment_events(history)]
+    assert phases[0] == "building"
