@@ -200,10 +200,12 @@ class _Stream:
         self.tail: deque[str] = deque(maxlen=keep)
         self._sock: socket.socket | None = None
         self.cut = False
+        self.reason = ""
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "timeout") -> None:
         """Drop the connection: the daemon cancels the build and kills its step."""
         self.cut = True
+        self.reason = reason
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
@@ -266,6 +268,31 @@ def _params(
     return params
 
 
+class BuildCancel:
+    """Lets the caller stop a build running in another thread (its agent was killed, its
+    spawner is stopping): the build's connection is cut, so the daemon stops it too."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._abort: Callable[[str], None] | None = None
+        self.fired = False
+
+    def attach(self, abort: Callable[[str], None]) -> None:
+        with self._guard:
+            self._abort = abort
+            fired = self.fired
+        if fired:
+            abort("cancelled")
+
+    def fire(self) -> None:
+        """Stop the build now (or as soon as it starts)."""
+        with self._guard:
+            self.fired = True
+            abort = self._abort
+        if abort is not None:
+            abort("cancelled")
+
+
 def build_image(
     client: docker.DockerClient,
     req: BuildRequest,
@@ -273,10 +300,13 @@ def build_image(
     timeout_s: float,
     keep_lines: int,
     sink: LineSink,
+    cancel: BuildCancel | None = None,
 ) -> str:
     """Build ``req`` and tag it; the image id. Raises ``BuildFailedError`` with the last
     lines, ``BuildTimeoutError`` after ``timeout_s`` (the build is cancelled)."""
     stream = _Stream(sink, keep_lines, timeout_s)
+    if cancel is not None:
+        cancel.attach(stream.abort)
     timer = threading.Timer(timeout_s, stream.abort)
     timer.daemon = True
     started = time.monotonic()
@@ -312,7 +342,9 @@ def build_image(
     return image_id
 
 
-def _timeout(stream: _Stream) -> BuildTimeoutError:
+def _timeout(stream: _Stream) -> BuildFailedError:
+    if stream.reason == "cancelled":
+        return BuildFailedError("environment build cancelled", tuple(stream.tail))
     return BuildTimeoutError(
         f"environment build took longer than {stream.timeout_s:.0f}s (MOSAIC_ENV_BUILD_TIMEOUT_S) "
         "and was stopped; last lines:",

@@ -23,7 +23,7 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 from redis.asyncio import Redis
 
-from shared.environments.build import BuildRequest, build_image, read_ca_bundle
+from shared.environments.build import BuildCancel, BuildRequest, build_image, read_ca_bundle
 from shared.environments.declaration import (
     DEVCONTAINER_FILE,
     MOSAIC_FILE,
@@ -321,15 +321,27 @@ class Environments:
 
         forward = asyncio.create_task(_forward(lines, emit, plan.tag))
         started = time.monotonic()
-        try:
-            await asyncio.to_thread(
+        cancel = BuildCancel()
+        building = asyncio.ensure_future(
+            asyncio.to_thread(
                 build_image,
                 self._client,
                 request,
                 timeout_s=self.settings.build_timeout_s,
                 keep_lines=self.settings.output_lines,
                 sink=sink,
+                cancel=cancel,
             )
+        )
+        try:
+            await asyncio.shield(building)
+        except asyncio.CancelledError:
+            # the agent was killed or its spawner stops: stop the build, keep holding the
+            # lock until it has stopped (so no second build of the key overlaps it)
+            cancel.fire()
+            with contextlib.suppress(Exception):
+                await building
+            raise
         except BuildFailedError as exc:
             await self._redis.set(
                 self._key("failed", plan.key),
