@@ -22,6 +22,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException, ImageNotFound
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared.environments.build import BuildCancel, BuildRequest, build_image, read_ca_bundle
 from shared.environments.declaration import (
@@ -51,6 +52,7 @@ from shared.environments.key import (
 from shared.environments.lock import BuildLock
 from shared.environments.prune import prune_images
 from shared.environments.settings import EnvironmentSettings
+from shared.errors import BusUnavailableError
 from shared.gitread import CommitView
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
@@ -176,7 +178,10 @@ class Environments:
             await self._used(plan.tag)
             await emit({"phase": "cached", "image": plan.tag, "source": declaration.source})
             return ready
-        built = await self._build_once(view, declaration, plan, emit)
+        try:
+            built = await self._build_once(view, declaration, plan, emit)
+        except RedisError as exc:  # the lock and the failure memory live there
+            raise BusUnavailableError(f"environment build lock: Valkey failed: {exc}") from exc
         return PreparedEnvironment(
             image=ready.image, env=ready.env, source=ready.source, key=ready.key, built=built
         )
