@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 from urllib3.exceptions import HTTPError
 
 from shared.environments.declaration import Declaration
@@ -330,6 +330,12 @@ def build_image(
             )
     except BuildFailedError:
         raise
+    except APIError as exc:  # the daemon answered and refused: a bad Dockerfile or args
+        if stream.cut:
+            raise _timeout(stream) from exc
+        raise BuildFailedError(
+            f"environment build refused by Docker: {exc.explanation or exc}", tuple(stream.tail)
+        ) from exc
     except Exception as exc:
         if stream.cut:  # whatever the cut connection raised: the build ran out of time
             raise _timeout(stream) from exc

@@ -371,3 +371,18 @@ async def test_old_images_are_pruned_by_the_policy(
         docker_client.api.inspect_image(images[0])  # the least recently used went
     for kept in images[1:]:
         docker_client.api.inspect_image(kept)
+
+
+async def test_a_dockerfile_the_daemon_refuses_fails_without_retry(
+    docker_client: docker.DockerClient, sandbox_image: str, redis: Redis, unique: str, repo: Repo
+) -> None:
+    base = repo.commit(
+        {
+            ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile"}}',
+            ".devcontainer/Dockerfile": f"FROM {sandbox_image}\nNOTANINSTRUCTION x\n",
+        }
+    )
+    with pytest.raises(BuildFailedError) as caught:
+        await envs(docker_client, redis, unique, sandbox_image).prepare(repo.bare, base)
+    assert not caught.value.retryable
+    assert "NOTANINSTRUCTION" in caught.value.message
