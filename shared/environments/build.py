@@ -139,11 +139,10 @@ def tree_to_tar(
     tar: tarfile.TarFile, view: CommitView, entries: list[TreeEntry], strip: str, prefix: str
 ) -> None:
     """Add ``entries`` (paths under ``strip``) to ``tar`` under ``prefix``."""
-    blobs = dict(view.blobs(e.oid for e in entries))
-    for entry in entries:
+    contents = view.blobs(e.oid for e in entries)
+    for entry, (_, data) in zip(entries, contents, strict=True):
         rel = entry.path[len(strip) + 1 :] if strip not in ("", ".") else entry.path
         name = f"{prefix}{rel}"
-        data = blobs[entry.oid]
         if entry.mode == MODE_SYMLINK:
             info = tarfile.TarInfo(name)
             info.type = tarfile.SYMTYPE
