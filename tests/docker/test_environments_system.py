@@ -30,6 +30,15 @@ def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterato
         yield supervisor
 
 
+def remove_images(client: docker.DockerClient, slug_prefix: str) -> None:
+    """Remove the environment images of repositories whose slug starts with the prefix
+    (gitops adds a hash of the URL to the repository's name)."""
+    for found in client.api.images(filters={"label": LABEL_REPOSITORY}):
+        if (found.get("Labels") or {}).get(LABEL_REPOSITORY, "").startswith(slug_prefix):
+            for tag in found.get("RepoTags") or ():
+                client.api.remove_image(tag, force=True)
+
+
 def environment_events(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         e["detail"]
@@ -72,10 +81,7 @@ def test_three_agents_one_build_through_the_system(
         # once the docker backend runs SandboxSpec.image, the run_command result above
         # shows "environment-ready" and "test": assert it here then
     finally:
-        slug_filter = {"label": f"{LABEL_REPOSITORY}=envsys-{unique}"}
-        for found in docker_client.api.images(filters=slug_filter):
-            for tag in found.get("RepoTags") or ():
-                docker_client.api.remove_image(tag, force=True)
+        remove_images(docker_client, f"envsys-{unique}")
 
 
 def test_a_broken_setup_fails_the_task_once_with_its_output(
