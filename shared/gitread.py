@@ -28,6 +28,7 @@ _SAFE_CONFIG = (
 )  # fmt: skip
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 GIT_TIMEOUT_S = 120.0
+BATCH_OBJECTS = 256
 
 MODE_FILE = "100644"
 MODE_EXECUTABLE = "100755"
@@ -128,10 +129,13 @@ class CommitView:
         return entries
 
     def blobs(self, oids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-        """The content of each blob, in order, through one ``cat-file --batch``."""
+        """The content of each blob, in order, through ``cat-file --batch`` calls of
+        ``BATCH_OBJECTS`` at a time (so a big tree is never all in memory at once)."""
         wanted = list(oids)
-        if not wanted:
-            return
+        for start in range(0, len(wanted), BATCH_OBJECTS):
+            yield from self._batch(wanted[start : start + BATCH_OBJECTS])
+
+    def _batch(self, wanted: list[str]) -> Iterator[tuple[str, bytes]]:
         out = self._git("cat-file", "--batch", stdin="".join(f"{o}\n" for o in wanted).encode())
         pos = 0
         for oid in wanted:

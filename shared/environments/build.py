@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 from urllib3.exceptions import HTTPError
 
 from shared.environments.declaration import Declaration
@@ -139,11 +139,10 @@ def tree_to_tar(
     tar: tarfile.TarFile, view: CommitView, entries: list[TreeEntry], strip: str, prefix: str
 ) -> None:
     """Add ``entries`` (paths under ``strip``) to ``tar`` under ``prefix``."""
-    blobs = dict(view.blobs(e.oid for e in entries))
-    for entry in entries:
+    contents = view.blobs(e.oid for e in entries)
+    for entry, (_, data) in zip(entries, contents, strict=True):
         rel = entry.path[len(strip) + 1 :] if strip not in ("", ".") else entry.path
         name = f"{prefix}{rel}"
-        data = blobs[entry.oid]
         if entry.mode == MODE_SYMLINK:
             info = tarfile.TarInfo(name)
             info.type = tarfile.SYMTYPE
@@ -161,7 +160,8 @@ def setup_context(req: BuildRequest, base: str, user: str) -> IO[bytes]:
     with tarfile.open(fileobj=spool, mode="w") as tar:
         text = setup_dockerfile(base, decl.setup, has_ca=has_ca, user=user)
         _add(tar, "Dockerfile", text.encode())
-        _add(tar, "mosaic-setup.env", setup_exports(decl.env, has_ca=has_ca).encode())
+        if decl.setup:
+            _add(tar, "mosaic-setup.env", setup_exports(decl.env, has_ca=has_ca).encode())
         if has_ca and req.ca_bundle is not None:
             _add(tar, "mosaic-ca.crt", req.ca_bundle)
         _add_dir(tar, "src")
@@ -199,10 +199,12 @@ class _Stream:
         self.tail: deque[str] = deque(maxlen=keep)
         self._sock: socket.socket | None = None
         self.cut = False
+        self.reason = ""
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "timeout") -> None:
         """Drop the connection: the daemon cancels the build and kills its step."""
         self.cut = True
+        self.reason = reason
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
@@ -265,6 +267,31 @@ def _params(
     return params
 
 
+class BuildCancel:
+    """Lets the caller stop a build running in another thread (its agent was killed, its
+    spawner is stopping): the build's connection is cut, so the daemon stops it too."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._abort: Callable[[str], None] | None = None
+        self.fired = False
+
+    def attach(self, abort: Callable[[str], None]) -> None:
+        with self._guard:
+            self._abort = abort
+            fired = self.fired
+        if fired:
+            abort("cancelled")
+
+    def fire(self) -> None:
+        """Stop the build now (or as soon as it starts)."""
+        with self._guard:
+            self.fired = True
+            abort = self._abort
+        if abort is not None:
+            abort("cancelled")
+
+
 def build_image(
     client: docker.DockerClient,
     req: BuildRequest,
@@ -272,10 +299,13 @@ def build_image(
     timeout_s: float,
     keep_lines: int,
     sink: LineSink,
+    cancel: BuildCancel | None = None,
 ) -> str:
     """Build ``req`` and tag it; the image id. Raises ``BuildFailedError`` with the last
     lines, ``BuildTimeoutError`` after ``timeout_s`` (the build is cancelled)."""
     stream = _Stream(sink, keep_lines, timeout_s)
+    if cancel is not None:
+        cancel.attach(stream.abort)
     timer = threading.Timer(timeout_s, stream.abort)
     timer.daemon = True
     started = time.monotonic()
@@ -299,6 +329,12 @@ def build_image(
             )
     except BuildFailedError:
         raise
+    except APIError as exc:  # the daemon answered and refused: a bad Dockerfile or args
+        if stream.cut:
+            raise _timeout(stream) from exc
+        raise BuildFailedError(
+            f"environment build refused by Docker: {exc.explanation or exc}", tuple(stream.tail)
+        ) from exc
     except Exception as exc:
         if stream.cut:  # whatever the cut connection raised: the build ran out of time
             raise _timeout(stream) from exc
@@ -311,7 +347,9 @@ def build_image(
     return image_id
 
 
-def _timeout(stream: _Stream) -> BuildTimeoutError:
+def _timeout(stream: _Stream) -> BuildFailedError:
+    if stream.reason == "cancelled":
+        return BuildFailedError("environment build cancelled", tuple(stream.tail))
     return BuildTimeoutError(
         f"environment build took longer than {stream.timeout_s:.0f}s (MOSAIC_ENV_BUILD_TIMEOUT_S) "
         "and was stopped; last lines:",

@@ -22,8 +22,9 @@ from typing import Any
 import docker
 from docker.errors import DockerException, ImageNotFound
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from shared.environments.build import BuildRequest, build_image, read_ca_bundle
+from shared.environments.build import BuildCancel, BuildRequest, build_image, read_ca_bundle
 from shared.environments.declaration import (
     DEVCONTAINER_FILE,
     MOSAIC_FILE,
@@ -51,6 +52,7 @@ from shared.environments.key import (
 from shared.environments.lock import BuildLock
 from shared.environments.prune import prune_images
 from shared.environments.settings import EnvironmentSettings
+from shared.errors import BusUnavailableError
 from shared.gitread import CommitView
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
@@ -176,7 +178,10 @@ class Environments:
             await self._used(plan.tag)
             await emit({"phase": "cached", "image": plan.tag, "source": declaration.source})
             return ready
-        built = await self._build_once(view, declaration, plan, emit)
+        try:
+            built = await self._build_once(view, declaration, plan, emit)
+        except RedisError as exc:  # the lock and the failure memory live there
+            raise BusUnavailableError(f"environment build lock: Valkey failed: {exc}") from exc
         return PreparedEnvironment(
             image=ready.image, env=ready.env, source=ready.source, key=ready.key, built=built
         )
@@ -321,15 +326,27 @@ class Environments:
 
         forward = asyncio.create_task(_forward(lines, emit, plan.tag))
         started = time.monotonic()
-        try:
-            await asyncio.to_thread(
+        cancel = BuildCancel()
+        building = asyncio.ensure_future(
+            asyncio.to_thread(
                 build_image,
                 self._client,
                 request,
                 timeout_s=self.settings.build_timeout_s,
                 keep_lines=self.settings.output_lines,
                 sink=sink,
+                cancel=cancel,
             )
+        )
+        try:
+            await asyncio.shield(building)
+        except asyncio.CancelledError:
+            # the agent was killed or its spawner stops: stop the build, keep holding the
+            # lock until it has stopped (so no second build of the key overlaps it)
+            cancel.fire()
+            with contextlib.suppress(Exception):
+                await building
+            raise
         except BuildFailedError as exc:
             await self._redis.set(
                 self._key("failed", plan.key),

@@ -227,16 +227,44 @@ async def test_a_build_that_takes_too_long_is_stopped(
         )
     assert time.monotonic() - started < 60
     assert "MOSAIC_ENV_BUILD_TIMEOUT_S" in caught.value.message
+    assert marker in caught.value.message  # the step had started: its line is in the tail
     assert not caught.value.retryable
     deadline = time.monotonic() + 20  # the daemon cancels the step's container
     while time.monotonic() < deadline:
-        running = [
-            c for c in docker_client.api.containers() if marker in " ".join(c.get("Command", ""))
-        ]
+        running = [c for c in docker_client.api.containers() if marker in str(c.get("Command", ""))]
         if not running:
             break
         await asyncio.sleep(0.5)
     assert running == []
+
+
+async def test_a_cancelled_prepare_stops_its_build_and_frees_the_key(
+    docker_client: docker.DockerClient, sandbox_image: str, redis: Redis, unique: str, repo: Repo
+) -> None:
+    """An agent killed while its environment builds: the build stops, the lock goes."""
+    marker = f"sleep 4{unique[:3].translate(str.maketrans('abcdef', '123456'))}"
+    base = repo.commit({TOML: f'setup = ["{marker}"]\n'})
+    events = Events()
+    preparing = asyncio.create_task(
+        envs(docker_client, redis, unique, sandbox_image).prepare(repo.bare, base, progress=events)
+    )
+
+    def sleeping() -> list[Any]:
+        return [c for c in docker_client.api.containers() if marker in str(c.get("Command", ""))]
+
+    deadline = time.monotonic() + 60
+    while not sleeping():
+        assert time.monotonic() < deadline, events.output()
+        await asyncio.sleep(0.2)
+    preparing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await preparing
+    deadline = time.monotonic() + 20
+    while sleeping() and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert sleeping() == []
+    assert await redis.keys(f"t{unique}:env:lock:*") == []
+    assert await redis.keys(f"t{unique}:env:failed:*") == []  # a cancel is not a failure
 
 
 async def test_a_devcontainer_repository_gets_its_environment(
@@ -343,3 +371,18 @@ async def test_old_images_are_pruned_by_the_policy(
         docker_client.api.inspect_image(images[0])  # the least recently used went
     for kept in images[1:]:
         docker_client.api.inspect_image(kept)
+
+
+async def test_a_dockerfile_the_daemon_refuses_fails_without_retry(
+    docker_client: docker.DockerClient, sandbox_image: str, redis: Redis, unique: str, repo: Repo
+) -> None:
+    base = repo.commit(
+        {
+            ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile"}}',
+            ".devcontainer/Dockerfile": f"FROM {sandbox_image}\nNOTANINSTRUCTION x\n",
+        }
+    )
+    with pytest.raises(BuildFailedError) as caught:
+        await envs(docker_client, redis, unique, sandbox_image).prepare(repo.bare, base)
+    assert not caught.value.retryable
+    assert "NOTANINSTRUCTION" in caught.value.message

@@ -6,6 +6,7 @@ No Docker here: what needs an image is in tests/docker/test_environments.py.
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from shared.environments import (
     NeedsDockerError,
     read_declaration,
 )
-from shared.gitread import CommitView, GitReadError
+from shared.environments.build import BuildRequest, setup_context
+from shared.gitread import BATCH_OBJECTS, CommitView, GitReadError
 from tests.integration.environments.repos import Repo
 
 pytestmark = pytest.mark.integration
@@ -141,3 +143,45 @@ async def test_a_broken_declaration_fails_before_anything_is_built(
     )
     with pytest.raises(DeclarationError, match=r"features: .*f:1"):
         await environments(redis, unique, "docker").prepare(repo.bare, commit)
+
+
+def test_many_blobs_come_back_in_order_across_batches(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    count = BATCH_OBJECTS * 2 + 7
+    commit = repo.commit({f"files/f{n:04}.txt": f"content {n}\n" for n in range(count)})
+    view = CommitView(repo.bare, commit)
+    entries = view.files("files")
+    assert len(entries) == count
+    contents = [data for _, data in view.blobs(e.oid for e in entries)]
+    assert contents == [f"content {n}\n".encode() for n in range(count)]
+
+
+def test_the_build_context_is_the_base_tree_with_modes_and_links(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    (repo.work / "bin").mkdir()
+    (repo.work / "bin" / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (repo.work / "bin" / "run.sh").chmod(0o755)
+    (repo.work / "link").symlink_to("bin/run.sh")
+    commit = repo.commit({TOML: 'setup = ["true"]\nenv = { A = "b c" }\n', "app.py": "x\n"})
+    (repo.work / "app.py").write_text("changed after the commit\n")
+    declaration = read_declaration(CommitView(repo.bare, commit))
+    assert declaration is not None
+    request = BuildRequest(
+        declaration=declaration,
+        view=CommitView(repo.bare, commit),
+        tag="mosaic-env/t:1",
+        labels={},
+        base_image="base:1",
+        ca_bundle=b"-----BEGIN CERTIFICATE-----\n",
+    )
+    with setup_context(request, "base:1", "agent") as context, tarfile.open(fileobj=context) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert members["src/bin/run.sh"].mode == 0o755
+        assert members["src/app.py"].mode == 0o644
+        assert members["src/link"].issym()
+        assert members["src/link"].linkname == "bin/run.sh"
+        assert tar.extractfile("src/app.py").read() == b"x\n"  # type: ignore[union-attr]
+        assert tar.extractfile("mosaic-ca.crt") is not None
+        setup_env = tar.extractfile("mosaic-setup.env").read().decode()  # type: ignore[union-attr]
+        assert "export A='b c'" in setup_env
+        assert "FROM base:1" in tar.extractfile("Dockerfile").read().decode()  # type: ignore[union-attr]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared.environments.declaration import DEVCONTAINER_FILE, MOSAIC_FILE, parse_mosaic
@@ -79,6 +81,15 @@ def test_env_accepts_ordinary_names_with_secret_looking_parts() -> None:
 def test_jsonc_comments_and_trailing_commas_go_but_strings_stay() -> None:
     text = '{\n // a comment\n "a": "http://x//y", /* block */ "b": [1, 2,],\n}'
     assert strip_jsonc(text).replace(" ", "").replace("\n", "") == ('{"a":"http://x//y","b":[1,2]}')
+
+
+def test_jsonc_comment_markers_inside_strings_are_kept() -> None:
+    text = '{"a": "/* not a comment */", "b": "x // y", "c": "quote \\" // z", }'
+    assert json.loads(strip_jsonc(text)) == {
+        "a": "/* not a comment */",
+        "b": "x // y",
+        "c": 'quote " // z',
+    }
 
 
 DEVCONTAINER = b"""{

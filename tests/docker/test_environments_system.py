@@ -1,0 +1,104 @@
+"""The whole system on the docker sandbox with a repository that declares an environment:
+three agents of it at once, one build, its progress in their events, the image there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from mosaic.supervisor import Supervisor
+from shared.environments.key import LABEL_REPOSITORY, LABEL_SOURCE
+from tests.integration.environments.repos import Repo
+from tests.integration.killswitch.helpers import admin, events, spawn, system, wait_state
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterator[Supervisor]:
+    home = tmp_path_factory.mktemp("environments-docker") / "home"
+    env = {
+        "MOSAIC_SANDBOX": "docker",
+        "MOSAIC_SANDBOX_IMAGE": sandbox_image,
+        "GATES_SANDBOX": "docker",
+    }
+    with system(home, **env) as supervisor:
+        yield supervisor
+
+
+def remove_images(client: docker.DockerClient, slug_prefix: str) -> None:
+    """Remove the environment images of repositories whose slug starts with the prefix
+    (gitops adds a hash of the URL to the repository's name)."""
+    for found in client.api.images(filters={"label": LABEL_REPOSITORY}):
+        if (found.get("Labels") or {}).get(LABEL_REPOSITORY, "").startswith(slug_prefix):
+            for tag in found.get("RepoTags") or ():
+                client.api.remove_image(tag, force=True)
+
+
+def environment_events(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        e["detail"]
+        for e in history
+        if e["kind"] == "progress" and e["detail"].get("step") == "environment"
+    ]
+
+
+def test_three_agents_one_build_through_the_system(
+    sup: Supervisor, docker_client: docker.DockerClient, tmp_path: Path, unique: str
+) -> None:
+    repo = Repo(tmp_path, f"envsys-{unique}")
+    repo.commit(
+        {
+            ".mosaic/environment.toml": (
+                'setup = ["sleep 2", "echo environment-ready > /etc/env-marker"]\n'
+                'env = { PROJECT_MODE = "test" }\n'
+            ),
+            "app.py": "x = 1\n",
+        }
+    )
+    plan = [
+        {"tool": "run_command", "input": {"command": "cat /etc/env-marker; echo $PROJECT_MODE"}},
+        {"tool": "write_file", "input": {"path": "note.txt", "content": "done\n"}},
+        {"tool": "finish", "input": {"summary": "looked at the environment"}},
+    ]
+    try:
+        with admin(sup) as http:
+            agents = [spawn(http, repo.bare, f"envsys-{unique}-{n}", plan) for n in range(3)]
+            records = wait_state(http, agents, {"completed", "failed", "killed"}, timeout=240)
+            histories = [events(http, a) for a in agents]
+        assert {r["state"] for r in records.values()} == {"completed"}, records
+        phases = [[str(d["phase"]) for d in environment_events(h)] for h in histories]
+        assert sum(p.count("built") for p in phases) == 1, phases
+        images = {d["image"] for h in histories for d in environment_events(h)}
+        assert len(images) == 1
+        image = images.pop()
+        labels = docker_client.api.inspect_image(image)["Config"]["Labels"]
+        assert labels[LABEL_SOURCE] == ".mosaic/environment.toml"
+        # once the docker backend runs SandboxSpec.image, the run_command result above
+        # shows "environment-ready" and "test": assert it here then
+    finally:
+        remove_images(docker_client, f"envsys-{unique}")
+
+
+def test_a_broken_setup_fails_the_task_once_with_its_output(
+    sup: Supervisor, docker_client: docker.DockerClient, tmp_path: Path, unique: str
+) -> None:
+    repo = Repo(tmp_path, f"envbroken-{unique}")
+    repo.commit({".mosaic/environment.toml": 'setup = ["echo setup-went-wrong-7 >&2; exit 3"]\n'})
+    plan = [{"tool": "finish", "input": {"summary": "never reached"}}]
+    with admin(sup) as http:
+        agent_id = spawn(http, repo.bare, f"envbroken-{unique}", plan)
+        record = wait_state(http, [agent_id], {"completed", "failed", "killed"}, timeout=120)[
+            agent_id
+        ]
+        history = events(http, agent_id)
+    assert record["state"] == "failed"
+    assert "setup-went-wrong-7" in record["error"]
+    assert record["attempts"] == 1
+    assert "running" not in [e["state"] for e in history]
+    phases = [str(d["phase"]) for d in environment_events(history)]
+    assert phases[0] == "building"
