@@ -80,3 +80,11 @@ def test_view_hides_data_dirs_under_shown_dirs(monkeypatch: pytest.MonkeyPatch) 
     assert 0 <= shown < covered  # covered after being shown, so the cover wins
     assert "--unshare-net" in args
     assert "--unshare-net" not in view_args(SandboxSettings(), network=True, tmp_size_mb=8)
+
+
+def test_an_older_bwrap_gets_unsized_tmpfs() -> None:
+    sized = view_args(SandboxSettings(), network=False, tmp_size_mb=8)
+    assert at(sized, ["--size", str(8 << 20), "--tmpfs", "/tmp"]) >= 0
+    unsized = view_args(SandboxSettings(), network=False, tmp_size_mb=None)
+    assert "--size" not in unsized
+    assert at(unsized, ["--tmpfs", "/tmp"]) >= 0
