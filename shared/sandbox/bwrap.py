@@ -102,6 +102,16 @@ def find_bwrap(settings: SandboxSettings) -> Path:
     return Path(found)
 
 
+def _is_real_entry(path: str) -> bool:
+    """A regular file or directory, not a link: bwrap would follow a link planted by an
+    agent on the host side (its source) and mount what it points to."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
 def _world_unreadable(path: str) -> bool:
     """A regular file the world may not read, or a directory it may not list and enter."""
     try:
@@ -226,7 +236,7 @@ class BwrapSandbox(HostBackedSandbox):
             root,
             WORKSPACE,
         ]
-        if os.path.lexists(os.path.join(root, ".git")):
+        if _is_real_entry(os.path.join(root, ".git")):
             self._prefix += ["--ro-bind", os.path.join(root, ".git"), f"{WORKSPACE}/.git"]
         # the root bwrap built (a tmpfs holding the mount points) read-only, as docker's
         self._prefix += ["--remount-ro", "/", "--chdir", WORKSPACE, *env_args(self.env), "--"]
