@@ -55,7 +55,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not any_ready(health):
             print(
                 "No spawner can run agents: POST /agents/spawn answers 503 until what is "
-                "named above is installed or set (then restart `mosaic up`).",
+                "named above is installed or set (a sandbox is noticed when it starts "
+                "working; a model setting needs `mosaic up` again).",
                 file=sys.stderr,
             )
         print("Press Ctrl-C to stop.")
@@ -670,12 +671,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mosaic`` console script."""
     args = build_parser().parse_args(argv)
     from mosaic.client import ClientError
+    from mosaic.supervisor import StartupError
 
     try:
         return int(args.func(args))
     except ClientError as exc:
         field = f" (field: {exc.field})" if exc.field else ""
         print(f"mosaic {args.command}: {exc}{field}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"mosaic {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -12,6 +12,7 @@ which it got, and stops with the reason when no spawner can run agents.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -56,9 +57,18 @@ lint = false
 def make_demo_repository(root: Path) -> Path:
     """A bare remote with a tiny Python project on ``main``; returns the remote's path."""
     remote = root / "remote.git"
-    if remote.exists():
-        return remote
     seed = root / "seed"
+    if remote.exists():
+        has_gates = subprocess.run(
+            ["git", "cat-file", "-e", "main:.mosaic/gates.toml"],
+            cwd=remote,
+            check=False,
+            capture_output=True,
+        )
+        if has_gates.returncode == 0:
+            return remote
+        shutil.rmtree(remote)  # made by an older demo, whose tests gate cannot run now
+        shutil.rmtree(seed, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     _git(root, "init", "-q", "--bare", "-b", "main", str(remote))
     _git(root, "init", "-q", "-b", "main", str(seed))
@@ -157,12 +167,14 @@ def demo_tasks(remote: Path, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def run_demo(home: Path, timeout: float = 180.0) -> int:
-    """Run the demo end to end; 0 when all three tasks completed with pushed branches."""
+def run_demo(home: Path, timeout: float = 180.0, port: int | None = None) -> int:
+    """Run the demo end to end; 0 when all three tasks completed with pushed branches.
+
+    ``port``: the gateway's (default 3001 when free, else any free one)."""
     started = time.monotonic()
     remote = make_demo_repository(home / "demo")
     config = SystemConfig(
-        home=home, gateway_port=pick_gateway_port(None), env={"MOSAIC_PROVIDER": DEMO_PROVIDER}
+        home=home, gateway_port=pick_gateway_port(port), env={"MOSAIC_PROVIDER": DEMO_PROVIDER}
     )
     print(f"Demo repository: {remote}")
     print(f"Provider: {DEMO_PROVIDER} (chosen by the demo: no model is called)")

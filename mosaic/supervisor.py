@@ -201,17 +201,32 @@ class Supervisor:
             )
 
     def health(self) -> dict[str, Any]:
-        """The gateway's ``GET /health`` (spawners, their sandbox and provider, warnings)."""
-        answer: dict[str, Any] = httpx.get(f"{self.gateway_url}/health", timeout=5).json()
+        """The gateway's ``GET /health`` (spawners, their sandbox and provider, warnings).
+
+        Raises ``StartupError`` when it does not answer (for example when another process
+        took the gateway's port between the choice and the bind)."""
+        try:
+            answer: dict[str, Any] = httpx.get(f"{self.gateway_url}/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log = self.logs / "gateway.log"
+            raise StartupError(f"the gateway does not answer /health ({exc}); see {log}") from exc
         return answer
 
     def _healthy(self, name: str) -> bool:
         name = service_of(name)
         if name == "gateway":
+            # whoami with this system's token, not just /health: another system's gateway
+            # that took the port between the choice and the bind must not pass for ours
+            token = self.tokens.get("MOSAIC_API_TOKEN", "")
             try:
-                return httpx.get(f"{self.gateway_url}/health", timeout=1).status_code == 200
+                answer = httpx.get(
+                    f"{self.gateway_url}/auth/whoami",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=1,
+                )
             except httpx.HTTPError:
                 return False
+            return answer.status_code == 200
         return asyncio.run(self._probe(name))
 
     async def _probe(self, name: str) -> bool:

@@ -8,6 +8,7 @@ path must not depend on decoding a well-formed body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from faststream import FastStream
@@ -92,9 +93,35 @@ def create_app(
         await queue.ensure_consumers(
             nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
         )
-        if readiness.factory is None or not readiness.ready:
-            log.error("spawner NOT ready, it takes no task: %s", "; ".join(readiness.problems))
+        if readiness.ready:
+            await serve(readiness)
             return
+        log.error("spawner NOT ready, it takes no task: %s", "; ".join(readiness.problems))
+        if model_settings.problem() is None:  # only the sandbox is missing: it may come up
+            held["recheck"] = asyncio.create_task(recheck(heartbeat))
+
+    async def recheck(heartbeat: Heartbeat) -> None:
+        """Look for a sandbox again now and then (a Docker daemon starting after us);
+        serve once one works. A missing model is settings: that needs a restart."""
+        while True:
+            await asyncio.sleep(settings.spawner_recheck_s)
+            readiness = await assess(model_settings, sandbox_settings, sandboxes)
+            heartbeat.capability = readiness.capability(instance, settings.spawner_concurrency)
+            with contextlib.suppress(Exception):  # the heartbeat retries on its own
+                await heartbeat.beat()
+            if readiness.ready:
+                held["readiness"] = readiness
+                try:
+                    await serve(readiness)
+                except Exception:  # say so: this task has no one else to tell
+                    log.exception("could not start serving after the sandbox appeared")
+                    raise
+                return
+
+    async def serve(readiness: Readiness) -> None:
+        """Take tasks: the run context, the intake, the kill subscriptions, the reaper."""
+        assert readiness.factory is not None
+        nc = broker.connection
         redis = held["redis"]
         assert isinstance(redis, Redis)
         store = StateStore(redis, prefix=settings.state_prefix)
@@ -183,7 +210,7 @@ def create_app(
         waiting = [r.task for r in kills.agents.values()]
         if waiting:
             await asyncio.wait(waiting, timeout=20)
-        for name in ("intake", "reaper"):
+        for name in ("recheck", "intake", "reaper"):
             task = held.get(name)
             if isinstance(task, asyncio.Task):
                 task.cancel()

@@ -31,4 +31,6 @@ class SpawnerSettings(BaseSettings):
     """How often the spawner refreshes its capability record (``shared.spawners``)."""
     spawner_record_ttl_s: float = Field(default=15.0, gt=0)
     """How long a record counts without a refresh: a spawner silent this long is dead."""
+    spawner_recheck_s: float = Field(default=30.0, gt=0)
+    """How often a spawner without a working sandbox looks for one again."""
     state_prefix: str = "mosaic"

@@ -37,6 +37,7 @@ from typing import IO, Any
 
 import docker
 from docker.errors import DockerException
+from urllib3.exceptions import HTTPError
 
 from shared.environments.declaration import Declaration
 from shared.environments.errors import BuildFailedError, BuildTimeoutError, DockerUnavailableError
@@ -224,7 +225,8 @@ class _Stream:
             timeout=None,
         )
         api._raise_for_status(response)
-        self._sock = api._get_raw_response_socket(response)
+        raw = api._get_raw_response_socket(response)
+        self._sock = getattr(raw, "_sock", raw)  # a SocketIO over the connection's socket
         if self.cut:
             self.abort()
         image_id: str | None = None
@@ -297,10 +299,12 @@ def build_image(
             )
     except BuildFailedError:
         raise
-    except (DockerException, OSError) as exc:
-        if stream.cut:
+    except Exception as exc:
+        if stream.cut:  # whatever the cut connection raised: the build ran out of time
             raise _timeout(stream) from exc
-        raise DockerUnavailableError(f"environment build: Docker failed: {exc}") from exc
+        if isinstance(exc, DockerException | OSError | HTTPError):
+            raise DockerUnavailableError(f"environment build: Docker failed: {exc}") from exc
+        raise
     finally:
         timer.cancel()
     log.info("built %s in %.1fs", req.tag, time.monotonic() - started)

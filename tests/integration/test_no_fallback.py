@@ -8,6 +8,8 @@ that does not exist, a bwrap binary that does not exist).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,9 @@ import pytest
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
+from shared.sandbox.bwrap import find_bwrap
+from shared.sandbox.settings import SandboxSettings
+from tests.integration.sandbox.conftest import require_bwrap
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -120,3 +125,30 @@ def test_auto_without_docker_and_without_bwrap_answers_503_naming_both(
         message = refused(http, remote_repo, "no-sandbox").lower()
         assert "docker" in message
         assert "bubblewrap" in message or "bwrap" in message
+
+
+def test_a_spawner_whose_sandbox_appears_later_starts_taking_tasks(
+    tmp_path: Path, remote_repo: Path
+) -> None:
+    """Docker (here: bwrap) may come up after the spawner: it looks again and serves."""
+    asyncio.run(require_bwrap())
+    later = tmp_path / "later" / "bwrap"
+    env = {
+        "MOSAIC_PROVIDER": "scripted",
+        "MOSAIC_SANDBOX": "bwrap",
+        "MOSAIC_SANDBOX_BWRAP": str(later),
+        "SPAWNER_RECHECK_S": "0.5",
+    }
+    with spawner_and_gateway(tmp_path / "home", env) as sup, client(sup) as http:
+        message = refused(http, remote_repo, "too-early")
+        assert "MOSAIC_SANDBOX=bwrap" in message
+        later.parent.mkdir()
+        later.symlink_to(find_bwrap(SandboxSettings()))
+        deadline = time.monotonic() + 30
+        while not any(s["ready"] for s in http.get("/health").json()["spawners"]):
+            assert time.monotonic() < deadline, http.get("/health").json()
+            time.sleep(0.2)
+        [spawner] = http.get("/health").json()["spawners"]
+        assert (spawner["sandbox"], spawner["environment"]) == ("bwrap", "host tools (bwrap)")
+        answer = http.post("/agents/spawn", json=body(remote_repo, "in-time"))
+        assert answer.status_code == 202, answer.text

@@ -6,6 +6,7 @@ directly, so each defect can be made on purpose.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -14,8 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from shared.federation.envelope import Envelope, check_signature, now_ms, parse
+from shared.messages.base import utcnow
+from shared.messages.spawners import SpawnerCapability
+from shared.spawners import SpawnerRegistry
 from tests.integration.federation.conftest import (
     FINAL,
     SLEEP_PLAN,
@@ -264,3 +269,46 @@ def test_a_peer_over_its_limits_is_refused(fake: FakePeer, remote_repo: Path, un
         assert result["ok"] is False
         assert result["error"]["code"] == "repository_not_allowed"
     assert spoke.agent_total() == before + 1
+
+
+def test_a_spoke_whose_spawners_cannot_run_agents_refuses_with_the_reason(
+    fake: FakePeer, remote_repo: Path, unique: str
+) -> None:
+    """No silent queueing for a peer either: 503 ``no_spawner_ready`` with the reason,
+    and the envelope is not used up (the peer may send it again once a spawner is ready)."""
+    spoke = fake.spoke
+    system = spoke.system
+    problem = "no model: set ANTHROPIC_API_KEY (or CLAUDE_API_KEY) or MOSAIC_PROVIDER=scripted"
+    now = utcnow()
+    not_ready = SpawnerCapability(
+        instance="spawner-without-a-model",
+        ready=False,
+        problems=[problem],
+        started_at=now,
+        expires_at=now,
+    )
+
+    async def registry(action: str) -> None:
+        redis = Redis.from_url(system.valkey_url)
+        try:
+            spawners = SpawnerRegistry(redis)
+            if action == "publish":
+                await spawners.publish(not_ready, ttl_s=60)
+            else:
+                await spawners.withdraw(not_ready.instance)
+        finally:
+            await redis.aclose()
+
+    system.stop_service("spawner")  # a clean stop withdraws its record
+    before = spoke.agent_total()
+    try:
+        asyncio.run(registry("publish"))
+        body = spawn_body(remote_repo, f"nr-{unique}")
+        answer = fake.post(fake.envelope("agent.spawn", body))
+        refused(answer, 503, "no_spawner_ready")
+        assert problem in answer.json()["error"]["message"]
+        assert spoke.agent_total() == before
+    finally:
+        asyncio.run(registry("withdraw"))
+        system.start_service("spawner")
+        system.wait_healthy(60)
