@@ -9,7 +9,8 @@ Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process gr
   ``/bin``, ``/lib*`` links or directories), nothing else of the host: no ``/home``,
   ``/root``, ``/var``, ``/run``, ``/srv``, ``/tmp``, ``/sys``; inside those read-only
   directories, whatever the world may not read (``/etc/shadow``, private keys) is
-  covered, and so are ``$MOSAIC_HOME``, the host ``$HOME`` and ``MOSAIC_SANDBOX_HIDE``;
+  covered, and so are ``$MOSAIC_HOME``, the host ``$HOME``, the services' virtualenv and
+  ``MOSAIC_SANDBOX_HIDE``;
 - the worktree at ``/workspace`` (as in docker), writable unless ``spec.writable`` is
   false; its ``.git`` entry read-only (gitops owns it);
 - a fresh ``/proc`` of the new pid namespace, a minimal ``/dev``, private tmpfs ``/tmp``
@@ -37,6 +38,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -148,6 +150,8 @@ def _data_dirs(settings: SandboxSettings) -> list[Path]:
     dirs = [HomeSettings().mosaic_home, default_home(), Path.home(), *settings.hide]
     if "MOSAIC_HOME" in os.environ:
         dirs.append(Path(os.environ["MOSAIC_HOME"]))
+    if sys.prefix != sys.base_prefix:  # the services' own virtualenv (never a system dir)
+        dirs.append(Path(sys.prefix))
     return dirs
 
 
