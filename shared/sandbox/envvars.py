@@ -60,6 +60,7 @@ def command_env(spec: SandboxSpec, *, path: str, home: str, tmpdir: str) -> dict
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "TERM": "dumb",
+        "PYTHONDONTWRITEBYTECODE": "1",  # as in docker: no __pycache__ left for the commit
         "MOSAIC_AGENT_ID": spec.agent_id,
         "MOSAIC_TASK_ID": spec.task_id,
     }

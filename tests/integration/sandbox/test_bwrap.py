@@ -397,3 +397,27 @@ async def test_cgroup_bounds_processes_even_for_root(
         await sandbox.close()
     assert not any(d.exists() for d in dirs)  # removed with the sandbox
     assert not [p for p in cgroup_dirs() if p in dirs]
+
+
+async def test_a_planted_git_link_does_not_mount_the_host(
+    factory: BwrapSandboxFactory, tmp_path: Path
+) -> None:
+    # .git is bound read-only over itself: a link planted there by one attempt must not
+    # make the next attempt's sandbox on the same worktree mount its target from the host
+    # (here a file the view covers, so a mount would show the host's own).
+    if not Path("/etc/shadow").exists():
+        pytest.skip("no /etc/shadow on this host")
+    (tmp_path / "wt").mkdir()
+    first = await factory.create(SandboxSpec("a", "t", tmp_path / "wt"))
+    try:
+        code, _ = await run(first, "ln -s /etc/shadow .git")
+        assert code == 0
+    finally:
+        await first.close()
+    second = await factory.create(SandboxSpec("a", "t", tmp_path / "wt"))
+    try:
+        code, out = await run(second, "cat /etc/shadow .git; echo ran")
+    finally:
+        await second.close()
+    assert "ran" in out  # the sandbox still works
+    assert "root:" not in out

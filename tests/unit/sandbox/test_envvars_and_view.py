@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,21 @@ def test_view_hides_data_dirs_under_shown_dirs(monkeypatch: pytest.MonkeyPatch) 
     assert 0 <= shown < covered  # covered after being shown, so the cover wins
     assert "--unshare-net" in args
     assert "--unshare-net" not in view_args(SandboxSettings(), network=True, tmp_size_mb=8)
+
+
+def test_an_older_bwrap_gets_unsized_tmpfs() -> None:
+    sized = view_args(SandboxSettings(), network=False, tmp_size_mb=8)
+    assert at(sized, ["--size", str(8 << 20), "--tmpfs", "/tmp"]) >= 0
+    unsized = view_args(SandboxSettings(), network=False, tmp_size_mb=None)
+    assert "--size" not in unsized
+    assert at(unsized, ["--tmpfs", "/tmp"]) >= 0
+
+
+def test_view_hides_the_services_virtualenv(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not Path("/opt").is_dir():
+        pytest.skip("no /opt on this host")
+    monkeypatch.setattr(sys, "prefix", "/opt")  # a virtualenv living in a shown directory
+    args = view_args(SandboxSettings(), network=False, tmp_size_mb=8)
+    assert at(args, ["--tmpfs", "/opt", "--remount-ro", "/opt"]) > at(
+        args, ["--ro-bind", "/opt", "/opt"]
+    )
