@@ -14,13 +14,10 @@ import pytest
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
+from tests.conftest import STDLIB_GATES, TEST_APP
 from tests.integration.environments.repos import Repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-# the gates' name of the unsandboxed host runner ("local" before the sandbox layer's
-# rename to "none" reaches the gates)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +100,12 @@ def test_without_a_declaration_the_task_runs_as_before(
     http: httpx.Client, tmp_path: Path, unique: str
 ) -> None:
     repo = Repo(tmp_path)
-    repo.commit({"app.py": "x = 0\n"})
+    repo.commit(
+        {
+            "app.py": "def add(a, b):\n    return a + b\n",
+            "test_app.py": TEST_APP,
+            ".mosaic/gates.toml": STDLIB_GATES,
+        }
+    )
     record, _ = run_task(http, repo.bare, f"envplain-{unique}")
-    assert record["state"] == "completed", record
+    assert record["state"] == "completed", (record["error"], record)

@@ -125,7 +125,7 @@ async def test_base_branch_allowlist_excuses_fixtures(
 async def test_agent_cannot_allowlist_its_own_secret(cache: RepoCache, remote_repo: Path) -> None:
     ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "sneaky"))
     root = Path(ready.path or "")
-    (root / ".mosaic").mkdir()
+    (root / ".mosaic").mkdir(exist_ok=True)
     (root / ".mosaic/secrets-allowlist").write_text("**\n")
     (root / "leak.py").write_text(f'KEY = "{ANTHROPIC}"  # pragma: allowlist secret\n')
     with pytest.raises(SecretFoundError) as caught:
