@@ -12,6 +12,7 @@ import pytest
 
 from mosaic.supervisor import Supervisor
 from shared.environments.key import LABEL_REPOSITORY, LABEL_SOURCE
+from tests.conftest import STDLIB_GATES, TEST_APP, git
 from tests.integration.environments.repos import Repo
 from tests.integration.killswitch.helpers import admin, events, spawn, system, wait_state
 
@@ -24,7 +25,6 @@ def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterato
     env = {
         "MOSAIC_SANDBOX": "docker",
         "MOSAIC_SANDBOX_IMAGE": sandbox_image,
-        "GATES_SANDBOX": "docker",
     }
     with system(home, **env) as supervisor:
         yield supervisor
@@ -57,12 +57,14 @@ def test_three_agents_one_build_through_the_system(
                 'setup = ["sleep 2", "echo environment-ready > /etc/env-marker"]\n'
                 'env = { PROJECT_MODE = "test" }\n'
             ),
-            "app.py": "x = 1\n",
+            "app.py": "def add(a, b):\n    return a + b\n",
+            "test_app.py": TEST_APP,
+            ".mosaic/gates.toml": STDLIB_GATES,
         }
     )
+    seen = "cat /etc/env-marker > seen.txt; echo $PROJECT_MODE >> seen.txt"
     plan = [
-        {"tool": "run_command", "input": {"command": "cat /etc/env-marker; echo $PROJECT_MODE"}},
-        {"tool": "write_file", "input": {"path": "note.txt", "content": "done\n"}},
+        {"tool": "run_command", "input": {"command": seen}},
         {"tool": "finish", "input": {"summary": "looked at the environment"}},
     ]
     try:
@@ -78,8 +80,12 @@ def test_three_agents_one_build_through_the_system(
         image = images.pop()
         labels = docker_client.api.inspect_image(image)["Config"]["Labels"]
         assert labels[LABEL_SOURCE] == ".mosaic/environment.toml"
-        # once the docker backend runs SandboxSpec.image, the run_command result above
-        # shows "environment-ready" and "test": assert it here then
+        # the agent's commands ran in the built image, with the declared environment
+        for record in records.values():
+            assert git(repo.bare, "show", f"{record['pushedBranch']}:seen.txt").split() == [
+                "environment-ready",
+                "test",
+            ]
     finally:
         remove_images(docker_client, f"envsys-{unique}")
 
