@@ -46,8 +46,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         print(f"Mosaic is up. Gateway: {supervisor.gateway_url}")
         print(f"  NATS:    {redact(supervisor.nats_url)}  (mosaic creds nats --user admin)")
-        print(f"  Valkey:  {supervisor.valkey_url}")
-        print(f"  Tokens:  {config.home / 'secrets'} (api-token, admin-token)")
+        print(f"  Valkey:  {redact(supervisor.valkey_url)}")
+        print(f"  Secrets: {config.home / 'secrets'} (api-token, admin-token, valkey-password)")
         print(f"  Logs:    {supervisor.logs}")
         health = supervisor.health()
         for line in describe(health):

@@ -12,11 +12,11 @@ A service that only answers requests needs no publish right for them:
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from mosaic.secretfiles import secrets_dir, write_private
 from shared import subjects
 from shared.audit import AUDIT_PREFIX, AUDIT_STREAM, KIND_GATE_SKIPPED, KIND_KILL, KIND_KILL_ALL
 
@@ -104,14 +104,6 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
 """Per user: the subjects it may publish and subscribe (NATS wildcards)."""
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    path.chmod(0o600)
-
-
 def passwords_dir(home: Path) -> Path:
     """Where the generated passwords live: ``<home>/secrets/nats``."""
     return home / "secrets" / "nats"
@@ -119,13 +111,14 @@ def passwords_dir(home: Path) -> Path:
 
 def ensure_passwords(home: Path) -> dict[str, str]:
     """Every user's password, generated once (0600) and read back after."""
+    secrets_dir(home)  # 0700, also when this is the first secret written
     folder = passwords_dir(home)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
     out: dict[str, str] = {}
     for user in USERS:
         path = folder / user
         if not path.exists():
-            _write_private(path, secrets.token_hex(24))
+            write_private(path, secrets.token_hex(24))
         out[user] = path.read_text().strip()
     return out
 
@@ -151,7 +144,7 @@ def render_config(passwords: dict[str, str], log_file: Path | None = None) -> st
 def write_config(home: Path) -> Path:
     """Write ``<home>/nats/auth.conf`` (0600) from the passwords; returns its path."""
     path = home / "nats" / "auth.conf"
-    _write_private(path, render_config(ensure_passwords(home), home / "logs" / "nats.log"))
+    write_private(path, render_config(ensure_passwords(home), home / "logs" / "nats.log"))
     return path
 
 
@@ -181,7 +174,7 @@ def server_file(home: Path) -> Path:
 
 def record_server(home: Path, url: str) -> None:
     """Note the running embedded server's address (no credentials in it)."""
-    _write_private(server_file(home), json.dumps({"url": url}))
+    write_private(server_file(home), json.dumps({"url": url}))
 
 
 def user_url(home: Path, user: str, server_url: str | None = None) -> str:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import nats
 
 from mosaic import natsauth
 from mosaic.embedded import ServerProcess, free_port, start_nats, start_valkey
+from mosaic.secretfiles import ensure_secret, secrets_dir
+from mosaic.serviceenv import service_environment
 from shared import subjects
 
 SERVICES = ("gitops", "gates", "killswitch", "spawner", "gateway")
@@ -55,19 +56,15 @@ class SystemConfig:
 
 def ensure_tokens(home: Path) -> dict[str, str]:
     """API tokens from the environment, else generated once under ``<home>/secrets``."""
-    folder = home / "secrets"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     tokens: dict[str, str] = {}
     for env, name in (("MOSAIC_API_TOKEN", "api-token"), ("MOSAIC_ADMIN_TOKEN", "admin-token")):
-        if os.environ.get(env):
-            tokens[env] = os.environ[env]
-            continue
-        path = folder / name
-        if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(32))
-        tokens[env] = path.read_text().strip()
+        given = os.environ.get(env)
+        tokens[env] = given if given else ensure_secret(home, name)
     return tokens
+
+
+VALKEY_PASSWORD_FILE = "valkey-password"  # noqa: S105 (a file name)
+"""The embedded Valkey's password, under ``<home>/secrets`` (0600)."""
 
 
 class Supervisor:
@@ -85,6 +82,7 @@ class Supervisor:
         self.nats_passwords: dict[str, str] = {}
         """Per NATS user, when the supervisor runs nats-server with authorization."""
         self.valkey_url = config.valkey_url or ""
+        """Where Valkey is; for the embedded server, with its password in it."""
         self.logs = config.home / "logs"
 
     @property
@@ -97,12 +95,12 @@ class Supervisor:
         home = self.config.home
         home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
+        secrets_dir(home)
         try:
             if not self.nats_url:
                 self._start_nats()
             if not self.valkey_url:
-                self.servers["valkey"] = start_valkey(home / "valkey")
-                self.valkey_url = f"redis://127.0.0.1:{self.servers['valkey'].port}/0"
+                self._start_valkey()
             self.tokens = ensure_tokens(home)
             for name in self.config.services:
                 self.start_service(name)
@@ -123,31 +121,38 @@ class Supervisor:
             natsauth.record_server(home, self.nats_server_url)
             self.nats_url = self.nats_url_for(natsauth.ADMIN)
 
+    def _start_valkey(self) -> None:
+        """Our own valkey-server, always with a password (generated once, 0600)."""
+        home = self.config.home
+        password = ensure_secret(home, VALKEY_PASSWORD_FILE)
+        self.servers["valkey"] = start_valkey(home / "valkey", password=password)
+        self.valkey_url = f"redis://:{password}@127.0.0.1:{self.servers['valkey'].port}/0"
+
     def nats_url_for(self, user: str) -> str:
         """The NATS URL a NATS user connects with (the plain URL without authorization)."""
         if not self.nats_passwords:
             return self.nats_url
         return natsauth.url_for(self.nats_server_url, user, self.nats_passwords[user])
 
-    def service_env(self, name: str | None = None) -> dict[str, str]:
-        """The environment a service process gets (its own NATS user under authorization)."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"NATS_URL", "VALKEY_URL", "NATS_ADMIN_URL"}
+    def service_env(self, name: str) -> dict[str, str]:
+        """The environment of one service (or ``<service>-<n>`` instance): the
+        supervisor's without secrets, the settings below, and only the secrets
+        ``mosaic.serviceenv.SERVICE_SECRETS`` grants it (its own NATS user...)."""
+        service = service_of(name)
+        inherited = {**os.environ, **self.config.env}
+        credentials = {
+            "NATS_URL": self.nats_url_for(service),
+            "VALKEY_URL": self.valkey_url,
+            **self.tokens,
         }
-        service = service_of(name) if name else None
-        if self.nats_passwords and service == "gateway":
-            env["NATS_ADMIN_URL"] = self.nats_url_for(natsauth.ADMIN)  # kill-all only
+        if self.nats_passwords:
+            credentials["NATS_ADMIN_URL"] = self.nats_url_for(natsauth.ADMIN)  # kill-all
+        env = service_environment(service, inherited, credentials)
         env.update(
-            NATS_URL=self.nats_url_for(service) if service else self.nats_url,
-            VALKEY_URL=self.valkey_url,
             MOSAIC_HOME=str(self.config.home),
             GATEWAY_PORT=str(self.config.gateway_port),
             PYTHONUNBUFFERED="1",
-            **self.tokens,
         )
-        env.update(self.config.env)
         return env
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
