@@ -15,6 +15,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(660)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"gateway", "spawner", "gitops", "gates", "killswitch"}
+PASSWORDS = {
+    "VALKEY_PASSWORD": "vpw",
+    **{f"NATS_{u.upper()}_PASSWORD": f"{u}pw" for u in ("admin", *sorted(SERVICES))},
+}
 
 
 def compose_cli() -> list[str]:
@@ -42,6 +46,7 @@ def compose_cli() -> list[str]:
 def config(tmp_path: Path, *extra: str) -> dict[str, object]:
     env = {
         **os.environ,
+        **PASSWORDS,
         "MOSAIC_API_TOKEN": "t",
         "MOSAIC_ADMIN_TOKEN": "a",
         "MOSAIC_HOST_HOME": str(tmp_path / "home"),
@@ -74,8 +79,11 @@ def test_compose_file_validates_and_wires_the_services(tmp_path: Path) -> None:
         assert depends["valkey"]["condition"] == "service_healthy", name
         assert "container_name" not in service  # scalable
         env = service["environment"]
-        assert env["NATS_URL"] == "nats://nats:4222"
-        assert env["VALKEY_URL"] == "redis://valkey:6379/0"
+        assert env["NATS_URL"] == f"nats://{name}:{name}pw@nats:4222"
+        if name in ("gateway", "spawner", "killswitch"):
+            assert env["VALKEY_URL"] == "redis://:vpw@valkey:6379/0"
+        else:
+            assert "VALKEY_URL" not in env  # no use for the state store, no password
     for name in ("spawner", "gitops", "gates"):
         mounts = json.dumps(services[name]["volumes"])
         assert f"{home}:{home}" in mounts or f'"target": "{home}"' in mounts, mounts
