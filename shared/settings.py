@@ -30,7 +30,9 @@ class NatsSettings(BaseSettings):
 
 
 class ValkeySettings(BaseSettings):
-    """Where the Valkey server is."""
+    """Where the Valkey server is, and its password when it has one, inside the URL
+    (``redis://:<password>@host:6379/0``): the one way a client gets it. ``mosaic up``
+    and compose always set one; a server without a password (test fixtures) works too."""
 
     model_config = _CONFIG
 
