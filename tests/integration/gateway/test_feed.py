@@ -13,7 +13,7 @@ import httpx
 import pytest
 from faststream.nats import NatsBroker
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from mosaic.client import AsyncMosaicClient, SseParser
