@@ -1,7 +1,9 @@
 """NATS users and permissions for the embedded server (``mosaic up``).
 
 Each service connects as its own user and may publish and subscribe only what it needs;
-only ``admin`` may publish ``mosaic.kill.all``. Sandboxes get no NATS credentials at all.
+only ``admin`` may publish ``mosaic.kill.all``, and only the spawner and the killswitch
+(who move agents) may publish ``mosaic.events.>``, the live feed ``kill_and_wait`` trusts.
+Sandboxes get no NATS credentials at all.
 Passwords are generated once under ``<home>/secrets/nats/<user>`` (0600) and written,
 with the permissions, to ``<home>/nats/auth.conf`` (0600), which nats-server reads.
 
@@ -45,7 +47,6 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "gateway": {
         "publish": [
             subjects.TASKS_ALL,
-            f"{subjects.EVENTS_PREFIX}.>",
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_RESUME,
             f"{subjects.HEALTH_PREFIX}.>",
@@ -88,11 +89,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "subscribe": ["mosaic.gitops.>", subjects.health("gitops"), _INBOX],
     },
     "gates": {
-        "publish": [
-            f"{subjects.EVENTS_PREFIX}.>",
-            subjects.health("gates"),
-            *_audit_write(KIND_GATE_SKIPPED),
-        ],
+        "publish": [subjects.health("gates"), *_audit_write(KIND_GATE_SKIPPED)],
         "subscribe": [subjects.GATES_CHECK, subjects.health("gates"), _INBOX],
     },
     "killswitch": {

@@ -18,6 +18,12 @@ AUDIT_PREFIX = "mosaic.audit"
 AUDIT_ALL = f"{AUDIT_PREFIX}.>"
 AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
 """How long entries are kept (90 days)."""
+AUDIT_MAX_BYTES = 1024**3
+"""The stream's size bound (1 GiB): past it the oldest entries go first."""
+AUDIT_MAX_MSGS = 5_000_000
+"""The stream's entry bound, for the same reason."""
+AUDIT_MAX_MSG_SIZE = 65_536
+"""One entry's bound (entries are small JSON documents)."""
 
 KIND_GATE_SKIPPED = "gate_skipped"
 """A quality gate skipped because of YOLO mode."""
@@ -37,13 +43,17 @@ def audit_subject(kind: str) -> str:
 
 
 def stream_config() -> StreamConfig:
-    """The ``AUDIT`` stream: file storage, limits retention, kept ``AUDIT_MAX_AGE_S``."""
+    """The ``AUDIT`` stream: file storage, limits retention, bounded in age, bytes and
+    entries (the oldest are discarded first), so no writer can fill the disk."""
     return StreamConfig(
         name=AUDIT_STREAM,
         subjects=[AUDIT_ALL],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=AUDIT_MAX_AGE_S,
+        max_bytes=AUDIT_MAX_BYTES,
+        max_msgs=AUDIT_MAX_MSGS,
+        max_msg_size=AUDIT_MAX_MSG_SIZE,
         duplicate_window=120.0,
     )
 

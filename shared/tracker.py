@@ -7,7 +7,7 @@ the history list, the record and the live feed never disagree.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faststream.nats import NatsBroker
@@ -22,9 +22,18 @@ log = logging.getLogger(__name__)
 class AgentTracker:
     """Transitions, progress and cleanup events for agents, persisted then published."""
 
-    def __init__(self, store: StateStore, broker: NatsBroker) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        broker: NatsBroker,
+        publish: Callable[[AgentEvent], Awaitable[None]] | None = None,
+    ) -> None:
+        """``publish`` replaces the NATS publish: the gateway may not publish
+        ``mosaic.events.>`` (only the spawner and killswitch may), so it hands its events
+        to its own live feed; other gateways read them from the Valkey history."""
         self.store = store
         self._broker = broker
+        self._local = publish
 
     async def transition(
         self,
@@ -67,8 +76,15 @@ class AgentTracker:
         await self._publish(event)
         return event
 
+    async def announce(self, event: AgentEvent) -> None:
+        """Tell the live feed about an event already stored (never raises)."""
+        await self._publish(event)
+
     async def _publish(self, event: AgentEvent) -> None:
         try:
+            if self._local is not None:
+                await self._local(event)
+                return
             await self._broker.publish(event.to_bytes(), subjects.agent_events(event.agent_id))
         except Exception:  # the history in Valkey is the source of truth
             log.warning("could not publish event for %s", event.agent_id, exc_info=True)

@@ -24,6 +24,7 @@ from services.gateway.deps import Resources
 from services.gateway.errors import error_response
 from services.gateway.federation import routes as federation
 from services.gateway.feed import FeedHub
+from services.gateway.headers import SecurityHeaders
 from services.gateway.metrics import (
     ASGIApp,
     GatewayMetrics,
@@ -47,6 +48,7 @@ from services.gateway.routes import (
 )
 from services.gateway.settings import GatewaySettings
 from shared.bus import make_broker, make_valkey
+from shared.federation.settings import FederationSettings
 from shared.queue import ensure_stream
 from shared.settings import NatsSettings, QualitySettings, ValkeySettings
 from shared.spawners import SpawnerRegistry
@@ -87,8 +89,9 @@ Queue, run, gate and kill Claude coding agents.
 **Auth**: every path but `/health` (and the dashboard at `/`) needs
 `Authorization: Bearer <token>`: `MOSAIC_API_TOKEN` grants the *operator* role,
 `MOSAIC_ADMIN_TOKEN` the *admin* role (kill-all, resume). The live feed also accepts the
-token as a `token` query parameter, and the WebSocket `/events/ws` as its first message
-`{"token": "..."}`.
+token as a `token` query parameter; the WebSocket `/events/ws` takes it in the
+`Authorization` header, the `token` query parameter, or (browsers) the subprotocol
+`mosaic.bearer.<base64url(token)>`, and is refused before it is accepted without one.
 
 **Errors**: every 4xx and 5xx body is `{"error": {"code", "message", "field"?, "details"?}}`;
 `field` names the offending input.
@@ -130,15 +133,19 @@ def create_app(
     nats: NatsSettings | None = None,
     valkey: ValkeySettings | None = None,
     quality: QualitySettings | None = None,
+    federation_settings: FederationSettings | None = None,
 ) -> FastAPI:
     """Build the gateway; nothing connects until the lifespan starts.
 
-    Raises ``GatewayConfigError`` when no token is configured.
+    The ``/federation`` routes exist only with ``FEDERATION_ENABLED`` (else 404), and the
+    API explorer (``/docs``, ``/redoc``) only with ``GATEWAY_DOCS``; ``/openapi.json``
+    always. Raises ``GatewayConfigError`` when no token is configured.
     """
     settings = settings or GatewaySettings()
     nats = nats or NatsSettings()
     valkey = valkey or ValkeySettings()
     quality = quality or QualitySettings()
+    federation_settings = federation_settings or FederationSettings()
     check_tokens(settings)
     gateway_metrics = GatewayMetrics()
 
@@ -163,7 +170,7 @@ def create_app(
             broker=broker,
             js=js,
             store=store,
-            tracker=AgentTracker(store, broker),
+            tracker=AgentTracker(store, broker, publish=feed.deliver),
             quality=quality,
             started=time.monotonic(),
             feed=feed,
@@ -189,13 +196,18 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(errors.refuse_unknown_query)],
+        docs_url="/docs" if settings.gateway_docs else None,
+        redoc_url="/redoc" if settings.gateway_docs else None,
     )
     app.state.settings = settings
     app.state.metrics = gateway_metrics
+    app.state.federation_settings = federation_settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, docs=settings.gateway_docs)
     app.add_middleware(RequestMetrics, metrics=gateway_metrics)
     errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
-    app.include_router(federation.router)
+    if federation_settings.federation_enabled:
+        app.include_router(federation.router)
     return app

@@ -129,6 +129,10 @@ class FeedHub:
             client.close()
             self.disconnect(client)
 
+    def count(self, transport: Transport) -> int:
+        """How many clients of ``transport`` are connected."""
+        return sum(1 for c in self._clients if c.transport == transport)
+
     def connect(self, agent_id: str | None, transport: Transport) -> FeedClient:
         """Register a client; events flow into its queue from now on."""
         client = FeedClient(agent_id, transport, self._queue_size)
@@ -148,6 +152,12 @@ class FeedHub:
         except ValidationError:
             log.debug("ignored a malformed event on %s", msg.subject)
             return
+        await self.deliver(event)
+
+    async def deliver(self, event: AgentEvent) -> None:
+        """Take an event stored in the history: from NATS, or one this gateway wrote
+        itself (it may not publish ``mosaic.events.>``; other gateways catch up from the
+        history when the agent's next event arrives)."""
         try:
             await self._accept(event)
         except Exception:  # a Valkey hiccup must not end the subscription

@@ -72,6 +72,19 @@ class GatewayMetrics:
             ["transport"],
             registry=r,
         )
+        self.federation_unverified = Counter(
+            "mosaic_gateway_federation_unverified",
+            "Requests to /federation that proved nothing (bad envelope, unknown sender, bad "
+            "signature, stale) or were rate-limited for it; by error code. Not audited.",
+            ["code"],
+            registry=r,
+        )
+        self.ws_refused = Counter(
+            "mosaic_gateway_ws_refused",
+            "WebSocket handshakes refused before accept, by reason (unauthorized, full).",
+            ["reason"],
+            registry=r,
+        )
         for transport in ("sse", "ws"):
             self.feed_clients.labels(transport)
             self.events_streamed.labels(transport)

@@ -24,5 +24,7 @@ class GatewaySettings(BaseSettings):
     """How often an idle SSE stream gets a comment line (keeps proxies from closing it)."""
     feed_reorder_wait_seconds: float = Field(default=1.0, gt=0)
     """How long the feed holds a later event while an earlier one of the same agent is late."""
-    ws_auth_timeout_seconds: float = Field(default=5.0, gt=0)
-    """How long a WebSocket may take to send its token as the first message."""
+    ws_max_connections: int = Field(default=100, ge=1, le=100_000)
+    """Live-feed WebSockets open at once (per gateway process); more are refused."""
+    gateway_docs: bool = False
+    """Serve the API explorer (``/docs``, ``/redoc``; its assets come from a CDN)."""

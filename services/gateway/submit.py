@@ -7,11 +7,9 @@ import logging
 import os
 import uuid
 
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
 from services.gateway.errors import InvalidInputError
-from shared import subjects
 from shared.errors import BusUnavailableError
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
@@ -37,7 +35,6 @@ async def submit(
     request: SpawnAgentRequest,
     *,
     tracker: AgentTracker,
-    broker: NatsBroker,
     js: JetStreamContext,
     connected: bool,
     default_profile: str,
@@ -97,10 +94,7 @@ async def submit(
     except Exception as exc:
         await _forget(tracker, record)
         raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
-    try:
-        await broker.publish(event.to_bytes(), subjects.agent_events(record.agent_id))
-    except Exception:  # the history in Valkey is the source of truth
-        log.warning("could not publish the creation event of %s", record.agent_id)
+    await tracker.announce(event)
     log.info(
         "queued task %s as agent %s",
         request.task_id,

@@ -35,7 +35,8 @@ class FederationRoute(APIRoute):
             try:
                 return await handler(request)
             except FederationError as exc:
-                headers = {"Retry-After": "1"} if exc.retryable else None
+                retry_after = getattr(exc, "retry_after", 1 if exc.retryable else None)
+                headers = {"Retry-After": str(retry_after)} if retry_after else None
                 return error_response(exc.status, exc.code, exc.message, headers=headers)
 
         return translated

@@ -1,7 +1,8 @@
 """The spoke's side of a verified command: the normal paths, with the peer as requester.
 
 Spawn goes through ``submit`` (the task queue); kill through the core NATS kill
-subjects. A peer sees and kills only agents it spawned here, within its limits.
+subjects. A peer sees and kills only agents it spawned here, within its own limits
+(count, repositories) and the deployment's caps for every peer (``check_caps``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shared.federation.envelope import Envelope
 from shared.federation.errors import CommandRefusedError, InProgressError
 from shared.federation.messages import AgentRef, KillAllOrder, KillOutcome, Outcome
 from shared.federation.peers import Peer
+from shared.federation.settings import FederationSettings
 from shared.messages.agents import AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
 from shared.messages.tasks import SpawnAgentRequest
@@ -57,6 +59,17 @@ class RepositoryRefusedError(CommandRefusedError):
 
     code = "repository_not_allowed"
     status = 403
+
+
+class CapExceededError(CommandRefusedError):
+    """The spawn asks for more than this deployment lets any peer have."""
+
+    code = "over_peer_cap"
+    status = 403
+
+
+GATE_STRENGTH = {"minimal": 0, "standard": 1, "strict": 2}
+"""Gate profiles by strength: a peer may ask for the local default or stronger."""
 
 
 class NotReadyError(CommandRefusedError):
@@ -106,8 +119,33 @@ async def _owned(fed: Federation, peer: Peer, agent_id: str) -> AgentRecord:
     return record
 
 
+def check_caps(request: SpawnAgentRequest, settings: FederationSettings, default: str) -> None:
+    """Refuse a peer's spawn that asks for more than the deployment's caps: a priority
+    above the floor, a longer timeout, network access, or gates weaker than ``default``."""
+    floor = settings.federation_priority_floor
+    if request.priority < floor:
+        raise CapExceededError(
+            f"payload.priority: {request.priority} is above what peers may ask for here "
+            f"(at most priority {floor}; 1 is the highest)"
+        )
+    longest = settings.federation_max_timeout_seconds
+    timeout = request.options.timeout
+    if timeout is not None and timeout > longest:
+        raise CapExceededError(
+            f"payload.options.timeout: {timeout}s is over the peers' limit of {longest}s"
+        )
+    if request.options.network and not settings.federation_allow_network:
+        raise CapExceededError("payload.options.network: peers' agents get no network here")
+    asked = request.gate_profile or default
+    if GATE_STRENGTH[asked] < GATE_STRENGTH.get(default, GATE_STRENGTH["strict"]):
+        raise CapExceededError(
+            f"payload.gateProfile: {asked} is weaker than this instance's default ({default})"
+        )
+
+
 async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
     request = _parse(SpawnAgentRequest, envelope.payload)
+    check_caps(request, fed.runtime.settings, fed.deps.quality.default_gate_profile)
     if not peer.limits.allows_repository(request.context.repository):
         raise RepositoryRefusedError(
             f"peer {peer.peer_id} may not use repository {request.context.repository}"
@@ -132,7 +170,6 @@ async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
             record, created = await submit(
                 local,
                 tracker=deps.tracker,
-                broker=deps.broker,
                 js=deps.js,
                 connected=deps.broker.connection.is_connected,
                 default_profile=deps.quality.default_gate_profile,

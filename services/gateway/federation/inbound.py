@@ -4,6 +4,10 @@ These paths take no bearer token: the signature against the sender's pinned key 
 authentication. The order of checks is: parse, recipient, sender registered, signature,
 timestamp window, peer state, message id (replay), then execution. Every verified
 message gets a signed answer (refusals too), stored for repeats of the same message.
+
+A request that fails before its signature and clock window are verified proves nothing
+about who sent it: it is logged and counted (``mosaic_gateway_federation_unverified``),
+never audited, and costs its source a token (``ratelimit``); an empty bucket is a 429.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from services.gateway.errors import ErrorResponse
 from services.gateway.federation import trail
 from services.gateway.federation.errors import FederationRoute
 from services.gateway.federation.executor import execute, requester
+from services.gateway.federation.ratelimit import RateLimitedError
 from services.gateway.federation.runtime import Fed, Federation
 from shared.federation.envelope import (
     COMMAND_TYPES,
@@ -67,18 +72,34 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post("/commands", responses=_RESPONSES, openapi_extra=_ENVELOPE_BODY)
 async def commands(request: Request, fed: Fed) -> Response:
     """A signed COMMAND from an active peer (authenticated by signature, not token)."""
-    return await _receive(fed, await request.body(), COMMAND_TYPES, (PeerState.ACTIVE,), execute)
+    source = _source(request, fed)
+    states = (PeerState.ACTIVE,)
+    return await _receive(fed, source, await request.body(), COMMAND_TYPES, states, execute)
 
 
 @router.post("/handshake", responses=_RESPONSES, openapi_extra=_ENVELOPE_BODY)
 async def handshake(request: Request, fed: Fed) -> Response:
     """A signed handshake step from a registered (pending or active) peer."""
+    source = _source(request, fed)
     states = (PeerState.PENDING, PeerState.ACTIVE)
-    return await _receive(fed, await request.body(), HANDSHAKE_TYPES, states, _handshake_step)
+    raw = await request.body()
+    return await _receive(fed, source, raw, HANDSHAKE_TYPES, states, _handshake_step)
+
+
+def _source(request: Request, fed: Federation) -> str:
+    """The caller's address, refused (429) if it sent too many unverifiable requests."""
+    source = request.client.host if request.client else "unknown"
+    try:
+        fed.runtime.unverified.check(source)
+    except RateLimitedError:
+        fed.deps.metrics.federation_unverified.labels(RateLimitedError.code).inc()
+        raise
+    return source
 
 
 async def _receive(
     fed: Federation,
+    source: str,
     raw: bytes,
     types: tuple[str, ...],
     states: tuple[PeerState, ...],
@@ -96,18 +117,29 @@ async def _receive(
             raise UnknownPeerError(f"sender {envelope.sender} is not a registered peer")
         check_signature(envelope, peer.public_key)
         check_fresh(envelope, fed.runtime.settings.federation_window_seconds)
+    except FederationError as exc:
+        fed.runtime.unverified.spend(source)
+        fed.deps.metrics.federation_unverified.labels(exc.code).inc()
+        log.warning(
+            "refused an unverifiable federation request from %s (claims %s): %s",
+            source,
+            claimed_sender[:80],
+            exc.message,
+        )
+        raise
+    try:
         await fed.peers.require_state(peer.peer_id, *states)
         claim = await fed.guard.claim(envelope)
-    except FederationError as exc:
-        log.warning("refused a federation message from %s: %s", claimed_sender, exc.message)
+    except FederationError as exc:  # a verified peer, refused: that is worth keeping
+        log.warning("refused a federation message from %s: %s", peer.peer_id, exc.message)
         await trail.record(
             fed.deps,
             trail.ACT_COMMAND,
-            requester(claimed_sender),
+            requester(peer.peer_id),
             exc.message,
             refused=True,
             code=exc.code,
-            verified=False,
+            verified=True,
         )
         raise
     if claim is Claim.REPEAT:

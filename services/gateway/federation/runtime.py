@@ -13,6 +13,7 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 
 from services.gateway.deps import Resources, resources_of
+from services.gateway.federation.ratelimit import SourceBuckets
 from shared.federation.agents import Ownership, RemoteAgents
 from shared.federation.identity import Identity, load_or_create_identity
 from shared.federation.peers import PeerRegistry
@@ -31,6 +32,7 @@ class FederationRuntime:
     settings: FederationSettings
     public_url: str
     http: httpx.AsyncClient
+    unverified: SourceBuckets
 
 
 @dataclass
@@ -53,7 +55,7 @@ class Federation:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load (or create, on first start) the identity and open the peer HTTP client."""
-    settings = FederationSettings()
+    settings: FederationSettings = app.state.federation_settings
     home = HomeSettings().mosaic_home
     identity = load_or_create_identity(home, settings.mosaic_instance_id)
     gateway = app.state.settings
@@ -65,7 +67,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         follow_redirects=False,
         headers={"User-Agent": f"mosaic-federation/{identity.instance_id}"},
     )
-    app.state.federation = FederationRuntime(identity, settings, url.rstrip("/"), http)
+    buckets = SourceBuckets(
+        settings.federation_unverified_burst, settings.federation_unverified_per_second
+    )
+    app.state.federation = FederationRuntime(identity, settings, url.rstrip("/"), http, buckets)
     log.info("federation identity %s (%s)", identity.instance_id, url)
     try:
         yield

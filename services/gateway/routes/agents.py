@@ -107,7 +107,6 @@ async def spawn(
     record, created = await submit(
         body,
         tracker=deps.tracker,
-        broker=deps.broker,
         js=deps.js,
         connected=deps.broker.connection.is_connected,
         default_profile=deps.quality.default_gate_profile,

@@ -8,6 +8,7 @@ and ``since`` a (re)connecting client first gets that agent's stored events afte
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from services.gateway.auth import RequireFeedReader, Role, authorize
 from services.gateway.deps import Deps, Resources
-from services.gateway.errors import ErrorResponse
+from services.gateway.errors import ErrorResponse, error_response
 from services.gateway.feed import FeedClient, follow
 from shared.messages.agents import AgentEvent
 
@@ -135,30 +136,73 @@ WS_FORBIDDEN = 4403
 WS_TOO_SLOW = 4408
 
 
+SUBPROTOCOL = "mosaic.bearer"
+"""Browsers cannot set headers on a WebSocket: they offer ``mosaic.bearer`` and
+``mosaic.bearer.<base64url(token)>``; the server accepts with ``mosaic.bearer``."""
+
+
+def _ws_token(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """The token (header, subprotocol or ``token`` query) and the subprotocol to accept."""
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), None
+    offered = websocket.headers.get("sec-websocket-protocol", "")
+    for item in (p.strip() for p in offered.split(",")):
+        if item.startswith(SUBPROTOCOL + "."):
+            encoded = item[len(SUBPROTOCOL) + 1 :]
+            try:
+                token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None, None
+            return token, SUBPROTOCOL
+    return websocket.query_params.get("token"), None
+
+
+async def _ws_deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse the handshake: an HTTP answer where the server can send one, else 403."""
+    try:
+        await websocket.send_denial_response(error_response(status, code, message))
+    except RuntimeError:
+        await websocket.close(WS_UNAUTHORIZED if status == 401 else WS_FORBIDDEN, message[:120])
+
+
 @router.websocket("/ws")
 async def websocket_feed(websocket: WebSocket) -> None:
-    """Live agent events over a WebSocket; see docs/api.md for the message shapes."""
+    """Live agent events over a WebSocket; see docs/api.md for the message shapes.
+
+    The token is checked, and the connection cap, before the socket is accepted: a
+    refused client never gets an open socket (an HTTP 401/403/503 answer instead).
+    """
     deps: Resources = websocket.app.state.resources
-    await websocket.accept()
-    params = websocket.query_params
-    agent_id = params.get("agentId")
-    raw_since = params.get("since")
-    problem = _ws_params(agent_id, raw_since)
-    if problem is not None:
-        await _ws_fail(websocket, WS_BAD_REQUEST, "invalid_request", problem[1], problem[0])
-        return
-    since = int(raw_since) if raw_since is not None else None
-    header = websocket.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else params.get("token")
-    if not token:
-        token = await _first_message_token(websocket, deps.settings.ws_auth_timeout_seconds)
+    metrics = deps.metrics.ws_refused
+    token, subprotocol = _ws_token(websocket)
     try:
         role = authorize(token, deps.settings, Role.OPERATOR)
     except HTTPException as exc:
-        code = WS_UNAUTHORIZED if exc.status_code == 401 else WS_FORBIDDEN
-        await _ws_fail(websocket, code, "unauthorized", str(exc.detail))
+        metrics.labels("unauthorized").inc()
+        await _ws_deny(websocket, exc.status_code, "unauthorized", str(exc.detail))
         return
-    client = deps.feed.connect(agent_id, "ws")
+    cap = deps.settings.ws_max_connections
+    if deps.feed.count("ws") >= cap:
+        metrics.labels("full").inc()
+        message = f"this gateway serves at most {cap} WebSockets; retry later"
+        await _ws_deny(websocket, 503, "too_many_connections", message)
+        return
+    params = websocket.query_params
+    agent_id = params.get("agentId")
+    raw_since = params.get("since")
+    client = deps.feed.connect(agent_id, "ws")  # counted from now: no await since the check
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+    except BaseException:
+        deps.feed.disconnect(client)
+        raise
+    problem = _ws_params(agent_id, raw_since)
+    if problem is not None:
+        deps.feed.disconnect(client)
+        await _ws_fail(websocket, WS_BAD_REQUEST, "invalid_request", problem[1], problem[0])
+        return
+    since = int(raw_since) if raw_since is not None else None
     try:
         await websocket.send_json({"type": "ready", "role": role.label})
         sender = asyncio.create_task(_ws_send(websocket, deps, client, since))
@@ -188,17 +232,6 @@ def _ws_params(agent_id: str | None, since: str | None) -> tuple[str, str] | Non
         if agent_id is None:
             return "since", "since: replay needs agentId (seq is per agent)"
     return None
-
-
-async def _first_message_token(websocket: WebSocket, timeout: float) -> str | None:
-    """The browser's way: ``{"token": "..."}`` as the first message, within ``timeout``."""
-    try:
-        first = await asyncio.wait_for(websocket.receive_text(), timeout)
-        body = json.loads(first)
-    except (TimeoutError, ValueError, KeyError, WebSocketDisconnect, RuntimeError):
-        return None
-    token = body.get("token") if isinstance(body, dict) else None
-    return token if isinstance(token, str) else None
 
 
 async def _ws_fail(

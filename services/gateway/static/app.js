@@ -1,5 +1,6 @@
 // Mosaic dashboard: reads the HTTP API with a bearer token kept in sessionStorage and
-// follows the live feed over a WebSocket (token sent as the first message, never in a URL).
+// follows the live feed over a WebSocket (token offered as a subprotocol, never in a URL:
+// the gateway checks it before it accepts the socket).
 "use strict";
 
 const TOKEN_KEY = "mosaic.token";
@@ -122,9 +123,13 @@ function setLive(text) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/events/ws`);
+  const encoded = btoa(String.fromCharCode(...new TextEncoder().encode(state.token)))
+    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const ws = new WebSocket(`${scheme}://${location.host}/events/ws`,
+    ["mosaic.bearer", `mosaic.bearer.${encoded}`]);
   state.ws = ws;
-  ws.onopen = () => ws.send(JSON.stringify({ token: state.token }));
+  let opened = false;
+  ws.onopen = () => { opened = true; };
   ws.onmessage = (message) => {
     const data = JSON.parse(message.data);
     if (data.type === "ready") {
@@ -140,6 +145,9 @@ function connect() {
   ws.onclose = (close) => {
     if (state.ws !== ws) return;
     if (close.code === 4401) { signOut(); return; }
+    if (!opened) {  // refused at the handshake: a revoked token signs out, else retry
+      api("GET", "/auth/whoami").catch((error) => { if (error.status === 401) signOut(); });
+    }
     setLive("reconnecting");
     state.retry += 1;
     setTimeout(connect, Math.min(500 * 2 ** state.retry, 10000));

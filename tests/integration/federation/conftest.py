@@ -96,6 +96,11 @@ class _Runner(threading.Thread):
                 "MOSAIC_INSTANCE_ID": f"{name}-{secrets.token_hex(3)}",
                 "FEDERATION_TIMEOUT_SECONDS": "3",
                 "FEDERATION_ATTEMPTS": "2",
+                "FEDERATION_ENABLED": "1",
+                # the refusal tests send many unverifiable requests from one address
+                "FEDERATION_UNVERIFIED_BURST": "1000",
+                # peers' spawns may not weaken the gates below the local default
+                "DEFAULT_GATE_PROFILE": "minimal",
             },
         )
         self.system = Supervisor(config)

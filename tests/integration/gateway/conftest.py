@@ -20,6 +20,7 @@ from mosaic.embedded import free_port
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from shared.bus import make_broker
+from shared.federation.settings import FederationSettings
 from shared.settings import NatsSettings, QualitySettings, ValkeySettings
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -46,6 +47,7 @@ async def start_gateway(
     nats_url: str, valkey_url: str, prefix: str, **overrides: Any
 ) -> tuple[Gateway, uvicorn.Server, asyncio.Task[None]]:
     yolo = overrides.pop("yolo", False)
+    federation: FederationSettings | None = overrides.pop("federation", None)
     settings = GatewaySettings(
         mosaic_api_token=OPERATOR,
         mosaic_admin_token=ADMIN,
@@ -58,6 +60,7 @@ async def start_gateway(
         NatsSettings(nats_url=nats_url),
         ValkeySettings(valkey_url=valkey_url),
         QualitySettings(yolo_mode=yolo),
+        federation or FederationSettings(federation_enabled=False),
     )
     port = free_port()
     server = uvicorn.Server(

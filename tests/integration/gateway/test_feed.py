@@ -4,6 +4,7 @@ replay from the Valkey history; reordering; slow clients dropped; feed auth."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import httpx
 import pytest
 from faststream.nats import NatsBroker
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from mosaic.client import AsyncMosaicClient, SseParser
 from shared import subjects
@@ -136,14 +138,16 @@ async def test_websocket_delivers_every_state_change_in_order(
     assert [e.seq for e in events] == list(range(1, len(LIFE) + 1))
 
 
-async def test_websocket_token_as_first_message_and_replay(
+async def test_websocket_token_as_subprotocol_and_replay(
     gateway: Gateway, ws_url: str, remote_repo: Path, unique: str
 ) -> None:
     agent_id = await new_agent(gateway, remote_repo, f"wsr-{unique}")
     task_id = f"wsr-{unique}"
     await gateway.tracker.transition(agent_id, task_id=task_id, task=TaskState.ASSIGNED)
-    async with connect(f"{ws_url}?agentId={agent_id}&since=1") as ws:
-        await ws.send(json.dumps({"token": OPERATOR}))
+    encoded = base64.urlsafe_b64encode(OPERATOR.encode()).decode().rstrip("=")
+    offered = [Subprotocol("mosaic.bearer"), Subprotocol(f"mosaic.bearer.{encoded}")]
+    async with connect(f"{ws_url}?agentId={agent_id}&since=1", subprotocols=offered) as ws:
+        assert ws.subprotocol == "mosaic.bearer"
         assert json.loads(await ws.recv())["type"] == "ready"
         replayed = await asyncio.wait_for(ws_events(ws, 1), 5)
         assert [(e.seq, e.state) for e in replayed] == [(2, "assigned")]
@@ -256,21 +260,17 @@ async def test_feed_auth_and_bad_parameters(gateway: Gateway, ws_url: str) -> No
     )
     await asyncio.wait_for(ready.wait(), 5)
     reader.cancel()
-    for url, first in (
-        (f"{ws_url}?token=wrong", None),
-        (ws_url, json.dumps({"token": "wrong"})),
-        (ws_url, "not json"),
+    # refused at the handshake (an HTTP answer, never an open socket)
+    for url, protocols, status in (
+        (ws_url, None, 401),
+        (f"{ws_url}?token=wrong", None, 401),
+        (ws_url, [Subprotocol("mosaic.bearer"), Subprotocol("mosaic.bearer.d3Jvbmc")], 401),
+        (ws_url, [Subprotocol("mosaic.bearer.!!")], 401),
     ):
-        async with connect(url) as ws:
-            if first is not None:
-                await ws.send(first)
-            message = json.loads(await ws.recv())
-            assert message["type"] == "error"
-            assert message["error"]["code"] == "unauthorized"
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.recv()
-            assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == 4401
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, subprotocols=protocols, open_timeout=5)
+        assert refused.value.response.status_code == status
+        assert b'"unauthorized"' in refused.value.response.body
     async with connect(f"{ws_url}?since=1&token={OPERATOR}") as ws:
         message = json.loads(await ws.recv())
         assert message["error"]["field"] == "since"
@@ -294,3 +294,35 @@ async def test_feed_clients_gauge(gateway: Gateway, ws_url: str) -> None:
             break
         await asyncio.sleep(0.05)
     assert (await gauge()).endswith(" 0.0")
+
+
+async def test_websockets_over_the_cap_are_refused_before_accept(
+    nats_url: str, valkey_url: str, unique: str
+) -> None:
+    gw, server, task = await start_gateway(
+        nats_url, valkey_url, f"cap{unique}", ws_max_connections=2
+    )
+    url = gw.url.replace("http://", "ws://") + "/events/ws"
+    auth = {"Authorization": f"Bearer {OPERATOR}"}
+    try:
+        async with connect(url, additional_headers=auth) as one:
+            assert json.loads(await one.recv())["type"] == "ready"
+            async with connect(url, additional_headers=auth) as two:
+                assert json.loads(await two.recv())["type"] == "ready"
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(url, additional_headers=auth, open_timeout=5)
+                assert refused.value.response.status_code == 503
+                assert b"too_many_connections" in refused.value.response.body
+        # the places are given back once the clients leave
+        for _ in range(50):
+            if gw.app.state.resources.feed.count("ws") == 0:
+                break
+            await asyncio.sleep(0.05)
+        async with connect(url, additional_headers=auth) as again:
+            assert json.loads(await again.recv())["type"] == "ready"
+        async with gw.client() as client:
+            text = (await client.get("/metrics")).text
+        assert 'mosaic_gateway_ws_refused_total{reason="full"} 1.0' in text
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

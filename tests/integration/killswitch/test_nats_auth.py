@@ -157,3 +157,17 @@ def test_sandbox_environment_holds_no_nats_credentials(sup: Supervisor) -> None:
     assert "NATS_ADMIN_URL" not in spawner_env
     assert urlsplit(sup.service_env("gateway")["NATS_ADMIN_URL"]).username == "admin"
     assert os.environ.get("NATS_URL") is None or "admin" not in os.environ["NATS_URL"]
+
+
+def test_only_the_spawner_and_killswitch_publish_agent_events(sup: Supervisor) -> None:
+    """The live feed ``kill_and_wait`` trusts cannot be forged by the other services."""
+    forged = json.dumps(
+        {"agentId": "a1", "taskId": "t1", "kind": "state", "state": "killed", "seq": 9}
+    ).encode()
+    for user in ("gates", "gitops", "gateway"):
+        answer = raw_publish(sup.nats_url_for(user), subjects.agent_events("x"), forged)
+        assert "Permissions Violation for Publish" in answer, (user, answer)
+    for user in ("spawner", "killswitch"):
+        answer = raw_publish(sup.nats_url_for(user), subjects.agent_events("x"), forged)
+        assert "-ERR" not in answer, (user, answer)
+        assert "PONG" in answer, (user, answer)
