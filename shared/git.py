@@ -254,7 +254,7 @@ class Git:
     ) -> GitResult:
         limit = timeout or self.timeout
         try:
-            done = subprocess.run(  # noqa: S603 - argv list, git named, no shell
+            done = subprocess.run(
                 command,
                 input=stdin,
                 stdin=None if stdin is not None else subprocess.DEVNULL,

@@ -20,9 +20,9 @@ from shared.git import (
     GitTimedOut,
     operator_env,
     redact,
+    worktree_admin_dir,
 )
 from shared.git import verify_worktree as _verify_worktree
-from shared.git import worktree_admin_dir
 
 __all__ = ["GitResult", "GitRunner", "redact", "verify_worktree", "worktree_admin_dir"]
 
