@@ -59,7 +59,7 @@ BASE_CONFIG: tuple[str, ...] = (
     "submodule.recurse=false",
     "fetch.recurseSubmodules=false",
     "push.recurseSubmodules=no",
-    "diff.ignoreSubmodules=all",
+    "diff.ignoreSubmodules=dirty",
     "status.submoduleSummary=false",
     "diff.external=",
     "diff.noprefix=false",
@@ -398,3 +398,40 @@ def trusted_worktree(worktree: Path, *, timeout: float = 60.0) -> Git:
     """A reader on a gitops worktree, after checking its ``.git`` link (see module doc)."""
     admin = verify_worktree(cache_repository(worktree), worktree)
     return Git(admin, worktree, timeout=timeout, extra_env={"GIT_INDEX_FILE": str(admin / "index")})
+
+
+def nested_repositories(git: Git, tree: str | None = None) -> list[str]:
+    """Paths of gitlinks (in the index, or in ``tree``) that have a ``.git`` in the work tree.
+
+    Such a repository is the agent's: its config was never read here, and porcelain
+    commands (``add -A``, ``status``) start a git inside it to see whether it is dirty,
+    which would run the filters it declares. Callers refuse (or skip) such a worktree.
+    """
+    if git.work_tree is None:
+        return []
+    listing = (
+        git.run("ls-tree", "-r", "-z", "--full-tree", tree).raw
+        if tree
+        else git.run("ls-files", "--stage", "-z").raw
+    )
+    found = []
+    for record in listing.split(b"\0"):
+        meta, _, raw_path = record.partition(b"\t")
+        if not meta.startswith(b"160000"):
+            continue
+        path = raw_path.decode("utf-8", "surrogateescape")
+        if os.path.lexists(git.work_tree / path / ".git"):
+            found.append(path)
+    return found
+
+
+def refuse_nested_repositories(git: Git, tree: str | None = None) -> None:
+    """Raise ``GitTamperedError`` naming each ``<path>/.git`` ``nested_repositories`` finds."""
+    nested = nested_repositories(git, tree)
+    if nested:
+        shown = ", ".join(f"{path}/.git" for path in nested[:10])
+        raise GitTamperedError(
+            f"a git repository inside the worktree ({shown}): git would run what its config "
+            "names, so gitops does not touch it; remove that .git (a repository inside the "
+            "worktree is committed as a bare link, never its files)"
+        )

@@ -149,7 +149,7 @@ class RepoView:
             _git(
                 self.git,
                 "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--find-renames",
-                "--ignore-submodules=all",
+                "--ignore-submodules=dirty",
                 against, "--",
             ).out
         ]  # fmt: skip

@@ -19,7 +19,8 @@ MAX_SHOWN = 20
 
 _COMMIT_DIFF = (
     "diff-tree", "-p", "--root", "--text", "--no-color", "--no-ext-diff", "--no-textconv",
-    "--no-renames", "--unified=0", "--src-prefix=a/", "--dst-prefix=b/", "--ignore-submodules=all",
+    "--no-renames", "--unified=0", "--src-prefix=a/", "--dst-prefix=b/",
+    "--ignore-submodules=dirty",
 )  # fmt: skip
 
 

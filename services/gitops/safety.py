@@ -18,13 +18,23 @@ from shared.git import (
     GitResult,
     GitTamperedError,
     GitTimedOut,
+    nested_repositories,
     operator_env,
     redact,
     worktree_admin_dir,
 )
+from shared.git import refuse_nested_repositories as _refuse_nested
 from shared.git import verify_worktree as _verify_worktree
 
-__all__ = ["GitResult", "GitRunner", "redact", "verify_worktree", "worktree_admin_dir"]
+__all__ = [
+    "GitResult",
+    "GitRunner",
+    "nested_repositories",
+    "redact",
+    "refuse_nested_repositories",
+    "verify_worktree",
+    "worktree_admin_dir",
+]
 
 
 class GitRunner(Git):
@@ -65,5 +75,13 @@ def verify_worktree(repo: Path, worktree: Path) -> Path:
     """``shared.git.verify_worktree``, raising ``WorktreeTamperedError``."""
     try:
         return _verify_worktree(repo, worktree)
+    except GitTamperedError as exc:
+        raise WorktreeTamperedError(exc.message) from exc
+
+
+def refuse_nested_repositories(runner: GitRunner, tree: str | None = None) -> None:
+    """``shared.git.refuse_nested_repositories``, raising ``WorktreeTamperedError``."""
+    try:
+        _refuse_nested(runner, tree)
     except GitTamperedError as exc:
         raise WorktreeTamperedError(exc.message) from exc

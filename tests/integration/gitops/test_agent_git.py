@@ -21,7 +21,7 @@ from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import WorktreeTamperedError
 from services.gitops.repos import RepoCache
 from tests.integration.gitops.attack import ATTACK
-from tests.integration.gitops.conftest import commit_req, push_req, wt_req
+from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +84,41 @@ async def test_the_gates_read_an_intact_worktree_without_its_attributes_running(
     assert "+new" in diff
     assert not cut
     assert "new.txt" in view.files()
+
+
+async def test_a_nested_repository_the_agent_planted_runs_nothing(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path
+) -> None:
+    """A repository inside the worktree has its own config, which the runner never read,
+    and ``git add -A``/``status`` start a git inside a gitlink's repository: gitops
+    refuses to commit one (naming its ``.git``), the gates' diff does not look inside,
+    removal does not salvage through it, and its filter never runs."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "nested"))
+    root = Path(ready.path or "")
+    marker = tmp_path / "pwned"
+    sub = root / "sub"
+    for args in (
+        ["init", "-q", str(sub)],
+        ["-C", str(sub), "add", "a.txt"],
+        ["-C", str(sub), "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "a"],
+    ):
+        if args[-1] == "a.txt":
+            (sub / "a.txt").write_text("one\n")
+        subprocess.run(["git", *args], check=True, capture_output=True)
+    (sub / ".git" / "config").write_text(
+        f'[core]\n\trepositoryformatversion = 0\n[filter "evil"]\n\tclean = id > {marker} && cat\n'
+    )
+    (sub / ".gitattributes").write_text("* filter=evil\n")
+    (sub / "a.txt").write_text("two\n")
+    (root / "work.txt").write_text("work\n")
+
+    with pytest.raises(WorktreeTamperedError, match=r"sub/\.git"):
+        await commits.commit(cache, commit_req(remote_repo, "nested", message="sub"))
+    view = RepoView.open(root, None)
+    view.diff(100_000)
+    view.files()
+    with pytest.raises(WorktreeTamperedError, match=r"sub/\.git"):
+        await commits.commit(cache, commit_req(remote_repo, "nested", message="again"))
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "nested"))
+    assert removed.removed
+    assert not marker.exists()
