@@ -2,30 +2,21 @@
 
 What decides how an agent's work is checked (its environment, its gates) is read from
 the commit the agent started from, never from its worktree, so the agent cannot change
-it. Reads go to the repository's git dir by explicit ``--git-dir`` and only through
-plumbing that applies no attribute, filter, textconv or hook: ``cat-file``, ``ls-tree``
-and ``rev-parse``. Hooks and fsmonitor are off on the command line anyway, and neither
-system nor global config is read.
+it. Reads go through ``shared.git`` (explicit ``--git-dir``, program-naming keys
+blanked, no system or global config) and only through plumbing that applies no
+attribute, filter, textconv or hook: ``cat-file``, ``ls-tree`` and ``rev-parse``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import MosaicError
+from shared.git import Git, GitError
 
-_SAFE_CONFIG = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
-    "-c", "core.pager=cat",
-    "-c", "core.quotePath=false",
-)  # fmt: skip
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 GIT_TIMEOUT_S = 120.0
 BATCH_OBJECTS = 256
@@ -50,21 +41,6 @@ class TreeEntry:
     oid: str
 
 
-def git_env() -> dict[str, str]:
-    """The environment every host-side read of a repository runs git with: no system or
-    global config, no prompt, no optional locks, no replace objects."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": tempfile.gettempdir(),
-        "LANG": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_OPTIONAL_LOCKS": "0",
-        "GIT_NO_REPLACE_OBJECTS": "1",
-    }
-
-
 class CommitView:
     """The files of one commit of the repository at ``git_dir`` (blocking calls)."""
 
@@ -73,26 +49,13 @@ class CommitView:
             raise GitReadError(f"not a full commit id: {commit!r}")
         self.git_dir = git_dir
         self.commit = commit
+        self._runner = Git(git_dir, timeout=GIT_TIMEOUT_S)
 
     def _git(self, *args: str, ok: tuple[int, ...] = (0,), stdin: bytes | None = None) -> bytes:
-        command = ["git", *_SAFE_CONFIG, f"--git-dir={self.git_dir}", *args]
         try:
-            done = subprocess.run(
-                command,
-                input=stdin,
-                stdin=None if stdin is not None else subprocess.DEVNULL,
-                capture_output=True,
-                env=git_env(),
-                cwd=tempfile.gettempdir(),
-                timeout=GIT_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise GitReadError(f"git {args[0]} in {self.git_dir}: {exc}", retryable=True) from exc
-        if done.returncode not in ok:
-            err = done.stderr.decode("utf-8", errors="replace").strip()[:500]
-            raise GitReadError(f"git {args[0]} in {self.git_dir} failed: {err}")
-        return done.stdout
+            return self._runner.run(*args, ok=ok, stdin=stdin).raw
+        except GitError as exc:
+            raise GitReadError(exc.message, retryable=exc.retryable) from exc
 
     def exists(self) -> bool:
         """Whether the commit is in the repository."""

@@ -1,28 +1,22 @@
 """Read-only git views of an agent's worktree: its base, files at the base, its diff.
 
-Git runs with hooks, fsmonitor, external diff and textconv off and no user or system
-config, so looking at a worktree never runs code from it. The gates' own config is read
-at the base commit, so a change cannot weaken the gates it is checked by.
+Git runs only through ``shared.git``: on a worktree gitops made, whose ``.git`` link is
+checked first, with the cache's admin dir named explicitly (never the worktree's
+``.git``), program-naming config blanked and no user or system config, so looking at a
+worktree never runs code from it. The gates' own config is read at the base commit, so
+a change cannot weaken the gates it is checked by.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.gates.errors import WorktreeError
-from shared.gitread import git_env
+from shared.git import EMPTY_TREE, Git, GitError, GitTamperedError, trusted_worktree
 
-_SAFE_CONFIG = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
-    "-c", "core.pager=cat",
-    "-c", "diff.external=",
-    "-c", "core.quotePath=false",
-)  # fmt: skip
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@^~-]{0,250}$")
 _BASE_CANDIDATES = (
     "refs/remotes/origin/HEAD",
@@ -43,31 +37,32 @@ class GitOut:
     err: str
 
 
-def _git(worktree: Path, *args: str, ok: tuple[int, ...] = (0,)) -> GitOut:
+def _git(runner: Git, *args: str, ok: tuple[int, ...] = (0,)) -> GitOut:
     try:
-        done = subprocess.run(
-            ["git", *_SAFE_CONFIG, *args],
-            cwd=worktree,
-            env=git_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WorktreeError(f"git {args[0]} failed in {worktree}: {exc}", retryable=True) from exc
-    result = GitOut(
-        done.returncode,
-        done.stdout.decode("utf-8", errors="replace"),
-        done.stderr.decode("utf-8", errors="replace"),
-    )
+        done = runner.run(*args, ok=tuple(range(256)))
+    except GitError as exc:
+        raise WorktreeError(
+            f"git {args[0]} failed in {runner.work_tree}: {exc.message}", retryable=exc.retryable
+        ) from exc
+    result = GitOut(done.status, done.raw.decode("utf-8", errors="replace"), done.stderr)
     if result.code not in ok:
-        raise WorktreeError(f"git {args[0]} failed in {worktree}: {result.err.strip()[:500]}")
+        raise WorktreeError(
+            f"git {args[0]} failed in {runner.work_tree}: {result.err.strip()[:500]}"
+        )
     return result
 
 
+def open_git(worktree: Path) -> Git:
+    """The git runner on ``worktree``, once its ``.git`` is the link gitops made."""
+    try:
+        return trusted_worktree(worktree, timeout=GIT_TIMEOUT_S)
+    except GitTamperedError as exc:
+        raise WorktreeError(f"refusing to read {worktree} with git: {exc.message}") from exc
+
+
 def check_worktree(path: str, root: Path | None) -> Path:
-    """The real path of the worktree, if it is a directory under ``root`` in a git tree."""
+    """The real path of the worktree, if it is a directory under ``root`` that is a
+    worktree gitops made (its ``.git`` checked: see ``open_git``)."""
     raw = Path(path)
     if not raw.is_absolute():
         raise WorktreeError(f"worktree must be an absolute path, got {path!r}")
@@ -78,29 +73,30 @@ def check_worktree(path: str, root: Path | None) -> Path:
             raise WorktreeError(f"worktree {path} is outside the allowed root {top}")
     if not real.is_dir():
         raise WorktreeError(f"worktree {path} does not exist")
-    inside = _git(real, "rev-parse", "--is-inside-work-tree", ok=(0, 128))
-    if inside.code != 0 or inside.out.strip() != "true":
-        raise WorktreeError(f"{path} is not a git worktree")
+    open_git(real)
     return real
 
 
 class RepoView:
     """What the gates read from one worktree (blocking: call through ``asyncio.to_thread``)."""
 
-    def __init__(self, worktree: Path, base: str | None) -> None:
+    def __init__(self, worktree: Path, git: Git, base: str | None) -> None:
         self.worktree = worktree
+        self.git = git
         self.base = base
 
     @classmethod
     def open(cls, worktree: Path, requested_base: str | None) -> RepoView:
-        """Resolve the base: the one asked for, else the merge base with origin's default."""
-        return cls(worktree, _resolve_base(worktree, requested_base))
+        """Check the worktree's ``.git``, then resolve the base: the one asked for, else
+        the merge base with origin's default branch."""
+        runner = open_git(worktree)
+        return cls(worktree, runner, _resolve_base(runner, requested_base))
 
     def read_base(self, path: str) -> str | None:
         """The text of ``path`` at the base commit, or ``None`` when it is not there."""
         if self.base is None:
             return None
-        found = _git(self.worktree, "cat-file", "blob", f"{self.base}:{path}", ok=(0, 128))
+        found = _git(self.git, "cat-file", "blob", f"{self.base}:{path}", ok=(0, 128))
         return found.out if found.code == 0 else None
 
     def read_current(self, path: str) -> str | None:
@@ -121,7 +117,7 @@ class RepoView:
     def exists(self, path: str) -> bool:
         """Whether ``path`` is at the base or in the worktree (removing it does not help)."""
         if self.base is not None:
-            found = _git(self.worktree, "cat-file", "-e", f"{self.base}:{path}", ok=(0, 128))
+            found = _git(self.git, "cat-file", "-e", f"{self.base}:{path}", ok=(0, 128))
             if found.code == 0:
                 return True
         return (self.worktree / path).exists()
@@ -134,9 +130,9 @@ class RepoView:
         """
         names: dict[str, None] = {}
         if self.base is not None:
-            tree = _git(self.worktree, "ls-tree", "-r", "-z", "--name-only", self.base, ok=(0, 128))
+            tree = _git(self.git, "ls-tree", "-r", "-z", "--name-only", self.base, ok=(0, 128))
             names.update(dict.fromkeys(n for n in tree.out.split("\0")[:MAX_LISTED_FILES] if n))
-        here = _git(self.worktree, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        here = _git(self.git, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
         names.update(dict.fromkeys(n for n in here.out.split("\0")[:MAX_LISTED_FILES] if n))
         return list(names)
 
@@ -146,22 +142,23 @@ class RepoView:
         Returns the diff text, cut at ``max_chars``, and whether it was cut.
         """
         against = self.base or "HEAD"
-        has_head = _git(self.worktree, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
+        has_head = _git(self.git, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
         if has_head.code != 0:
-            against = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # the empty tree
+            against = EMPTY_TREE
         parts = [
             _git(
-                self.worktree,
+                self.git,
                 "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--find-renames",
+                "--ignore-submodules=dirty",
                 against, "--",
             ).out
         ]  # fmt: skip
-        untracked = _git(self.worktree, "ls-files", "--others", "--exclude-standard", "-z").out
+        untracked = _git(self.git, "ls-files", "--others", "--exclude-standard", "-z").out
         names = [n for n in untracked.split("\0") if n][:MAX_UNTRACKED_FILES]
         for name in names:
             parts.append(
                 _git(
-                    self.worktree,
+                    self.git,
                     "diff", "--no-index", "--no-ext-diff", "--no-textconv", "--no-color",
                     "--", "/dev/null", name,
                     ok=(0, 1),
@@ -175,21 +172,21 @@ class RepoView:
         return text, False
 
 
-def _resolve_base(worktree: Path, requested: str | None) -> str | None:
+def _resolve_base(git: Git, requested: str | None) -> str | None:
     if requested is not None:
         if not _REF.match(requested) or ".." in requested:
             raise WorktreeError(f"not a usable base: {requested!r}")
         found = _git(
-            worktree, "rev-parse", "--verify", "--quiet", f"{requested}^{{commit}}", ok=(0, 1, 128)
+            git, "rev-parse", "--verify", "--quiet", f"{requested}^{{commit}}", ok=(0, 1, 128)
         )
         if found.code != 0:
             raise WorktreeError(f"base {requested!r} is not a commit of this repository")
         return found.out.strip()
     for candidate in _BASE_CANDIDATES:
-        merge = _git(worktree, "merge-base", "HEAD", candidate, ok=(0, 1, 128))
+        merge = _git(git, "merge-base", "HEAD", candidate, ok=(0, 1, 128))
         if merge.code == 0 and merge.out.strip():
             return merge.out.strip()
-    head = _git(worktree, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1, 128))
+    head = _git(git, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1, 128))
     return head.out.strip() if head.code == 0 and head.out.strip() else None
 
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.gitops.errors import GitOpsError, InvalidRequestError, SecretFoundError
+from services.gitops.errors import (
+    GitOpsError,
+    InvalidRequestError,
+    SecretFoundError,
+    WorktreeTamperedError,
+)
 from services.gitops.repos import RepoCache
-from services.gitops.safety import GitRunner
+from services.gitops.safety import GitRunner, refuse_nested_repositories
 from services.gitops.secrets import ALLOWLIST_PATH, Allowlist, Finding, scan_diff, scan_text
 from services.gitops.validation import validate_branch
 from services.gitops.worktrees import WorktreeRef, locate, open_worktree
@@ -59,6 +64,11 @@ async def commit(cache: RepoCache, request: CommitRequested) -> CommitMade:
 def _commit(cache: RepoCache, ref: WorktreeRef, request: CommitRequested) -> CommitMade:
     runner = open_worktree(cache, ref)
     runner.run("add", "-A")
+    try:  # added just now: never commit an agent's repository
+        refuse_nested_repositories(runner)
+    except WorktreeTamperedError:
+        _unstage(runner)
+        raise
     if runner.run("diff", "--cached", "--quiet", ok=(0, 1)).status == 0:
         return CommitMade(nothing_to_commit=True, head=runner.out("rev-parse", "HEAD"))
     findings = scan_diff(

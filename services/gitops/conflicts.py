@@ -2,20 +2,23 @@
 
 ``git merge-tree --write-tree`` merges the agent branch with the freshly fetched remote
 base inside the object store only: no checkout, the worktree is never touched. On
-conflict the agent gets the paths and may rebase or merge and try again. A push
-rejected as non-fast-forward is re-checked and retried, never forced.
+conflict the agent gets the paths and may rebase or merge and try again. Every commit
+the push would add is secret-scanned first (pushscan.py). A push rejected as
+non-fast-forward is re-checked and retried, never forced.
 """
 
 from __future__ import annotations
 
 import logging
 
+from services.gitops.commits import load_allowlist
 from services.gitops.errors import (
     BranchNotFoundError,
     ConflictError,
     GitCommandError,
     PushRejectedError,
 )
+from services.gitops.pushscan import scan_push
 from services.gitops.repos import RepoCache, classify_remote_error
 from services.gitops.safety import GitRunner
 from services.gitops.validation import validate_branch
@@ -53,6 +56,8 @@ def _push(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> PushDone:
     head = cache.rev(url, f"refs/heads/{ref.branch}")
     base_ref = f"refs/remotes/origin/{base_branch}"
     refspec = f"refs/heads/{ref.branch}:refs/heads/{ref.branch}"
+    allowlist = load_allowlist(cache, url, base_branch)
+    scanned: set[str] = set()
     for attempt in range(1, cache.settings.push_attempts + 1):
         cache.fetch(url, base_branch)
         if not cache.has_ref(url, base_ref):
@@ -65,6 +70,7 @@ def _push(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> PushDone:
                 f"rebase onto or merge origin/{base_branch}, resolve, commit, push again",
                 paths=conflicts,
             )
+        scan_push(runner, base_ref, head, allowlist, scanned)
         result = runner.run("push", "--porcelain", "origin", refspec, ok=(0, 1, 128))
         if result.status == 0:
             log.info("pushed %s at %s", ref.branch, head[:12], extra=ref.log_extra)

@@ -36,6 +36,7 @@ from services.gitops.prioritylock import NORMAL, URGENT, PriorityLock
 from services.gitops.safety import GitRunner, redact
 from services.gitops.settings import GitOpsSettings
 from services.gitops.validation import validate_repository
+from shared.git import WORKTREES_SUFFIX
 from shared.settings import GitSettings, HomeSettings
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class RepoCache:
         return self.root / self.slug(url)
 
     def worktrees_root(self, url: str) -> Path:
-        return self.root / f"{self.slug(url)}_worktrees"
+        return self.root / f"{self.slug(url)}{WORKTREES_SUFFIX}"
 
     def identity_env(self) -> dict[str, str]:
         """Author and committer identity for commits gitops makes."""

@@ -13,7 +13,7 @@ import logging
 import tempfile
 
 from services.gitops.repos import RepoCache
-from services.gitops.safety import GitRunner
+from services.gitops.safety import GitRunner, nested_repositories
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,15 @@ def salvage_branch(agent_id: str) -> str:
 
 
 def snapshot_tree(worktree: GitRunner, head: str | None) -> str | None:
-    """The tree of the worktree as it is, if it differs from ``head``; else ``None``."""
+    """The tree of the worktree as it is, if it differs from ``head``; else ``None``.
+
+    Not taken (``None``, logged) when the agent planted a repository where a gitlink is:
+    ``status`` and ``add`` would start a git in it (``shared.git.nested_repositories``).
+    """
+    nested = nested_repositories(worktree) + (nested_repositories(worktree, head) if head else [])
+    if nested:
+        log.warning("not salvaging uncommitted work: git repositories inside it at %s", nested)
+        return None
     status = worktree.out("status", "--porcelain=v1", "-z", "--untracked-files=all")
     if not status:
         return None

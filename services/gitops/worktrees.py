@@ -21,7 +21,12 @@ from services.gitops.errors import (
     WorktreeTamperedError,
 )
 from services.gitops.repos import RepoCache
-from services.gitops.safety import GitRunner, verify_worktree, worktree_admin_dir
+from services.gitops.safety import (
+    GitRunner,
+    refuse_nested_repositories,
+    verify_worktree,
+    worktree_admin_dir,
+)
 from services.gitops.salvage import salvage
 from services.gitops.validation import validate_branch, validate_id, validate_repository
 from shared.messages.gitops import (
@@ -97,6 +102,7 @@ def open_worktree(cache: RepoCache, ref: WorktreeRef) -> GitRunner:
             "finish the rebase or check the branch out again",
             code="wrong_branch",
         )
+    refuse_nested_repositories(runner)
     return runner
 
 

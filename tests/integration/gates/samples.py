@@ -92,10 +92,27 @@ FILES = {
 }
 
 
+def gitops_worktree(root: Path, source: Path, name: str) -> Path:
+    """A worktree laid out as gitops makes them, branched from ``source``'s ``main``.
+
+    The gates read only such worktrees (``shared.git.trusted_worktree``): a cache
+    repository ``root/repos/<name>`` (bare, ``origin`` = ``source``, fetched) and its
+    worktree ``root/repos/<name>_worktrees/agent-<name>-t`` on ``mosaic/agent-<name>``.
+    """
+    cache = root / "repos" / name
+    git(root, "init", "-q", "--bare", str(cache))
+    git(cache, "remote", "add", "origin", str(source))
+    git(cache, "fetch", "-q", "origin")
+    work = root / "repos" / f"{name}_worktrees" / f"agent-{name}-t"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    git(cache, "worktree", "add", "-q", "-b", f"mosaic/agent-{name}", str(work), "origin/main")
+    return work
+
+
 def build_sample(
     root: Path, *, gates: str | None, remote: bool = True, name: str = "sample"
 ) -> tuple[Path, Path | None]:
-    """(a working clone on ``main``, its bare remote) with the clean sample committed."""
+    """(a gitops worktree of the clean sample, its bare remote when ``remote``)."""
     seed = root / f"{name}-seed"
     git(root, "init", "-q", "-b", "main", str(seed))
     for path, text in FILES.items():
@@ -108,13 +125,11 @@ def build_sample(
     git(seed, "add", "-A")
     git(seed, "commit", "-q", "-m", "sample")
     if not remote:
-        return seed, None
+        return gitops_worktree(root, seed, name), None
     bare = root / f"{name}.git"
     git(root, "init", "-q", "--bare", "-b", "main", str(bare))
     git(seed, "push", "-q", str(bare), "main")
-    work = root / f"{name}-work"
-    git(root, "clone", "-q", str(bare), str(work))
-    return work, bare
+    return gitops_worktree(root, bare, name), bare
 
 
 def apply_defect(work: Path, defect: str) -> None:
@@ -173,8 +188,9 @@ def build_plain(
     files: dict[str, str] | None = None,
     only: dict[str, str] | None = None,
 ) -> Path:
-    """A committed repository of ``PLAIN`` plus ``files`` (or of ``only``), no remote."""
-    work = root / name
+    """A gitops worktree of a committed repository of ``PLAIN`` plus ``files`` (or of
+    ``only``); the repository is its ``origin``."""
+    work = root / f"{name}-seed"
     git(root, "init", "-q", "-b", "main", str(work))
     for path, text in (only if only is not None else {**PLAIN, **(files or {})}).items():
         target = work / path
@@ -182,4 +198,4 @@ def build_plain(
         target.write_text(text)
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "plain")
-    return work
+    return gitops_worktree(root, work, name)

@@ -14,6 +14,7 @@ from tests.integration.gates.samples import (
     FAST,
     PY,
     apply_defect,
+    build_plain,
     build_sample,
     git,
 )
@@ -138,10 +139,7 @@ async def test_detection_fills_the_gates_the_file_does_not_name(
 async def test_nothing_detected_fails_every_gate_as_not_checked(
     make_checker: MakeChecker, tmp_path: Path
 ) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    git(empty, "init", "-q", "-b", "main")
-    (empty / "notes.txt").write_text("no project here\n")
+    empty = build_plain(tmp_path, name="empty", only={"notes.txt": "no project here\n"})
     decision = await make_checker().decide(ask(empty, "standard"))
     assert not decision.approved
     assert decision.error is None

@@ -9,7 +9,7 @@ import pytest
 from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import WorktreeTamperedError
 from services.gitops.repos import RepoCache
-from services.gitops.safety import program_overrides
+from shared.git import program_overrides
 from tests.conftest import git
 from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
 
@@ -128,10 +128,16 @@ def test_program_keys_from_repository_scopes_are_blanked() -> None:
         ("worktree", "merge.evil.driver", "/tmp/z"),
         ("local", "remote.origin.uploadpack", "/tmp/u"),
         ("local", "user.name", "someone"),
+        ("global", "credential.helper", "store"),
+        ("local", "credential.helper", "!sh -c 'id > /tmp/m'"),
+        ("local", "core.sshcommand", "sh -c 'id > /tmp/m'"),
     ]
     assert program_overrides(entries) == (
         "filter.evil.clean=",
         "diff.evil.textconv=",
         "merge.evil.driver=false",
         "remote.origin.uploadpack=git-upload-pack",
+        "credential.helper=",
+        "credential.helper=store",
+        "core.sshcommand=ssh",
     )

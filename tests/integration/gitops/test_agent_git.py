@@ -1,0 +1,124 @@
+"""Issue 18, item 1: an agent's own ``.git`` never makes a host-side git run its programs.
+
+Every host-side git path that looks at a worktree is tried after the attack (see
+``attack.py``): the gates' repository view (the AI review's diff, the file listing, the
+base reads), gitops' commit, push and worktree reuse. Each refuses, naming the bad
+``.git``, and the marker the agent's clean filter would write never appears. A control
+first shows the attack is real: git started in the worktree, as the gates used to run
+it, does run the filter.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from services.gates.errors import WorktreeError
+from services.gates.repo import RepoView, check_worktree
+from services.gitops import commits, conflicts, worktrees
+from services.gitops.errors import WorktreeTamperedError
+from services.gitops.repos import RepoCache
+from tests.integration.gitops.attack import ATTACK
+from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
+
+pytestmark = pytest.mark.integration
+
+
+def attack(worktree: Path, cache_repo: Path, marker: Path) -> None:
+    base = subprocess.run(
+        ["git", "--git-dir", str(cache_repo), "rev-parse", "refs/remotes/origin/main"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    subprocess.run(
+        ["sh", "-c", ATTACK, "sh", str(worktree), str(cache_repo), base, str(marker)], check=True
+    )
+
+
+async def test_an_agent_repository_in_the_worktree_runs_nothing_on_the_host(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path
+) -> None:
+    url = str(remote_repo)
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
+    root = Path(ready.path or "")
+    marker = tmp_path / "pwned"
+    attack(root, cache.repo_path(url), marker)
+
+    # the control: git that follows the worktree's .git runs the agent's filter
+    subprocess.run(["git", "diff", "--no-index", "/dev/null", "stolen.txt"], cwd=root,
+                   capture_output=True, check=False)  # fmt: skip
+    assert marker.exists(), "the attack did not work against plain git: the test proves nothing"
+    marker.unlink()
+
+    for look in (
+        lambda: check_worktree(str(root), tmp_path),
+        lambda: RepoView.open(root, None),
+    ):
+        with pytest.raises(WorktreeError, match=r"\.git"):
+            look()
+    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
+        await commits.commit(cache, commit_req(remote_repo, "evil"))
+    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
+        await conflicts.push(cache, push_req(remote_repo, "evil"))
+    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
+        await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
+    assert not marker.exists()
+
+
+async def test_the_gates_read_an_intact_worktree_without_its_attributes_running(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path
+) -> None:
+    """With ``.git`` intact the agent can still write ``.gitattributes``: it names a
+    filter no config defines (the cache's config is not the agent's), so the review's
+    diff shows the change and nothing runs."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "attrs"))
+    root = Path(ready.path or "")
+    (root / ".gitattributes").write_text("* filter=evil diff=evil\n")
+    (root / "app.py").write_text("def add(a, b):\n    return a - b\n")
+    (root / "new.txt").write_text("new\n")
+    view = RepoView.open(root, None)
+    diff, cut = view.diff(100_000)
+    assert "-    return a + b" in diff
+    assert "+    return a - b" in diff
+    assert "+new" in diff
+    assert not cut
+    assert "new.txt" in view.files()
+
+
+async def test_a_nested_repository_the_agent_planted_runs_nothing(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path
+) -> None:
+    """A repository inside the worktree has its own config, which the runner never read,
+    and ``git add -A``/``status`` start a git inside a gitlink's repository: gitops
+    refuses to commit one (naming its ``.git``), the gates' diff does not look inside,
+    removal does not salvage through it, and its filter never runs."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "nested"))
+    root = Path(ready.path or "")
+    marker = tmp_path / "pwned"
+    sub = root / "sub"
+    for args in (
+        ["init", "-q", str(sub)],
+        ["-C", str(sub), "add", "a.txt"],
+        ["-C", str(sub), "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "a"],
+    ):
+        if args[-1] == "a.txt":
+            (sub / "a.txt").write_text("one\n")
+        subprocess.run(["git", *args], check=True, capture_output=True)
+    (sub / ".git" / "config").write_text(
+        f'[core]\n\trepositoryformatversion = 0\n[filter "evil"]\n\tclean = id > {marker} && cat\n'
+    )
+    (sub / ".gitattributes").write_text("* filter=evil\n")
+    (sub / "a.txt").write_text("two\n")
+    (root / "work.txt").write_text("work\n")
+
+    with pytest.raises(WorktreeTamperedError, match=r"sub/\.git"):
+        await commits.commit(cache, commit_req(remote_repo, "nested", message="sub"))
+    view = RepoView.open(root, None)
+    view.diff(100_000)
+    view.files()
+    with pytest.raises(WorktreeTamperedError, match=r"sub/\.git"):
+        await commits.commit(cache, commit_req(remote_repo, "nested", message="again"))
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "nested"))
+    assert removed.removed
+    assert not marker.exists()
