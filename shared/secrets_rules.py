@@ -96,7 +96,9 @@ RULES: tuple[Rule, ...] = (
     # Chat.
     _rule("slack-token", _B + r"xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{10,}"),
     _rule("slack-app-token", _B + r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]{32,}"),
-    _rule("slack-webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}"),
+    _rule(
+        "slack-webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}"
+    ),
     _rule(
         "discord-bot-token",
         _B + r"[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}" + _E,

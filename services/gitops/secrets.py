@@ -159,7 +159,9 @@ def scan_diff(diff: str, allowlist: Allowlist | None = None) -> list[Finding]:
         # A NUL byte must not hide the rest of a line from the plugins.
         for secret in detect_secrets_scan_diff(diff.replace("\x00", " ")):
             rule = rule_id(secret.type)
-            if _plausible(rule, secret.secret_value, added.get((secret.filename, secret.line_number))):
+            if _plausible(
+                rule, secret.secret_value, added.get((secret.filename, secret.line_number))
+            ):
                 found.add(Finding(secret.filename, secret.line_number, rule))
     allow = allowlist or Allowlist()
     return sorted(finding for finding in found if not allow.allows(finding))
