@@ -46,4 +46,6 @@ def test_the_reviewed_misses_are_blocked(case: str) -> None:
 
 
 def test_the_values_are_what_the_review_described() -> None:
-    assert len(AWS_SECRET) == 40 and PAT.startswith("github_pat_") and len(GOOGLE) == 39
+    assert len(AWS_SECRET) == 40
+    assert PAT.startswith("github_pat_")
+    assert len(GOOGLE) == 39

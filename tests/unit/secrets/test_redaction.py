@@ -31,7 +31,7 @@ def test_every_corpus_secret_is_masked_in_a_finish_summary(sample: object) -> No
         (f"curl -H 'Authorization: Bearer {GITHUB}' https://api.github.com/user", GITHUB),
         (f"AWS_SECRET_ACCESS_KEY={AWS_SECRET} aws s3 ls", AWS_SECRET),
         (f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}", AWS_SECRET),
-        (f"psql postgres://app:S3cure-Pass-99@db:5432/app -c 'select 1'", "S3cure-Pass-99"),
+        ("psql postgres://app:S3cure-Pass-99@db:5432/app -c 'select 1'", "S3cure-Pass-99"),
         ("mysql --password=Hunter2-Very-Secret -e 'show tables'", "Hunter2-Very-Secret"),
     ],
 )
