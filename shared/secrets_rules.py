@@ -49,7 +49,7 @@ _E = r"(?![A-Za-z0-9_])"
 
 _KEYWORD = (
     r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_.-]?key|apikey|access[_.-]?key"
-    r"|auth[_.-]?key|private[_.-]?key|client[_.-]?secret|credentials?|auth)"
+    r"|auth[_.-]?(?:key|token)|private[_.-]?key|client[_.-]?secret|credentials?)"
 )
 
 RULES: tuple[Rule, ...] = (
@@ -182,6 +182,7 @@ _INDIRECTION = re.compile(
 # Keys whose value is a digest or an identifier, not a credential.
 _HASH_KEY = re.compile(r"(?i)hash|digest|checksum|sha\d*|md5|integrity|fingerprint|_id\b|_url\b")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+_WORDS = re.compile(r"[A-Za-z]+(?:[-_][A-Za-z]+)*")
 
 
 def entropy(value: str) -> float:
@@ -219,6 +220,9 @@ def plausible(rule_id: str, value: str, before: str, *, generic: bool) -> bool:
         if _HASH_KEY.search(before) or (_HEX.match(value) and len(value) in (32, 40, 64, 128)):
             return False
         if value.isdigit() or len(set(value)) < 4:
+            return False
+        # Unquoted words are prose ("password: handle unicode"), not credentials.
+        if _WORDS.fullmatch(value) and not before.endswith(("'", '"', "`")):
             return False
         return value.lower() not in before.lower()
     return True

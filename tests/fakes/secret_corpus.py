@@ -352,6 +352,10 @@ def lookalikes(seed: int = 18) -> list[Sample]:
         "The API key is read from `$API_KEY`; the password from a file.\n",
         "- password: see the team vault\n- token: ask an admin\n",
         "Set `GITHUB_TOKEN` (a fine-grained token with contents: write).\n",
+        "Fix password: handle unicode in the reset form\n\nAgent: a1\n",
+        "OAuth: switch to the PKCE flow; token: refresh before expiry\n",
+        "author: jdoe42\nreviewers: [alice, bob]\n",
+        "Credentials: stored in the operator's keychain, never in the repository.\n",
     ]
     for text in prose:
         add("prose", "docs/setup.md", text)
