@@ -1,7 +1,8 @@
 """What a task's ``repository`` may be: a local path or a URL over a safe transport.
 
 Checked at the edge (the HTTP body) so ``ext::`` commands, option injection and unknown
-transports never reach git.
+transports never reach git, and credentials in a URL (``https://user:token@host/...``)
+are refused rather than stored in the task record, events and logs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ def check_repository(value: str) -> str:
     if _SCP_LIKE.match(value):
         return value
     parts = urlsplit(value)
+    if parts.password is not None or (parts.scheme == "https" and parts.username is not None):
+        # A token in the URL would be stored in the task record, events and git config.
+        raise ValueError(
+            "must not carry credentials (user:token@); configure git credentials on the "
+            "gitops host instead"
+        )
     if parts.scheme in SAFE_SCHEMES and (parts.netloc or parts.scheme == "file") and parts.path:
         return value
     raise ValueError(

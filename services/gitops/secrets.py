@@ -1,4 +1,7 @@
-"""Secret scanning of what a commit adds: detect-secrets in-process plus our own rules.
+"""Secret scanning of what a commit adds: detect-secrets in-process plus shared rules.
+
+The format rules live in ``shared.secrets_rules`` (the spawner's redaction uses the same
+list); this module adds detect-secrets' plugins, the diff handling and the allowlist.
 
 Only added lines are scanned (a secret already on the base branch is not the agent's).
 Findings carry file, line and rule, never the value. Known false positives are listed
@@ -20,13 +23,9 @@ from detect_secrets.core.scan import scan_diff as detect_secrets_scan_diff
 from detect_secrets.settings import transient_settings
 from unidiff.patch import PatchSet
 
-ALLOWLIST_PATH = ".mosaic/secrets-allowlist"
+from shared.secrets_rules import find, plausible
 
-# Our own rules, from the original spec and for Anthropic keys.
-OWN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("anthropic-api-key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}")),
-    ("sk-api-key", re.compile(r"(?<![A-Za-z0-9])sk-[a-zA-Z0-9]{48}(?![A-Za-z0-9])")),
-)
+ALLOWLIST_PATH = ".mosaic/secrets-allowlist"
 
 # Hex entropy flags every commit hash and checksum; public IPs are not secrets.
 _SKIPPED_PLUGINS = {"HexHighEntropyString", "IPPublicDetector"}
@@ -127,13 +126,22 @@ def _added_lines(diff: str) -> Iterable[tuple[str, int, str]]:
 
 
 def scan_text(path: str, text: str) -> list[Finding]:
-    """Our own rules over a text that is not a diff (a commit message)."""
-    return [
-        Finding(path, number, rule)
-        for number, line in enumerate(text.splitlines(), start=1)
-        for rule, pattern in OWN_RULES
-        if pattern.search(line)
-    ]
+    """The shared rules over a text that is not a diff (a commit message)."""
+    return sorted(
+        {
+            Finding(path, number, match.rule)
+            for number, line in enumerate(text.replace("\x00", " ").splitlines(), start=1)
+            for match in find(line)
+        }
+    )
+
+
+def _plausible(rule: str, value: str | None, line: str | None) -> bool:
+    """The shared look-alike test on a detect-secrets finding (placeholders, digests...)."""
+    if value is None or line is None:
+        return True
+    at = line.replace("\x00", " ").find(value)
+    return plausible(rule, value, line[: max(at, 0)], generic=False)
 
 
 def scan_diff(diff: str, allowlist: Allowlist | None = None) -> list[Finding]:
@@ -141,13 +149,19 @@ def scan_diff(diff: str, allowlist: Allowlist | None = None) -> list[Finding]:
     if not diff.strip():
         return []
     found: set[Finding] = set()
+    added: dict[tuple[str, int], str] = {}
     for path, number, text in _added_lines(diff):
-        for rule, pattern in OWN_RULES:
-            if pattern.search(text):
-                found.add(Finding(path, number, rule))
+        added[(path, number)] = text
+        for match in find(text):
+            found.add(Finding(path, number, match.rule))
     with _SCAN_LOCK, transient_settings(_detect_secrets_config()) as settings:
         settings.disable_filters(*_DISABLED_FILTERS)
-        for secret in detect_secrets_scan_diff(diff):
-            found.add(Finding(secret.filename, secret.line_number, rule_id(secret.type)))
+        # A NUL byte must not hide the rest of a line from the plugins.
+        for secret in detect_secrets_scan_diff(diff.replace("\x00", " ")):
+            rule = rule_id(secret.type)
+            if _plausible(
+                rule, secret.secret_value, added.get((secret.filename, secret.line_number))
+            ):
+                found.add(Finding(secret.filename, secret.line_number, rule))
     allow = allowlist or Allowlist()
     return sorted(finding for finding in found if not allow.allows(finding))

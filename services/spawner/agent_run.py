@@ -218,7 +218,8 @@ class AgentRun:
             "tokens_used": outcome.tokens_used,
         }
         if outcome.status == "finished":
-            detail: dict[str, Any] = {"summary": outcome.summary[:500]}
+            # Stored and shown to operators: masked with the scanner's rules.
+            detail: dict[str, Any] = {"summary": tools.redact(outcome.summary)[:500]}
             if self._pushed is not None:
                 fields |= {
                     "pushed_branch": self._pushed.remote_branch,
@@ -297,9 +298,10 @@ class AgentRun:
             "base_branch": req.context.branch,
         }
         title = req.context.work_items[0].splitlines()[0][:72]
+        body = tools.redact(summary)[:4000]  # a token in the summary must not be committed
         commit = await ctx.gitops.commit(
             CommitRequested(
-                **where, message=f"{title}\n\n{summary[:4000]}\n\nAgent: {self.agent_id}", yolo=yolo
+                **where, message=f"{title}\n\n{body}\n\nAgent: {self.agent_id}", yolo=yolo
             )
         )
         if commit.error is not None:

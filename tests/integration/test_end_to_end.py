@@ -321,3 +321,32 @@ def test_quality_check_endpoint_runs_the_gates_on_a_live_agents_worktree(
         assert "bad_worktree" in outside.json()["error"]["message"]
     finally:
         http.post(f"/agents/{agent_id}/kill")
+
+
+def test_a_token_in_the_finish_summary_is_stored_and_committed_redacted(
+    http: httpx.Client, remote_repo: Path, unique: str
+) -> None:
+    """The summary is shown in events and written into the commit message: both masked."""
+    github = "ghp_" + "Zq8Wm3Rt6Yp9Lk2Jh5Gf8Ds1Aq4Zx7Cv0Bn3"
+    aws = "Zq8Wm3Rt6Yp9Lk2Jh5Gf8Ds1" + "Aq4Zx7Cv0Bn3Mm6N"
+    summary = (
+        f"added hello.py; checked with curl -H 'Authorization: Bearer {github}' "
+        f"and AWS_SECRET_ACCESS_KEY={aws} aws s3 ls"
+    )
+    body = spawn_body(remote_repo, f"redact-{unique}")
+    body["options"]["plan"] = [WRITE, {"tool": "finish", "input": {"summary": summary}}]
+    answer = http.post("/agents/spawn", json=body)
+    assert answer.status_code == 202, answer.text
+    agent_id = answer.json()["agentId"]
+    record = wait_final(http, agent_id)
+    assert record["state"] == "completed", record
+    events = http.get(f"/agents/{agent_id}/events")
+    status = http.get(f"/agents/{agent_id}/status")
+    message = git(remote_repo, "log", "-1", "--format=%B", record["pushedBranch"])
+    for shown in (events.text, status.text, message):
+        assert github not in shown
+        assert aws not in shown
+    final = [e for e in events.json() if e["kind"] == "state" and e["state"] == "completed"]
+    assert final[-1]["detail"]["summary"].startswith("added hello.py; checked with curl")
+    assert "***" in final[-1]["detail"]["summary"]
+    assert "***" in message

@@ -9,13 +9,13 @@ and the loop carries on.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.spawner.runtime import tool_handlers as handlers
 from services.spawner.runtime.providers.base import ToolCall, ToolDefinition, ToolResult
+from shared import secrets_rules
 from shared.messages.tasks import AgentType
 from shared.sandbox.base import Sandbox, SandboxError, SandboxGoneError
 
@@ -185,14 +185,10 @@ def validate(call: ToolCall, agent_type: AgentType) -> ToolInput | str:
         return f"invalid input for {call.name}: {problems}"
 
 
-_SECRET = re.compile(
-    r"(sk-ant-[A-Za-z0-9_-]+|(?i:(?:api[_-]?key|token|secret|password)\s*[=:]\s*)\S+)"
-)
-
-
 def redact(text: str) -> str:
-    """Mask things that look like keys before text goes into events or logs."""
-    return _SECRET.sub("***", text)
+    """Mask secrets before text goes into events or logs: the scanner's rules, so what
+    a push would block is also what an event never shows."""
+    return secrets_rules.redact(text)
 
 
 def summarize(name: str, data: ToolInput | None, limit: int = 80) -> str:

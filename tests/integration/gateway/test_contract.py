@@ -278,6 +278,28 @@ async def test_spawn_refuses_bad_input_naming_the_field(
     assert await gateway.store.count_agents() == 0
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bot:{token}@git.example.com/team/repo.git",
+        "https://{token}@git.example.com/team/repo.git",
+        "ssh://git:{token}@git.example.com/team/repo.git",
+    ],
+)
+async def test_spawn_refuses_credentials_in_the_repository_url(
+    gateway: Gateway, operator: httpx.AsyncClient, unique: str, url: str
+) -> None:
+    """A token in the URL would be stored in the task record and shown in events: refused."""
+    token = "ghp_" + "Zq8Wm3Rt6Yp9Lk2Jh5Gf8Ds1Aq4Zx7Cv0Bn3"
+    body = spawn_body("/unused", f"cred-{unique}")
+    body["context"]["repository"] = url.format(token=token)
+    answer = await operator.post("/agents/spawn", json=body)
+    assert_error(answer, 422, "invalid_request", "context.repository")
+    assert answer.json()["error"]["details"][0]["field"] == "context.repository"
+    assert token not in answer.text
+    assert await gateway.store.count_agents() == 0
+
+
 async def test_spawn_refuses_a_missing_local_repository(
     gateway: Gateway, operator: httpx.AsyncClient, tmp_path: Path, unique: str
 ) -> None:

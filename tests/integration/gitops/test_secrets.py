@@ -28,6 +28,8 @@ PRIVATE_KEY = (
     "-----END RSA PRIVATE KEY-----\n"
 )
 PASSWORD = "Hunter2-Very-Secret-42"
+PAT = "github_pat_" + "11ABCDEFG0Zq8Wm3Rt6Yp9_" + "Lk2Jh5Gf8Ds1Aq4Zx7Cv0Bn3Mm6NqWeRt" * 2
+GOOGLE = "AIza" + "SyZq8Wm3Rt6Yp9Lk2Jh5Gf8Ds1Aq4Zx7Cv0"
 
 CASES = {
     "anthropic": ("settings.py", f'API_KEY = "{ANTHROPIC}"\n', [ANTHROPIC]),
@@ -40,6 +42,13 @@ CASES = {
     "github": ("ci.sh", f"export GH={GITHUB}\n", [GITHUB]),
     "private_key": ("keys/id_rsa", PRIVATE_KEY, ["MIIEowIBAAKCAQEA0Z3VS5JJ"]),
     "password": ("config/db.yaml", f'db:\n  password: "{PASSWORD}"\n', [PASSWORD]),
+    # The misses of the security review (issue 18): unquoted, in config formats.
+    "github_pat_env": (".env", f"GITHUB_TOKEN={PAT}\n", [PAT]),
+    "google_yaml": ("config/maps.yaml", f"maps:\n  key: {GOOGLE}\n", [GOOGLE]),
+    "password_dockerfile": ("Dockerfile", f"FROM alpine\nENV DB_PASSWORD={PASSWORD}\n", [PASSWORD]),
+    "password_shell": ("run.sh", f"#!/bin/sh\npassword={PASSWORD} ./start\n", [PASSWORD]),
+    "aws_secret_alone": ("notes.txt", f"rotate {AWS_SECRET} soon\n", [AWS_SECRET]),
+    "nul_byte": ("data.bin", f"\x00\x01head\x00er\nTOKEN={GITHUB}\n", [GITHUB]),
 }
 
 ORDINARY = '''"""Ordinary code that must not trip the scanner."""
