@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import secrets_rules
 from shared.errors import MosaicError
 
 WORKTREES_SUFFIX = "_worktrees"
@@ -283,8 +284,9 @@ _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def redact(text: str) -> str:
-    """Drop credentials embedded in URLs (``https://user:token@host``) from text we show."""
-    return _CREDENTIALS_IN_URL.sub("***@", text)
+    """Text of git we show (errors, output): credentials embedded in URLs
+    (``https://user:token@host``) dropped, and whatever the secret rules find masked."""
+    return secrets_rules.redact(_CREDENTIALS_IN_URL.sub("***@", text))
 
 
 def parse_config_listing(listing: str) -> list[tuple[str, str, str]]:
