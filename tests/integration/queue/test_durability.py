@@ -191,7 +191,7 @@ def test_sigterm_hands_a_running_agent_back_and_it_runs_again(
 ) -> None:
     with system(tmp_path / "home") as sup, client(sup) as http:
         agent_id = http.post(
-            "/agents/spawn", json=body(remote_repo, "handback", write_plan("hb", 3))
+            "/agents/spawn", json=body(remote_repo, "handback", write_plan("hb", 15))
         ).json()["agentId"]
         deadline = time.monotonic() + 30
         while http.get(f"/agents/{agent_id}/status").json()["state"] != "running":
