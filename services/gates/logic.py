@@ -7,6 +7,7 @@ answer, or a check where every gate is turned off never ends in an approval.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,13 @@ from services.gates.mechanical import TURNED_OFF, not_checked, run_gate, skipped
 from services.gates.profiles import AI_REVIEW, gates_of
 from services.gates.repo import RepoView, check_worktree, open_view
 from services.gates.reviewer import Reviewer
-from services.gates.runner import Environment, GateRunner, GateTarget, RunLimits, SandboxSource
+from services.gates.runner import (
+    GATE_LIMITS,
+    Environment,
+    GateRunner,
+    GateTarget,
+    SandboxSource,
+)
 from services.gates.settings import GatesSettings
 from shared.audit import KIND_GATE_SKIPPED
 from shared.messages.audit import AuditEntry
@@ -101,7 +108,9 @@ class GateChecker:
 
     def _runner(self, factory: SandboxFactory) -> GateRunner:
         s = self.settings
-        limits = RunLimits(memory_mb=s.gates_memory_mb, cpus=s.gates_cpus, pids=s.gates_pids)
+        limits = dataclasses.replace(
+            GATE_LIMITS, memory_mb=s.gates_memory_mb, cpus=s.gates_cpus, pids=s.gates_pids
+        )
         return GateRunner(
             factory,
             limits,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -41,15 +42,8 @@ GATE_OWNER = "gates"
 _CLOSE_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
-class RunLimits:
-    """Bounds of one gate command (its wall time comes from the gate's timeout)."""
-
-    memory_mb: int = 2048
-    cpus: float = 1.0
-    pids: int = 512
-    file_size_mb: int = 512
-    tmp_size_mb: int = 512
+GATE_LIMITS = Limits(memory_mb=2048, cpus=1.0, pids=512, file_size_mb=512, tmp_size_mb=512)
+"""Bounds of one gate command (its CPU time comes from the gate's timeout)."""
 
 
 @dataclass(frozen=True)
@@ -231,14 +225,14 @@ class GateRunner:
     def __init__(
         self,
         factory: SandboxFactory,
-        limits: RunLimits | None = None,
+        limits: Limits | None = None,
         *,
         tool_path: str = "",
         own_tools: bool = True,
     ) -> None:
         self.factory = factory
         self.kind = factory.kind
-        self._limits = limits or RunLimits()
+        self._limits = limits or GATE_LIMITS
         self._path_prefix = host_path_prefix(factory.kind, tool_path, own_tools)
 
     def where(self, environment: Environment) -> str:
@@ -256,14 +250,7 @@ class GateRunner:
             task_id=target.task_id,
             worktree=target.worktree,
             network=False,
-            limits=Limits(
-                memory_mb=limits.memory_mb,
-                cpus=limits.cpus,
-                pids=limits.pids,
-                cpu_seconds=int(timeout) + 5,
-                file_size_mb=limits.file_size_mb,
-                tmp_size_mb=limits.tmp_size_mb,
-            ),
+            limits=dataclasses.replace(limits, cpu_seconds=int(timeout) + 5),
             owner=GATE_OWNER,
             # no deployment label: the reapers remove a labelled container whose agent
             # id is not a live agent, which a gate's own id never is
