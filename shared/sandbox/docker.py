@@ -389,7 +389,7 @@ class DockerSandbox:
         """Run ``sh -c command`` in /workspace; past ``timeout`` its group is SIGKILLed.
 
         Whatever way the command ends, every process of its group (background jobs
-        included) is killed with it, as in the local sandbox.
+        included) is killed with it, as in the none and bwrap backends.
         """
         self._check_open()
         limit = max(0.1, timeout)
