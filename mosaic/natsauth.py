@@ -23,7 +23,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from mosaic.secretfiles import secrets_dir, write_private
 from shared import subjects
-from shared.audit import AUDIT_PREFIX, AUDIT_STREAM, KIND_GATE_SKIPPED, KIND_KILL, KIND_KILL_ALL
+from shared.audit import (
+    AUDIT_PREFIX,
+    AUDIT_STREAM,
+    KIND_GATE_SKIPPED,
+    KIND_KILL,
+    KIND_KILL_ALL,
+    KIND_MERGE,
+)
 
 ADMIN = "admin"
 SERVICE_USERS = ("gateway", "spawner", "gitops", "gates", "killswitch")
@@ -85,7 +92,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "gitops": {
-        "publish": [subjects.health("gitops")],
+        "publish": [subjects.health("gitops"), *_audit_write(KIND_MERGE)],
         "subscribe": ["mosaic.gitops.>", subjects.health("gitops"), _INBOX],
     },
     "gates": {

@@ -29,6 +29,9 @@ GITOPS_WORKTREE_CREATE = "mosaic.gitops.worktree.create"
 GITOPS_WORKTREE_REMOVE = "mosaic.gitops.worktree.remove"
 GITOPS_COMMIT = "mosaic.gitops.commit"
 GITOPS_PUSH = "mosaic.gitops.push"
+GITOPS_BASE_STATUS = "mosaic.gitops.base.status"
+GITOPS_INTEGRATE = "mosaic.gitops.integrate"
+GITOPS_LAND = "mosaic.gitops.land"
 
 # Gates request/reply (queue group ``gates``).
 GATES_QUEUE = "gates"

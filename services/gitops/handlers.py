@@ -14,14 +14,21 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
-from services.gitops import commits, conflicts, worktrees
+from services.gitops import basestatus, commits, conflicts, integrate, worktrees
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
+from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
 from shared import subjects
 from shared.messages.base import Failure, Message
 from shared.messages.gitops import (
+    BaseStatus,
+    BaseStatusRequested,
     CommitMade,
     CommitRequested,
+    Integrated,
+    IntegrateRequested,
+    Landed,
+    LandRequested,
     PushDone,
     PushRequested,
     SecretFinding,
@@ -45,7 +52,7 @@ def failure(exc: GitOpsError) -> Failure:
 def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
     """A reply of ``reply_type`` carrying ``exc`` (with conflicts or findings when known)."""
     fields: dict[str, object] = {"error": failure(exc)}
-    if isinstance(exc, ConflictError) and reply_type is PushDone:
+    if isinstance(exc, ConflictError) and reply_type in (PushDone, Integrated):
         fields["conflicts"] = exc.paths
     if isinstance(exc, SecretFoundError) and reply_type is CommitMade:
         fields["findings"] = tuple(
@@ -127,4 +134,32 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     async def push(message: NatsMessage) -> bytes:
         return await answer(
             message.body, PushRequested, PushDone, lambda request: conflicts.push(cache, request)
+        )
+
+    @broker.subscriber(
+        subjects.GITOPS_BASE_STATUS, queue=subjects.GITOPS_QUEUE, max_workers=workers
+    )
+    async def base_status(message: NatsMessage) -> bytes:
+        return await answer(
+            message.body,
+            BaseStatusRequested,
+            BaseStatus,
+            lambda request: basestatus.base_status(cache, request),
+        )
+
+    @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    async def integrate_branch(message: NatsMessage) -> bytes:
+        return await answer(
+            message.body,
+            IntegrateRequested,
+            Integrated,
+            lambda request: integrate.integrate(cache, request),
+        )
+
+    merges = MergeAudit(broker)
+
+    @broker.subscriber(subjects.GITOPS_LAND, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    async def land(message: NatsMessage) -> bytes:
+        return await answer(
+            message.body, LandRequested, Landed, lambda request: merges.land(cache, request)
         )

@@ -89,3 +89,8 @@ class AgentRecord(Message):
     last_tool: str | None = None
     quality_gates_disabled: bool = False
     gates: list[dict[str, Any]] = []
+    merge_queue_position: int | None = None
+    """With ``options.merge = "queue"``: 1 while its change is being integrated, n while
+    n - 1 merges are ahead of it; ``None`` when not in the queue."""
+    merged_range: str | None = None
+    """``<old base>..<new base>``: the commits its queued merge added to the base branch."""

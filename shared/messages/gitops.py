@@ -72,6 +72,9 @@ class PushDone(Message):
     remote_branch: str | None = None
     commit: str | None = None
     conflicts: tuple[str, ...] = ()
+    base_commit: str | None = None
+    """The freshly fetched ``origin/<base>`` the conflicts are against (the agent rebases
+    onto or merges this commit)."""
     error: Failure | None = None
 
 
@@ -89,4 +92,76 @@ class WorktreeRemoved(Message):
 
     removed: bool = False
     salvage_branch: str | None = None
+    error: Failure | None = None
+
+
+class BaseStatusRequested(Message):
+    """Where the agent branch stands against the freshly fetched remote base."""
+
+    agent_id: str
+    task_id: str
+    repository: str
+    base_branch: str = "main"
+
+
+class BaseStatus(Message):
+    """The agent branch's tip, the fetched ``origin/<base>`` and their merge base: the
+    spawner compares ``merge_base`` with the attempt's original base to see whether the
+    agent rebased or merged onto a base that moved (then the pre-push gate runs)."""
+
+    head: str | None = None
+    base: str | None = None
+    merge_base: str | None = None
+    error: Failure | None = None
+
+
+class IntegrateRequested(Message):
+    """Rebase the agent branch onto the freshly fetched base in a gitops scratch worktree
+    of the cache (merge queue); ``discard`` only removes that scratch worktree."""
+
+    agent_id: str
+    task_id: str
+    repository: str
+    base_branch: str = "main"
+    discard: bool = False
+
+
+class Integrated(Message):
+    """The integrated commit, checked out at ``scratch`` for the gates; or the conflicts.
+
+    ``base_commit`` is the fetched base the agent's commits were replayed onto (on a
+    conflict, the commit the agent must rebase onto or merge); ``head`` the agent
+    branch's tip that was replayed. ``commit == base_commit`` when the base already has
+    the whole change.
+    """
+
+    commit: str | None = None
+    base_commit: str | None = None
+    head: str | None = None
+    scratch: str | None = None
+    conflicts: tuple[str, ...] = ()
+    error: Failure | None = None
+
+
+class LandRequested(Message):
+    """Fast-forward the remote base from ``onto`` to ``commit`` (the integrated commit,
+    after the gates passed on it) and push the agent branch at ``head``, atomically."""
+
+    agent_id: str
+    task_id: str
+    repository: str
+    base_branch: str = "main"
+    commit: str
+    onto: str
+    head: str
+
+
+class Landed(Message):
+    """The base branch now at ``commit``; ``moved`` when the remote refused because the
+    base moved since ``onto`` (nothing changed: integrate again)."""
+
+    commit: str | None = None
+    range: str | None = None
+    remote_branch: str | None = None
+    moved: bool = False
     error: Failure | None = None

@@ -11,6 +11,9 @@ from shared.messages.base import Message, utcnow
 from shared.repository import check_repository
 
 AgentType = Literal["worker", "reviewer", "tester"]
+MergeMode = Literal["none", "queue"]
+"""``none``: push the agent's branch only. ``queue``: integrate it into the base branch
+through the repository's merge queue (docs/git.md, "Merge queue")."""
 GateProfile = Literal["strict", "standard", "minimal"]
 
 TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -50,6 +53,9 @@ class TaskOptions(Message):
     network: bool = False
     plan: Annotated[list[dict[str, object]], Field(max_length=200)] | None = None
     """A scripted provider plan (tool calls) for offline runs; ignored by real models."""
+    merge: MergeMode = "none"
+    """After the gates pass: push the agent's branch only (``none``), or also rebase it onto
+    the base and fast-forward the base, one agent at a time per repository (``queue``)."""
 
 
 class SpawnAgentRequest(Message):
