@@ -33,4 +33,11 @@ class SpawnerSettings(BaseSettings):
     """How long a record counts without a refresh: a spawner silent this long is dead."""
     spawner_recheck_s: float = Field(default=30.0, gt=0)
     """How often a spawner without a working sandbox looks for one again."""
+    merge_queue_lease_s: float = Field(default=30.0, gt=0)
+    """A merge-queue entry lives this long without its spawner's heartbeat (renewed every
+    third of it): a holder whose spawner died stops blocking the queue after it."""
+    merge_queue_poll_s: float = Field(default=0.5, gt=0)
+    """How often a queued agent looks at its position."""
+    merge_queue_attempts: int = Field(default=5, ge=1)
+    """Integrations of one finish when the base keeps moving under the landing push."""
     state_prefix: str = "mosaic"
