@@ -18,6 +18,8 @@ from typing import Any
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.kills import Running
+from services.spawner.mergequeue import MergeQueue
+from services.spawner.merging import Where, merge_through_queue, pre_push_check
 from services.spawner.readiness import environment_of
 from services.spawner.runtime import tools
 from services.spawner.runtime.loop import run_agent
@@ -29,7 +31,7 @@ from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
-from shared.messages.gates import GateCheckRequested, GateDecision
+from shared.messages.gates import GateCheckRequested, GateDecision, GatePhase
 from shared.messages.gitops import (
     CommitMade,
     CommitRequested,
@@ -74,10 +76,18 @@ class RunContext:
     environments: Environments | None = None
     """Builds repositories' declared environments; by default from ``sandboxes`` (its
     Docker client) and the tracker's Valkey, so no spawner runs without it."""
+    merge_queue: MergeQueue | None = None
+    """The merge queues (``options.merge = "queue"``); by default in the tracker's Valkey."""
 
     def __post_init__(self) -> None:
         if self.environments is None:
             self.environments = Environments.for_sandboxes(self.sandboxes, self.tracker.store)
+        if self.merge_queue is None:
+            self.merge_queue = MergeQueue(
+                self.tracker.store,
+                lease_s=self.settings.merge_queue_lease_s,
+                poll_s=self.settings.merge_queue_poll_s,
+            )
 
 
 class AgentRun:
@@ -272,21 +282,9 @@ class AgentRun:
         assert self._worktree is not None
         assert self._worktree.path is not None
         yolo = ctx.quality.yolo_mode
-        decision = await ctx.gates.check(
-            GateCheckRequested(
-                agent_id=self.agent_id,
-                task_id=self.task_id,
-                worktree=self._worktree.path,
-                phase="pre-commit",
-                profile=req.gate_profile or _profile(ctx.quality.default_gate_profile),
-                yolo=yolo,
-                base=self._worktree.base_commit,
-                work_items=tuple(req.context.work_items),
-                environment_image=self._environment.image,
-                environment_env=self._environment.env,
-            )
+        decision = await self._check_gates(
+            "pre-commit", self._worktree.path, self._worktree.base_commit, None
         )
-        await self._record_gates(decision)
         if decision.error is not None:
             raise StepFailedError("gates", decision.error)
         if not decision.approved:
@@ -325,17 +323,81 @@ class AgentRun:
             log.warning("finished again with no change: nothing pushed", extra=self._log)
             self._unchanged = True
             return None
+        if req.options.merge == "queue":
+            return await self._merge_through_queue()
+        pre_push = await pre_push_check(
+            ctx.gitops,
+            Where(**where),
+            self._worktree.base_commit,
+            self._worktree.path,
+            self._check_gates,
+        )
+        if pre_push is not None:
+            if pre_push.error is not None:
+                raise StepFailedError("gates", pre_push.error)
+            if not pre_push.approved:
+                return _rejection_text(pre_push, "pre-push")
         pushed = await ctx.gitops.push(PushRequested(**where))
         if pushed.conflicts:
-            paths = ", ".join(pushed.conflicts)
-            return (
-                f"Merge conflict with origin/{req.context.branch} in: {paths}. "
-                "Rebase or merge onto the updated base, resolve, then finish again."
-            )
+            return self._conflict_text(pushed)
         if pushed.error is not None:
             raise StepFailedError("push", pushed.error)
         self._pushed = pushed
         return None
+
+    def _conflict_text(self, pushed: PushDone) -> str:
+        """What the agent is told of a conflict with the base (at push or in the queue)."""
+        paths = ", ".join(pushed.conflicts)
+        return (
+            f"Merge conflict with origin/{self.request.context.branch} in: {paths}. "
+            "Rebase or merge onto the updated base, resolve, then finish again."
+        )
+
+    async def _merge_through_queue(self) -> str | None:
+        """Integrate through the merge queue (services/spawner/merging.py); the text for
+        the agent on a conflict or a pre-push gate rejection, ``None`` once merged."""
+        ctx, req = self.ctx, self.request
+        assert ctx.merge_queue is not None
+        where = Where(self.agent_id, self.task_id, req.context.repository, req.context.branch)
+        result = await merge_through_queue(
+            ctx.gitops,
+            ctx.merge_queue,
+            ctx.tracker,
+            where,
+            self._check_gates,
+            ctx.settings.merge_queue_attempts,
+        )
+        if result.conflict is not None:
+            return self._conflict_text(result.conflict)
+        if result.rejected is not None:
+            return _rejection_text(result.rejected, "pre-push")
+        assert result.landed is not None
+        self._pushed = PushDone(
+            remote_branch=result.landed.remote_branch, commit=result.landed.commit
+        )
+        return None
+
+    async def _check_gates(
+        self, phase: GatePhase, worktree: str, base: str | None, commit: str | None
+    ) -> GateDecision:
+        """Run the task's gates on ``worktree`` (at ``commit`` when known) and record them."""
+        ctx, req = self.ctx, self.request
+        decision = await ctx.gates.check(
+            GateCheckRequested(
+                agent_id=self.agent_id,
+                task_id=self.task_id,
+                worktree=worktree,
+                phase=phase,
+                profile=req.gate_profile or _profile(ctx.quality.default_gate_profile),
+                yolo=ctx.quality.yolo_mode,
+                base=base,
+                work_items=tuple(req.context.work_items),
+                environment_image=self._environment.image,
+                environment_env=self._environment.env,
+            )
+        )
+        await self._record_gates(decision, phase, commit)
+        return decision
 
     def _branch_has_no_work(self, commit: CommitMade) -> bool:
         """Nothing committed now, in this attempt or before: the branch is still its base."""
@@ -345,16 +407,21 @@ class AgentRun:
         base = self._worktree.base_commit
         return commit.head is None or base is None or commit.head == base
 
-    async def _record_gates(self, decision: GateDecision) -> None:
+    async def _record_gates(
+        self, decision: GateDecision, phase: GatePhase, commit: str | None
+    ) -> None:
         results = [r.model_dump(mode="json") for r in decision.results]
         self._gate_results = results
         await self.ctx.tracker.store.update(self.agent_id, {"gates": results})
-        await self.ctx.tracker.record(
-            self.agent_id,
-            self.task_id,
-            "gate",
-            {"approved": decision.approved, "yolo": decision.yolo, "results": results},
-        )
+        detail: dict[str, Any] = {
+            "approved": decision.approved,
+            "yolo": decision.yolo,
+            "phase": phase,
+            "results": results,
+        }
+        if commit is not None:
+            detail["commit"] = commit
+        await self.ctx.tracker.record(self.agent_id, self.task_id, "gate", detail)
 
     async def _failed_attempt(self, exc: MosaicError) -> Verdict:
         max_attempts = self.request.options.max_retries + 1
@@ -481,8 +548,14 @@ _UNCHANGED_TEXT = (
 )
 
 
-def _rejection_text(decision: GateDecision) -> str:
-    lines = ["Quality gates rejected the change:"]
+def _rejection_text(decision: GateDecision, phase: GatePhase = "pre-commit") -> str:
+    if phase == "pre-push":
+        lines = [
+            "The pre-push quality gates (run again on your change on top of the updated "
+            "base) rejected it:"
+        ]
+    else:
+        lines = ["Quality gates rejected the change:"]
     for result in decision.results:
         if result.status == "failed":
             lines.append(f"- {result.name} failed:\n{result.excerpt[-2000:]}")

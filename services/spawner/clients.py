@@ -15,8 +15,14 @@ from shared.errors import BusUnavailableError
 from shared.messages.base import Failure
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
+    BaseStatus,
+    BaseStatusRequested,
     CommitMade,
     CommitRequested,
+    Integrated,
+    IntegrateRequested,
+    Landed,
+    LandRequested,
     PushDone,
     PushRequested,
     WorktreeReady,
@@ -51,6 +57,32 @@ class GitOps:
     async def push(self, req: PushRequested) -> PushDone:
         """Conflict check then push; conflicts come back in the reply."""
         return await request(self._broker, subjects.GITOPS_PUSH, req, PushDone, self._timeout)
+
+    async def base_status(self, req: BaseStatusRequested) -> BaseStatus:
+        """The agent branch against the freshly fetched base, or ``StepFailedError``."""
+        reply = await request(
+            self._broker, subjects.GITOPS_BASE_STATUS, req, BaseStatus, self._timeout
+        )
+        if reply.error is not None:
+            raise StepFailedError("base status", reply.error)
+        return reply
+
+    async def integrate(self, req: IntegrateRequested) -> Integrated:
+        """The agent branch rebased onto the base in a scratch worktree; conflicts in the
+        reply (``conflicts``), any other failure raised as ``StepFailedError``."""
+        reply = await request(
+            self._broker, subjects.GITOPS_INTEGRATE, req, Integrated, self._timeout
+        )
+        if reply.error is not None and not reply.conflicts:
+            raise StepFailedError("integrate", reply.error)
+        return reply
+
+    async def land(self, req: LandRequested) -> Landed:
+        """The integrated commit pushed to the base (``moved`` when the base moved first)."""
+        reply = await request(self._broker, subjects.GITOPS_LAND, req, Landed, self._timeout)
+        if reply.error is not None and reply.commit is None:
+            raise StepFailedError("land", reply.error)
+        return reply
 
     async def remove_worktree(self, req: WorktreeRemoveRequested) -> WorktreeRemoved:
         """Remove the worktree, salvaging unpushed work."""

@@ -25,7 +25,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from redis.asyncio import Redis
+from shared.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,10 @@ PositionSink = Callable[[int], Awaitable[None]]
 class MergeQueue:
     """Order and leases of merge-queue entries in Valkey (safe to share across tasks)."""
 
-    def __init__(
-        self, redis: Redis, prefix: str = "mosaic", *, lease_s: float = 30.0, poll_s: float = 0.5
-    ) -> None:
+    def __init__(self, store: StateStore, *, lease_s: float = 30.0, poll_s: float = 0.5) -> None:
+        redis = store.redis
         self._redis = redis
-        self._prefix = prefix
+        self._key = store.key
         self.lease_s = lease_s
         self.poll_s = poll_s
         self._join = redis.register_script(_JOIN)
@@ -75,10 +74,10 @@ class MergeQueue:
     def queue_key(self, repository: str, base_branch: str) -> str:
         """The list of one repository's queue into ``base_branch``."""
         digest = hashlib.sha256(repository.encode()).hexdigest()[:16]
-        return f"{self._prefix}:mergequeue:{digest}:{base_branch}"
+        return self._key("mergequeue", digest, base_branch)
 
     def _lease_prefix(self) -> str:
-        return f"{self._prefix}:mergequeue:lease:"
+        return self._key("mergequeue", "lease", "")
 
     def _lease_key(self, agent_id: str) -> str:
         return f"{self._lease_prefix()}{agent_id}"
