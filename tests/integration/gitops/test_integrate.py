@@ -26,7 +26,9 @@ def _int_req(repo: Path, agent: str, *, discard: bool = False) -> IntegrateReque
 
 
 def _land_req(repo: Path, agent: str, done: Integrated) -> LandRequested:
-    assert done.commit and done.base_commit and done.head
+    assert done.commit
+    assert done.base_commit
+    assert done.head
     return LandRequested(
         agent_id=agent,
         task_id="t1",
@@ -68,7 +70,8 @@ async def test_integrate_rebases_onto_the_moved_base_and_land_fast_forwards_it(
     moved = push_to_remote(remote_repo, tmp_path, {"README.md": "# moved\n"})
 
     done = await integrate.integrate(cache, _int_req(remote_repo, "a1"))
-    assert done.error is None and not done.conflicts
+    assert done.error is None
+    assert not done.conflicts
     assert done.base_commit == moved
     assert done.commit != done.head  # replayed onto the moved base
     scratch = Path(done.scratch or "")
@@ -108,7 +111,8 @@ async def test_a_conflict_answers_paths_and_the_fetched_base_and_changes_nothing
     done = await integrate.integrate(cache, _int_req(remote_repo, "cx"))
     assert done.conflicts == ("app.py",)
     assert done.base_commit == moved
-    assert done.error is not None and done.error.code == "conflict"
+    assert done.error is not None
+    assert done.error.code == "conflict"
     assert done.commit is None
     assert git(remote_repo, "rev-parse", "main") == moved
     assert git(path, "rev-parse", "HEAD") == head_before  # the agent's files untouched
@@ -124,7 +128,8 @@ async def test_land_refused_because_the_base_moved_leaves_the_base_where_it_was(
     moved = push_to_remote(remote_repo, tmp_path, {"other.txt": "someone else\n"})
 
     landed = await integrate.land(cache, _land_req(remote_repo, "mv", done))
-    assert landed.moved is True and landed.commit is None
+    assert landed.moved is True
+    assert landed.commit is None
     assert git(remote_repo, "rev-parse", "main") == moved
     # atomic: the agent branch was not pushed either
     assert "mosaic/agent-mv" not in git(remote_repo, "branch", "--list")
