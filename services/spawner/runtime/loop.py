@@ -86,7 +86,10 @@ class _Run:
     async def check_finish(self, summary: str) -> str | None:
         if self.finish_check is None:
             return None
-        return await self.finish_check(summary)
+        verdict = await self.finish_check(summary)
+        if verdict is not None:  # what the agent is told, for operators (masked, trimmed)
+            await self.emit("finish_sent_back", {"reason": tools.redact(verdict)[:2000]})
+        return verdict
 
     def rejected_too_often(self) -> bool:
         self.rejections += 1
