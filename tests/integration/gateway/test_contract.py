@@ -259,6 +259,8 @@ async def test_spawn_accepts_then_answers_duplicates(
         (lambda b: b["context"].update(branch="a..b"), "context.branch"),
         (lambda b: b["context"].update(extra=1), "context.extra"),
         (lambda b: b.update(options={"timeout": 0}), "options.timeout"),
+        (lambda b: b.update(options={"merge": "squash"}), "options.merge"),
+        (lambda b: b.update(options={"merge": None}), "options.merge"),
         (lambda b: b.update(surprise=1), "surprise"),
     ],
 )
