@@ -187,10 +187,23 @@ def _agent_rows(agents: Iterable[AgentRecord]) -> list[list[str]]:
             a.last_tool or "-",
             _sandbox(a),
             a.model or a.provider or "-",
+            _merge(a),
             a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         ]
         for a in agents
     ]
+
+
+def _merge(agent: AgentRecord) -> str:
+    """Its place in the merge queue while it waits, the range it merged after."""
+    if agent.merge_queue_position is not None:
+        if agent.merge_queue_position == 1:
+            return "queue #1 (merging)"
+        return f"queue #{agent.merge_queue_position}"
+    if agent.merged_range:
+        old, _, new = agent.merged_range.partition("..")
+        return f"merged {old[:7]}..{new[:7]}"
+    return "-"
 
 
 def _sandbox(agent: AgentRecord) -> str:
@@ -209,6 +222,7 @@ _AGENT_HEADER = [
     "LAST TOOL",
     "SANDBOX",
     "MODEL",
+    "MERGE",
     "CREATED",
 ]
 
@@ -228,8 +242,13 @@ def cmd_spawn(args: argparse.Namespace) -> int:
     }
     if args.profile:
         body["gateProfile"] = args.profile
+    options: dict[str, Any] = {}
     if args.timeout_s:
-        body["options"] = {"timeout": args.timeout_s}
+        options["timeout"] = args.timeout_s
+    if args.merge != "none":
+        options["merge"] = args.merge
+    if options:
+        body["options"] = options
     with _client(args) as client:
         spawned = client.spawn_agent(body)
     if args.json:
@@ -385,6 +404,13 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--task-id", help="task id (default: generated); a known id is not re-queued"
     )
     spawn.add_argument("--timeout-s", type=int, help="the agent's wall-clock bound in seconds")
+    spawn.add_argument(
+        "--merge",
+        choices=["none", "queue"],
+        default="none",
+        help="after the gates pass: push the agent's branch only (none, the default), or "
+        "also merge it into the base through the repository's merge queue (queue)",
+    )
     spawn.set_defaults(func=cmd_spawn)
 
     agents = sub.add_parser("agents", parents=[common], help="list agents, newest first")

@@ -131,6 +131,48 @@ async def test_cli_commands(
     assert code == 2
 
 
+async def test_cli_spawns_into_the_merge_queue_and_shows_the_position(
+    gateway: Gateway,
+    remote_repo: Path,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = tmp_path / "home"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "api-token").write_text(OPERATOR)
+    monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
+    argv = ["--home", str(home)]
+    url = ["--url", gateway.url]
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, [*argv, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = await run(
+        "spawn", *url, "--repo", str(remote_repo), "--item", "x", "--merge", "queue", "--json"
+    )
+    assert code == 0, err
+    agent_id = json.loads(out)["agentId"]
+    with pytest.raises(SystemExit):
+        await run("spawn", *url, "--repo", str(remote_repo), "--item", "x", "--merge", "squash")
+    assert "squash" in capsys.readouterr().err
+    # what the spawner writes while the agent waits, then after its merge
+    await gateway.store.update(agent_id, {"merge_queue_position": 3})
+    code, out, _ = await run("agents", *url)
+    assert "MERGE" in out
+    assert "queue #3" in out
+    code, out, _ = await run("status", *url, agent_id)
+    assert "mergeQueuePosition  3" in out
+    merged = f"{'a' * 40}..{'b' * 40}"
+    await gateway.store.update(agent_id, {"merge_queue_position": None, "merged_range": merged})
+    code, out, _ = await run("agents", *url)
+    assert "merged aaaaaaa..bbbbbbb" in out
+    assert "queue #" not in out
+
+
 def test_shared_metrics_server() -> None:
     from prometheus_client import CollectorRegistry, Counter
 
