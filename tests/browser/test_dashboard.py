@@ -203,3 +203,51 @@ def test_invalid_token_is_refused(driver: Any, system: Supervisor) -> None:
     wait_for(driver, lambda d: d.find_element(By.ID, "login-error").is_displayed(), "the error")
     assert "not valid" in driver.find_element(By.ID, "login-error").text
     assert not driver.find_element(By.ID, "board").is_displayed()
+
+
+def test_a_queued_merge_shows_its_position_then_its_merged_range(
+    driver: Any, system: Supervisor, remote_repo: Path, unique: str
+) -> None:
+    """Another spawner's agent holds the repository's merge queue and then dies (its
+    lease runs out): the waiting agent's row shows "merge queue #2", then, once the
+    dead holder's lease expired and its merge landed, the merged range."""
+    import asyncio
+
+    from selenium.webdriver.common.by import By
+
+    from services.spawner.mergequeue import MergeQueue
+    from shared.store import StateStore
+
+    async def dead_holder() -> None:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(system.valkey_url)
+        try:
+            queue = MergeQueue(StateStore(redis), lease_s=8.0)
+            await queue.join(queue.queue_key(str(remote_repo), "main"), f"gone-{unique}")
+        finally:
+            await redis.aclose()
+
+    sign_in(driver, system, system.tokens["MOSAIC_API_TOKEN"])
+    asyncio.run(dead_holder())
+    body = slow_task(remote_repo, f"queued-{unique}", sleeps=0)
+    body["options"]["merge"] = "queue"
+    agent = spawn(system, body)
+    note = f'tr[data-agent-id="{agent}"] .merge-queue'
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.CSS_SELECTOR, note).text == "merge queue #2",
+        "the queue position",
+    )
+    assert driver.find_element(By.CSS_SELECTOR, note).get_attribute("data-position") == "2"
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "dashboard-merge-queue.png"))
+    merged = f'tr[data-agent-id="{agent}"] .merged'
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.CSS_SELECTOR, merged).text.startswith("merged "),
+        "the merged range",
+        timeout=90,
+    )
+    wait_for(driver, lambda d: row_state(d, agent) == "completed", "the agent to complete")
+    assert not driver.find_elements(By.CSS_SELECTOR, note)

@@ -184,9 +184,14 @@ function describe(event) {
     if (detail.step === "tool_called") return `tool ${detail.tool || ""}`;
     if (detail.step === "turn_started") return `turn ${detail.turn}`;
     if (detail.step === "tokens_used") return `${detail.total} tokens`;
+    if (detail.step === "merge_queue") return `merge queue #${detail.position}`;
+    if (detail.step === "merged") return `merged ${detail.range || ""}`;
     return detail.step || "progress";
   }
-  if (event.kind === "gate") return `gates ${detail.approved ? "approved" : "rejected"}${detail.yolo ? " (YOLO)" : ""}`;
+  if (event.kind === "gate") {
+    const phase = detail.phase ? `${detail.phase} ` : "";
+    return `gates ${phase}${detail.approved ? "approved" : "rejected"}${detail.yolo ? " (YOLO)" : ""}`;
+  }
   return event.kind;
 }
 
@@ -277,7 +282,7 @@ function row(agent) {
       el("span", { class: "sub mono", text: branch || agent.branch || "" })),
     el("td", {},
       el("span", { class: "state", "data-state": agent.state, text: agent.state }),
-      el("span", { class: "sub", text: `task ${agent.taskState}` }), error),
+      el("span", { class: "sub", text: `task ${agent.taskState}` }), mergeNote(agent), error),
     el("td", { class: "progress" },
       el("span", { text: `${agent.turns || 0} turns · ${(agent.tokensUsed || 0).toLocaleString()} tokens` }),
       el("span", { class: "sub", text: agent.lastTool ? `last tool: ${agent.lastTool}` : "" })),
@@ -285,6 +290,21 @@ function row(agent) {
     el("td", { class: "uptime", text: uptime(agent) }),
     gates,
     action);
+}
+
+// With options.merge = "queue": its place while it waits (1: being merged), the range after.
+function mergeNote(agent) {
+  const position = agent.mergeQueuePosition;
+  if (position !== null && position !== undefined) {
+    return el("span", { class: "sub merge-queue", "data-position": String(position),
+      text: position === 1 ? "merging (queue #1)" : `merge queue #${position}` });
+  }
+  if (agent.mergedRange) {
+    const [from, to] = agent.mergedRange.split("..");
+    return el("span", { class: "sub merged mono", title: agent.mergedRange,
+      text: `merged ${from.slice(0, 7)}..${(to || "").slice(0, 7)}` });
+  }
+  return "";
 }
 
 function runsOn(agent) {
