@@ -49,18 +49,24 @@ async def _agent_commits(cache: RepoCache, remote: Path, agent: str, files: dict
     return path
 
 
-async def test_base_status_names_head_fetched_base_and_merge_base(
+async def test_base_status_shows_whether_the_agent_rebased_onto_a_newer_base(
     cache: RepoCache, remote_repo: Path, tmp_path: Path
 ) -> None:
+    url = str(remote_repo)
     seed = git(remote_repo, "rev-parse", "main")
-    await _agent_commits(cache, remote_repo, "st", {"st.txt": "st\n"})
+    path = await _agent_commits(cache, remote_repo, "st", {"st.txt": "st\n"})
+    request = BaseStatusRequested(agent_id="st", task_id="t1", repository=url)
+    status = await basestatus.base_status(cache, request)
+    assert status.base == seed
+    assert status.merge_base == seed  # it builds on the base it started from
     moved = push_to_remote(remote_repo, tmp_path, {"README.md": "# moved\n"})
-    status = await basestatus.base_status(
-        cache, BaseStatusRequested(agent_id="st", task_id="t1", repository=str(remote_repo))
-    )
-    assert status.base == moved  # fetched: the move is seen
-    assert status.merge_base == seed  # the agent has not rebased
-    assert status.head == git(cache.repo_path(str(remote_repo)), "rev-parse", "mosaic/agent-st")
+    await cache.run_locked(url, cache.fetch, url, "main")  # as for a conflict
+    git(path, "-c", "user.name=a", "-c", "user.email=a@a", "rebase", "-q", "origin/main")
+    status = await basestatus.base_status(cache, request)
+    assert status.base == moved
+    assert status.merge_base == moved  # rebased onto the newer base
+    assert status.head == git(cache.repo_path(url), "rev-parse", "mosaic/agent-st")
+    assert status.head == git(path, "rev-parse", "HEAD")
 
 
 async def test_integrate_rebases_onto_the_moved_base_and_land_fast_forwards_it(
