@@ -196,7 +196,7 @@ def _land(cache: RepoCache, ref: WorktreeRef, request: LandRequested) -> Landed:
     remove_scratch(cache, ref)
     span = f"{request.onto}..{request.commit}"
     log.info("merged %s into %s: %s", ref.branch, base_branch, span, extra=ref.log_extra)
-    return Landed(commit=request.commit, range=span, remote_branch=ref.branch)
+    return Landed(commit=request.commit, range=span, remote_branch=ref.branch, head=request.head)
 
 
 def _base_moved(porcelain: str, base_branch: str) -> bool:

@@ -373,7 +373,7 @@ class AgentRun:
             return _rejection_text(result.rejected, "pre-push")
         assert result.landed is not None
         self._pushed = PushDone(
-            remote_branch=result.landed.remote_branch, commit=result.landed.commit
+            remote_branch=result.landed.remote_branch, commit=result.landed.head
         )
         return None
 

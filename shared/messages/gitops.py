@@ -163,5 +163,7 @@ class Landed(Message):
     commit: str | None = None
     range: str | None = None
     remote_branch: str | None = None
+    head: str | None = None
+    """The commit ``remote_branch`` (the agent branch) was pushed at."""
     moved: bool = False
     error: Failure | None = None

@@ -132,8 +132,13 @@ def resolve_log_conflict(n: int) -> dict[str, Any]:
     return {"tool": "run_command", "input": {"command": script}}
 
 
+def scratch_worktrees(system: Supervisor) -> list[Path]:
+    """gitops' merge worktrees left in the cache (none once every merge ended)."""
+    return list((system.config.home / "repos").glob("*_worktrees/merge-*"))
+
+
 def test_ten_agents_merge_in_queue_order_with_gates_on_every_integrated_state(
-    http: httpx.Client, remote_repo: Path, tmp_path: Path, unique: str
+    http: httpx.Client, system: Supervisor, remote_repo: Path, tmp_path: Path, unique: str
 ) -> None:
     start = commit_to(remote_repo, tmp_path, {"shared.txt": SHARED}, "shared file")
     plans: list[list[dict[str, Any]]] = []
@@ -191,6 +196,8 @@ def test_ten_agents_merge_in_queue_order_with_gates_on_every_integrated_state(
         assert positions[-1] == 1
         assert record["mergeQueuePosition"] is None
         assert record["pushedBranch"] == f"mosaic/agent-{agent}"
+        assert record["salvageBranch"] is None  # its commits are on the remote: nothing lost
+        assert git(remote_repo, "rev-parse", record["pushedBranch"]) == record["pushedCommit"]
         if any("Merge conflict" in text for text in sent_back(history)):
             conflicted.append(agent)
     assert len(conflicted) >= 1
@@ -199,10 +206,11 @@ def test_ten_agents_merge_in_queue_order_with_gates_on_every_integrated_state(
     audit = http.get("/audit", params={"kind": "merge", "limit": 1000}).json()
     audited = {e["detail"]["range"] for e in audit if e["agentId"] in agents}
     assert audited == set(ranges.values())
+    assert scratch_worktrees(system) == []
 
 
 def test_a_gate_failing_on_the_integrated_state_leaves_the_base_where_it_was(
-    http: httpx.Client, remote_repo: Path, tmp_path: Path, unique: str
+    http: httpx.Client, system: Supervisor, remote_repo: Path, tmp_path: Path, unique: str
 ) -> None:
     marker = tmp_path / "base-moved"
     wait = f"for i in $(seq 1 600); do [ -f {marker} ] && exit 0; sleep 0.1; done; exit 1"
@@ -237,6 +245,7 @@ def test_a_gate_failing_on_the_integrated_state_leaves_the_base_where_it_was(
     assert "test_one" in pre_push[0]["results"][0]["excerpt"]
     assert any("pre-push" in text for text in sent_back(history))
     assert http.get("/audit", params={"kind": "merge", "agentId": agent}).json() == []
+    assert scratch_worktrees(system) == []
 
 
 def test_pre_push_gate_rejects_a_rebased_head_that_breaks_the_moved_bases_test(

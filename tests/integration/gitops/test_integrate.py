@@ -89,6 +89,7 @@ async def test_integrate_rebases_onto_the_moved_base_and_land_fast_forwards_it(
     landed = await integrate.land(cache, _land_req(remote_repo, "a1", done))
     assert landed.commit == done.commit
     assert landed.range == f"{moved}..{done.commit}"
+    assert landed.head == done.head
     assert git(remote_repo, "rev-parse", "main") == done.commit
     assert git(remote_repo, "rev-parse", "mosaic/agent-a1") == done.head
     assert git(remote_repo, "rev-parse", "main~1") == moved  # a fast-forward, linear
