@@ -316,3 +316,47 @@ def test_pre_push_gate_rejects_a_rebased_head_that_breaks_the_moved_bases_test(
     pushed_app = git(remote_repo, "show", f"{branch}:app.py")
     assert "VERSION = 2" in pushed_app
     assert "def sub" in pushed_app
+
+
+def test_a_base_moved_during_the_gates_is_integrated_again_never_forced(
+    http: httpx.Client, system: Supervisor, remote_repo: Path, tmp_path: Path, unique: str
+) -> None:
+    """Someone pushes to the base while the queue's gates run on the integrated tree:
+    the landing push is refused (not a fast-forward), nothing is overwritten, and the
+    agent's change is integrated again onto the new base, gated again, and landed."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    hold = (
+        'case "$PWD" in */merge-*)\n'
+        f"  touch {marks}/in-gates\n"
+        f"  i=0; while [ ! -f {marks}/go ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done;;\n"
+        "esac\n"
+    )
+    gates = (
+        'detect = false\n\n[gates]\ntests = "python3 -m unittest discover -q && sh hold.sh"\n'
+        "lint = false\n"
+    )
+    commit_to(remote_repo, tmp_path, {"hold.sh": hold, ".mosaic/gates.toml": gates}, "hold")
+    plan = [{"tool": "write_file", "input": {"path": "mine.txt", "content": "mine\n"}}, finish()]
+    agent = spawn(http, remote_repo, f"mq-moved-{unique}", plan)
+    deadline = time.monotonic() + 180
+    while not (marks / "in-gates").exists():
+        assert time.monotonic() < deadline, "the queue's gates never ran"
+        time.sleep(0.1)
+    moved = commit_to(remote_repo, tmp_path, {"human.txt": "pushed meanwhile\n"}, "human")
+    (marks / "go").touch()
+    record = wait_final(http, agent)
+
+    assert record["state"] == "completed", record
+    assert git(remote_repo, "show", "main:human.txt") == "pushed meanwhile"  # not overwritten
+    assert git(remote_repo, "show", "main:mine.txt") == "mine"
+    assert git(remote_repo, "rev-parse", "main~1") == moved
+    start, end = record["mergedRange"].split("..")
+    assert start == moved
+    assert end == git(remote_repo, "rev-parse", "main")
+    pre_push = [e["detail"] for e in events(http, agent)
+                if e["kind"] == "gate" and e["detail"]["phase"] == "pre-push"]  # fmt: skip
+    assert [g["approved"] for g in pre_push] == [True, True]
+    assert pre_push[0]["commit"] != end  # the first integration, on the old base
+    assert pre_push[1]["commit"] == end  # gated again on what landed
+    assert scratch_worktrees(system) == []
