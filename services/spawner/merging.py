@@ -145,7 +145,7 @@ async def _integrate_and_land(
                 LandRequested(**where.fields(), commit=commit, onto=onto, head=head)
             )
         finally:
-            await gitops.integrate(IntegrateRequested(**where.fields(), discard=True))
+            await _discard(gitops, where)
         if landed.moved:
             log.info(
                 "the base moved under the landing (attempt %d): integrating again",
@@ -163,6 +163,19 @@ async def _integrate_and_land(
             retryable=True,
         ),
     )
+
+
+async def _discard(gitops: GitOps, where: Where) -> None:
+    """Remove the scratch worktree; a failure is logged, never raised over the real outcome
+    (the next integration of this agent removes a stale one first)."""
+    try:
+        await gitops.integrate(IntegrateRequested(**where.fields(), discard=True))
+    except Exception:
+        log.warning(
+            "could not remove the merge scratch worktree",
+            exc_info=True,
+            extra={"agent_id": where.agent_id, "task_id": where.task_id},
+        )
 
 
 async def _record_merge(tracker: AgentTracker, where: Where, landed: Landed) -> None:
