@@ -52,7 +52,7 @@ def failure(exc: GitOpsError) -> Failure:
 def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
     """A reply of ``reply_type`` carrying ``exc`` (with conflicts or findings when known)."""
     fields: dict[str, object] = {"error": failure(exc)}
-    if isinstance(exc, ConflictError) and reply_type in (PushDone, Integrated):
+    if isinstance(exc, ConflictError) and reply_type is PushDone:
         fields["conflicts"] = exc.paths
     if isinstance(exc, SecretFoundError) and reply_type is CommitMade:
         fields["findings"] = tuple(

@@ -28,7 +28,6 @@ from pathlib import Path
 from services.gitops.commits import load_allowlist
 from services.gitops.errors import (
     BranchNotFoundError,
-    ConflictError,
     GitCommandError,
     InvalidRequestError,
     WorktreeNotFoundError,
@@ -80,6 +79,17 @@ def remove_scratch(cache: RepoCache, ref: WorktreeRef) -> None:
     runner.run("worktree", "prune")
 
 
+def _open_scratch(
+    cache: RepoCache, ref: WorktreeRef, path: Path, *, head: str, base_branch: str, base: str
+) -> GitRunner:
+    """A detached worktree of the cache at ``head``, the shape the gates read (with the
+    agent-repository layout it becomes a repository made like an agent's); only gitops
+    ever writes in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache.runner(ref.repository).run("worktree", "add", "--quiet", "--detach", str(path), head)
+    return _scratch_runner(cache, ref, path)
+
+
 def _scratch_runner(cache: RepoCache, ref: WorktreeRef, path: Path) -> GitRunner:
     admin = verify_worktree(ref.repo, path)
     return GitRunner(
@@ -102,21 +112,18 @@ def _integrate(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> Integrat
     head = cache.rev(url, f"refs/heads/{ref.branch}")
     remove_scratch(cache, ref)
     path = scratch_path(cache, ref)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cache.runner(url).run("worktree", "add", "--quiet", "--detach", str(path), head)
     try:
-        runner = _scratch_runner(cache, ref, path)
+        runner = _open_scratch(cache, ref, path, head=head, base_branch=base_branch, base=base)
         contains = runner.run("merge-base", "--is-ancestor", base, head, ok=(0, 1)).status == 0
-        if not contains:
-            _rebase(runner, ref, base_branch, base)
+        conflicts = () if contains else _rebase(runner, ref, base)
         commit = runner.out("rev-parse", "HEAD")
-    except ConflictError as exc:
-        remove_scratch(cache, ref)
-        log.info("integration conflicts: %s", exc.paths, extra=ref.log_extra)
-        return conflict_reply(exc, base)
     except BaseException:
         remove_scratch(cache, ref)
         raise
+    if conflicts:
+        remove_scratch(cache, ref)
+        log.info("integration conflicts: %s", conflicts, extra=ref.log_extra)
+        return conflict_reply(ref, base_branch, base, conflicts)
     log.info(
         "integrated %s onto %s at %s: %s",
         ref.branch,
@@ -128,31 +135,34 @@ def _integrate(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> Integrat
     return Integrated(commit=commit, base_commit=base, head=head, scratch=str(path))
 
 
-def _rebase(runner: GitRunner, ref: WorktreeRef, base_branch: str, base: str) -> None:
-    """Replay the agent's commits onto ``base``; a conflict is aborted and raised."""
+def _rebase(runner: GitRunner, ref: WorktreeRef, base: str) -> tuple[str, ...]:
+    """Replay the agent's commits onto ``base``; the conflicting paths (the rebase then
+    aborted), or ``()`` when it went through."""
     # rerere off: a resolution recorded earlier must not be replayed silently.
     done = runner.run(
         "-c", "rerere.enabled=false", "rebase", "--quiet", "--no-autosquash", base, ok=(0, 1, 128)
     )
     if done.status == 0:
-        return
+        return ()
     listing = runner.run("diff", "--name-only", "--diff-filter=U", "-z", ok=(0, 1, 128))
     paths = tuple(dict.fromkeys(p for p in listing.stdout.split("\0") if p))
     runner.run("rebase", "--abort", ok=(0, 1, 128))
     if not paths:
         why = done.stderr.strip()[:500]
         raise GitCommandError(f"rebase of {ref.branch} onto {base[:12]} failed: {why}")
-    raise ConflictError(
-        f"{ref.branch} conflicts with origin/{base_branch} ({base[:12]}) in {', '.join(paths)}; "
-        f"rebase onto origin/{base_branch}, resolve, then finish again",
-        paths=paths,
-    )
+    return paths
 
 
-def conflict_reply(exc: ConflictError, base: str | None) -> Integrated:
+def conflict_reply(
+    ref: WorktreeRef, base_branch: str, base: str, paths: tuple[str, ...]
+) -> Integrated:
     """The ``Integrated`` answer for a conflict: the paths and the base to rebase onto."""
-    failure = Failure(code=exc.code, message=exc.message, paths=exc.paths)
-    return Integrated(conflicts=exc.paths, base_commit=base, error=failure)
+    message = (
+        f"{ref.branch} conflicts with origin/{base_branch} ({base[:12]}) in {', '.join(paths)}; "
+        f"rebase onto origin/{base_branch}, resolve, then finish again"
+    )
+    failure = Failure(code="conflict", message=message, paths=paths)
+    return Integrated(conflicts=paths, base_commit=base, error=failure)
 
 
 async def land(cache: RepoCache, request: LandRequested) -> Landed:

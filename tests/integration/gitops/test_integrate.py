@@ -61,12 +61,13 @@ async def test_base_status_shows_whether_the_agent_rebased_onto_a_newer_base(
     assert status.merge_base == seed  # it builds on the base it started from
     moved = push_to_remote(remote_repo, tmp_path, {"README.md": "# moved\n"})
     await cache.run_locked(url, cache.fetch, url, "main")  # as for a conflict
+    git(path, "update-ref", "refs/remotes/origin/main", moved)  # as the spawner points it
     git(path, "-c", "user.name=a", "-c", "user.email=a@a", "rebase", "-q", "origin/main")
+    await commits.commit(cache, commit_req(remote_repo, "st", message="after rebase"))
     status = await basestatus.base_status(cache, request)
     assert status.base == moved
     assert status.merge_base == moved  # rebased onto the newer base
     assert status.head == git(cache.repo_path(url), "rev-parse", "mosaic/agent-st")
-    assert status.head == git(path, "rev-parse", "HEAD")
 
 
 async def test_integrate_rebases_onto_the_moved_base_and_land_fast_forwards_it(
@@ -114,6 +115,7 @@ async def test_a_conflict_answers_paths_and_the_fetched_base_and_changes_nothing
     )
     moved = push_to_remote(remote_repo, tmp_path, {"app.py": "def add(a, b):\n    return a+b\n"})
     head_before = git(path, "rev-parse", "HEAD")
+    status_before = git(path, "status", "--porcelain")
 
     done = await integrate.integrate(cache, _int_req(remote_repo, "cx"))
     assert done.conflicts == ("app.py",)
@@ -123,7 +125,8 @@ async def test_a_conflict_answers_paths_and_the_fetched_base_and_changes_nothing
     assert done.commit is None
     assert git(remote_repo, "rev-parse", "main") == moved
     assert git(path, "rev-parse", "HEAD") == head_before  # the agent's files untouched
-    assert git(path, "status", "--porcelain") == ""
+    assert git(path, "status", "--porcelain") == status_before
+    assert (path / "app.py").read_text() == "def add(a, b):\n    return b + a\n"
     assert not (cache.worktrees_root(str(remote_repo)) / "merge-cx-t1").exists()
 
 
@@ -155,6 +158,8 @@ async def test_land_scans_every_commit_it_adds_for_secrets(
     (path / "deploy.py").write_text(f'AWS_ACCESS_KEY_ID = "{key}"\n')
     git(path, "add", "deploy.py")  # an agent-made commit, past the commit-time scan
     git(path, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-q", "-m", "deploy")
+    made = await commits.commit(cache, commit_req(remote_repo, "sx", message="finish"))
+    assert made.error is None  # nothing left to commit: its own commit is kept as it is
     done = await integrate.integrate(cache, _int_req(remote_repo, "sx"))
     before = git(remote_repo, "rev-parse", "main")
     with pytest.raises(SecretFoundError) as caught:
