@@ -7,8 +7,8 @@ from pathlib import Path
 
 from services.gitops.errors import InvalidBranchError, InvalidRepositoryError, InvalidRequestError
 from services.gitops.safety import GitRunner
+from shared.ids import id_problem
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._~-]+@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?!//)(.+)$")
 _ALLOWED_SCHEMES = {"file", "https", "ssh"}
@@ -16,12 +16,10 @@ _URL_HOST = re.compile(r"^[a-z+]+://(?:[^/@]*@)?(?P<host>[^/:]*)")
 
 
 def validate_id(kind: str, value: str) -> str:
-    """An agent or task id usable in a branch name and a directory name."""
-    if not _ID.match(value) or ".." in value or value.endswith((".lock", ".")):
-        raise InvalidRequestError(
-            f"{kind} {value!r} must be 1-100 letters, digits, '.', '_' or '-', "
-            "start with a letter or digit, and contain no '..'"
-        )
+    """An agent or task id usable in a branch name and a directory name (``shared.ids``)."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidRequestError(f"{kind} {value!r} {problem}")
     return value
 
 

@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
+from shared.ids import ID_PATTERN, check_id
 from shared.messages.base import Message, utcnow
 from shared.repository import check_repository
 
 AgentType = Literal["worker", "reviewer", "tester"]
 GateProfile = Literal["strict", "standard", "minimal"]
 
-TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+TaskId = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(check_id)]
 BranchName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"),

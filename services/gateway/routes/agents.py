@@ -16,6 +16,7 @@ from services.gateway.errors import ErrorResponse
 from services.gateway.kills import kill_and_wait
 from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
+from shared.ids import ID_MAX_LENGTH
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
@@ -130,7 +131,7 @@ async def list_agents(
     deps: Deps,
     _: RequireOperator,
     state: Annotated[AgentState | None, Query(description="only agents in this state")] = None,
-    task_id: Annotated[str | None, Query(alias="taskId", max_length=128)] = None,
+    task_id: Annotated[str | None, Query(alias="taskId", max_length=ID_MAX_LENGTH)] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AgentList:

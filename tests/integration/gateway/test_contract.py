@@ -252,6 +252,10 @@ async def test_spawn_accepts_then_answers_duplicates(
         (lambda b: b.pop("taskId"), "taskId"),
         (lambda b: b.update(taskId="-x"), "taskId"),
         (lambda b: b.update(taskId="x" * 200), "taskId"),
+        # gitops' limits, once only gitops' (a 202 and then a failed spawn): shared.ids
+        (lambda b: b.update(taskId="x" * 101), "taskId"),
+        (lambda b: b.update(taskId="a..b"), "taskId"),
+        (lambda b: b.update(taskId="fix.lock"), "taskId"),
         (lambda b: b["context"].update(workItems=[]), "context.workItems"),
         (lambda b: b["context"].update(workItems=["x"] * 101), "context.workItems"),
         (lambda b: b["context"].update(workItems=["x" * 20_001]), "context.workItems.0"),
