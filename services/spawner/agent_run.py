@@ -39,7 +39,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.messages.tasks import AgentType, GateProfile, TaskQueued
+from shared.messages.tasks import AgentType, TaskQueued
 from shared.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
@@ -278,7 +278,7 @@ class AgentRun:
                 task_id=self.task_id,
                 worktree=self._worktree.path,
                 phase="pre-commit",
-                profile=req.gate_profile or _profile(ctx.quality.default_gate_profile),
+                profile=req.gate_profile or ctx.quality.default_gate_profile,
                 yolo=yolo,
                 base=self._worktree.base_commit,
                 work_items=tuple(req.context.work_items),
@@ -465,12 +465,6 @@ def _can_change(agent_type: AgentType) -> bool:
     """Whether the agent has a tool that changes files (a reviewer only reads)."""
     allowed = set(tools.TOOL_SETS.get(agent_type, ()))
     return bool(allowed & {"write_file", "edit_file", "run_command"})
-
-
-def _profile(name: str) -> GateProfile:
-    if name not in ("strict", "standard", "minimal"):
-        raise ValueError(f"unknown gate profile {name!r}")
-    return name  # type: ignore[return-value]
 
 
 _UNCHANGED_TEXT = (

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.messages.base import Message, utcnow
+from shared.messages.gates import GateProfile
 
 
 class AgentState(StrEnum):
@@ -62,7 +63,7 @@ class AgentRecord(Message):
     repository: str
     branch: str
     priority: int
-    gate_profile: str
+    gate_profile: GateProfile
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -9,10 +9,10 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from shared.ids import ID_PATTERN, check_id
 from shared.messages.base import Message, utcnow
+from shared.messages.gates import GateProfile
 from shared.repository import check_repository
 
 AgentType = Literal["worker", "reviewer", "tester"]
-GateProfile = Literal["strict", "standard", "minimal"]
 
 TaskId = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(check_id)]
 BranchName = Annotated[

@@ -17,7 +17,7 @@ from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
 from shared import subjects
 from shared.bus import request
-from shared.messages.gates import GateCheckRequested, GateDecision
+from shared.messages.gates import GateCheckRequested, GateDecision, GateProfile
 
 router = APIRouter(prefix="/api/quality", tags=["quality"])
 
@@ -35,7 +35,7 @@ class QualityCheckRequest(BaseModel):
     worktree: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     agent_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
     task_id: Annotated[str, StringConstraints(max_length=128)] | None = None
-    profile: Literal["strict", "standard", "minimal"] | None = None
+    profile: GateProfile | None = None
     phase: Literal["pre-commit", "pre-push"] = "pre-commit"
     base: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     work_items: Annotated[
