@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict
 
 from shared.messages.agents import AgentEvent, AgentRecord
+from shared.messages.base import CamelModel
 from shared.messages.tasks import SpawnAgentRequest
 
 DEFAULT_URL = "http://127.0.0.1:3001"
@@ -95,10 +95,8 @@ def error_for(response: httpx.Response) -> ClientError:
     return kind(status, message, code=code, field=field, body=body)
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, extra="ignore", frozen=True
-    )
+class _Answer(CamelModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Spawned(_Answer):

@@ -16,6 +16,11 @@ ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{ID_MAX_LENGTH - 1}}}$"
 _ID = re.compile(ID_PATTERN)
 
 
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""What the HTTP API accepts where it looks an agent up (the gateway makes 16 hex digits;
+a narrower rule than ``ID_PATTERN``, so a looked-up id is always a usable id)."""
+
+
 def id_problem(value: str) -> str | None:
     """Why ``value`` is not a usable id, or None when it is."""
     if not _ID.match(value):

@@ -16,7 +16,7 @@ from services.gateway.errors import ErrorResponse
 from services.gateway.kills import kill_and_wait
 from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
-from shared.ids import ID_MAX_LENGTH
+from shared.ids import AGENT_ID_PATTERN, ID_MAX_LENGTH
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
@@ -24,7 +24,7 @@ from shared.messages.tasks import SpawnAgentRequest
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
-AgentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the agent's id")]
+AgentId = Annotated[str, Path(pattern=AGENT_ID_PATTERN, description="the agent's id")]
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorResponse, "description": "missing or invalid token"},
     422: {"model": ErrorResponse, "description": "invalid input; names the field"},

@@ -24,13 +24,13 @@ from services.gateway.auth import RequireFeedReader, Role, authorize
 from services.gateway.deps import Deps, Resources
 from services.gateway.errors import ErrorResponse, error_response
 from services.gateway.feed import FeedClient, follow
+from shared.ids import AGENT_ID_PATTERN
 from shared.messages.agents import AgentEvent
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/events", tags=["events"])
 
-AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 AgentFilter = Annotated[
     str | None,
     Query(
