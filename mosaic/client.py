@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Self
 import httpx
 from pydantic import ConfigDict
 
+from shared.backoff import backoff_delay
 from shared.messages.agents import AgentEvent, AgentRecord
 from shared.messages.base import CamelModel
 from shared.messages.tasks import SpawnAgentRequest
@@ -225,7 +225,7 @@ class _Base:
         """Seconds to wait before the next attempt, or None when retries are spent."""
         if attempt >= self.retries:
             return None
-        delay: float = min(self.backoff * 2.0**attempt, 5.0) * (0.5 + random.random() / 2)
+        delay = backoff_delay(attempt + 1, base=self.backoff, cap=5.0, jitter=0.25)
         after = str(response.headers.get("retry-after", "")) if response is not None else ""
         if after.isdigit():
             delay = max(delay, min(float(after), 10.0))

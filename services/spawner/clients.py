@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from faststream.nats import NatsBroker
 
 from services.spawner.errors import StepFailedError
 from shared import subjects
+from shared.backoff import backoff_delay
 from shared.bus import request
 from shared.errors import BusUnavailableError
 from shared.messages.base import Failure
@@ -69,7 +69,6 @@ class Gates:
 
     async def check(self, req: GateCheckRequested) -> GateDecision:
         """The decision; ``StepFailedError('gates unavailable')`` after the last attempt."""
-        delay = 0.5
         for attempt in range(1, self._attempts + 1):
             try:
                 return await request(
@@ -83,8 +82,7 @@ class Gates:
                     attempt,
                     extra={"agent_id": req.agent_id},
                 )
-                await asyncio.sleep(delay * (1 + random.random() / 2))
-                delay *= 2
+                await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=10.0))
         raise StepFailedError(
             "gates",
             Failure(code="gates_unavailable", message="gates unavailable", retryable=True),

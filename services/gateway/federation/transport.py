@@ -16,6 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.gateway.federation.runtime import Federation
+from shared.backoff import backoff_delay
 from shared.federation.envelope import (
     Envelope,
     EnvelopeType,
@@ -90,7 +91,7 @@ async def exchange(
             )
         log.warning("%s to peer %s, try %d/%d: %s", type_, peer.peer_id, attempt, attempts, last)
         if attempt < attempts:
-            await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 2.0))
+            await asyncio.sleep(backoff_delay(attempt, base=0.25, cap=2.0))
     raise last
 
 
