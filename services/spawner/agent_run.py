@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
+from services.spawner.forecast import Forecast
 from services.spawner.kills import Running
 from services.spawner.readiness import environment_of
 from services.spawner.runtime import tools
@@ -74,8 +75,11 @@ class RunContext:
     environments: Environments | None = None
     """Builds repositories' declared environments; by default from ``sandboxes`` (its
     Docker client) and the tracker's Valkey, so no spawner runs without it."""
+    forecast: Forecast = field(init=False)
+    """The conflict forecast: this process's running agents, told of overlapping pushes."""
 
     def __post_init__(self) -> None:
+        self.forecast = Forecast(self.tracker, self.gitops)
         if self.environments is None:
             self.environments = Environments.for_sandboxes(self.sandboxes, self.tracker.store)
 
@@ -162,14 +166,17 @@ class AgentRun:
                 **self._what_runs(spec),
             },
         )
-        outcome = await run_agent(
-            AgentSpec(agent_id=self.agent_id, request=req),
-            self._sandbox,
-            make_provider(ctx.model, AgentSpec(agent_id=self.agent_id, request=req)),
-            self._bounds(),
-            self._progress,
-            self._finish_check,
-        )
+        where = (req.context.repository, req.context.branch)
+        with ctx.forecast.watching(self.agent_id, self.task_id, *where) as notes:
+            outcome = await run_agent(
+                AgentSpec(agent_id=self.agent_id, request=req),
+                self._sandbox,
+                make_provider(ctx.model, AgentSpec(agent_id=self.agent_id, request=req)),
+                self._bounds(),
+                self._progress,
+                self._finish_check,
+                notes,
+            )
         if self._fatal is not None:
             raise self._fatal
         return outcome
