@@ -50,7 +50,7 @@ def test_ranges_meet_when_they_overlap_or_touch(a: LineRange, b: LineRange, meet
 def test_a_range_cannot_end_before_its_start_minus_one() -> None:
     with pytest.raises(ValueError, match="before start"):
         LineRange(start=5, end=3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
         LineRange(start=0, end=0)
 
 
