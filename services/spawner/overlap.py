@@ -10,6 +10,7 @@ numbers of different commits cannot be compared), the file alone counts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,9 +29,16 @@ class Overlap:
 
     def describe(self) -> str:
         """``calc.py lines 10-14``, ``calc.py line 3 and new lines after line 9``, ``logo.png``."""
+        path = shown_path(self.path)
         if not self.ranges:
-            return self.path
-        return f"{self.path} {' and '.join(describe_range(r) for r in self.ranges)}"
+            return path
+        return f"{path} {' and '.join(describe_range(r) for r in self.ranges)}"
+
+
+def shown_path(path: str) -> str:
+    """The path as text for the note: quoted (JSON) when it holds a line break or another
+    unprintable character, so a file name cannot pose as more lines of the note."""
+    return path if path.isprintable() else json.dumps(path)
 
 
 def ranges_meet(a: LineRange, b: LineRange) -> bool:
