@@ -40,7 +40,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.messages.tasks import AgentType, GateProfile, TaskQueued
+from shared.messages.tasks import AgentType, GateProfile, SpawnAgentRequest, TaskQueued
 from shared.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
@@ -166,17 +166,16 @@ class AgentRun:
                 **self._what_runs(spec),
             },
         )
-        where = (req.context.repository, req.context.branch)
-        with ctx.forecast.watching(self.agent_id, self.task_id, *where) as notes:
-            outcome = await run_agent(
-                AgentSpec(agent_id=self.agent_id, request=req),
-                self._sandbox,
-                make_provider(ctx.model, AgentSpec(agent_id=self.agent_id, request=req)),
-                self._bounds(),
-                self._progress,
-                self._finish_check,
-                notes,
-            )
+        notes = ctx.forecast.watch(self.agent_id, self.task_id, *_where(req))  # until _cleanup
+        outcome = await run_agent(
+            AgentSpec(agent_id=self.agent_id, request=req),
+            self._sandbox,
+            make_provider(ctx.model, AgentSpec(agent_id=self.agent_id, request=req)),
+            self._bounds(),
+            self._progress,
+            self._finish_check,
+            notes,
+        )
         if self._fatal is not None:
             raise self._fatal
         return outcome
@@ -436,6 +435,7 @@ class AgentRun:
 
     async def _cleanup(self) -> None:
         """Close the sandbox and remove the worktree; safe to call again."""
+        self.ctx.forecast.forget(self.agent_id)
         detail: dict[str, Any] = {}
         sandbox, self._sandbox = self._sandbox, None
         asked, self._worktree_asked = self._worktree_asked, False
@@ -466,6 +466,11 @@ class AgentRun:
                 log.exception("worktree cleanup failed; the reaper will retry", extra=self._log)
         if detail:
             await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
+
+
+def _where(request: SpawnAgentRequest) -> tuple[str, str]:
+    """The repository and base branch the agent works on."""
+    return request.context.repository, request.context.branch
 
 
 def _can_change(agent_type: AgentType) -> bool:

@@ -52,18 +52,25 @@ class Forecast:
         self._agents: dict[str, Watched] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def watch(self, agent_id: str, task_id: str, repository: str, base_branch: str) -> NoteBox:
+        """Look after a running agent from now on; its note box, for its loop."""
+        watched = Watched(agent_id, task_id, repository, base_branch)
+        self._agents[agent_id] = watched
+        return watched.notes
+
+    def forget(self, agent_id: str) -> None:
+        """The agent's run ended (safe to call again, or for an agent never watched)."""
+        self._agents.pop(agent_id, None)
+
     @contextlib.contextmanager
     def watching(
         self, agent_id: str, task_id: str, repository: str, base_branch: str
     ) -> Iterator[NoteBox]:
-        """Look after the agent while the block runs; its note box for the loop."""
-        watched = Watched(agent_id, task_id, repository, base_branch)
-        self._agents[agent_id] = watched
+        """``watch`` for the duration of the block, then ``forget``."""
         try:
-            yield watched.notes
+            yield self.watch(agent_id, task_id, repository, base_branch)
         finally:
-            if self._agents.get(agent_id) is watched:
-                del self._agents[agent_id]
+            self.forget(agent_id)
 
     async def on_message(self, data: bytes) -> None:
         """A ``mosaic.repo.pushed`` message: check the agents in the background."""
