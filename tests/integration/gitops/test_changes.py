@@ -5,7 +5,7 @@ and the ``mosaic.repo.pushed`` announcement over a real nats-server."""
 from __future__ import annotations
 
 import asyncio
-import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from shared.messages.gitops import (
 )
 from shared.settings import GitSettings, HomeSettings, NatsSettings
 from tests.conftest import git
+from tests.integration.gitops.attack import ATTACK
 from tests.integration.gitops.conftest import commit_req, push_req, wt_req
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,13 @@ def changes_req(repo: Path, agent: str, task: str = "t1") -> ChangesRequested:
 
 def r(start: int, end: int) -> LineRange:
     return LineRange(start=start, end=end)
+
+
+def attack(worktree: Path, cache_repo: Path, marker: Path) -> None:
+    base = git(cache_repo, "--git-dir", str(cache_repo), "rev-parse", "refs/remotes/origin/main")
+    subprocess.run(
+        ["sh", "-c", ATTACK, "sh", str(worktree), str(cache_repo), base, str(marker)], check=True
+    )
 
 
 def loose_objects(repo: Path) -> set[str]:
@@ -112,17 +120,50 @@ async def test_an_unchanged_worktree_has_no_changes(cache: RepoCache, calc_remot
     assert found.base_commit is not None
 
 
-async def test_missing_and_tampered_worktrees_are_refused(
-    cache: RepoCache, calc_remote: Path
-) -> None:
+async def test_a_missing_worktree_is_refused(cache: RepoCache, calc_remote: Path) -> None:
     with pytest.raises(WorktreeNotFoundError):
         await changes.agent_changes(cache, changes_req(calc_remote, "nobody"))
+
+
+async def test_an_agent_repository_in_the_worktree_runs_nothing(
+    cache: RepoCache, calc_remote: Path, tmp_path: Path
+) -> None:
+    """The attack of issue 18 (attack.py): the agent's own ``.git`` with a clean filter
+    and a textconv that would write the marker. The changes request refuses, naming it."""
     ready = await worktrees.create_worktree(cache, wt_req(calc_remote, "ch3"))
-    root = Path(ready.path or "")
-    (root / ".git").unlink()
-    shutil.copytree(Path(ready.repo_path or ""), root / ".git")  # a repository of its own
-    with pytest.raises(WorktreeTamperedError):
+    marker = tmp_path / "pwned"
+    attack(Path(ready.path or ""), Path(ready.repo_path or ""), marker)
+    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
         await changes.agent_changes(cache, changes_req(calc_remote, "ch3"))
+    assert not marker.exists()
+
+
+async def test_a_nested_repository_the_agent_planted_runs_nothing(
+    cache: RepoCache, calc_remote: Path, tmp_path: Path
+) -> None:
+    """A repository planted inside the worktree declares a clean filter on its changed
+    file; reading the agent's changes never starts a git inside it."""
+    ready = await worktrees.create_worktree(cache, wt_req(calc_remote, "ch5"))
+    root = Path(ready.path or "")
+    marker = tmp_path / "pwned"
+    sub = root / "sub"
+    git(root, "init", "-q", str(sub))
+    (sub / "a.txt").write_text("one\n")
+    git(sub, "add", "a.txt")
+    git(sub, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "a")
+    (sub / ".git" / "config").write_text(
+        f'[core]\n\trepositoryformatversion = 0\n[filter "evil"]\n\tclean = id > {marker} && cat\n'
+    )
+    (sub / ".gitattributes").write_text("* filter=evil\n")
+    (sub / "a.txt").write_text("two\n")
+    (root / "calc.txt").write_text(CALC.replace("line 1\n", "one\n"))
+    found = await changes.agent_changes(cache, changes_req(calc_remote, "ch5"))
+    # the planted repository is a new gitlink (its HEAD read, nothing inside it run)
+    assert found.files == (
+        FileChange(path="calc.txt", ranges=(r(1, 1),)),
+        FileChange(path="sub", ranges=(r(1, 0),)),
+    )
+    assert not marker.exists()
 
 
 async def test_pushed_changes_are_against_the_fork_point(
