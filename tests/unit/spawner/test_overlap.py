@@ -169,3 +169,16 @@ def test_the_rule_agrees_with_git_merge(
     conflicts = merge.returncode == 1
     predicted = ranges_meet(r(ours[0], ours[0]), r(theirs[0], theirs[0]))
     assert predicted is conflicts
+
+
+def test_the_cli_describes_an_overlap_event() -> None:
+    from mosaic.cli import _describe
+    from shared.messages.agents import AgentEvent
+
+    event = AgentEvent(
+        agent_id="b",
+        task_id="t",
+        kind="overlap",
+        detail={"agentId": "a", "branch": "mosaic/agent-a", "files": ["calc.py lines 10-14"]},
+    )
+    assert _describe(event) == "overlaps a (mosaic/agent-a): calc.py lines 10-14"
