@@ -346,6 +346,9 @@ def _describe(event: AgentEvent) -> str:
         return f"{step} {extra}".strip()
     if event.kind == "gate":
         return "gates approved" if detail.get("approved") else "gates rejected"
+    if event.kind == "overlap":  # the conflict forecast (docs/git.md)
+        files = "; ".join(str(f) for f in detail.get("files", []))
+        return f"overlaps {detail.get('agentId')} ({detail.get('branch')}): {files}"
     return event.kind
 
 

@@ -29,6 +29,10 @@ GITOPS_WORKTREE_CREATE = "mosaic.gitops.worktree.create"
 GITOPS_WORKTREE_REMOVE = "mosaic.gitops.worktree.remove"
 GITOPS_COMMIT = "mosaic.gitops.commit"
 GITOPS_PUSH = "mosaic.gitops.push"
+GITOPS_CHANGES = "mosaic.gitops.changes"
+
+# A push landed (core NATS, advisory): gitops publishes, spawners forecast conflicts.
+REPO_PUSHED = "mosaic.repo.pushed"
 
 # Gates request/reply (queue group ``gates``).
 GATES_QUEUE = "gates"

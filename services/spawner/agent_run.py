@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
+from services.spawner.forecast import Forecast
 from services.spawner.kills import Running
 from services.spawner.readiness import environment_of
 from services.spawner.runtime import tools
@@ -39,7 +40,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.messages.tasks import AgentType, TaskQueued
+from shared.messages.tasks import AgentType, SpawnAgentRequest, TaskQueued
 from shared.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
@@ -74,8 +75,11 @@ class RunContext:
     environments: Environments | None = None
     """Builds repositories' declared environments; by default from ``sandboxes`` (its
     Docker client) and the tracker's Valkey, so no spawner runs without it."""
+    forecast: Forecast = field(init=False)
+    """The conflict forecast: this process's running agents, told of overlapping pushes."""
 
     def __post_init__(self) -> None:
+        self.forecast = Forecast(self.tracker, self.gitops)
         if self.environments is None:
             self.environments = Environments.for_sandboxes(self.sandboxes, self.tracker.store)
 
@@ -162,6 +166,7 @@ class AgentRun:
                 **self._what_runs(spec),
             },
         )
+        notes = ctx.forecast.watch(self.agent_id, self.task_id, *_where(req))  # until _cleanup
         outcome = await run_agent(
             AgentSpec(agent_id=self.agent_id, request=req),
             self._sandbox,
@@ -169,6 +174,7 @@ class AgentRun:
             self._bounds(),
             self._progress,
             self._finish_check,
+            notes,
         )
         if self._fatal is not None:
             raise self._fatal
@@ -429,6 +435,7 @@ class AgentRun:
 
     async def _cleanup(self) -> None:
         """Close the sandbox and remove the worktree; safe to call again."""
+        self.ctx.forecast.forget(self.agent_id)
         detail: dict[str, Any] = {}
         sandbox, self._sandbox = self._sandbox, None
         asked, self._worktree_asked = self._worktree_asked, False
@@ -459,6 +466,11 @@ class AgentRun:
                 log.exception("worktree cleanup failed; the reaper will retry", extra=self._log)
         if detail:
             await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
+
+
+def _where(request: SpawnAgentRequest) -> tuple[str, str]:
+    """The repository and base branch the agent works on."""
+    return request.context.repository, request.context.branch
 
 
 def _can_change(agent_type: AgentType) -> bool:

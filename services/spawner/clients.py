@@ -15,6 +15,8 @@ from shared.errors import BusUnavailableError
 from shared.messages.base import Failure
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
+    ChangesFound,
+    ChangesRequested,
     CommitMade,
     CommitRequested,
     PushDone,
@@ -51,6 +53,12 @@ class GitOps:
     async def push(self, req: PushRequested) -> PushDone:
         """Conflict check then push; conflicts come back in the reply."""
         return await request(self._broker, subjects.GITOPS_PUSH, req, PushDone, self._timeout)
+
+    async def changes(self, req: ChangesRequested) -> ChangesFound:
+        """The agent's current changes against its base (for the conflict forecast)."""
+        return await request(
+            self._broker, subjects.GITOPS_CHANGES, req, ChangesFound, self._timeout
+        )
 
     async def remove_worktree(self, req: WorktreeRemoveRequested) -> WorktreeRemoved:
         """Remove the worktree, salvaging unpushed work."""

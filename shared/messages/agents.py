@@ -32,7 +32,7 @@ class TaskState(StrEnum):
     FAILED = "failed"
 
 
-EventKind = Literal["state", "task_state", "progress", "cleanup", "gate", "warning"]
+EventKind = Literal["state", "task_state", "progress", "cleanup", "gate", "warning", "overlap"]
 
 
 class AgentEvent(Message):
@@ -50,6 +50,18 @@ class AgentEvent(Message):
     previous: str | None = None
     at: datetime = Field(default_factory=utcnow)
     detail: dict[str, Any] = {}
+
+
+class AgentOverlap(Message):
+    """Another agent's pushed branch changes files this agent is changing (the conflict
+    forecast): who, which push, which of this agent's files (with the lines when known)."""
+
+    agent_id: str
+    branch: str
+    commit: str
+    files: tuple[str, ...]
+    """Each overlapping file as the agent was told it: ``calc.py lines 10-14``."""
+    at: datetime = Field(default_factory=utcnow)
 
 
 class AgentRecord(Message):
@@ -90,3 +102,5 @@ class AgentRecord(Message):
     last_tool: str | None = None
     quality_gates_disabled: bool = False
     gates: list[dict[str, Any]] = []
+    overlaps: tuple[AgentOverlap, ...] = ()
+    """Pushed branches of other agents that overlap this agent's changes, newest last."""

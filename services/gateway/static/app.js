@@ -186,6 +186,7 @@ function describe(event) {
     if (detail.step === "tokens_used") return `${detail.total} tokens`;
     return detail.step || "progress";
   }
+  if (event.kind === "overlap") return `overlaps ${String(detail.agentId || "").slice(0, 8)}: ${(detail.files || []).join("; ")}`;
   if (event.kind === "gate") return `gates ${detail.approved ? "approved" : "rejected"}${detail.yolo ? " (YOLO)" : ""}`;
   return event.kind;
 }
@@ -283,8 +284,21 @@ function row(agent) {
       el("span", { class: "sub", text: agent.lastTool ? `last tool: ${agent.lastTool}` : "" })),
     runsOn(agent),
     el("td", { class: "uptime", text: uptime(agent) }),
+    overlaps(agent),
     gates,
     action);
+}
+
+// The conflict forecast: pushed branches of other agents that touch what this one changes.
+function overlaps(agent) {
+  const cell = el("td", { class: "overlaps" });
+  for (const overlap of agent.overlaps || []) {
+    const badge = el("span", { class: "overlap", "data-agent-id": overlap.agentId,
+      title: `${overlap.branch} at ${overlap.commit.slice(0, 12)} changed ${overlap.files.join("; ")}`,
+      text: `⚠ ${overlap.agentId.slice(0, 8)}` });
+    cell.append(badge, el("span", { class: "sub mono overlap-files", text: overlap.files.join("; ") }));
+  }
+  return cell;
 }
 
 function runsOn(agent) {
