@@ -12,8 +12,9 @@ import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from shared.messages.gates import GateProfile
 from shared.settings import HomeSettings
 
 if TYPE_CHECKING:
@@ -364,6 +365,9 @@ def _describe(event: AgentEvent) -> str:
         return f"{step} {extra}".strip()
     if event.kind == "gate":
         return "gates approved" if detail.get("approved") else "gates rejected"
+    if event.kind == "overlap":  # the conflict forecast (docs/git.md)
+        files = "; ".join(str(f) for f in detail.get("files", []))
+        return f"overlaps {detail.get('agentId')} ({detail.get('branch')}): {files}"
     return event.kind
 
 
@@ -398,7 +402,7 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     spawn.add_argument("--skill", action="append", help="a skill hint (repeatable)")
     spawn.add_argument("--priority", type=int, default=5, help="1 (highest) to 10 (default 5)")
-    spawn.add_argument("--profile", choices=["strict", "standard", "minimal"], help="gate profile")
+    spawn.add_argument("--profile", choices=get_args(GateProfile), help="gate profile")
     spawn.add_argument("--type", choices=["worker", "reviewer", "tester"], default="worker")
     spawn.add_argument(
         "--task-id", help="task id (default: generated); a known id is not re-queued"
@@ -668,7 +672,7 @@ def _add_federation_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
     spawn.add_argument("--branch", default="main")
     spawn.add_argument("--item", action="append", required=True, help="a work item (repeatable)")
     spawn.add_argument("--priority", type=int, default=5)
-    spawn.add_argument("--profile", choices=["strict", "standard", "minimal"])
+    spawn.add_argument("--profile", choices=get_args(GateProfile))
     spawn.add_argument("--type", choices=["worker", "reviewer", "tester"], default="worker")
     spawn.add_argument("--task-id")
     spawn.add_argument("--timeout-s", type=int, help="the agent's wall-clock bound in seconds")

@@ -10,17 +10,17 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict
 
+from shared.backoff import backoff_delay
 from shared.messages.agents import AgentEvent, AgentRecord
+from shared.messages.base import CamelModel
 from shared.messages.tasks import SpawnAgentRequest
 
 DEFAULT_URL = "http://127.0.0.1:3001"
@@ -95,10 +95,8 @@ def error_for(response: httpx.Response) -> ClientError:
     return kind(status, message, code=code, field=field, body=body)
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, extra="ignore", frozen=True
-    )
+class _Answer(CamelModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Spawned(_Answer):
@@ -227,7 +225,7 @@ class _Base:
         """Seconds to wait before the next attempt, or None when retries are spent."""
         if attempt >= self.retries:
             return None
-        delay: float = min(self.backoff * 2.0**attempt, 5.0) * (0.5 + random.random() / 2)
+        delay = backoff_delay(attempt + 1, base=self.backoff, cap=5.0, jitter=0.25)
         after = str(response.headers.get("retry-after", "")) if response is not None else ""
         if after.isdigit():
             delay = max(delay, min(float(after), 10.0))

@@ -87,12 +87,13 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.KILL_ALL,
             subjects.KILL_RESUME,
             subjects.TASKS_ALL,
+            subjects.REPO_PUSHED,
             subjects.health("spawner"),
             _INBOX,
         ],
     },
     "gitops": {
-        "publish": [subjects.health("gitops"), *_audit_write(KIND_MERGE)],
+        "publish": [subjects.health("gitops"), subjects.REPO_PUSHED, *_audit_write(KIND_MERGE)],
         "subscribe": ["mosaic.gitops.>", subjects.health("gitops"), _INBOX],
     },
     "gates": {

@@ -8,6 +8,7 @@ are refused rather than stored in the task record, events and logs.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 SAFE_SCHEMES = frozenset({"file", "https", "ssh"})
@@ -16,8 +17,8 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$")
 
 def check_repository(value: str) -> str:
     """Return ``value`` if it names a repository we may clone, else raise ValueError."""
-    if value != value.strip() or any(ord(c) < 32 for c in value):
-        raise ValueError("must not contain whitespace at the ends or control characters")
+    if not value or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError("must be non-empty, without spaces or control characters")
     if value.startswith("-"):
         raise ValueError("must not start with '-'")
     if "::" in value.split("/", 1)[0]:
@@ -33,11 +34,23 @@ def check_repository(value: str) -> str:
             "must not carry credentials (user:token@); configure git credentials on the "
             "gitops host instead"
         )
+    if (parts.hostname or "").startswith("-") or parts.netloc.startswith("-"):
+        raise ValueError("host must not start with '-' (ssh would read it as an option)")
     if parts.scheme in SAFE_SCHEMES and (parts.netloc or parts.scheme == "file") and parts.path:
         return value
     raise ValueError(
         "must be an absolute path or a URL with one of: " + ", ".join(sorted(SAFE_SCHEMES))
     )
+
+
+def canonical_repository(value: str) -> str:
+    """``value`` checked, in the one spelling the repository cache is keyed by."""
+    check_repository(value)
+    if value.startswith("/"):
+        return str(PurePosixPath(value)).rstrip("/") or "/"
+    if "://" in value:
+        return value.rstrip("/")
+    return value
 
 
 def local_path(value: str) -> str | None:

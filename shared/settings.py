@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.messages.gates import GateProfile
+
 _CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
 
@@ -55,7 +57,7 @@ class QualitySettings(BaseSettings):
     model_config = _CONFIG
 
     yolo_mode: bool = False
-    default_gate_profile: str = Field(default="standard", pattern="^(strict|standard|minimal)$")
+    default_gate_profile: GateProfile = "standard"
 
 
 class GitSettings(BaseSettings):

@@ -32,6 +32,10 @@ GITOPS_PUSH = "mosaic.gitops.push"
 GITOPS_BASE_STATUS = "mosaic.gitops.base.status"
 GITOPS_INTEGRATE = "mosaic.gitops.integrate"
 GITOPS_LAND = "mosaic.gitops.land"
+GITOPS_CHANGES = "mosaic.gitops.changes"
+
+# A push landed (core NATS, advisory): gitops publishes, spawners forecast conflicts.
+REPO_PUSHED = "mosaic.repo.pushed"
 
 # Gates request/reply (queue group ``gates``).
 GATES_QUEUE = "gates"

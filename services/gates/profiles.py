@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from shared.messages.gates import GateProfile
+
 GateName = Literal["typecheck", "lint", "tests", "coverage", "build", "ai-review"]
-ProfileName = Literal["strict", "standard", "minimal"]
+ProfileName = GateProfile
 
 MECHANICAL: Final[tuple[GateName, ...]] = ("typecheck", "lint", "tests", "coverage", "build")
 AI_REVIEW: Final = "ai-review"

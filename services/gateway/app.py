@@ -162,7 +162,7 @@ def create_app(
             store,
             gateway_metrics,
             queue_size=settings.feed_queue_size,
-            reorder_wait=settings.feed_reorder_wait_seconds,
+            reorder_wait=settings.feed_reorder_wait_s,
         )
         await feed.start()
         app.state.loop = asyncio.get_running_loop()
@@ -177,7 +177,7 @@ def create_app(
             metrics=gateway_metrics,
             settings=settings,
             spawners=SpawnerRegistry(redis, settings.state_prefix),
-            kill_wait_seconds=settings.kill_wait_seconds,
+            kill_wait_s=settings.kill_wait_s,
         )
         if quality.yolo_mode:
             log.warning("YOLO_MODE is on: quality gates are disabled (the secret scan still runs)")

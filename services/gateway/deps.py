@@ -32,7 +32,7 @@ class Resources:
     metrics: GatewayMetrics
     settings: GatewaySettings
     spawners: SpawnerRegistry
-    kill_wait_seconds: float = 5.0
+    kill_wait_s: float = 5.0
 
 
 def resources_of(request: Request) -> Resources:

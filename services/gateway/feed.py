@@ -5,7 +5,7 @@ Ordering: an agent's events are published by several services over several NATS
 connections, so they may arrive out of ``seq`` order. The hub keeps, per agent, the last
 ``seq`` it delivered; a later event waits while the missing ones are read from the
 Valkey history (where every event is stored before it is published). If an event is
-still missing after ``feed_reorder_wait_seconds`` the hub moves on rather than stall.
+still missing after ``feed_reorder_wait_s`` the hub moves on rather than stall.
 
 A client whose queue is full is dropped (it gets one ``dropped`` notice and its stream
 ends); delivery to the others never waits for it.

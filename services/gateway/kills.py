@@ -54,7 +54,7 @@ async def kill_and_wait(
                 pending.discard(agent_id)
         if pending:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), deps.kill_wait_seconds)
+                await asyncio.wait_for(done.wait(), deps.kill_wait_s)
     finally:
         await sub.unsubscribe()
     for agent_id in agent_ids:

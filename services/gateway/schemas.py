@@ -5,16 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from shared.messages.agents import AgentRecord
+from shared.messages.base import CamelModel
 
-
-class _Out(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
-    )
+_Out = CamelModel
 
 
 class SpawnAccepted(_Out):

@@ -15,14 +15,14 @@ class GatewaySettings(BaseSettings):
     gateway_port: int = 3001
     mosaic_api_token: SecretStr | None = None
     mosaic_admin_token: SecretStr | None = None
-    kill_wait_seconds: float = 5.0
+    kill_wait_s: float = 5.0
     max_body_bytes: int = 1_000_000
     state_prefix: str = "mosaic"
     feed_queue_size: int = Field(default=1000, ge=1, le=100_000)
     """Events buffered per feed client; a client that falls this far behind is dropped."""
-    feed_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    feed_heartbeat_s: float = Field(default=15.0, gt=0)
     """How often an idle SSE stream gets a comment line (keeps proxies from closing it)."""
-    feed_reorder_wait_seconds: float = Field(default=1.0, gt=0)
+    feed_reorder_wait_s: float = Field(default=1.0, gt=0)
     """How long the feed holds a later event while an earlier one of the same agent is late."""
     ws_max_connections: int = Field(default=100, ge=1, le=100_000)
     """Live-feed WebSockets open at once (per gateway process); more are refused."""

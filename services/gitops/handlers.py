@@ -6,6 +6,7 @@ reply's ``error`` field, never as an exception across the bus.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -14,7 +15,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
-from services.gitops import basestatus, commits, conflicts, integrate, worktrees
+from services.gitops import basestatus, changes, commits, conflicts, integrate, worktrees
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
 from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
@@ -23,6 +24,8 @@ from shared.messages.base import Failure, Message
 from shared.messages.gitops import (
     BaseStatus,
     BaseStatusRequested,
+    ChangesFound,
+    ChangesRequested,
     CommitMade,
     CommitRequested,
     Integrated,
@@ -31,6 +34,7 @@ from shared.messages.gitops import (
     LandRequested,
     PushDone,
     PushRequested,
+    RepoPushed,
     SecretFinding,
     WorktreeReady,
     WorktreeRemoved,
@@ -132,8 +136,20 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
 
     @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def push(message: NatsMessage) -> bytes:
+        async def push_and_announce(request: PushRequested) -> PushDone:
+            done = await conflicts.push(cache, request)
+            await announce_push(broker, cache, request, done)
+            return done
+
+        return await answer(message.body, PushRequested, PushDone, push_and_announce)
+
+    @broker.subscriber(subjects.GITOPS_CHANGES, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    async def agent_changes(message: NatsMessage) -> bytes:
         return await answer(
-            message.body, PushRequested, PushDone, lambda request: conflicts.push(cache, request)
+            message.body,
+            ChangesRequested,
+            ChangesFound,
+            lambda request: changes.agent_changes(cache, request),
         )
 
     @broker.subscriber(
@@ -160,6 +176,49 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
 
     @broker.subscriber(subjects.GITOPS_LAND, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def land(message: NatsMessage) -> bytes:
-        return await answer(
-            message.body, LandRequested, Landed, lambda request: merges.land(cache, request)
+        async def land_and_announce(request: LandRequested) -> Landed:
+            landed = await merges.land(cache, request)
+            if landed.commit is not None:  # the agent branch was pushed too: forecast it
+                where = PushRequested(
+                    agent_id=request.agent_id,
+                    task_id=request.task_id,
+                    repository=request.repository,
+                    base_branch=request.base_branch,
+                )
+                pushed = PushDone(remote_branch=landed.remote_branch, commit=landed.head)
+                await announce_push(broker, cache, where, pushed)
+            return landed
+
+        return await answer(message.body, LandRequested, Landed, land_and_announce)
+
+
+async def announce_push(
+    broker: NatsBroker, cache: RepoCache, request: PushRequested, done: PushDone
+) -> None:
+    """Tell spawners what the pushed branch changes (``mosaic.repo.pushed``, advisory).
+
+    The push has landed whatever happens here: a diff or publish that fails is logged,
+    never turned into a failed push.
+    """
+    if done.commit is None or done.remote_branch is None:
+        return
+    extra = {"agent_id": request.agent_id, "task_id": request.task_id}
+    try:
+        found = await asyncio.to_thread(
+            changes.pushed_changes, cache, request.repository, done.commit, request.base_branch
         )
+        event = RepoPushed(
+            repository=request.repository,
+            base_branch=request.base_branch,
+            agent_id=request.agent_id,
+            task_id=request.task_id,
+            branch=done.remote_branch,
+            commit=done.commit,
+            base_commit=found.base_commit,
+            files=found.files,
+            truncated=found.truncated,
+        )
+        await broker.publish(event.to_bytes(), subjects.REPO_PUSHED)
+    except Exception:
+        log.warning("could not announce the push of %s", done.remote_branch, exc_info=True,
+                    extra=extra)  # fmt: skip

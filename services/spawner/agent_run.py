@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
+from services.spawner.forecast import Forecast
 from services.spawner.kills import Running
 from services.spawner.mergequeue import MergeQueue
 from services.spawner.merging import Where, merge_through_queue, pre_push_check
@@ -41,7 +42,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.messages.tasks import AgentType, GateProfile, TaskQueued
+from shared.messages.tasks import AgentType, SpawnAgentRequest, TaskQueued
 from shared.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
@@ -78,8 +79,11 @@ class RunContext:
     Docker client) and the tracker's Valkey, so no spawner runs without it."""
     merge_queue: MergeQueue | None = None
     """The merge queues (``options.merge = "queue"``); by default in the tracker's Valkey."""
+    forecast: Forecast = field(init=False)
+    """The conflict forecast: this process's running agents, told of overlapping pushes."""
 
     def __post_init__(self) -> None:
+        self.forecast = Forecast(self.tracker, self.gitops)
         if self.environments is None:
             self.environments = Environments.for_sandboxes(self.sandboxes, self.tracker.store)
         if self.merge_queue is None:
@@ -172,6 +176,7 @@ class AgentRun:
                 **self._what_runs(spec),
             },
         )
+        notes = ctx.forecast.watch(self.agent_id, self.task_id, *_where(req))  # until _cleanup
         outcome = await run_agent(
             AgentSpec(agent_id=self.agent_id, request=req),
             self._sandbox,
@@ -179,6 +184,7 @@ class AgentRun:
             self._bounds(),
             self._progress,
             self._finish_check,
+            notes,
         )
         if self._fatal is not None:
             raise self._fatal
@@ -388,7 +394,7 @@ class AgentRun:
                 task_id=self.task_id,
                 worktree=worktree,
                 phase=phase,
-                profile=req.gate_profile or _profile(ctx.quality.default_gate_profile),
+                profile=req.gate_profile or ctx.quality.default_gate_profile,
                 yolo=ctx.quality.yolo_mode,
                 base=base,
                 work_items=tuple(req.context.work_items),
@@ -496,6 +502,7 @@ class AgentRun:
 
     async def _cleanup(self) -> None:
         """Close the sandbox and remove the worktree; safe to call again."""
+        self.ctx.forecast.forget(self.agent_id)
         detail: dict[str, Any] = {}
         sandbox, self._sandbox = self._sandbox, None
         asked, self._worktree_asked = self._worktree_asked, False
@@ -528,16 +535,15 @@ class AgentRun:
             await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
 
 
+def _where(request: SpawnAgentRequest) -> tuple[str, str]:
+    """The repository and base branch the agent works on."""
+    return request.context.repository, request.context.branch
+
+
 def _can_change(agent_type: AgentType) -> bool:
     """Whether the agent has a tool that changes files (a reviewer only reads)."""
     allowed = set(tools.TOOL_SETS.get(agent_type, ()))
     return bool(allowed & {"write_file", "edit_file", "run_command"})
-
-
-def _profile(name: str) -> GateProfile:
-    if name not in ("strict", "standard", "minimal"):
-        raise ValueError(f"unknown gate profile {name!r}")
-    return name  # type: ignore[return-value]
 
 
 _UNCHANGED_TEXT = (

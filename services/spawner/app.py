@@ -174,8 +174,12 @@ def create_app(
                 kills.resume()
                 dispatcher.resume()
 
+        async def on_pushed(msg: Msg) -> None:
+            await ctx.forecast.on_message(msg.data)
+
         subs = [
             await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),
+            await nc.subscribe(subjects.REPO_PUSHED, cb=on_pushed),
             await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
             await nc.subscribe(subjects.KILL_RESUME, cb=on_resume),
         ]

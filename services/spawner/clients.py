@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from faststream.nats import NatsBroker
 
 from services.spawner.errors import StepFailedError
 from shared import subjects
+from shared.backoff import backoff_delay
 from shared.bus import request
 from shared.errors import BusUnavailableError
 from shared.messages.base import Failure
@@ -17,6 +17,8 @@ from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
     BaseStatus,
     BaseStatusRequested,
+    ChangesFound,
+    ChangesRequested,
     CommitMade,
     CommitRequested,
     Integrated,
@@ -84,6 +86,12 @@ class GitOps:
             raise StepFailedError("land", reply.error)
         return reply
 
+    async def changes(self, req: ChangesRequested) -> ChangesFound:
+        """The agent's current changes against its base (for the conflict forecast)."""
+        return await request(
+            self._broker, subjects.GITOPS_CHANGES, req, ChangesFound, self._timeout
+        )
+
     async def remove_worktree(self, req: WorktreeRemoveRequested) -> WorktreeRemoved:
         """Remove the worktree, salvaging unpushed work."""
         return await request(
@@ -101,7 +109,6 @@ class Gates:
 
     async def check(self, req: GateCheckRequested) -> GateDecision:
         """The decision; ``StepFailedError('gates unavailable')`` after the last attempt."""
-        delay = 0.5
         for attempt in range(1, self._attempts + 1):
             try:
                 return await request(
@@ -115,8 +122,7 @@ class Gates:
                     attempt,
                     extra={"agent_id": req.agent_id},
                 )
-                await asyncio.sleep(delay * (1 + random.random() / 2))
-                delay *= 2
+                await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=10.0))
         raise StepFailedError(
             "gates",
             Failure(code="gates_unavailable", message="gates unavailable", retryable=True),

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.spawner.agent_run import AgentRun, RunContext, Verdict
 from services.spawner.kills import KillRegistry
+from shared.backoff import backoff_delay
 from shared.errors import IllegalTransitionError
 from shared.lifecycle import AGENT_FINAL, TASK_FINAL
 from shared.messages.agents import AgentState, TaskState
@@ -110,5 +110,4 @@ class Worker:
 
     def _backoff(self, attempt: int) -> float:
         s = self.ctx.settings
-        base = min(s.retry_base_delay_s * 2.0 ** (attempt - 1), s.retry_max_delay_s)
-        return base * (0.8 + 0.4 * random.random())
+        return backoff_delay(attempt, base=s.retry_base_delay_s, cap=s.retry_max_delay_s)

@@ -18,9 +18,9 @@ class FederationSettings(BaseSettings):
     """The id given to this instance when its identity is first created (else random)."""
     federation_public_url: str | None = None
     """The gateway URL peers should call (default ``http://<GATEWAY_HOST>:<GATEWAY_PORT>``)."""
-    federation_window_seconds: float = Field(default=60.0, gt=0, le=3600)
+    federation_window_s: float = Field(default=60.0, gt=0, le=3600)
     """A command whose timestamp is further than this from now is refused."""
-    federation_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    federation_timeout_s: float = Field(default=10.0, gt=0, le=300)
     """Bound on one HTTP exchange with a peer."""
     federation_attempts: int = Field(default=3, ge=1, le=10)
     """Tries per command (the same signed message each time, so retries are safe)."""
@@ -29,7 +29,7 @@ class FederationSettings(BaseSettings):
 
     federation_priority_floor: int = Field(default=5, ge=1, le=10)
     """The highest priority a peer may ask for (1 is the highest): a lower number is refused."""
-    federation_max_timeout_seconds: int = Field(default=3600, ge=1, le=86_400)
+    federation_max_timeout_s: int = Field(default=3600, ge=1, le=86_400)
     """The longest agent timeout a peer may ask for."""
     federation_allow_network: bool = False
     """Whether a peer's agent may have network access."""
@@ -39,6 +39,6 @@ class FederationSettings(BaseSettings):
     """How fast that allowance refills."""
 
     @property
-    def replay_ttl_seconds(self) -> int:
+    def replay_ttl_s(self) -> int:
         """How long seen message ids and stored answers are kept (at least 2 windows)."""
-        return max(int(self.federation_window_seconds * 2) + 1, 120)
+        return max(int(self.federation_window_s * 2) + 1, 120)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.messages.base import Message, utcnow
+from shared.messages.gates import GateProfile
 
 
 class AgentState(StrEnum):
@@ -31,7 +32,7 @@ class TaskState(StrEnum):
     FAILED = "failed"
 
 
-EventKind = Literal["state", "task_state", "progress", "cleanup", "gate", "warning"]
+EventKind = Literal["state", "task_state", "progress", "cleanup", "gate", "warning", "overlap"]
 
 
 class AgentEvent(Message):
@@ -51,6 +52,18 @@ class AgentEvent(Message):
     detail: dict[str, Any] = {}
 
 
+class AgentOverlap(Message):
+    """Another agent's pushed branch changes files this agent is changing (the conflict
+    forecast): who, which push, which of this agent's files (with the lines when known)."""
+
+    agent_id: str
+    branch: str
+    commit: str
+    files: tuple[str, ...]
+    """Each overlapping file as the agent was told it: ``calc.py lines 10-14``."""
+    at: datetime = Field(default_factory=utcnow)
+
+
 class AgentRecord(Message):
     """The agent as stored in Valkey and shown by ``GET /agents/{agentId}/status``."""
 
@@ -62,7 +75,7 @@ class AgentRecord(Message):
     repository: str
     branch: str
     priority: int
-    gate_profile: str
+    gate_profile: GateProfile
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -94,3 +107,5 @@ class AgentRecord(Message):
     n - 1 merges are ahead of it; ``None`` when not in the queue."""
     merged_range: str | None = None
     """``<old base>..<new base>``: the commits its queued merge added to the base branch."""
+    overlaps: tuple[AgentOverlap, ...] = ()
+    """Pushed branches of other agents that overlap this agent's changes, newest last."""

@@ -14,17 +14,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Message(BaseModel):
-    """Immutable, strict, camelCase on the wire, snake_case in Python."""
+class CamelModel(BaseModel):
+    """camelCase on the wire, snake_case in Python: every model the bus or HTTP carries
+    (messages, the gateway's answers, the client's view of them) says so here, once."""
 
     model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
     )
+
+
+class Message(CamelModel):
+    """Immutable and strict on top of the wire names (pydantic merges the configs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     def to_bytes(self) -> bytes:
         """Serialise for the bus."""

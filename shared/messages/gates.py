@@ -12,6 +12,8 @@ from shared.messages.base import Failure, Message
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 GatePhase = Literal["pre-commit", "pre-push"]
+GateProfile = Literal["strict", "standard", "minimal"]
+"""The gate profiles (which gates each runs: ``services/gates/profiles.py``)."""
 GateStatus = Literal["passed", "failed", "skipped"]
 
 
@@ -32,7 +34,7 @@ class GateCheckRequested(Message):
     task_id: str
     worktree: str
     phase: GatePhase = "pre-commit"
-    profile: Literal["strict", "standard", "minimal"] = "standard"
+    profile: GateProfile = "standard"
     yolo: bool = False
     base: str | None = None
     work_items: tuple[str, ...] = ()

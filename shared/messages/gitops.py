@@ -3,6 +3,8 @@ across the bus; the spawner records it on the agent."""
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from shared.messages.base import Failure, Message
 
 
@@ -95,8 +97,66 @@ class WorktreeRemoved(Message):
     error: Failure | None = None
 
 
+class LineRange(Message):
+    """Lines ``start..end`` (inclusive) of the base version of a file that a change
+    replaced or deleted. A pure insertion after line ``n`` is the empty range
+    ``start = n + 1, end = n`` (it sits between two lines of the base)."""
+
+    start: int = Field(ge=1)
+    end: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LineRange:
+        if self.end < self.start - 1:
+            raise ValueError(f"end ({self.end}) is before start ({self.start}) - 1")
+        return self
+
+
+class FileChange(Message):
+    """One changed file against the base: the base lines its hunks touch, or ``ranges``
+    ``None`` when only the whole file can be said to change (binary, renamed, a mode
+    change, too many hunks)."""
+
+    path: str
+    ranges: tuple[LineRange, ...] | None = None
+
+
+class ChangesRequested(Message):
+    """An agent's current changes against its base, uncommitted work included."""
+
+    agent_id: str
+    task_id: str
+    repository: str
+    base_branch: str = "main"
+
+
+class ChangesFound(Message):
+    """The agent's changed files (against ``base_commit``), or why they are unknown."""
+
+    base_commit: str | None = None
+    files: tuple[FileChange, ...] = ()
+    truncated: bool = False
+    """More files changed than are listed (the rest is not forecast)."""
+    error: Failure | None = None
+
+
+class RepoPushed(Message):
+    """Published (core NATS, advisory) on ``mosaic.repo.pushed`` when gitops pushed an
+    agent's branch: what that branch changes against its base, for the conflict forecast."""
+
+    repository: str
+    base_branch: str
+    agent_id: str
+    task_id: str
+    branch: str
+    commit: str
+    base_commit: str
+    files: tuple[FileChange, ...] = ()
+    truncated: bool = False
+
+
 class BaseStatusRequested(Message):
-    """Where the agent branch stands against the freshly fetched remote base."""
+    """Where the agent branch stands against the remote base."""
 
     agent_id: str
     task_id: str
@@ -105,7 +165,7 @@ class BaseStatusRequested(Message):
 
 
 class BaseStatus(Message):
-    """The agent branch's tip, the fetched ``origin/<base>`` and their merge base: the
+    """The agent branch's tip, the cache's ``origin/<base>`` and their merge base: the
     spawner compares ``merge_base`` with the attempt's original base to see whether the
     agent rebased or merged onto a base that moved (then the pre-push gate runs)."""
 

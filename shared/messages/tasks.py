@@ -7,16 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
+from shared.ids import ID_PATTERN, check_id
 from shared.messages.base import Message, utcnow
+from shared.messages.gates import GateProfile
 from shared.repository import check_repository
 
 AgentType = Literal["worker", "reviewer", "tester"]
 MergeMode = Literal["none", "queue"]
 """``none``: push the agent's branch only. ``queue``: integrate it into the base branch
 through the repository's merge queue (docs/git.md, "Merge queue")."""
-GateProfile = Literal["strict", "standard", "minimal"]
 
-TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+TaskId = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(check_id)]
 BranchName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"),

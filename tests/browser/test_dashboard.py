@@ -163,6 +163,60 @@ def test_operator_sees_agents_live_and_kills_one(
     driver.save_screenshot(str(ARTIFACTS / "dashboard-operator.png"))
 
 
+def plan_task(repo: Path, task_id: str, plan: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "taskId": task_id,
+        "agentType": "worker",
+        "context": {"repository": str(repo), "branch": "main", "workItems": [f"Do {task_id}"]},
+        "options": {"plan": plan},
+        "gateProfile": "minimal",
+    }
+
+
+def test_overlapping_agents_are_shown(
+    driver: Any, system: Supervisor, remote_repo: Path, unique: str
+) -> None:
+    """B edits line 2 of app.py and works on; A changes the same line and pushes: B's row
+    shows A as an overlap (the conflict forecast), live, with the file and line."""
+    from selenium.webdriver.common.by import By
+
+    sign_in(driver, system, system.tokens["MOSAIC_API_TOKEN"])
+    edit = {"tool": "write_file", "input": {"path": "app.py", "content": ""}}
+    sleep = {"tool": "run_command", "input": {"command": "sleep 1"}}
+    b_edit = {
+        **edit,
+        "input": {"path": "app.py", "content": "def add(a, b):\n    return a + b  # B\n"},
+    }
+    a_edit = {**edit, "input": {"path": "app.py", "content": "def add(a, b):\n    return b + a\n"}}
+    finish = {"tool": "finish", "input": {"summary": "done"}}
+    b = spawn(system, plan_task(remote_repo, f"ovb-{unique}", [b_edit, *[sleep] * 60, finish]))
+    wait_for(driver, lambda d: row_state(d, b) == "running", "B running")
+    a = spawn(system, plan_task(remote_repo, f"ova-{unique}", [sleep, sleep, a_edit, finish]))
+    badge = f'tr[data-agent-id="{b}"] .overlap[data-agent-id="{a}"]'
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, badge), "B's overlap badge", 120)
+    files = f'tr[data-agent-id="{b}"] .overlap-files'
+    # the row re-renders on every event: each read is a wait that tolerates a stale node
+    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, badge).text == f"⚠ {a[:8]}",
+             "the badge naming A")  # fmt: skip
+    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, files).text == "app.py line 2",
+             "the overlapping file and line")  # fmt: skip
+    wait_for(driver, lambda d: row_state(d, a) == "completed", "A completed")
+    assert not driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{a}"] .overlap')
+    wait_for(
+        driver,
+        lambda d: any(
+            "overlaps" in li.text for li in d.find_elements(By.CSS_SELECTOR, "#events li")
+        ),
+        "the overlap event in the live events",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "dashboard-overlap.png"))
+    token = system.tokens["MOSAIC_API_TOKEN"]
+    httpx.post(f"{system.gateway_url}/agents/{b}/kill",
+               headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
+    wait_for(driver, lambda d: row_state(d, b) == "killed", "B killed", 30)
+
+
 def test_admin_kills_all_after_confirming(
     driver: Any, system: Supervisor, remote_repo: Path, unique: str
 ) -> None:

@@ -128,7 +128,7 @@ def check_caps(request: SpawnAgentRequest, settings: FederationSettings, default
             f"payload.priority: {request.priority} is above what peers may ask for here "
             f"(at most priority {floor}; 1 is the highest)"
         )
-    longest = settings.federation_max_timeout_seconds
+    longest = settings.federation_max_timeout_s
     timeout = request.options.timeout
     if timeout is not None and timeout > longest:
         raise CapExceededError(

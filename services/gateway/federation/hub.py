@@ -41,6 +41,7 @@ from shared.federation.messages import (
     Outcome,
 )
 from shared.federation.peers import Peer, PeerLimits, PeerState
+from shared.ids import AGENT_ID_PATTERN
 from shared.messages.agents import AgentRecord, AgentState
 from shared.messages.base import utcnow
 from shared.messages.kill import KillOrdered
@@ -49,7 +50,7 @@ from shared.messages.tasks import SpawnAgentRequest
 router = APIRouter(prefix="/federation", tags=["federation"], route_class=FederationRoute)
 
 PeerIdPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="peer id")]
-AgentIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="agent id")]
+AgentIdPath = Annotated[str, Path(pattern=AGENT_ID_PATTERN, description="agent id")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or invalid token"},
     403: {"model": ErrorResponse, "description": "role too low, or peer not active"},

@@ -116,7 +116,7 @@ async def _receive(
         if peer is None:
             raise UnknownPeerError(f"sender {envelope.sender} is not a registered peer")
         check_signature(envelope, peer.public_key)
-        check_fresh(envelope, fed.runtime.settings.federation_window_seconds)
+        check_fresh(envelope, fed.runtime.settings.federation_window_s)
     except FederationError as exc:
         fed.runtime.unverified.spend(source)
         fed.deps.metrics.federation_unverified.labels(exc.code).inc()
@@ -189,7 +189,7 @@ async def _handshake_step(fed: Federation, peer: Peer, envelope: Envelope) -> Ou
     """Answer a hello with our proof and a challenge; activate on a correct confirm."""
     key = fed.deps.store.key("federation", "challenge", peer.peer_id)
     redis = fed.deps.store.redis
-    window = int(fed.runtime.settings.federation_window_seconds)
+    window = int(fed.runtime.settings.federation_window_s)
     try:
         hello = (
             Hello.model_validate(envelope.payload) if envelope.type == "handshake.hello" else None

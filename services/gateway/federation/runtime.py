@@ -63,7 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         f"http://{gateway.gateway_host}:{gateway.gateway_port}"
     )
     http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.federation_timeout_seconds),
+        timeout=httpx.Timeout(settings.federation_timeout_s),
         follow_redirects=False,
         headers={"User-Agent": f"mosaic-federation/{identity.instance_id}"},
     )
@@ -88,7 +88,7 @@ def federation_of(request: Request) -> Federation:
         runtime=runtime,
         deps=deps,
         peers=PeerRegistry(redis, prefix),
-        guard=ReplayGuard(redis, prefix, runtime.settings.replay_ttl_seconds),
+        guard=ReplayGuard(redis, prefix, runtime.settings.replay_ttl_s),
         ownership=Ownership(redis, prefix),
         remote=RemoteAgents(redis, prefix),
     )

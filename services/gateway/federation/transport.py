@@ -2,7 +2,7 @@
 
 Every try sends the *same* signed message (same id, same timestamp): the spoke executes a
 message id once and answers repeats from its store, so retrying is safe for every
-command. Each try is bounded by ``FEDERATION_TIMEOUT_SECONDS``; there are at most
+command. Each try is bounded by ``FEDERATION_TIMEOUT_S``; there are at most
 ``FEDERATION_ATTEMPTS`` tries, and nothing is recorded on the hub until a verified answer.
 """
 
@@ -16,6 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.gateway.federation.runtime import Federation
+from shared.backoff import backoff_delay
 from shared.federation.envelope import (
     Envelope,
     EnvelopeType,
@@ -63,13 +64,12 @@ async def exchange(
                 peer.url + path,
                 content=body,
                 headers={"Content-Type": "application/json"},
-                timeout=runtime.settings.federation_timeout_seconds,
+                timeout=runtime.settings.federation_timeout_s,
             )
         except httpx.TimeoutException:
             last = PeerTimeoutError(
                 peer.peer_id,
-                f"no answer from {peer.url} within "
-                f"{runtime.settings.federation_timeout_seconds:g}s",
+                f"no answer from {peer.url} within {runtime.settings.federation_timeout_s:g}s",
             )
         except httpx.TransportError as exc:
             last = PeerUnreachableError(
@@ -91,7 +91,7 @@ async def exchange(
             )
         log.warning("%s to peer %s, try %d/%d: %s", type_, peer.peer_id, attempt, attempts, last)
         if attempt < attempts:
-            await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 2.0))
+            await asyncio.sleep(backoff_delay(attempt, base=0.25, cap=2.0))
     raise last
 
 

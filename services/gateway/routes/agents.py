@@ -16,6 +16,7 @@ from services.gateway.errors import ErrorResponse
 from services.gateway.kills import kill_and_wait
 from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
+from shared.ids import AGENT_ID_PATTERN, ID_MAX_LENGTH
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.kill import KillOrdered
@@ -23,7 +24,7 @@ from shared.messages.tasks import SpawnAgentRequest
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
-AgentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the agent's id")]
+AgentId = Annotated[str, Path(pattern=AGENT_ID_PATTERN, description="the agent's id")]
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorResponse, "description": "missing or invalid token"},
     422: {"model": ErrorResponse, "description": "invalid input; names the field"},
@@ -130,7 +131,7 @@ async def list_agents(
     deps: Deps,
     _: RequireOperator,
     state: Annotated[AgentState | None, Query(description="only agents in this state")] = None,
-    task_id: Annotated[str | None, Query(alias="taskId", max_length=128)] = None,
+    task_id: Annotated[str | None, Query(alias="taskId", max_length=ID_MAX_LENGTH)] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AgentList:

@@ -12,6 +12,7 @@ from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
 from shared.audit_query import read_audit
+from shared.ids import AGENT_ID_PATTERN
 from shared.messages.audit import AuditEntry
 
 router = APIRouter(tags=["audit"])
@@ -38,7 +39,7 @@ async def audit_trail(
     ] = None,
     agent_id: Annotated[
         str | None,
-        Query(alias="agentId", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="only this agent"),
+        Query(alias="agentId", pattern=AGENT_ID_PATTERN, description="only this agent"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
 ) -> list[AuditEntry]:

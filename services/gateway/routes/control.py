@@ -6,8 +6,6 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.deps import Deps
@@ -15,18 +13,15 @@ from services.gateway.errors import ErrorResponse
 from shared import subjects
 from shared.audit import KIND_RESUME, audit
 from shared.messages.audit import AuditEntry
+from shared.messages.base import CamelModel
 from shared.messages.kill import KillOrdered
 
 router = APIRouter(prefix="/agents", tags=["killswitch"])
 log = logging.getLogger(__name__)
 
 
-class HoldStatus(BaseModel):
+class HoldStatus(CamelModel):
     """Whether a kill-all is in force (no queued task starts while it is)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
-    )
 
     held: bool
     reason: str | None = None

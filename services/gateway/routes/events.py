@@ -24,13 +24,13 @@ from services.gateway.auth import RequireFeedReader, Role, authorize
 from services.gateway.deps import Deps, Resources
 from services.gateway.errors import ErrorResponse, error_response
 from services.gateway.feed import FeedClient, follow
+from shared.ids import AGENT_ID_PATTERN
 from shared.messages.agents import AgentEvent
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/events", tags=["events"])
 
-AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 AgentFilter = Annotated[
     str | None,
     Query(
@@ -106,7 +106,7 @@ async def _sse(
     try:
         yield "retry: 3000\n"
         yield f"event: ready\ndata: {json.dumps({'role': role.label})}\n\n"
-        heartbeat = deps.settings.feed_heartbeat_seconds
+        heartbeat = deps.settings.feed_heartbeat_s
         async for event in follow(deps.feed, deps.store, client, since, heartbeat):
             if event is None:
                 yield ": keepalive\n\n"
@@ -249,7 +249,7 @@ async def _ws_send(
     websocket: WebSocket, deps: Resources, client: FeedClient, since: int | None
 ) -> None:
     streamed = deps.metrics.events_streamed.labels("ws")
-    heartbeat = deps.settings.feed_heartbeat_seconds
+    heartbeat = deps.settings.feed_heartbeat_s
     async for event in follow(deps.feed, deps.store, client, since, heartbeat):
         if event is None:
             await websocket.send_json({"type": "ping"})

@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
 from shared import subjects
 from shared.bus import request
-from shared.messages.gates import GateCheckRequested, GateDecision
+from shared.ids import AGENT_ID_PATTERN
+from shared.messages.base import CamelModel
+from shared.messages.gates import GateCheckRequested, GateDecision, GateProfile
+from shared.messages.tasks import TaskId
 
 router = APIRouter(prefix="/api/quality", tags=["quality"])
 
@@ -25,17 +27,15 @@ CHECK_TIMEOUT_S = 900.0
 _CLIENT_ERRORS = {"bad_worktree", "bad_gates_config", "invalid_request"}
 
 
-class QualityCheckRequest(BaseModel):
+class QualityCheckRequest(CamelModel):
     """Which worktree to check (``worktree`` or ``agentId``), against which profile."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, extra="forbid", strict=True
-    )
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     worktree: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
-    agent_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
-    task_id: Annotated[str, StringConstraints(max_length=128)] | None = None
-    profile: Literal["strict", "standard", "minimal"] | None = None
+    agent_id: Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)] | None = None
+    task_id: TaskId | None = None
+    profile: GateProfile | None = None
     phase: Literal["pre-commit", "pre-push"] = "pre-commit"
     base: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     work_items: Annotated[

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
+from shared.messages.base import CamelModel
 from shared.queue import band_depths
 
 
-class BandStats(BaseModel):
+class BandStats(CamelModel):
     """One priority band of the queue."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
-    )
 
     priority: int
     waiting: int
     in_flight: int
 
 
-class QueueStats(BaseModel):
+class QueueStats(CamelModel):
     """Queue depth and how many tasks are in each state."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True
-    )
 
     waiting: int
     """Messages stored in JetStream that no spawner holds."""

@@ -188,6 +188,7 @@ function describe(event) {
     if (detail.step === "merged") return `merged ${detail.range || ""}`;
     return detail.step || "progress";
   }
+  if (event.kind === "overlap") return `overlaps ${String(detail.agentId || "").slice(0, 8)}: ${(detail.files || []).join("; ")}`;
   if (event.kind === "gate") {
     const phase = detail.phase ? `${detail.phase} ` : "";
     return `gates ${phase}${detail.approved ? "approved" : "rejected"}${detail.yolo ? " (YOLO)" : ""}`;
@@ -288,6 +289,7 @@ function row(agent) {
       el("span", { class: "sub", text: agent.lastTool ? `last tool: ${agent.lastTool}` : "" })),
     runsOn(agent),
     el("td", { class: "uptime", text: uptime(agent) }),
+    overlaps(agent),
     gates,
     action);
 }
@@ -305,6 +307,18 @@ function mergeNote(agent) {
       text: `merged ${from.slice(0, 7)}..${(to || "").slice(0, 7)}` });
   }
   return "";
+}
+
+// The conflict forecast: pushed branches of other agents that touch what this one changes.
+function overlaps(agent) {
+  const cell = el("td", { class: "overlaps" });
+  for (const overlap of agent.overlaps || []) {
+    const badge = el("span", { class: "overlap", "data-agent-id": overlap.agentId,
+      title: `${overlap.branch} at ${overlap.commit.slice(0, 12)} changed ${overlap.files.join("; ")}`,
+      text: `⚠ ${overlap.agentId.slice(0, 8)}` });
+    cell.append(badge, el("span", { class: "sub mono overlap-files", text: overlap.files.join("; ") }));
+  }
+  return cell;
 }
 
 function runsOn(agent) {

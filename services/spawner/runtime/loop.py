@@ -16,6 +16,7 @@ from typing import Any
 
 from services.spawner.runtime import tools
 from services.spawner.runtime.errors import ProviderError
+from services.spawner.runtime.notes import NoteBox
 from services.spawner.runtime.prompts import system_prompt, task_message
 from services.spawner.runtime.providers.base import ModelTurn, Provider, ToolResult
 from services.spawner.runtime.types import (
@@ -52,6 +53,7 @@ class _Run:
     output_tokens: int = 0
     rejections: int = 0
     log: dict[str, str] = field(default_factory=dict)
+    notes: NoteBox = field(default_factory=NoteBox)
 
     @property
     def tokens(self) -> int:
@@ -112,7 +114,7 @@ class _Run:
             self.turns += 1
             await self.emit("turn_started", {"turn": self.turns})
             try:
-                reply = await self.provider.next_turn(results, notice)
+                reply = await self.provider.next_turn(self.notes.attach(results), notice)
             except ProviderError as exc:
                 return self.outcome("failed", reason=f"model provider failed: {exc.message}")
             results, notice = [], None
@@ -186,11 +188,13 @@ async def run_agent(
     bounds: Bounds,
     progress: ProgressSink,
     finish_check: FinishCheck | None = None,
+    notes: NoteBox | None = None,
 ) -> AgentOutcome:
     """Run one agent to its end and close ``provider``; bounds end it ``failed`` naming them.
 
     Cancelling the task running this cancels the model call or the command in flight
-    (the sandbox kills its process group) and re-raises ``CancelledError``.
+    (the sandbox kills its process group) and re-raises ``CancelledError``. Notes posted
+    to ``notes`` while it runs reach the model with its next tool result.
     """
     run = _Run(
         spec,
@@ -200,6 +204,7 @@ async def run_agent(
         progress,
         finish_check,
         log={"agent_id": spec.agent_id, "task_id": spec.task_id},
+        notes=notes if notes is not None else NoteBox(),
     )
     logger.info("agent starting with provider %s", provider.name, extra=run.log)
     scope = asyncio.timeout(bounds.timeout_s)

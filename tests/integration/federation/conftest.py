@@ -94,7 +94,7 @@ class _Runner(threading.Thread):
                 "MOSAIC_SANDBOX": "none",
                 "TASK_ACK_WAIT_S": "5",
                 "MOSAIC_INSTANCE_ID": f"{name}-{secrets.token_hex(3)}",
-                "FEDERATION_TIMEOUT_SECONDS": "3",
+                "FEDERATION_TIMEOUT_S": "3",
                 "FEDERATION_ATTEMPTS": "2",
                 "FEDERATION_ENABLED": "1",
                 # the refusal tests send many unverifiable requests from one address

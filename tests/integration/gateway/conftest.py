@@ -52,7 +52,7 @@ async def start_gateway(
         mosaic_api_token=OPERATOR,
         mosaic_admin_token=ADMIN,
         state_prefix=prefix,
-        kill_wait_seconds=overrides.pop("kill_wait_seconds", 1.0),
+        kill_wait_s=overrides.pop("kill_wait_s", 1.0),
         **overrides,
     )
     app = create_app(

@@ -20,7 +20,7 @@ from mosaic.client import (
     UnavailableError,
 )
 from mosaic.embedded import free_port
-from shared.metrics import MetricsSettings, start_metrics_server
+from shared.kill_metrics import KILLS, MetricsSettings, serve_metrics
 from tests.integration.gateway.conftest import ADMIN, OPERATOR, Gateway, spawn_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -173,13 +173,11 @@ async def test_cli_spawns_into_the_merge_queue_and_shows_the_position(
     assert "queue #" not in out
 
 
-def test_shared_metrics_server() -> None:
-    from prometheus_client import CollectorRegistry, Counter
-
-    registry = CollectorRegistry()
-    Counter("mosaic_test_things", "things", registry=registry).inc()
-    assert start_metrics_server(MetricsSettings(metrics_port=0), registry) is None
+def test_services_serve_their_metrics() -> None:
+    """Spawner and killswitch serve their process metrics on ``MOSAIC_METRICS_PORT``."""
+    assert serve_metrics(MetricsSettings(mosaic_metrics_port=None)) is None
+    KILLS.labels("test", "test", "agent").inc()
     port = free_port()
-    assert start_metrics_server(MetricsSettings(metrics_port=port), registry) == port
+    assert serve_metrics(MetricsSettings(mosaic_metrics_port=port)) == port
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    assert "mosaic_test_things_total 1.0" in text
+    assert 'mosaic_kills_total{by="test",scope="agent",service="test"} 1.0' in text

@@ -29,7 +29,7 @@ def _settings(prefix: str = "fuzz") -> GatewaySettings:
         mosaic_api_token=OPERATOR,
         mosaic_admin_token=ADMIN,
         state_prefix=prefix,
-        kill_wait_seconds=0.05,
+        kill_wait_s=0.05,
     )
 
 

@@ -10,6 +10,7 @@ from services.gitops import worktrees
 from services.gitops.errors import GitOpsError
 from services.gitops.repos import RepoCache
 from services.gitops.validation import validate_repository
+from shared.repository import check_repository
 from tests.conftest import git
 from tests.integration.gitops.conftest import wt_req
 
@@ -87,3 +88,17 @@ async def test_missing_base_branch(cache: RepoCache, remote_repo: Path) -> None:
 )
 def test_allowed_repository_forms(url: str) -> None:
     assert validate_repository(url)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "url",
+    ["ssh://-oProxyCommand=touch%20x/y", "https://bot:tok3n@example.invalid/r.git", " /srv/r"],
+)
+def test_the_http_edge_refuses_what_gitops_refuses(url: str) -> None:
+    """One rule (shared.repository): a URL the gateway accepted used to fail only in gitops."""
+    with pytest.raises(ValueError, match="must"):
+        check_repository(url)
+    with pytest.raises(GitOpsError, match="repository") as caught:
+        validate_repository(url)
+    assert "tok3n" not in caught.value.message

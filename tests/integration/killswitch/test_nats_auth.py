@@ -171,3 +171,15 @@ def test_only_the_spawner_and_killswitch_publish_agent_events(sup: Supervisor) -
         answer = raw_publish(sup.nats_url_for(user), subjects.agent_events("x"), forged)
         assert "-ERR" not in answer, (user, answer)
         assert "PONG" in answer, (user, answer)
+
+
+def test_only_gitops_announces_pushes(sup: Supervisor) -> None:
+    """``mosaic.repo.pushed`` puts text in running agents' tool results (the conflict
+    forecast's note): no other service may forge it; spawners may only listen."""
+    forged = json.dumps({"repository": "/r", "baseBranch": "main", "agentId": "x"}).encode()
+    for user in ("gateway", "spawner", "gates", "killswitch"):
+        answer = raw_publish(sup.nats_url_for(user), subjects.REPO_PUSHED, forged)
+        assert "Permissions Violation for Publish" in answer, (user, answer)
+    answer = raw_publish(sup.nats_url_for("gitops"), subjects.REPO_PUSHED, forged)
+    assert "-ERR" not in answer, answer
+    assert "PONG" in answer, answer

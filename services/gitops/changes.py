@@ -1,0 +1,204 @@
+"""What a branch or a running agent changes against its base: files and base line ranges.
+
+The conflict forecast (docs/git.md, "Conflict forecast") compares what a pushed branch
+changed with what each running agent is changing. Both sides are diffs against a base
+commit, parsed from ``git diff -U0`` into the base lines each hunk replaces; a file git
+cannot give lines for (binary, renamed, a mode change only) counts as a whole.
+
+The agent side reads the worktree as it is, uncommitted and untracked files included,
+through a scratch index (the agent's own index is never touched, and intent-to-add
+entries write no blob). Everything that knows where an agent's files and refs live is in
+``agent_changes``: a new repository layout is ported there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from dataclasses import dataclass
+
+from services.gitops.errors import BranchNotFoundError, GitOpsError, WorktreeNotFoundError
+from services.gitops.repos import RepoCache
+from services.gitops.safety import GitRunner, refuse_nested_repositories, verify_worktree
+from services.gitops.validation import validate_branch, validate_repository
+from services.gitops.worktrees import locate, worktree_runner
+from shared.messages.gitops import ChangesFound, ChangesRequested, FileChange, LineRange
+
+MAX_FILES = 1000
+"""Files listed per side; beyond it the rest is left out and ``truncated`` says so."""
+MAX_RANGES = 200
+"""Hunks kept per file; a file changed in more places counts as a whole."""
+
+# No drivers, no textconv, explicit prefixes: the diff is what git stores.
+_DIFF = (
+    "diff",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--find-renames",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+_HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.MULTILINE)
+_SECTION = re.compile(rb"^diff --git ", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A side's changes: the base commit they are against and the files."""
+
+    base_commit: str
+    files: tuple[FileChange, ...]
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class NumstatEntry:
+    """One file of ``git diff --numstat -z``: its path(s) and whether it is binary."""
+
+    paths: tuple[str, ...]
+    binary: bool
+
+
+def parse_numstat(raw: bytes) -> list[NumstatEntry]:
+    """Parse ``--numstat -z``: ``added\\tdeleted\\tpath\\0``, or for a rename
+    ``added\\tdeleted\\t\\0old\\0new\\0``; ``-`` counts mean a binary file."""
+    fields = raw.split(b"\0")
+    entries: list[NumstatEntry] = []
+    index = 0
+    while index < len(fields):
+        field = fields[index]
+        index += 1
+        if not field:
+            continue
+        added, deleted, path = field.split(b"\t", 2)
+        binary = added == b"-" and deleted == b"-"
+        if path:
+            entries.append(NumstatEntry((_text(path),), binary))
+            continue
+        if index + 1 >= len(fields):
+            raise GitOpsError("git diff --numstat ended inside a rename", code="diff_unparsed")
+        old, new = fields[index], fields[index + 1]
+        index += 2
+        entries.append(NumstatEntry((_text(old), _text(new)), binary))
+    return entries
+
+
+def hunk_range(old_start: int, old_count: int) -> LineRange:
+    """The base lines a ``@@ -old_start,old_count`` hunk replaces; an insertion
+    (``old_count`` 0, after line ``old_start``) is the empty range between two lines."""
+    if old_count == 0:
+        return LineRange(start=old_start + 1, end=old_start)
+    return LineRange(start=old_start, end=old_start + old_count - 1)
+
+
+def parse_patch(patch: bytes) -> list[tuple[LineRange, ...]]:
+    """The base line ranges of each file section of ``git diff -U0``, in order.
+
+    Content lines are prefixed (``+``, ``-``, space, ``\\``), so a line starting with
+    ``diff --git `` or ``@@ -`` is always a header.
+    """
+    starts = [match.start() for match in _SECTION.finditer(patch)]
+    sections = []
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(patch)
+        hunks = _HUNK.finditer(patch, start, end)
+        sections.append(
+            tuple(
+                hunk_range(int(h.group(1)), int(h.group(2)) if h.group(2) is not None else 1)
+                for h in hunks
+            )
+        )
+    return sections
+
+
+def file_changes(
+    entries: list[NumstatEntry], sections: list[tuple[LineRange, ...]]
+) -> tuple[FileChange, ...]:
+    """One ``FileChange`` per path: line ranges when git gave them, else the whole file
+    (binary, renamed, no hunk, more than ``MAX_RANGES`` hunks)."""
+    if len(entries) != len(sections):
+        raise GitOpsError(
+            f"git diff listed {len(entries)} files but its patch has {len(sections)} sections",
+            code="diff_unparsed",
+        )
+    changes: list[FileChange] = []
+    for entry, ranges in zip(entries, sections, strict=True):
+        whole = entry.binary or len(entry.paths) > 1 or not ranges or len(ranges) > MAX_RANGES
+        for path in entry.paths:
+            changes.append(FileChange(path=path, ranges=None if whole else ranges))
+    return tuple(changes)
+
+
+def diff_changes(
+    runner: GitRunner, base: str, target: str | None, env: dict[str, str] | None = None
+) -> tuple[tuple[FileChange, ...], bool]:
+    """Files changed from commit ``base`` to commit ``target`` (to the work tree when
+    ``target`` is None), and whether more than ``MAX_FILES`` were left out."""
+    span = (base,) if target is None else (base, target)
+    numstat = runner.run(*_DIFF, "--numstat", "-z", *span, "--", env=env).raw
+    entries = parse_numstat(numstat)
+    truncated = len(entries) > MAX_FILES
+    if truncated:
+        kept = entries[:MAX_FILES]
+        return tuple(FileChange(path=p, ranges=None) for e in kept for p in e.paths), True
+    if not entries:
+        return (), False
+    patch = runner.run(*_DIFF, "--unified=0", *span, "--", env=env).raw
+    return file_changes(entries, parse_patch(patch)), False
+
+
+def pushed_changes(cache: RepoCache, repository: str, head: str, base_branch: str) -> Changes:
+    """What commit ``head`` (just pushed) changes against where it forked from the base."""
+    runner = cache.runner(validate_repository(repository))
+    base = _merge_base(runner, head, f"refs/remotes/origin/{base_branch}")
+    files, truncated = diff_changes(runner, base, head)
+    return Changes(base, files, truncated)
+
+
+async def agent_changes(cache: RepoCache, request: ChangesRequested) -> ChangesFound:
+    """The agent's changes against its base, as its worktree holds them right now.
+
+    Today's layout: the worktree ``<repo>_worktrees/agent-<agentId>-<taskId>`` of the
+    cache, on ``mosaic/agent-<agentId>``, its base the fork point from
+    ``origin/<base>``. Read through a scratch index under the worktree's lock, so a
+    commit of the same worktree never runs meanwhile.
+    """
+    ref = locate(cache, request.repository, request.agent_id, request.task_id)
+    validate_branch(request.base_branch, cache.tool_runner())
+    if not (ref.repo / "HEAD").is_file() or not ref.path.is_dir():
+        raise WorktreeNotFoundError(f"no worktree for agent {ref.agent_id}, task {ref.task_id}")
+
+    def read() -> ChangesFound:
+        worktree = worktree_runner(cache, ref, verify_worktree(ref.repo, ref.path))
+        refuse_nested_repositories(worktree)  # `add` would start a git inside one
+        head = worktree.out("rev-parse", "--verify", "HEAD")  # detached mid-rebase is fine
+        refuse_nested_repositories(worktree, head)
+        base = _merge_base(
+            cache.runner(ref.repository),
+            f"refs/heads/{ref.branch}",
+            f"refs/remotes/origin/{request.base_branch}",
+        )
+        with tempfile.TemporaryDirectory(prefix="mosaic-changes-") as scratch:
+            env = {"GIT_INDEX_FILE": f"{scratch}/index"}
+            worktree.run("read-tree", head, env=env)
+            worktree.run("add", "--all", "--intent-to-add", env=env)
+            files, truncated = diff_changes(worktree, base, None, env)
+        return ChangesFound(base_commit=base, files=files, truncated=truncated)
+
+    async with cache.worktree_lock(ref.path):
+        return await asyncio.to_thread(read)
+
+
+def _merge_base(runner: GitRunner, head: str, base_ref: str) -> str:
+    result = runner.run("merge-base", head, base_ref, ok=(0, 1, 128))
+    if result.status != 0 or not result.stdout.strip():
+        raise BranchNotFoundError(
+            f"{head} and {base_ref} have no common commit (or one is missing)"
+        )
+    return result.stdout.strip()
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
