@@ -202,6 +202,11 @@ def test_ten_agents_merge_in_queue_order_with_gates_on_every_integrated_state(
             conflicted.append(agent)
     assert len(conflicted) >= 1
     assert set(conflicted) <= {agents[8], agents[9]}
+    # a landed merge is announced like a push: the other agent on that line heard of it
+    (late,) = conflicted
+    (early,) = {agents[8], agents[9]} - {late}
+    overlaps = [e["detail"] for e in events(http, late) if e["kind"] == "overlap"]
+    assert any(o["agentId"] == early for o in overlaps), overlaps
 
     audit = http.get("/audit", params={"kind": "merge", "limit": 1000}).json()
     audited = {e["detail"]["range"] for e in audit if e["agentId"] in agents}
