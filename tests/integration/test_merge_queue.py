@@ -365,3 +365,53 @@ def test_a_base_moved_during_the_gates_is_integrated_again_never_forced(
     assert pre_push[0]["commit"] != end  # the first integration, on the old base
     assert pre_push[1]["commit"] == end  # gated again on what landed
     assert scratch_worktrees(system) == []
+
+
+def test_an_agent_killed_while_it_waits_leaves_the_queue(
+    http: httpx.Client, system: Supervisor, remote_repo: Path, unique: str
+) -> None:
+    """Another spawner's agent holds the queue (a live lease); ours waits at #2 and is
+    killed: its entry and lease are gone, the holder's is untouched, the base unchanged."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from services.spawner.mergequeue import MergeQueue
+    from shared.store import StateStore
+
+    holder = f"holder-{unique}"
+
+    async def in_valkey(action: str) -> list[str]:
+        redis = Redis.from_url(system.valkey_url)
+        try:
+            queue = MergeQueue(StateStore(redis), lease_s=120.0)
+            key = queue.queue_key(str(remote_repo), "main")
+            if action == "hold":
+                await queue.join(key, holder)
+            elif action == "release":
+                await queue.leave(key, holder)
+            return await queue.entries(key)
+        finally:
+            await redis.aclose()
+
+    before = git(remote_repo, "rev-parse", "main")
+    asyncio.run(in_valkey("hold"))
+    try:
+        plan = [{"tool": "write_file", "input": {"path": "k.txt", "content": "k\n"}}, finish()]
+        agent = spawn(http, remote_repo, f"mq-kill-{unique}", plan)
+        deadline = time.monotonic() + 120
+        while http.get(f"/agents/{agent}/status").json()["mergeQueuePosition"] != 2:
+            assert time.monotonic() < deadline, "never queued behind the holder"
+            time.sleep(0.1)
+        assert asyncio.run(in_valkey("list")) == [holder, agent]
+        assert http.post(f"/agents/{agent}/kill").status_code == 200
+        record = wait_final(http, agent, timeout=60)
+        assert record["state"] == "killed"
+        deadline = time.monotonic() + 20
+        while asyncio.run(in_valkey("list")) != [holder]:
+            assert time.monotonic() < deadline, "the killed agent stayed in the queue"
+            time.sleep(0.1)
+        assert git(remote_repo, "rev-parse", "main") == before
+        assert scratch_worktrees(system) == []
+    finally:
+        asyncio.run(in_valkey("release"))
