@@ -195,3 +195,39 @@ async def test_land_refuses_a_commit_that_is_not_the_integration(
         )
     await integrate.integrate(cache, _int_req(remote_repo, "wr", discard=True))
     assert not Path(done.scratch or "").exists()
+
+
+async def test_integration_runs_nothing_an_agent_planted(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path
+) -> None:
+    """The agent's commits name a filter, a merge driver and a diff driver in
+    ``.gitattributes``, and the cache's config defines them (as an attacker with a way to
+    write it would): the rebase in the scratch worktree, its checkout and the landing
+    run none of them, on a clean replay and on a conflict."""
+    url = str(remote_repo)
+    marker = tmp_path / "pwned"
+    evil = f"sh -c 'touch {marker}; cat'"
+    attributes = "* filter=pwn merge=pwn diff=pwn\n"
+    await _agent_commits(
+        cache,
+        remote_repo,
+        "ev",
+        {".gitattributes": attributes, "app.py": "def add(a, b):\n    return b + a\n"},
+    )
+    repo = cache.repo_path(url)
+    for key in ("filter.pwn.clean", "filter.pwn.smudge", "filter.pwn.process",
+                "merge.pwn.driver", "diff.pwn.textconv", "diff.pwn.command"):  # fmt: skip
+        git(repo, "config", key, evil)
+    second = {".gitattributes": attributes, "app.py": "def add(a, b):\n    return 0\n"}
+    await _agent_commits(cache, remote_repo, "ev2", second)  # the same line as "ev"
+    push_to_remote(remote_repo, tmp_path, {"README.md": "# moved\n"})  # a clean replay
+    done = await integrate.integrate(cache, _int_req(remote_repo, "ev"))
+    assert done.commit is not None
+    assert done.commit != done.head
+    await integrate.land(cache, _land_req(remote_repo, "ev", done))
+    assert git(remote_repo, "show", "main:.gitattributes") == attributes.strip()
+    assert not marker.exists()
+
+    conflict = await integrate.integrate(cache, _int_req(remote_repo, "ev2"))
+    assert conflict.conflicts == ("app.py",)
+    assert not marker.exists()
