@@ -361,10 +361,15 @@ def _describe(event: AgentEvent) -> str:
         return f"{what} {arrow}{event.state}" + (f" ({why})" if why else "")
     if event.kind == "progress":
         step = str(detail.get("step", "progress"))
+        if step == "merge_queue":
+            return f"merge queue #{detail.get('position')}"
+        if step == "merged":
+            return f"merged {detail.get('range')}"
         extra = detail.get("tool") or detail.get("turn") or detail.get("total") or ""
         return f"{step} {extra}".strip()
     if event.kind == "gate":
-        return "gates approved" if detail.get("approved") else "gates rejected"
+        phase = f"{detail['phase']} " if detail.get("phase") else ""
+        return f"gates {phase}{'approved' if detail.get('approved') else 'rejected'}"
     if event.kind == "overlap":  # the conflict forecast (docs/git.md)
         files = "; ".join(str(f) for f in detail.get("files", []))
         return f"overlaps {detail.get('agentId')} ({detail.get('branch')}): {files}"
