@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from services.spawner import agentgit
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.kills import Running
@@ -28,7 +29,7 @@ from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironmen
 from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
-from shared.messages.base import utcnow
+from shared.messages.base import Failure, utcnow
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
     CommitMade,
@@ -148,6 +149,7 @@ class AgentRun:
             deployment=ctx.deployment,
             image=self._environment.image,
             env=self._environment.env_pairs(),
+            readonly=_shared_objects(self._worktree),
         )
         self._sandbox = await ctx.sandboxes.create(spec)
         await ctx.tracker.transition(
@@ -310,9 +312,13 @@ class AgentRun:
                     f"Commit blocked by the secret scan: {commit.error.message}. "
                     "Remove the secret and finish again."
                 )
+            if commit.error.code == "wrong_branch":
+                return f"Not committed: {commit.error.message}. Then finish again."
             raise StepFailedError("commit", commit.error)
         if commit.commit is not None:
             self._committed = True
+            assert self._sandbox is not None
+            await agentgit.align(self._sandbox, commit.commit)
         elif self._branch_has_no_work(commit):
             # Nothing the agent did reached the worktree: pushing would publish the base
             # as if it were the work. Tell the agent once; a second finish confirms that
@@ -327,15 +333,31 @@ class AgentRun:
             return None
         pushed = await ctx.gitops.push(PushRequested(**where))
         if pushed.conflicts:
-            paths = ", ".join(pushed.conflicts)
-            return (
-                f"Merge conflict with origin/{req.context.branch} in: {paths}. "
-                "Rebase or merge onto the updated base, resolve, then finish again."
-            )
+            return await self._conflict_text(pushed)
         if pushed.error is not None:
             raise StepFailedError("push", pushed.error)
         self._pushed = pushed
         return None
+
+    async def _conflict_text(self, pushed: PushDone) -> str:
+        """Bring the agent's ``origin/<base>`` to the base the conflict was found
+        against, then say how to resolve it (any conflict source: push or merge queue)."""
+        base = self.request.context.branch
+        assert self._sandbox is not None
+        if pushed.base_commit is None:
+            raise StepFailedError(
+                "push",
+                Failure(code="conflict", message="a conflict came without its base commit"),
+            )
+        await agentgit.point_base(self._sandbox, base, pushed.base_commit)
+        paths = ", ".join(pushed.conflicts)
+        return (
+            f"Merge conflict with origin/{base} in: {paths}. origin/{base} in your "
+            f"repository is now the updated base: run `git rebase origin/{base}` (or "
+            f"`git merge origin/{base}`), resolve the files, `git add` them, continue "
+            "(`GIT_EDITOR=true git rebase --continue`, or `git commit` for a merge), "
+            "then finish again."
+        )
 
     def _branch_has_no_work(self, commit: CommitMade) -> bool:
         """Nothing committed now, in this attempt or before: the branch is still its base."""
@@ -488,3 +510,8 @@ def _rejection_text(decision: GateDecision) -> str:
             lines.append(f"- {result.name} failed:\n{result.excerpt[-2000:]}")
     lines.append("Fix these and call finish again.")
     return "\n".join(lines)
+
+
+def _shared_objects(worktree: WorktreeReady) -> tuple[Path, ...]:
+    """The cache objects the agent's repository borrows, mounted read-only."""
+    return (Path(worktree.shared_objects),) if worktree.shared_objects else ()

@@ -1,0 +1,62 @@
+"""Writes into an agent's own repository that the orchestrator needs, done in its sandbox.
+
+The host never writes into an agent's repository (``shared.agentrepo``): the agent owns
+it and could have planted links anywhere in it. The two writes the conflict loop needs
+are commands the agent could run itself, so running them inside its sandbox is safe by
+construction:
+
+- ``point_base``: before the agent hears of a conflict, its ``origin/<base>`` moves to
+  the freshly fetched base (the objects are the cache's, seen through alternates), so
+  ``git rebase origin/<base>`` and ``git merge origin/<base>`` work without a network;
+- ``align``: after gitops committed what the agent left uncommitted, the agent's branch
+  moves to that commit (``git reset --mixed``): its status is clean and its history is
+  what was pushed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from shared.errors import MosaicError
+from shared.sandbox.base import Sandbox
+
+GIT_TIMEOUT_S = 60.0
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")
+
+
+class AgentGitError(MosaicError):
+    """A git command the spawner ran in the agent's sandbox failed."""
+
+    code = "agent_git_failed"
+    retryable = True
+
+
+async def point_base(sandbox: Sandbox, base_branch: str, commit: str) -> None:
+    """Make ``refs/remotes/origin/<base_branch>`` in the agent's repository ``commit``."""
+    if not _BRANCH.match(base_branch) or ".." in base_branch:
+        raise AgentGitError(f"not a base branch name: {base_branch!r}", retryable=False)
+    ref = f"refs/remotes/origin/{base_branch}"
+    await _git(sandbox, "update-ref", ref, _commit(commit))
+
+
+async def align(sandbox: Sandbox, commit: str) -> None:
+    """Move the agent's branch (and index) to ``commit``, leaving its files as they are."""
+    await _git(sandbox, "reset", "--mixed", "-q", _commit(commit))
+
+
+def _commit(commit: str) -> str:
+    if not _COMMIT.match(commit):
+        raise AgentGitError(f"not a commit id: {commit!r}", retryable=False)
+    return commit
+
+
+async def _git(sandbox: Sandbox, *args: str) -> None:
+    command = "git " + " ".join(shlex.quote(arg) for arg in args)
+    done = await sandbox.exec(command, timeout=GIT_TIMEOUT_S, max_output=4000)
+    if done.exit_code != 0:
+        raise AgentGitError(
+            f"`{command}` failed in the agent's sandbox ({done.exit_code}): "
+            f"{done.output.strip()[:500]}"
+        )
