@@ -194,7 +194,7 @@ def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeRea
     if ref.path.exists() or ref.path.is_symlink():
         if _empty_dir(ref.path):
             ref.path.rmdir()
-        elif agentrepo.is_agent_repository(ref.path):
+        elif _has_git_entry(ref.path):
             verify_agent_repo(ref.agent_repo)
             on = agentrepo.head_branch(ref.agent_repo)
             if on is not None and on != ref.branch:
@@ -308,6 +308,7 @@ def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
         removed = True
     elif holder is None:
         salvage_branch = salvage(cache, runner, None, ref.branch, ref.agent_id, ref.task_id)
+        removed = cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
     if holder is None and cache.has_ref(ref.repository, f"refs/heads/{ref.branch}"):
         runner.run("update-ref", "-d", f"refs/heads/{ref.branch}")
     log.info("removed worktree %s (salvage: %s)", ref.path, salvage_branch, extra=ref.log_extra)
@@ -323,17 +324,21 @@ def _salvage(cache: RepoCache, ref: WorktreeRef) -> str | None:
     head = None
     try:
         verify_agent_repo(ref.agent_repo)
-    except WorktreeTamperedError as exc:
-        log.warning("salvaging only the files of a tampered repository: %s", exc,
-                    extra=ref.log_extra)  # fmt: skip
-    else:
         head = agent_head(cache, ref, "HEAD")
         tip = agent_head(cache, ref, f"refs/heads/{ref.branch}")
         for sha in dict.fromkeys(s for s in (head, tip) if s):
             import_commit(cache, ref, sha)
         keep = [sha for sha in (tip,) if sha and sha != head]
-    if head is None and cache.has_ref(ref.repository, f"refs/heads/{ref.branch}"):
-        head = cache.rev(ref.repository, f"refs/heads/{ref.branch}")
+    except WorktreeTamperedError as exc:
+        log.warning("salvaging only the files of a tampered repository: %s", exc,
+                    extra=ref.log_extra)  # fmt: skip
+        head, keep = None, []
+    ours = f"refs/heads/{ref.branch}"
+    cached = cache.rev(ref.repository, ours) if cache.has_ref(ref.repository, ours) else None
+    if head is None:
+        head = cached
+    elif cached is not None and cached != head:
+        keep.append(cached)  # gitops' last commit, if the agent never got aligned to it
     with agentrepo.files_view(ref.agent_repo, head, make_runner(cache), into_cache=True) as view:
         return salvage(
             cache, runner, view, ref.branch, ref.agent_id, ref.task_id, head=head, keep=keep

@@ -1,11 +1,11 @@
-"""Issue 18, item 1: an agent's own ``.git`` never makes a host-side git run its programs.
+"""Issues 17 and 18: an agent's own ``.git`` never makes a host-side git run its programs.
 
-Every host-side git path that looks at a worktree is tried after the attack (see
-``attack.py``): the gates' repository view (the AI review's diff, the file listing, the
-base reads), gitops' commit, push and worktree reuse. Each refuses, naming the bad
-``.git``, and the marker the agent's clean filter would write never appears. A control
-first shows the attack is real: git started in the worktree, as the gates used to run
-it, does run the filter.
+Every host-side git path that looks at an agent repository is tried after the attack
+(see ``attack.py``): the gates' worktree check and repository view (the AI review's
+diff, the file listing), gitops' commit, push and removal (salvage). Each does its
+work, and the marker the agent's filter, textconv, fsmonitor or hooks would write never
+appears. A control first shows the attack is real: git started in the repository does
+run them.
 """
 
 from __future__ import annotations
@@ -15,54 +15,52 @@ from pathlib import Path
 
 import pytest
 
-from services.gates.errors import WorktreeError
 from services.gates.repo import RepoView, check_worktree
 from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import WorktreeTamperedError
 from services.gitops.repos import RepoCache
+from tests.conftest import git
 from tests.integration.gitops.attack import ATTACK
 from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
 
 pytestmark = pytest.mark.integration
 
 
-def attack(worktree: Path, cache_repo: Path, marker: Path) -> None:
-    base = subprocess.run(
-        ["git", "--git-dir", str(cache_repo), "rev-parse", "refs/remotes/origin/main"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    subprocess.run(
-        ["sh", "-c", ATTACK, "sh", str(worktree), str(cache_repo), base, str(marker)], check=True
-    )
+def attack(worktree: Path, marker: Path) -> None:
+    subprocess.run(["sh", "-c", ATTACK, "sh", str(worktree), str(marker)], check=True)
 
 
-async def test_an_agent_repository_in_the_worktree_runs_nothing_on_the_host(
+async def test_an_agent_repository_config_runs_nothing_on_the_host(
     cache: RepoCache, remote_repo: Path, tmp_path: Path
 ) -> None:
     url = str(remote_repo)
     ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
     root = Path(ready.path or "")
     marker = tmp_path / "pwned"
-    attack(root, cache.repo_path(url), marker)
+    attack(root, marker)
 
-    # the control: git that follows the worktree's .git runs the agent's filter
+    # the control: git that follows the repository's .git runs the agent's programs
     subprocess.run(["git", "diff", "--no-index", "/dev/null", "stolen.txt"], cwd=root,
                    capture_output=True, check=False)  # fmt: skip
     assert marker.exists(), "the attack did not work against plain git: the test proves nothing"
     marker.unlink()
 
-    for look in (
-        lambda: check_worktree(str(root), tmp_path),
-        lambda: RepoView.open(root, None),
-    ):
-        with pytest.raises(WorktreeError, match=r"\.git"):
-            look()
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await commits.commit(cache, commit_req(remote_repo, "evil"))
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await conflicts.push(cache, push_req(remote_repo, "evil"))
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
+    assert check_worktree(str(root), tmp_path) == root.resolve()
+    view = RepoView.open(root, None)
+    try:
+        diff, _ = view.diff(100_000)
+        assert "+new work" in diff
+        assert "stolen.txt" in view.files()
+    finally:
+        view.close()
+    made = await commits.commit(cache, commit_req(remote_repo, "evil"))
+    assert made.commit
+    assert git(cache.repo_path(url), "show", f"{made.commit}:stolen.txt") == "new work"
+    pushed = await conflicts.push(cache, push_req(remote_repo, "evil"))
+    assert pushed.commit == made.commit
+    (root / "stolen.txt").write_text("more work\n")
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "evil"))
+    assert removed.salvage_branch == "mosaic/salvage/evil"
     assert not marker.exists()
 
 
@@ -78,12 +76,15 @@ async def test_the_gates_read_an_intact_worktree_without_its_attributes_running(
     (root / "app.py").write_text("def add(a, b):\n    return a - b\n")
     (root / "new.txt").write_text("new\n")
     view = RepoView.open(root, None)
-    diff, cut = view.diff(100_000)
-    assert "-    return a + b" in diff
-    assert "+    return a - b" in diff
-    assert "+new" in diff
-    assert not cut
-    assert "new.txt" in view.files()
+    try:
+        diff, cut = view.diff(100_000)
+        assert "-    return a + b" in diff
+        assert "+    return a - b" in diff
+        assert "+new" in diff
+        assert not cut
+        assert "new.txt" in view.files()
+    finally:
+        view.close()
 
 
 async def test_a_nested_repository_the_agent_planted_runs_nothing(
@@ -117,6 +118,7 @@ async def test_a_nested_repository_the_agent_planted_runs_nothing(
     view = RepoView.open(root, None)
     view.diff(100_000)
     view.files()
+    view.close()
     with pytest.raises(WorktreeTamperedError, match=r"sub/\.git"):
         await commits.commit(cache, commit_req(remote_repo, "nested", message="again"))
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "nested"))

@@ -12,7 +12,7 @@ from services.gitops.errors import BranchInUseError, WorktreeClashError
 from services.gitops.repos import RepoCache
 from shared.settings import HomeSettings
 from tests.conftest import git
-from tests.integration.gitops.conftest import commit_req, rm_req, wt_req
+from tests.integration.gitops.conftest import align, commit_req, rm_req, wt_req
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +122,7 @@ async def test_salvage_of_uncommitted_and_unpushed_work(
     (path / "committed.txt").write_text("committed but never pushed\n")
     made = await commits.commit(cache, commit_req(remote_repo, "sv", message="work"))
     assert made.commit
+    align(path, made.commit)
     (path / "app.py").write_text("def add(a, b):\n    return a + b + 0\n")
     (path / "new.txt").write_text("untracked\n")
 
