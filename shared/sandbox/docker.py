@@ -182,13 +182,12 @@ def _decide_user(worktree: Path, settings: SandboxSettings) -> tuple[int, int]:
 
 
 def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
-    """Make a worktree owned by someone else writable by ``uid:gid`` (needs root).
+    """Make a worktree owned by someone else the sandbox user's (needs root).
 
-    Everything below the root is handed to the sandbox user, the agent's own repository
-    (``.git``) included: host-side git never writes there and reads it only through
-    ``shared.agentrepo``. The root directory stays with its owner and gets group
-    ``gid``, group write and the sticky bit, so the agent may add and remove its own
-    files there but not the directory itself.
+    The whole directory is handed to ``uid:gid``, its ``.git`` included: it is the
+    agent's own repository (``shared.agentrepo``), which git in the container refuses
+    to use unless the sandbox user owns it and the directory holding it; host-side git
+    never writes there and reads it only through ``shared.agentrepo``.
     """
     info = worktree.stat()
     if info.st_uid == uid:
@@ -198,14 +197,10 @@ def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
             f"worktree {worktree} is owned by uid {info.st_uid}, not the sandbox uid {uid}, "
             "and only root may hand it over; set MOSAIC_SANDBOX_UID to its owner"
         )
-    for entry in os.scandir(worktree):
-        os.chown(entry.path, uid, gid, follow_symlinks=False)
-        if entry.is_dir(follow_symlinks=False):
-            for dirpath, dirnames, filenames in os.walk(entry.path):
-                for name in (*dirnames, *filenames):
-                    os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-    os.chown(worktree, info.st_uid, gid)
-    os.chmod(worktree, 0o1775)  # noqa: S103 - group = the sandbox gid only; sticky
+    for dirpath, dirnames, filenames in os.walk(worktree):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    os.chown(worktree, uid, gid)
 
 
 def _raw_socket(sock: Any) -> socket.socket:
