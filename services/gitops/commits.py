@@ -27,9 +27,8 @@ log = logging.getLogger(__name__)
 
 # Explicit prefixes and no drivers: the diff we scan is exactly what git stores.
 _STAGED_DIFF = (
-    "diff-index",
+    "diff",
     "--cached",
-    "-p",
     "--text",
     "--no-color",
     "--no-ext-diff",
