@@ -224,3 +224,19 @@ def is_agent_repository(path: Path) -> bool:
         return stat.S_ISDIR(os.lstat(path / ".git").st_mode) and not path.is_symlink()
     except OSError:
         return False
+
+
+def agent_changes(repo: AgentRepo, base: str, make: GitFactory, *, context: int = 0) -> str:
+    """The diff of everything the agent has (its commits, staged, unstaged and new
+    files) against ``base``, as a unified diff with ``context`` lines: what it would
+    change if it finished now. Read-only (a ``files_view`` with scratch objects); the
+    caller ``verify``-ed the repository first. For the conflict forecast's hunks.
+    """
+    head = resolve(reader(repo, make), "HEAD")
+    with files_view(repo, head, make) as view:
+        tree = snapshot_tree(view)
+        return view.out(
+            "diff-tree", "-r", "-p", "--no-ext-diff", "--no-textconv", "--no-color",
+            "--no-renames", f"--unified={context}", "--src-prefix=a/", "--dst-prefix=b/",
+            base, tree,
+        )  # fmt: skip

@@ -19,6 +19,9 @@ from services.gates.repo import RepoView, check_worktree
 from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import WorktreeTamperedError
 from services.gitops.repos import RepoCache
+from shared import agentrepo
+from shared.agentrepo import AgentRepo
+from shared.git import Git
 from tests.conftest import git
 from tests.integration.gitops.attack import ATTACK
 from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
@@ -124,3 +127,30 @@ async def test_a_nested_repository_the_agent_planted_runs_nothing(
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "nested"))
     assert removed.removed
     assert not marker.exists()
+
+
+async def test_agent_changes_are_what_it_would_change_if_it_finished_now(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """``shared.agentrepo.agent_changes``: committed, staged, unstaged and new files
+    against the base, read without writing into the agent's repository or the cache."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "changes"))
+    root = Path(ready.path or "")
+    (root / "README.md").write_text("# demo, committed\n")
+    git(root, "commit", "-qam", "readme")
+    (root / "app.py").write_text("def add(a, b):\n    return b + a\n")
+    (root / "new.txt").write_text("new\n")
+    repo = AgentRepo.at(root)
+    agentrepo.verify(repo)
+    objects = sorted(p.name for p in (repo.cache / "objects").rglob("*"))
+    status = git(root, "status", "--porcelain")
+
+    diff = agentrepo.agent_changes(
+        repo, ready.base_commit or "", lambda d, w, e: Git(d, w, extra_env=e)
+    )
+    assert "+# demo, committed" in diff
+    assert "@@ -2 +2 @@" in diff
+    assert "+    return b + a" in diff
+    assert "+++ b/new.txt" in diff
+    assert sorted(p.name for p in (repo.cache / "objects").rglob("*")) == objects
+    assert git(root, "status", "--porcelain") == status
