@@ -91,7 +91,8 @@ def shared_objects_of(path: Path) -> Path:
 
 
 def alternates_text(repo: AgentRepo) -> str:
-    """What gitops writes to ``objects/info/alternates``, and all ``verify`` accepts."""
+    """What gitops writes to ``objects/info/alternates`` (``verify`` accepts only a line
+    naming the same directory)."""
     return f"{repo.shared_objects}\n"
 
 
@@ -151,7 +152,10 @@ def verify(repo: AgentRepo) -> None:
         written = alternates.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GitTamperedError(f"{alternates} cannot be read (refusing)") from exc
-    if written != alternates_text(repo):
+    # one line naming the cache's objects (compared resolved: the host path may hold a
+    # link, such as a home under /tmp on macOS; that part is the host's, not the agent's)
+    line = written.removesuffix("\n")
+    if "\n" in line or not line or Path(line).resolve() != repo.shared_objects.resolve():
         raise GitTamperedError(
             f"{alternates} is not the cache's objects gitops wrote there (refusing)"
         )
