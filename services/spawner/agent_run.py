@@ -318,7 +318,8 @@ class AgentRun:
         if commit.commit is not None:
             self._committed = True
             assert self._sandbox is not None
-            await agentgit.align(self._sandbox, commit.commit)
+            if not await agentgit.align(self._sandbox, commit.commit):
+                await self._no_git("the commit of its leftovers was not checked out there")
         elif self._branch_has_no_work(commit):
             # Nothing the agent did reached the worktree: pushing would publish the base
             # as if it were the work. Tell the agent once; a second finish confirms that
@@ -349,14 +350,30 @@ class AgentRun:
                 "push",
                 Failure(code="conflict", message="a conflict came without its base commit"),
             )
-        await agentgit.point_base(self._sandbox, base, pushed.base_commit)
         paths = ", ".join(pushed.conflicts)
+        if not await agentgit.point_base(self._sandbox, base, pushed.base_commit):
+            await self._no_git(f"origin/{base} could not be updated there")
+            return (
+                f"Merge conflict with origin/{base} in: {paths}. This environment has no "
+                "git, so the conflict cannot be resolved here: finish with a summary that "
+                "says so."
+            )
         return (
             f"Merge conflict with origin/{base} in: {paths}. origin/{base} in your "
             f"repository is now the updated base: run `git rebase origin/{base}` (or "
             f"`git merge origin/{base}`), resolve the files, `git add` them, continue "
             "(`GIT_EDITOR=true git rebase --continue`, or `git commit` for a merge), "
             "then finish again."
+        )
+
+    async def _no_git(self, what: str) -> None:
+        """Say (log and an agent event) that the sandbox has no git, and what that skipped."""
+        log.warning("no git in the sandbox: %s", what, extra=self._log)
+        await self.ctx.tracker.record(
+            self.agent_id,
+            self.task_id,
+            "progress",
+            {"step": "git_unavailable", "detail": f"no git in the sandbox: {what}"},
         )
 
     def _branch_has_no_work(self, commit: CommitMade) -> bool:

@@ -11,6 +11,10 @@ construction:
 - ``align``: after gitops committed what the agent left uncommitted, the agent's branch
   moves to that commit (``git reset --mixed``): its status is clean and its history is
   what was pushed.
+
+An environment image without git (a repository may declare any image) cannot run
+either: both then return ``False`` and the caller says so (the agent could not have
+used git there either, so its repository holds no history of its own to keep).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from shared.errors import MosaicError
 from shared.sandbox.base import Sandbox
 
 GIT_TIMEOUT_S = 60.0
+_NOT_FOUND = 127
+"""The shell's exit status for a command it cannot find."""
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")
 
@@ -33,17 +39,19 @@ class AgentGitError(MosaicError):
     retryable = True
 
 
-async def point_base(sandbox: Sandbox, base_branch: str, commit: str) -> None:
-    """Make ``refs/remotes/origin/<base_branch>`` in the agent's repository ``commit``."""
+async def point_base(sandbox: Sandbox, base_branch: str, commit: str) -> bool:
+    """Make ``refs/remotes/origin/<base_branch>`` in the agent's repository ``commit``;
+    ``False`` when the sandbox has no git."""
     if not _BRANCH.match(base_branch) or ".." in base_branch:
         raise AgentGitError(f"not a base branch name: {base_branch!r}", retryable=False)
     ref = f"refs/remotes/origin/{base_branch}"
-    await _git(sandbox, "update-ref", ref, _commit(commit))
+    return await _git(sandbox, "update-ref", ref, _commit(commit))
 
 
-async def align(sandbox: Sandbox, commit: str) -> None:
-    """Move the agent's branch (and index) to ``commit``, leaving its files as they are."""
-    await _git(sandbox, "reset", "--mixed", "-q", _commit(commit))
+async def align(sandbox: Sandbox, commit: str) -> bool:
+    """Move the agent's branch (and index) to ``commit``, leaving its files as they are;
+    ``False`` when the sandbox has no git."""
+    return await _git(sandbox, "reset", "--mixed", "-q", _commit(commit))
 
 
 def _commit(commit: str) -> str:
@@ -52,11 +60,18 @@ def _commit(commit: str) -> str:
     return commit
 
 
-async def _git(sandbox: Sandbox, *args: str) -> None:
+async def _git(sandbox: Sandbox, *args: str) -> bool:
     command = "git " + " ".join(shlex.quote(arg) for arg in args)
-    done = await sandbox.exec(command, timeout=GIT_TIMEOUT_S, max_output=4000)
+    done = await sandbox.exec(
+        f"command -v git >/dev/null || exit {_NOT_FOUND}; {command}",
+        timeout=GIT_TIMEOUT_S,
+        max_output=4000,
+    )
+    if done.exit_code == _NOT_FOUND:
+        return False
     if done.exit_code != 0:
         raise AgentGitError(
             f"`{command}` failed in the agent's sandbox ({done.exit_code}): "
             f"{done.output.strip()[:500]}"
         )
+    return True
