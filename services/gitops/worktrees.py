@@ -126,7 +126,8 @@ def import_commit(cache: RepoCache, ref: WorktreeRef, sha: str) -> None:
     if listing.strip():
         pack = ref.repo / "objects" / "pack" / "pack"
         runner.run("pack-objects", "--quiet", str(pack), env=env, stdin=listing)
-    runner.run("cat-file", "-e", f"{sha}^{{commit}}")
+    # without the agent's objects now: fails if the cache still lacks any of them
+    runner.run("rev-list", "--objects", "--quiet", sha, "--not", "--all")
 
 
 def agent_head(cache: RepoCache, ref: WorktreeRef, name: str) -> str | None:
