@@ -29,7 +29,7 @@ from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironmen
 from shared.errors import IllegalTransitionError, MosaicError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
-from shared.messages.base import Failure, utcnow
+from shared.messages.base import utcnow
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
     CommitMade,
@@ -334,37 +334,13 @@ class AgentRun:
             return None
         pushed = await ctx.gitops.push(PushRequested(**where))
         if pushed.conflicts:
-            return await self._conflict_text(pushed)
+            assert self._sandbox is not None
+            return await agentgit.conflict_text(self._sandbox, req.context.branch, pushed,
+                                                self._no_git)  # fmt: skip
         if pushed.error is not None:
             raise StepFailedError("push", pushed.error)
         self._pushed = pushed
         return None
-
-    async def _conflict_text(self, pushed: PushDone) -> str:
-        """Bring the agent's ``origin/<base>`` to the base the conflict was found
-        against, then say how to resolve it (any conflict source: push or merge queue)."""
-        base = self.request.context.branch
-        assert self._sandbox is not None
-        if pushed.base_commit is None:
-            raise StepFailedError(
-                "push",
-                Failure(code="conflict", message="a conflict came without its base commit"),
-            )
-        paths = ", ".join(pushed.conflicts)
-        if not await agentgit.point_base(self._sandbox, base, pushed.base_commit):
-            await self._no_git(f"origin/{base} could not be updated there")
-            return (
-                f"Merge conflict with origin/{base} in: {paths}. This environment has no "
-                "git, so the conflict cannot be resolved here: finish with a summary that "
-                "says so."
-            )
-        return (
-            f"Merge conflict with origin/{base} in: {paths}. origin/{base} in your "
-            f"repository is now the updated base: run `git rebase origin/{base}` (or "
-            f"`git merge origin/{base}`), resolve the files, `git add` them, continue "
-            "(`GIT_EDITOR=true git rebase --continue`, or `git commit` for a merge), "
-            "then finish again."
-        )
 
     async def _no_git(self, what: str) -> None:
         """Say (log and an agent event) that the sandbox has no git, and what that skipped."""

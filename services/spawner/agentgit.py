@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Awaitable, Callable
 
 from shared.errors import MosaicError
+from shared.messages.gitops import PushDone
 from shared.sandbox.base import Sandbox
+
+NoGit = Callable[[str], Awaitable[None]]
+"""Told what could not be done because the sandbox has no git (logs, records an event)."""
 
 GIT_TIMEOUT_S = 60.0
 _NOT_FOUND = 127
@@ -52,6 +57,27 @@ async def align(sandbox: Sandbox, commit: str) -> bool:
     """Move the agent's branch (and index) to ``commit``, leaving its files as they are;
     ``False`` when the sandbox has no git."""
     return await _git(sandbox, "reset", "--mixed", "-q", _commit(commit))
+
+
+async def conflict_text(sandbox: Sandbox, base_branch: str, pushed: PushDone, no_git: NoGit) -> str:
+    """Bring the agent's ``origin/<base>`` to the base the conflicts were found against,
+    then the tool result that says how to resolve them. Any source of conflicts (the
+    push, the merge queue) answers through ``PushDone.conflicts`` + ``base_commit``."""
+    if pushed.base_commit is None:
+        raise AgentGitError("a conflict came without its base commit", retryable=False)
+    base, paths = base_branch, ", ".join(pushed.conflicts)
+    if not await point_base(sandbox, base, pushed.base_commit):
+        await no_git(f"origin/{base} could not be updated there")
+        return (
+            f"Merge conflict with origin/{base} in: {paths}. This environment has no git, "
+            "so the conflict cannot be resolved here: finish with a summary that says so."
+        )
+    return (
+        f"Merge conflict with origin/{base} in: {paths}. origin/{base} in your repository "
+        f"is now the updated base: run `git rebase origin/{base}` (or `git merge "
+        f"origin/{base}`), resolve the files, `git add` them, continue (`GIT_EDITOR=true "
+        "git rebase --continue`, or `git commit` for a merge), then finish again."
+    )
 
 
 def _commit(commit: str) -> str:
