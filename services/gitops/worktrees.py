@@ -300,16 +300,17 @@ def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
             salvage_branch = _salvage(cache, ref)
         delete_tree(ref.path)
         removed = True
-    elif ref.path.exists() or ref.path.is_symlink():
-        # Not a repository of ours, yet in our directory: keep it aside rather than delete it.
-        aside = ref.path.parent / ".orphaned" / f"{ref.path.name}-{int(time.time())}"
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        ref.path.rename(aside)
-        log.warning("moved stray %s to %s", ref.path, aside, extra=ref.log_extra)
-        removed = True
-    elif holder is None:
-        salvage_branch = salvage(cache, runner, None, ref.branch, ref.agent_id, ref.task_id)
-        removed = cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
+    else:
+        if ref.path.exists() or ref.path.is_symlink():
+            # Not a repository of ours, yet in our directory: keep it aside, never delete.
+            aside = ref.path.parent / ".orphaned" / f"{ref.path.name}-{int(time.time())}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            ref.path.rename(aside)
+            log.warning("moved stray %s to %s", ref.path, aside, extra=ref.log_extra)
+            removed = True
+        if holder is None:  # the cache's branch may hold a commit gitops made: keep it
+            removed = removed or cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
+            salvage_branch = salvage(cache, runner, None, ref.branch, ref.agent_id, ref.task_id)
     if holder is None and cache.has_ref(ref.repository, f"refs/heads/{ref.branch}"):
         runner.run("update-ref", "-d", f"refs/heads/{ref.branch}")
     log.info("removed worktree %s (salvage: %s)", ref.path, salvage_branch, extra=ref.log_extra)

@@ -195,3 +195,25 @@ async def test_mid_rebase_the_commit_is_sent_back_and_removal_salvages_both(
     assert git(repo, "merge-base", "--is-ancestor", made.commit or "", tip) == ""
     assert git(repo, "merge-base", "--is-ancestor", upstream, tip) == ""
     assert not path.exists()
+
+
+async def test_a_commit_gitops_made_survives_a_repository_that_vanished(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """The agent's directory gone (or replaced by a stray one): the commit gitops made in
+    the cache's branch is salvaged before the branch is deleted."""
+    import shutil
+
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "lost"))
+    path = Path(ready.path or "")
+    (path / "work.txt").write_text("work\n")
+    made = await commits.commit(cache, commit_req(remote_repo, "lost", message="work"))
+    shutil.rmtree(path)
+    path.mkdir()
+    (path / "stray.txt").write_text("someone else's\n")
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "lost"))
+    assert removed.removed
+    assert removed.salvage_branch == "mosaic/salvage/lost"
+    repo = cache.repo_path(str(remote_repo))
+    assert git(repo, "rev-parse", "mosaic/salvage/lost") == made.commit
+    assert list((path.parent / ".orphaned").iterdir())
