@@ -51,6 +51,7 @@ def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
     fields: dict[str, object] = {"error": failure(exc)}
     if isinstance(exc, ConflictError) and reply_type is PushDone:
         fields["conflicts"] = exc.paths
+        fields["base_commit"] = exc.base_commit
     if isinstance(exc, SecretFoundError) and reply_type is CommitMade:
         fields["findings"] = tuple(
             SecretFinding(path=path, line=line, rule=rule) for path, line, rule in exc.findings

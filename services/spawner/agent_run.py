@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from services.spawner import agentgit
 from services.spawner.clients import Gates, GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.forecast import Forecast
@@ -152,6 +153,7 @@ class AgentRun:
             deployment=ctx.deployment,
             image=self._environment.image,
             env=self._environment.env_pairs(),
+            readonly=_shared_objects(self._worktree),
         )
         self._sandbox = await ctx.sandboxes.create(spec)
         await ctx.tracker.transition(
@@ -316,9 +318,14 @@ class AgentRun:
                     f"Commit blocked by the secret scan: {commit.error.message}. "
                     "Remove the secret and finish again."
                 )
+            if commit.error.code == "wrong_branch":
+                return f"Not committed: {commit.error.message}. Then finish again."
             raise StepFailedError("commit", commit.error)
         if commit.commit is not None:
             self._committed = True
+            assert self._sandbox is not None
+            if not await agentgit.align(self._sandbox, commit.commit):
+                await self._no_git("the commit of its leftovers was not checked out there")
         elif self._branch_has_no_work(commit):
             # Nothing the agent did reached the worktree: pushing would publish the base
             # as if it were the work. Tell the agent once; a second finish confirms that
@@ -333,15 +340,23 @@ class AgentRun:
             return None
         pushed = await ctx.gitops.push(PushRequested(**where))
         if pushed.conflicts:
-            paths = ", ".join(pushed.conflicts)
-            return (
-                f"Merge conflict with origin/{req.context.branch} in: {paths}. "
-                "Rebase or merge onto the updated base, resolve, then finish again."
-            )
+            assert self._sandbox is not None
+            return await agentgit.conflict_text(self._sandbox, req.context.branch, pushed,
+                                                self._no_git)  # fmt: skip
         if pushed.error is not None:
             raise StepFailedError("push", pushed.error)
         self._pushed = pushed
         return None
+
+    async def _no_git(self, what: str) -> None:
+        """Say (log and an agent event) that the sandbox has no git, and what that skipped."""
+        log.warning("no git in the sandbox: %s", what, extra=self._log)
+        await self.ctx.tracker.record(
+            self.agent_id,
+            self.task_id,
+            "progress",
+            {"step": "git_unavailable", "detail": f"no git in the sandbox: {what}"},
+        )
 
     def _branch_has_no_work(self, commit: CommitMade) -> bool:
         """Nothing committed now, in this attempt or before: the branch is still its base."""
@@ -494,3 +509,8 @@ def _rejection_text(decision: GateDecision) -> str:
             lines.append(f"- {result.name} failed:\n{result.excerpt[-2000:]}")
     lines.append("Fix these and call finish again.")
     return "\n".join(lines)
+
+
+def _shared_objects(worktree: WorktreeReady) -> tuple[Path, ...]:
+    """The cache objects the agent's repository borrows, mounted read-only."""
+    return (Path(worktree.shared_objects),) if worktree.shared_objects else ()

@@ -25,11 +25,16 @@ class WorktreeReady(Message):
     repo_path: str | None = None
     base_commit: str | None = None
     reused: bool = False
+    shared_objects: str | None = None
+    """The cache's object directory the agent's repository borrows through alternates:
+    sandboxes mount it read-only at the same path (``SandboxSpec.readonly``)."""
     error: Failure | None = None
 
 
 class CommitRequested(Message):
-    """Stage everything in the worktree and commit it (after the secret scan)."""
+    """Import the agent's branch into the cache and commit what it left uncommitted
+    (after the secret scan); ``error.code`` ``wrong_branch`` when its HEAD is not on
+    its branch (mid-rebase): told to the agent."""
 
     agent_id: str
     task_id: str
@@ -69,11 +74,17 @@ class PushRequested(Message):
 
 
 class PushDone(Message):
-    """The remote branch pushed, or the conflicting paths / failure."""
+    """The remote branch pushed, or the conflicting paths / failure.
+
+    With ``conflicts``, ``base_commit`` is the base they were found against (the fetched
+    ``origin/<base>``, or the base branch's tip for the merge queue): the spawner makes
+    it the agent's ``origin/<base>`` before telling it.
+    """
 
     remote_branch: str | None = None
     commit: str | None = None
     conflicts: tuple[str, ...] = ()
+    base_commit: str | None = None
     error: Failure | None = None
 
 
