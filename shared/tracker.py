@@ -6,6 +6,7 @@ the history list, the record and the live feed never disagree.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -102,6 +103,16 @@ class AgentTracker:
             log.warning("could not publish event for %s", event.agent_id, exc_info=True)
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation a library swallowed. redis-py (8.1) can return normally
+    from a command when the task was cancelled during it; an attempt that carried on
+    would lose a kill or a shutdown. Code that handles a cancellation on purpose calls
+    ``Task.uncancel()`` first (``AgentRun.execute``)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError("cancelled during a state write")
+
+
 class AttemptTracker:
     """The tracker as one attempt writes through it: every write carries the attempt's
     number as its fencing token, so a spawner that lost the task changes nothing."""
@@ -123,7 +134,7 @@ class AttemptTracker:
         reason: str | None = None,
     ) -> AgentEvent:
         """A fenced transition; ``reason`` is appended to the record's attempt reasons."""
-        return await self.tracker.transition(
+        event = await self.tracker.transition(
             self.agent_id,
             task_id=self.task_id,
             agent=agent,
@@ -133,13 +144,18 @@ class AttemptTracker:
             fence=self.attempt,
             append={"attempt_reasons": reason} if reason is not None else None,
         )
+        raise_if_cancelled()
+        return event
 
     async def record(self, kind: EventKind, detail: Mapping[str, Any]) -> AgentEvent:
         """A fenced event in the history (progress, gate, cleanup)."""
-        return await self.tracker.record(
+        event = await self.tracker.record(
             self.agent_id, self.task_id, kind, detail, fence=self.attempt
         )
+        raise_if_cancelled()
+        return event
 
     async def update(self, fields: Mapping[str, Any]) -> None:
         """A fenced write of non-state fields."""
         await self.store.update(self.agent_id, fields, fence=self.attempt)
+        raise_if_cancelled()

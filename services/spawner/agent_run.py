@@ -119,6 +119,7 @@ class AgentRun:
             await self._cleanup()  # a final state means the worktree is already gone
             return await self._finish(outcome)
         except asyncio.CancelledError:
+            _handled_cancellation()  # the writes below must not see it again
             if self.running.lease_lost or (self._fatal is not None and is_stale(self._fatal)):
                 return await self._lost()
             if self.running.order is None:  # shutdown, not a kill: give the task back
@@ -234,6 +235,9 @@ class AgentRun:
         return Bounds(max_turns=s.agent_max_turns, timeout_s=timeout, max_tokens=s.agent_max_tokens)
 
     async def _finish(self, outcome: AgentOutcome) -> Verdict:
+        if outcome.status == "failed" and outcome.retryable:  # the model API, not the work
+            reason = outcome.reason or "the model provider failed"
+            return await self._failed_attempt(MosaicError(reason, retryable=True))
         fields: dict[str, Any] = {
             "completed_at": utcnow(),
             "turns": outcome.turns,
@@ -505,6 +509,16 @@ class AgentRun:
                 await self.tracker.record("cleanup", detail)
             except (MosaicError, RedisError):  # fenced off, or Valkey down: the end says more
                 log.warning("could not record the cleanup", extra=self._log, exc_info=True)
+
+
+def _handled_cancellation() -> None:
+    """Clear the current task's pending cancellation once it has been caught here, so
+    ``raise_if_cancelled`` in the attempt's state writes lets the hand-back and kill
+    records through."""
+    task = asyncio.current_task()
+    if task is not None:
+        while task.cancelling():
+            task.uncancel()
 
 
 def _can_change(agent_type: AgentType) -> bool:

@@ -73,7 +73,7 @@ async def make_spawner(
 ) -> AsyncIterator[Callable[..., Awaitable[Spawner]]]:
     opened: list[tuple[NatsBroker, Redis]] = []
 
-    async def make(name: str, **settings: Any) -> Spawner:
+    async def make(name: str, model: ModelSettings | None = None, **settings: Any) -> Spawner:
         broker = make_broker(NatsSettings(nats_url=bus_url), name)
         await broker.start()
         redis = Redis.from_url(valkey_url)
@@ -85,7 +85,7 @@ async def make_spawner(
             gitops=GitOps(broker, 30),
             gates=Gates(broker, 5, 1),
             sandboxes=HostSandboxFactory(tmp_path),
-            model=ModelSettings(mosaic_provider="scripted"),
+            model=model or ModelSettings(mosaic_provider="scripted"),
             quality=QualitySettings(),
             settings=spawner_settings,
             instance=name,
