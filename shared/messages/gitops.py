@@ -15,6 +15,9 @@ class WorktreeRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeReady(Message):
@@ -40,6 +43,9 @@ class CommitRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
     message: str
     yolo: bool = False
 
@@ -71,6 +77,9 @@ class PushRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class PushDone(Message):
@@ -95,6 +104,9 @@ class WorktreeRemoveRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeRemoved(Message):
