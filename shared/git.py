@@ -1,18 +1,15 @@
 """The one way any service runs git: nothing an agent wrote can make it run a program.
 
-An agent owns every byte of its worktree, and in a non-root deployment (the sandbox uid
-owns the worktree) it can replace the worktree's ``.git`` with a repository of its own:
+An agent owns every byte of its repository (``shared.agentrepo``), its ``.git`` included:
 config with ``core.fsmonitor``, hooks, a clean filter that ``.gitattributes`` names, a
-diff driver, objects borrowed from the cache through ``objects/info/alternates``. Git
-started in the worktree would follow that ``.git`` and run those programs on the host,
-as the service's user. So every git command of every service goes through ``Git``:
+diff driver. Git started in its directory would follow that ``.git`` and run those
+programs on the host, as the service's user. So every git command of every service
+goes through ``Git``:
 
 - the repository is named explicitly (``--git-dir``, and ``--work-tree`` when there is
-  one); the worktree's own ``.git`` is never followed. A worktree is trusted only if it
-  is where gitops puts worktrees (``<cache>/<slug>_worktrees/<name>``), the cache
-  repository registered it (``<cache>/<slug>/worktrees/<id>/gitdir`` names it) and its
-  ``.git`` is still the one-line file git wrote, pointing at that admin dir
-  (``trusted_worktree``); anything else is refused with ``GitTamperedError``;
+  one); a ``.git`` found in a work tree is never followed. An agent's own repository is
+  read only as ``shared.agentrepo`` says (its structure checked first, its files seen
+  through the cache's git dir and a scratch index);
 - the command line (which beats every config file) turns off hooks, fsmonitor, signing
   programs, the ``ext::``/``fd::`` transports, global attributes and submodule
   recursion, and blanks every program-naming key (filters, diff and merge drivers,
@@ -135,7 +132,8 @@ class GitTimedOut(GitError):
 
 
 class GitTamperedError(GitError):
-    """A worktree's ``.git`` (or the repository's config) is not what gitops made: refused."""
+    """An agent repository's ``.git`` (or a repository's config) is not what gitops made,
+    or not what host-side git may safely read: refused."""
 
     code = "worktree_tampered"
 
@@ -176,8 +174,8 @@ def operator_env() -> dict[str, str]:
 class Git:
     """Runs git on one explicitly named repository with the safety options on (blocking).
 
-    ``git_dir`` is the repository (a bare cache, or a worktree's admin dir from
-    ``trusted_worktree``), or None for commands outside any repository (``init``,
+    ``git_dir`` is the repository (a bare cache, or an agent's ``.git`` once
+    ``shared.agentrepo.verify`` passed), or None for commands outside any repository (``init``,
     ``check-ref-format``). ``env`` (from ``reader_env`` or ``operator_env``) is the
     whole environment, plus ``extra_env``.
     """
@@ -338,68 +336,6 @@ def refuse_includes(entries: Sequence[tuple[str, str, str]], git_dir: Path) -> N
         raise GitTamperedError(
             f"the config of {git_dir} includes other files ({', '.join(bad)}): refusing to run git"
         )
-
-
-def worktree_admin_dir(repo: Path, worktree: Path) -> Path | None:
-    """The admin dir (``<repo>/worktrees/<id>``) that git registered for ``worktree``."""
-    admin_root = repo / "worktrees"
-    if not admin_root.is_dir() or admin_root.is_symlink():
-        return None
-    target = (worktree / ".git").absolute()
-    for admin in admin_root.iterdir():
-        try:
-            recorded = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
-        except (OSError, UnicodeDecodeError):
-            continue
-        if recorded == target or recorded.resolve() == target.resolve():
-            return admin
-    return None
-
-
-def verify_worktree(repo: Path, worktree: Path) -> Path:
-    """Check that ``worktree/.git`` is still the link git wrote to our admin dir; return
-    that dir. Raises ``GitTamperedError`` (naming the bad ``.git``) otherwise."""
-    admin = worktree_admin_dir(repo, worktree)
-    dotgit = worktree / ".git"
-    if admin is None:
-        raise GitTamperedError(f"{worktree} is not registered with the repository cache {repo}")
-    if dotgit.is_symlink() or not dotgit.is_file():
-        raise GitTamperedError(f"{dotgit} is no longer the file git wrote (refusing)")
-    try:
-        content = dotgit.read_bytes()[:4096].decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GitTamperedError(f"{dotgit} cannot be read as a gitdir link (refusing)") from exc
-    prefix = "gitdir: "
-    if not content.startswith(prefix) or "\n" in content:
-        raise GitTamperedError(f"{dotgit} is not a gitdir link (refusing)")
-    pointed = Path(content[len(prefix) :])
-    if not pointed.is_absolute():
-        pointed = worktree / pointed
-    if pointed.resolve() != admin.resolve():
-        raise GitTamperedError(
-            f"{dotgit} points at {pointed}, not at the repository cache's {admin} (refusing)"
-        )
-    return admin
-
-
-def cache_repository(worktree: Path) -> Path:
-    """The cache repository a gitops worktree belongs to, from where it lies:
-    ``<cache>/<slug>_worktrees/<name>`` belongs to ``<cache>/<slug>``."""
-    parent = worktree.parent
-    if not parent.name.endswith(WORKTREES_SUFFIX) or parent.name == WORKTREES_SUFFIX:
-        raise GitTamperedError(
-            f"{worktree} is not in a gitops worktree directory (<repo>{WORKTREES_SUFFIX}/)"
-        )
-    repo = parent.parent / parent.name.removesuffix(WORKTREES_SUFFIX)
-    if repo.is_symlink() or not (repo / "HEAD").is_file():
-        raise GitTamperedError(f"{worktree}: no repository cache at {repo}")
-    return repo
-
-
-def trusted_worktree(worktree: Path, *, timeout: float = 60.0) -> Git:
-    """A reader on a gitops worktree, after checking its ``.git`` link (see module doc)."""
-    admin = verify_worktree(cache_repository(worktree), worktree)
-    return Git(admin, worktree, timeout=timeout, extra_env={"GIT_INDEX_FILE": str(admin / "index")})
 
 
 def nested_repositories(git: Git, tree: str | None = None) -> list[str]:

@@ -79,6 +79,28 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def agent_repository(cache: Path, name: str, agent: str, base: str = "main") -> Path:
+    """An agent repository as gitops makes one (``shared.agentrepo.create``):
+    ``<cache>_worktrees/<name>`` on ``mosaic/agent-<agent>`` at the bare ``cache``'s
+    ``refs/remotes/origin/<base>``, borrowing its objects."""
+    from shared import agentrepo
+    from shared.git import Git
+
+    path = cache.parent / f"{cache.name}_worktrees" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = git(cache, "rev-parse", f"refs/remotes/origin/{base}")
+    agentrepo.create(
+        agentrepo.AgentRepo(path, cache),
+        branch=f"mosaic/agent-{agent}",
+        start=start,
+        base_branch=base,
+        base=start,
+        identity=("Mosaic Test", "mosaic@test.invalid"),
+        make=lambda git_dir, work_tree, env: Git(git_dir, work_tree, extra_env=env),
+    )
+    return path
+
+
 TEST_APP = (
     "import unittest\n\nimport app\n\n\n"
     "class AddTest(unittest.TestCase):\n"

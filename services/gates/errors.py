@@ -12,7 +12,8 @@ class GatesError(MosaicError):
 
 
 class WorktreeError(GatesError):
-    """The worktree named in the request is missing, not a git worktree, or not allowed."""
+    """The worktree named in the request is missing, not an agent repository gitops made, or
+    not allowed."""
 
     code = "bad_worktree"
 

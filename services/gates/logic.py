@@ -27,6 +27,7 @@ from services.gates.runner import (
     SandboxSource,
 )
 from services.gates.settings import GatesSettings
+from shared.agentrepo import shared_objects_of
 from shared.audit import KIND_GATE_SKIPPED
 from shared.messages.audit import AuditEntry
 from shared.messages.base import Failure
@@ -122,9 +123,23 @@ class GateChecker:
         self, request: GateCheckRequested, names: tuple[str, ...], extra: dict[str, str]
     ) -> GateDecision:
         started = time.monotonic()
-        s = self.settings
         worktree = await asyncio.to_thread(check_worktree, request.worktree, self._root)
         view = await open_view(worktree, request.base)
+        try:
+            return await self._check_view(request, names, extra, started, worktree, view)
+        finally:
+            view.close()
+
+    async def _check_view(
+        self,
+        request: GateCheckRequested,
+        names: tuple[str, ...],
+        extra: dict[str, str],
+        started: float,
+        worktree: Path,
+        view: RepoView,
+    ) -> GateDecision:
+        s = self.settings
         repo = await asyncio.to_thread(
             load_gates,
             view,
@@ -147,6 +162,7 @@ class GateChecker:
             agent_id=request.agent_id,
             task_id=request.task_id,
             worktree=worktree,
+            shared_objects=shared_objects_of(worktree),
             environment=Environment(
                 image=request.environment_image,
                 env=tuple(sorted(request.environment_env.items())),

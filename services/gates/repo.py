@@ -1,21 +1,26 @@
-"""Read-only git views of an agent's worktree: its base, files at the base, its diff.
+"""Read-only git views of an agent's repository: its base, files at the base, its diff.
 
-Git runs only through ``shared.git``: on a worktree gitops made, whose ``.git`` link is
-checked first, with the cache's admin dir named explicitly (never the worktree's
-``.git``), program-naming config blanked and no user or system config, so looking at a
-worktree never runs code from it. The gates' own config is read at the base commit, so
-a change cannot weaken the gates it is checked by.
+Git runs only through ``shared.agentrepo``: on an agent repository gitops made, whose
+structure is checked first; its HEAD read through ``shared.git`` (program-naming config
+blanked, includes refused), its files through the cache's git dir with a scratch index
+and a scratch object directory (``files_view``), so looking at an agent's work runs no
+code from it and writes nothing into it or the cache. The gates' own config is read at
+the base commit, so a change cannot weaken the gates it is checked by.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.gates.errors import WorktreeError
-from shared.git import EMPTY_TREE, Git, GitError, GitTamperedError, trusted_worktree
+from shared import agentrepo
+from shared.agentrepo import AgentRepo
+from shared.git import EMPTY_TREE, Git, GitError, GitTamperedError
 
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@^~-]{0,250}$")
 _BASE_CANDIDATES = (
@@ -52,17 +57,23 @@ def _git(runner: Git, *args: str, ok: tuple[int, ...] = (0,)) -> GitOut:
     return result
 
 
-def open_git(worktree: Path) -> Git:
-    """The git runner on ``worktree``, once its ``.git`` is the link gitops made."""
+def _make(git_dir: Path | None, work_tree: Path | None, env: Mapping[str, str]) -> Git:
+    return Git(git_dir, work_tree, timeout=GIT_TIMEOUT_S, extra_env=env)
+
+
+def open_repo(worktree: Path) -> AgentRepo:
+    """The agent repository at ``worktree``, once its structure is what gitops made."""
     try:
-        return trusted_worktree(worktree, timeout=GIT_TIMEOUT_S)
+        repo = AgentRepo.at(worktree)
+        agentrepo.verify(repo)
     except GitTamperedError as exc:
         raise WorktreeError(f"refusing to read {worktree} with git: {exc.message}") from exc
+    return repo
 
 
 def check_worktree(path: str, root: Path | None) -> Path:
-    """The real path of the worktree, if it is a directory under ``root`` that is a
-    worktree gitops made (its ``.git`` checked: see ``open_git``)."""
+    """The real path of the worktree, if it is a directory under ``root`` that is an
+    agent repository gitops made (its ``.git`` checked: see ``open_repo``)."""
     raw = Path(path)
     if not raw.is_absolute():
         raise WorktreeError(f"worktree must be an absolute path, got {path!r}")
@@ -73,24 +84,52 @@ def check_worktree(path: str, root: Path | None) -> Path:
             raise WorktreeError(f"worktree {path} is outside the allowed root {top}")
     if not real.is_dir():
         raise WorktreeError(f"worktree {path} does not exist")
-    open_git(real)
+    open_repo(real)
     return real
 
 
 class RepoView:
-    """What the gates read from one worktree (blocking: call through ``asyncio.to_thread``)."""
+    """What the gates read from one worktree (blocking: call through ``asyncio.to_thread``).
 
-    def __init__(self, worktree: Path, git: Git, base: str | None) -> None:
+    Holds a scratch directory (the view's index and objects): ``close`` it.
+    """
+
+    def __init__(
+        self,
+        worktree: Path,
+        git: Git,
+        head: str | None,
+        base: str | None,
+        scratch: contextlib.ExitStack | None = None,
+    ) -> None:
         self.worktree = worktree
         self.git = git
+        self.head = head
         self.base = base
+        self._scratch = scratch or contextlib.ExitStack()
 
     @classmethod
     def open(cls, worktree: Path, requested_base: str | None) -> RepoView:
-        """Check the worktree's ``.git``, then resolve the base: the one asked for, else
-        the merge base with origin's default branch."""
-        runner = open_git(worktree)
-        return cls(worktree, runner, _resolve_base(runner, requested_base))
+        """Check the repository's structure, read its HEAD, then resolve the base: the
+        one asked for, else the merge base with origin's default branch."""
+        repo = open_repo(worktree)
+        try:
+            head = agentrepo.resolve(agentrepo.reader(repo, _make), "HEAD")
+        except GitError as exc:
+            raise WorktreeError(f"cannot read HEAD of {worktree}: {exc.message}") from exc
+        scratch = contextlib.ExitStack()
+        try:
+            git = scratch.enter_context(agentrepo.files_view(repo, head, _make))
+            view = cls(worktree, git, head, None, scratch)
+            view.base = _resolve_base(git, head, requested_base)
+        except BaseException:
+            scratch.close()
+            raise
+        return view
+
+    def close(self) -> None:
+        """Remove the view's scratch index and objects."""
+        self._scratch.close()
 
     def read_base(self, path: str) -> str | None:
         """The text of ``path`` at the base commit, or ``None`` when it is not there."""
@@ -141,10 +180,7 @@ class RepoView:
 
         Returns the diff text, cut at ``max_chars``, and whether it was cut.
         """
-        against = self.base or "HEAD"
-        has_head = _git(self.git, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
-        if has_head.code != 0:
-            against = EMPTY_TREE
+        against = self.base or self.head or EMPTY_TREE
         parts = [
             _git(
                 self.git,
@@ -172,7 +208,7 @@ class RepoView:
         return text, False
 
 
-def _resolve_base(git: Git, requested: str | None) -> str | None:
+def _resolve_base(git: Git, head: str | None, requested: str | None) -> str | None:
     if requested is not None:
         if not _REF.match(requested) or ".." in requested:
             raise WorktreeError(f"not a usable base: {requested!r}")
@@ -182,12 +218,13 @@ def _resolve_base(git: Git, requested: str | None) -> str | None:
         if found.code != 0:
             raise WorktreeError(f"base {requested!r} is not a commit of this repository")
         return found.out.strip()
+    if head is None:
+        return None
     for candidate in _BASE_CANDIDATES:
-        merge = _git(git, "merge-base", "HEAD", candidate, ok=(0, 1, 128))
+        merge = _git(git, "merge-base", head, candidate, ok=(0, 1, 128))
         if merge.code == 0 and merge.out.strip():
             return merge.out.strip()
-    head = _git(git, "rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1, 128))
-    return head.out.strip() if head.code == 0 and head.out.strip() else None
+    return head
 
 
 async def open_view(worktree: Path, base: str | None) -> RepoView:

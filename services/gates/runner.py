@@ -75,6 +75,9 @@ class GateTarget:
     task_id: str
     worktree: Path
     environment: Environment = Environment()
+    shared_objects: Path | None = None
+    """The cache objects the agent's repository borrows: mounted read-only, so git in a
+    gate command sees the repository's history as the agent does."""
 
 
 def cache_env(tmp: str) -> dict[str, str]:
@@ -258,6 +261,7 @@ class GateRunner:
             image=target.environment.image,
             env=target.environment.env,
             writable=writable,
+            readonly=(target.shared_objects,) if target.shared_objects else (),
         )
 
     async def run(

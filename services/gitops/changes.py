@@ -5,24 +5,23 @@ changed with what each running agent is changing. Both sides are diffs against a
 commit, parsed from ``git diff -U0`` into the base lines each hunk replaces; a file git
 cannot give lines for (binary, renamed, a mode change only) counts as a whole.
 
-The agent side reads the worktree as it is, uncommitted and untracked files included,
-through a scratch index (the agent's own index is never touched, and intent-to-add
-entries write no blob). Everything that knows where an agent's files and refs live is in
-``agent_changes``: a new repository layout is ported there and nowhere else.
+The agent side reads the agent's repository as it is, uncommitted and untracked files
+included, through ``shared.agentrepo.files_view`` (scratch index and objects: nothing is
+written, the agent's own index is never touched).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import tempfile
 from dataclasses import dataclass
 
 from services.gitops.errors import BranchNotFoundError, GitOpsError, WorktreeNotFoundError
 from services.gitops.repos import RepoCache
-from services.gitops.safety import GitRunner, refuse_nested_repositories, verify_worktree
 from services.gitops.validation import validate_branch, validate_repository
-from services.gitops.worktrees import locate, worktree_runner
+from services.gitops.worktrees import locate, make_runner, open_agent_repo
+from shared import agentrepo
+from shared.git import Git, refuse_nested_repositories
 from shared.messages.gitops import ChangesFound, ChangesRequested, FileChange, LineRange
 
 MAX_FILES = 1000
@@ -132,7 +131,7 @@ def file_changes(
 
 
 def diff_changes(
-    runner: GitRunner, base: str, target: str | None, env: dict[str, str] | None = None
+    runner: Git, base: str, target: str | None, env: dict[str, str] | None = None
 ) -> tuple[tuple[FileChange, ...], bool]:
     """Files changed from commit ``base`` to commit ``target`` (to the work tree when
     ``target`` is None), and whether more than ``MAX_FILES`` were left out."""
@@ -158,40 +157,36 @@ def pushed_changes(cache: RepoCache, repository: str, head: str, base_branch: st
 
 
 async def agent_changes(cache: RepoCache, request: ChangesRequested) -> ChangesFound:
-    """The agent's changes against its base, as its worktree holds them right now.
+    """The agent's changes against its base, as its repository holds them right now.
 
-    Today's layout: the worktree ``<repo>_worktrees/agent-<agentId>-<taskId>`` of the
-    cache, on ``mosaic/agent-<agentId>``, its base the fork point from
-    ``origin/<base>``. Read through a scratch index under the worktree's lock, so a
-    commit of the same worktree never runs meanwhile.
+    The agent's own repository (``shared.agentrepo``), structure verified, read through
+    a ``files_view``: the cache as git dir, a scratch index and scratch objects, the
+    agent's objects readable, so nothing is written anywhere and the agent's index is
+    never touched. The base is where its HEAD (detached mid-rebase is fine) forked from
+    ``origin/<base>``. Under the worktree's lock, so a commit of it never runs meanwhile.
     """
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())
-    if not (ref.repo / "HEAD").is_file() or not ref.path.is_dir():
-        raise WorktreeNotFoundError(f"no worktree for agent {ref.agent_id}, task {ref.task_id}")
 
     def read() -> ChangesFound:
-        worktree = worktree_runner(cache, ref, verify_worktree(ref.repo, ref.path))
-        refuse_nested_repositories(worktree)  # `add` would start a git inside one
-        head = worktree.out("rev-parse", "--verify", "HEAD")  # detached mid-rebase is fine
-        refuse_nested_repositories(worktree, head)
-        base = _merge_base(
-            cache.runner(ref.repository),
-            f"refs/heads/{ref.branch}",
-            f"refs/remotes/origin/{request.base_branch}",
-        )
-        with tempfile.TemporaryDirectory(prefix="mosaic-changes-") as scratch:
-            env = {"GIT_INDEX_FILE": f"{scratch}/index"}
-            worktree.run("read-tree", head, env=env)
-            worktree.run("add", "--all", "--intent-to-add", env=env)
-            files, truncated = diff_changes(worktree, base, None, env)
+        repo = open_agent_repo(cache, ref)
+        make = make_runner(cache)
+        head = agentrepo.resolve(agentrepo.reader(repo, make), "HEAD")
+        if head is None:
+            raise WorktreeNotFoundError(f"agent {ref.agent_id} has no commit checked out")
+        with agentrepo.files_view(repo, head, make) as view:
+            refuse_nested_repositories(view, head)  # never start a git in one
+            base = _merge_base(view, head, f"refs/remotes/origin/{request.base_branch}")
+            refuse_nested_repositories(view)
+            tree = agentrepo.snapshot_tree(view)
+            files, truncated = diff_changes(view, base, tree)
         return ChangesFound(base_commit=base, files=files, truncated=truncated)
 
     async with cache.worktree_lock(ref.path):
         return await asyncio.to_thread(read)
 
 
-def _merge_base(runner: GitRunner, head: str, base_ref: str) -> str:
+def _merge_base(runner: Git, head: str, base_ref: str) -> str:
     result = runner.run("merge-base", head, base_ref, ok=(0, 1, 128))
     if result.status != 0 or not result.stdout.strip():
         raise BranchNotFoundError(

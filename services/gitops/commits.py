@@ -1,7 +1,12 @@
-"""Committing an agent's worktree: stage everything, scan what is added, then commit.
+"""Committing what an agent left uncommitted, in the cache: import, stage, scan, commit.
 
-The scan runs on the staged diff before the commit object exists; a hit unstages and
-blocks. YOLO mode skips quality gates elsewhere, never this scan.
+The agent's branch is imported into the cache's ``mosaic/agent-<id>`` first (its own
+commits, rebases and merges are kept), then its files are staged in a scratch index
+through ``shared.agentrepo.files_view`` (the cache's git dir; nothing is written into
+the agent's repository) and committed on top with ``commit-tree``, as the configured
+agent identity. The scan runs on the staged diff before the commit object exists; a hit
+blocks. YOLO mode skips quality gates elsewhere, never this scan. The spawner then
+moves the agent's branch to the new commit inside its sandbox (``git reset --mixed``).
 """
 
 from __future__ import annotations
@@ -9,17 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.gitops.errors import (
-    GitOpsError,
-    InvalidRequestError,
-    SecretFoundError,
-    WorktreeTamperedError,
-)
+from services.gitops.errors import InvalidRequestError, SecretFoundError
 from services.gitops.repos import RepoCache
-from services.gitops.safety import GitRunner, refuse_nested_repositories
+from services.gitops.safety import refuse_nested_repositories
 from services.gitops.secrets import ALLOWLIST_PATH, Allowlist, Finding, scan_diff, scan_text
 from services.gitops.validation import validate_branch
-from services.gitops.worktrees import WorktreeRef, locate, open_worktree
+from services.gitops.worktrees import WorktreeRef, locate, make_runner, sync_branch
+from shared.agentrepo import files_view
 from shared.messages.gitops import CommitMade, CommitRequested
 
 log = logging.getLogger(__name__)
@@ -62,34 +63,29 @@ async def commit(cache: RepoCache, request: CommitRequested) -> CommitMade:
 
 
 def _commit(cache: RepoCache, ref: WorktreeRef, request: CommitRequested) -> CommitMade:
-    runner = open_worktree(cache, ref)
-    runner.run("add", "-A")
-    try:  # added just now: never commit an agent's repository
-        refuse_nested_repositories(runner)
-    except WorktreeTamperedError:
-        _unstage(runner)
-        raise
-    if runner.run("diff", "--cached", "--quiet", ok=(0, 1)).status == 0:
-        return CommitMade(nothing_to_commit=True, head=runner.out("rev-parse", "HEAD"))
-    findings = scan_diff(
-        runner.out(*_STAGED_DIFF), load_allowlist(cache, ref.repository, request.base_branch)
-    )
-    findings += scan_text("<commit message>", request.message)
-    if findings:
-        _unstage(runner)
-        raise _blocked(findings)
-    runner.run("commit", "--quiet", "--no-verify", "--no-gpg-sign", "-m", request.message,
-               env=cache.identity_env())  # fmt: skip
-    sha = runner.out("rev-parse", "HEAD")
+    head = sync_branch(cache, ref)
+    assert head is not None
+    with files_view(ref.agent_repo, head, make_runner(cache), into_cache=True) as view:
+        refuse_nested_repositories(view)  # before add: never start a git in one
+        view.run("add", "-A")
+        refuse_nested_repositories(view)  # added just now: never commit an agent's repository
+        if view.run("diff-index", "--cached", "--quiet", head, ok=(0, 1)).status == 0:
+            return CommitMade(nothing_to_commit=True, head=head)
+        findings = scan_diff(
+            view.out(*_STAGED_DIFF, head),
+            load_allowlist(cache, ref.repository, request.base_branch),
+        )
+        findings += scan_text("<commit message>", request.message)
+        if findings:
+            raise _blocked(findings)
+        tree = view.out("write-tree")
+    runner = cache.runner(ref.repository)
+    sha = runner.run(
+        "commit-tree", tree, "-p", head, "-m", request.message, env=cache.identity_env()
+    ).stdout.strip()
+    runner.run("update-ref", f"refs/heads/{ref.branch}", sha, head)
     log.info("committed %s on %s", sha[:12], ref.branch, extra=ref.log_extra)
     return CommitMade(commit=sha, head=sha)
-
-
-def _unstage(runner: GitRunner) -> None:
-    try:
-        runner.run("reset", "--quiet", "HEAD", "--", ".", ok=(0, 1))
-    except GitOpsError:
-        log.warning("could not unstage after a blocked commit")
 
 
 def _blocked(findings: list[Finding]) -> SecretFoundError:

@@ -1,8 +1,10 @@
 """Conflict detection before push, and the push itself.
 
-``git merge-tree --write-tree`` merges the agent branch with the freshly fetched remote
-base inside the object store only: no checkout, the worktree is never touched. On
-conflict the agent gets the paths and may rebase or merge and try again. Every commit
+``git merge-tree --write-tree`` merges the cache's agent branch (gitops' commit step
+imported the agent's branch into it) with the freshly fetched remote base inside the
+cache's object store only: the agent's repository is never touched. On conflict the
+agent gets the paths and the base commit (``ConflictError.base_commit``, which the
+spawner makes the agent's ``origin/<base>``), rebases or merges and tries again. Every commit
 the push would add is secret-scanned first (pushscan.py). A push rejected as
 non-fast-forward is re-checked and retried, never forced.
 """
@@ -22,7 +24,7 @@ from services.gitops.pushscan import scan_push
 from services.gitops.repos import RepoCache, classify_remote_error
 from services.gitops.safety import GitRunner
 from services.gitops.validation import validate_branch
-from services.gitops.worktrees import WorktreeRef, locate, open_worktree
+from services.gitops.worktrees import WorktreeRef, locate, open_agent_repo
 from shared.messages.gitops import PushDone, PushRequested
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ async def push(cache: RepoCache, request: PushRequested) -> PushDone:
 
 
 def _push(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> PushDone:
-    open_worktree(cache, ref)  # refuses tampered worktrees and detached heads
+    open_agent_repo(cache, ref)  # refuses a missing or tampered agent repository
     url = ref.repository
     runner = cache.runner(url, network=True)
     head = cache.rev(url, f"refs/heads/{ref.branch}")
@@ -69,6 +71,7 @@ def _push(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> PushDone:
                 f"{ref.branch} conflicts with origin/{base_branch} in {', '.join(conflicts)}; "
                 f"rebase onto or merge origin/{base_branch}, resolve, commit, push again",
                 paths=conflicts,
+                base_commit=cache.rev(url, base_ref),
             )
         scan_push(runner, base_ref, head, allowlist, scanned)
         result = runner.run("push", "--porcelain", "origin", refspec, ok=(0, 1, 128))

@@ -107,9 +107,18 @@ class SecretFoundError(GitOpsError):
 
 
 class ConflictError(GitOpsError):
-    """The agent branch does not merge cleanly into the current remote base."""
+    """The agent branch does not merge cleanly into the current remote base.
+
+    ``base_commit`` is the base it was checked against (the freshly fetched
+    ``origin/<base>``): the spawner points the agent's ``origin/<base>`` at it, so the
+    agent can rebase or merge without a network.
+    """
 
     code = "conflict"
+
+    def __init__(self, message: str, *, paths: tuple[str, ...], base_commit: str) -> None:
+        super().__init__(message, paths=paths)
+        self.base_commit = base_commit
 
 
 class PushRejectedError(GitOpsError):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.gitops import basestatus, changes, commits, conflicts, integrate, worktrees
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
+from services.gitops.fencing import Fences
 from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
 from shared import subjects
@@ -58,6 +59,7 @@ def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
     fields: dict[str, object] = {"error": failure(exc)}
     if isinstance(exc, ConflictError) and reply_type is PushDone:
         fields["conflicts"] = exc.paths
+        fields["base_commit"] = exc.base_commit
     if isinstance(exc, SecretFoundError) and reply_type is CommitMade:
         fields["findings"] = tuple(
             SecretFinding(path=path, line=line, rule=rule) for path, line, rule in exc.findings
@@ -102,6 +104,7 @@ async def answer(
 def register(broker: NatsBroker, cache: RepoCache) -> None:
     """Subscribe the gitops handlers (queue group ``gitops``) on ``broker``."""
     workers = max(2, cache.settings.max_concurrency)
+    fences = Fences(cache.root / ".fences")  # every request of an attempt is fenced
 
     @broker.subscriber(
         subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE, max_workers=workers
@@ -111,7 +114,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             WorktreeRequested,
             WorktreeReady,
-            lambda request: worktrees.create_worktree(cache, request),
+            lambda request: fences.run(request, lambda: worktrees.create_worktree(cache, request)),
         )
 
     @broker.subscriber(
@@ -122,7 +125,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             WorktreeRemoveRequested,
             WorktreeRemoved,
-            lambda request: worktrees.remove_worktree(cache, request),
+            lambda request: fences.run(request, lambda: worktrees.remove_worktree(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
@@ -131,13 +134,13 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             CommitRequested,
             CommitMade,
-            lambda request: commits.commit(cache, request),
+            lambda request: fences.run(request, lambda: commits.commit(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def push(message: NatsMessage) -> bytes:
         async def push_and_announce(request: PushRequested) -> PushDone:
-            done = await conflicts.push(cache, request)
+            done = await fences.run(request, lambda: conflicts.push(cache, request))
             await announce_push(broker, cache, request, done)
             return done
 
@@ -169,7 +172,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             IntegrateRequested,
             Integrated,
-            lambda request: integrate.integrate(cache, request),
+            lambda request: fences.run(request, lambda: integrate.integrate(cache, request)),
         )
 
     merges = MergeAudit(broker)
@@ -177,7 +180,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(subjects.GITOPS_LAND, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def land(message: NatsMessage) -> bytes:
         async def land_and_announce(request: LandRequested) -> Landed:
-            landed = await merges.land(cache, request)
+            landed = await fences.run(request, lambda: merges.land(cache, request))
             if landed.commit is not None:  # the agent branch was pushed too: forecast it
                 where = PushRequested(
                     agent_id=request.agent_id,

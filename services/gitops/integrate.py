@@ -2,8 +2,8 @@
 
 Everything happens in the repository cache, never in the agent's own files:
 
-- ``integrate``: fetch ``origin/<base>``; in a scratch worktree of the cache
-  (``<slug>_worktrees/merge-<agentId>-<taskId>``, detached, owned by gitops) rebase the
+- ``integrate``: fetch ``origin/<base>``; in a scratch repository made like an agent's
+  (``<slug>_worktrees/merge-<agentId>-<taskId>``, owned by gitops) rebase the
   agent branch's commits onto the fetched base (a fast-forward when the branch already
   contains it: nothing is rewritten, merge commits included). A conflict aborts the
   rebase, removes the scratch worktree and answers the paths and the fetched base.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 
 from services.gitops.commits import load_allowlist
@@ -34,9 +33,11 @@ from services.gitops.errors import (
 )
 from services.gitops.pushscan import scan_push
 from services.gitops.repos import RepoCache, classify_remote_error
-from services.gitops.safety import GitRunner, verify_worktree
+from services.gitops.safety import GitRunner, verify_agent_repo
 from services.gitops.validation import validate_branch
-from services.gitops.worktrees import WorktreeRef, list_worktrees_sync, locate
+from services.gitops.worktrees import WorktreeRef, delete_tree, locate, make_runner
+from shared import agentrepo
+from shared.agentrepo import AgentRepo
 from shared.messages.base import Failure
 from shared.messages.gitops import Integrated, IntegrateRequested, Landed, LandRequested
 
@@ -66,37 +67,40 @@ async def integrate(cache: RepoCache, request: IntegrateRequested) -> Integrated
 
 
 def remove_scratch(cache: RepoCache, ref: WorktreeRef) -> None:
-    """Remove the scratch worktree if there is one (idempotent)."""
-    if not (ref.repo / "HEAD").is_file():
-        return
-    runner = cache.runner(ref.repository)
+    """Remove the scratch repository if there is one (idempotent)."""
     path = scratch_path(cache, ref)
-    listed = any(wt.path == path for wt in list_worktrees_sync(runner))
-    if listed:
-        runner.run("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
     if path.exists() or path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    runner.run("worktree", "prune")
+        delete_tree(path)
 
 
 def _open_scratch(
     cache: RepoCache, ref: WorktreeRef, path: Path, *, head: str, base_branch: str, base: str
 ) -> GitRunner:
-    """A detached worktree of the cache at ``head``, the shape the gates read (with the
-    agent-repository layout it becomes a repository made like an agent's); only gitops
-    ever writes in it."""
+    """A repository made like an agent's (``shared.agentrepo.create``, so the gates read
+    it as they read an agent's), on ``mosaic/merge-<agentId>`` at ``head``. Only gitops
+    ever writes in it, and every object git writes there goes into the cache, so the
+    integrated commit is pushed from the cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cache.runner(ref.repository).run("worktree", "add", "--quiet", "--detach", str(path), head)
+    agentrepo.create(
+        AgentRepo(path, ref.repo),
+        branch=f"mosaic/merge-{ref.agent_id}",
+        start=head,
+        base_branch=base_branch,
+        base=base,
+        identity=(cache.identity.git_author_name, cache.identity.git_author_email),
+        make=make_runner(cache),
+    )
     return _scratch_runner(cache, ref, path)
 
 
 def _scratch_runner(cache: RepoCache, ref: WorktreeRef, path: Path) -> GitRunner:
-    admin = verify_worktree(ref.repo, path)
+    repo = AgentRepo(path, ref.repo)
+    verify_agent_repo(repo)
     return GitRunner(
-        admin,
+        repo.git_dir,
         path,
         timeout=cache.settings.local_timeout,
-        env={"GIT_INDEX_FILE": str(admin / "index"), **cache.identity_env()},
+        env={"GIT_OBJECT_DIRECTORY": str(repo.shared_objects), **cache.identity_env()},
     )
 
 

@@ -8,10 +8,12 @@ runner's errors into gitops' own, which the handlers reply with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from services.gitops.errors import GitCommandError, GitTimeoutError, WorktreeTamperedError
+from shared import agentrepo
+from shared.agentrepo import AgentRepo
 from shared.git import (
     Git,
     GitError,
@@ -21,10 +23,8 @@ from shared.git import (
     nested_repositories,
     operator_env,
     redact,
-    worktree_admin_dir,
 )
 from shared.git import refuse_nested_repositories as _refuse_nested
-from shared.git import verify_worktree as _verify_worktree
 
 __all__ = [
     "GitResult",
@@ -32,8 +32,8 @@ __all__ = [
     "nested_repositories",
     "redact",
     "refuse_nested_repositories",
-    "verify_worktree",
-    "worktree_admin_dir",
+    "runner_factory",
+    "verify_agent_repo",
 ]
 
 
@@ -71,17 +71,26 @@ class GitRunner(Git):
             raise GitCommandError(exc.message, retryable=exc.retryable) from exc
 
 
-def verify_worktree(repo: Path, worktree: Path) -> Path:
-    """``shared.git.verify_worktree``, raising ``WorktreeTamperedError``."""
+def runner_factory(timeout: float) -> Callable[[Path | None, Path | None, Mapping[str, str]], Git]:
+    """A ``shared.agentrepo.GitFactory`` that makes gitops' runners."""
+
+    def make(git_dir: Path | None, work_tree: Path | None, env: Mapping[str, str]) -> Git:
+        return GitRunner(git_dir, work_tree, timeout=timeout, env=env)
+
+    return make
+
+
+def refuse_nested_repositories(runner: Git, tree: str | None = None) -> None:
+    """``shared.git.refuse_nested_repositories``, raising ``WorktreeTamperedError``."""
     try:
-        return _verify_worktree(repo, worktree)
+        _refuse_nested(runner, tree)
     except GitTamperedError as exc:
         raise WorktreeTamperedError(exc.message) from exc
 
 
-def refuse_nested_repositories(runner: GitRunner, tree: str | None = None) -> None:
-    """``shared.git.refuse_nested_repositories``, raising ``WorktreeTamperedError``."""
+def verify_agent_repo(repo: AgentRepo) -> None:
+    """``shared.agentrepo.verify``, raising ``WorktreeTamperedError``."""
     try:
-        _refuse_nested(runner, tree)
+        agentrepo.verify(repo)
     except GitTamperedError as exc:
         raise WorktreeTamperedError(exc.message) from exc

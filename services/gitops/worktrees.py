@@ -1,4 +1,10 @@
-"""Agent worktrees: ``<repo>_worktrees/agent-<agentId>-<taskId>`` on ``mosaic/agent-<agentId>``.
+"""Agent repositories: ``<repo>_worktrees/agent-<agentId>-<taskId>`` on ``mosaic/agent-<agentId>``.
+
+Each agent gets its own repository there (``shared.agentrepo``: a real ``.git`` that
+borrows the cache's objects through alternates), so git works inside its sandbox. The
+cache keeps ``refs/heads/mosaic/agent-<id>``, the branch gitops pushes from: the agent's
+branch is imported into it (``sync_branch``) before anything is committed or pushed,
+and nothing on the host ever writes into the agent's repository after ``create``.
 
 Every path is derived from (repository, agent id, task id), so any gitops instance can
 serve any request. Creation and removal hold the repository lock (see repos.py).
@@ -7,6 +13,7 @@ serve any request. Creation and removal hold the repository lock (see repos.py).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,14 +28,11 @@ from services.gitops.errors import (
     WorktreeTamperedError,
 )
 from services.gitops.repos import RepoCache
-from services.gitops.safety import (
-    GitRunner,
-    refuse_nested_repositories,
-    verify_worktree,
-    worktree_admin_dir,
-)
+from services.gitops.safety import runner_factory, verify_agent_repo
 from services.gitops.salvage import salvage
 from services.gitops.validation import validate_branch, validate_id, validate_repository
+from shared import agentrepo
+from shared.agentrepo import AgentRepo, GitFactory
 from shared.messages.gitops import (
     WorktreeReady,
     WorktreeRemoved,
@@ -40,13 +44,13 @@ log = logging.getLogger(__name__)
 
 
 def agent_branch(agent_id: str) -> str:
-    """The branch an agent works on (locally and on the remote)."""
-    return f"mosaic/agent-{agent_id}"
+    """The branch an agent works on (in its repository, the cache and the remote)."""
+    return f"{agentrepo.AGENT_BRANCH_PREFIX}{agent_id}"
 
 
 @dataclass(frozen=True)
 class WorktreeRef:
-    """Where one agent's worktree for one task lives."""
+    """Where one agent's repository for one task lives."""
 
     repository: str
     repo: Path
@@ -59,10 +63,14 @@ class WorktreeRef:
     def log_extra(self) -> dict[str, str]:
         return {"agent_id": self.agent_id, "task_id": self.task_id}
 
+    @property
+    def agent_repo(self) -> AgentRepo:
+        return AgentRepo(self.path, self.repo)
+
 
 @dataclass(frozen=True)
 class WorktreeInfo:
-    """One entry of ``git worktree list``."""
+    """One agent repository in a cache's worktree directory."""
 
     path: Path
     branch: str | None
@@ -71,7 +79,7 @@ class WorktreeInfo:
 
 
 def locate(cache: RepoCache, repository: str, agent_id: str, task_id: str) -> WorktreeRef:
-    """Validate the ids and the repository and derive the worktree's path and branch."""
+    """Validate the ids and the repository and derive the repository's path and branch."""
     url = validate_repository(repository)
     validate_id("agent id", agent_id)
     validate_id("task id", task_id)
@@ -79,66 +87,98 @@ def locate(cache: RepoCache, repository: str, agent_id: str, task_id: str) -> Wo
     return WorktreeRef(url, cache.repo_path(url), path, agent_branch(agent_id), agent_id, task_id)
 
 
-def worktree_runner(cache: RepoCache, ref: WorktreeRef, admin: Path) -> GitRunner:
-    """A runner on the worktree that names our admin dir and index explicitly."""
-    return GitRunner(
-        admin,
-        ref.path,
-        timeout=cache.settings.local_timeout,
-        env={"GIT_INDEX_FILE": str(admin / "index")},
-    )
+def make_runner(cache: RepoCache) -> GitFactory:
+    """gitops' runners for ``shared.agentrepo`` (the operator's environment, its errors)."""
+    return runner_factory(cache.settings.local_timeout)
 
 
-def open_worktree(cache: RepoCache, ref: WorktreeRef) -> GitRunner:
-    """A runner on an existing, untampered worktree that is on the agent branch."""
+def open_agent_repo(cache: RepoCache, ref: WorktreeRef) -> AgentRepo:
+    """The agent's repository, once its structure is what gitops made."""
     if not (ref.repo / "HEAD").is_file() or not ref.path.is_dir():
         raise WorktreeNotFoundError(f"no worktree for agent {ref.agent_id}, task {ref.task_id}")
-    admin = verify_worktree(ref.repo, ref.path)
-    runner = worktree_runner(cache, ref, admin)
-    head = runner.run("symbolic-ref", "--quiet", "HEAD", ok=(0, 1)).stdout.strip()
-    if head != f"refs/heads/{ref.branch}":
+    repo = ref.agent_repo
+    verify_agent_repo(repo)
+    return repo
+
+
+def require_on_branch(ref: WorktreeRef) -> None:
+    """Raise ``wrong_branch`` (told to the agent) unless HEAD is on the agent's branch."""
+    on = agentrepo.head_branch(ref.agent_repo)
+    if on != ref.branch:
         raise GitOpsError(
-            f"worktree is not on {ref.branch} (HEAD is {head or 'detached'}); "
-            "finish the rebase or check the branch out again",
+            f"your repository is not on {ref.branch} (HEAD is "
+            f"{'refs/heads/' + on if on else 'detached'}); finish the rebase or merge "
+            f"(git status shows where it stands) or check {ref.branch} out again",
             code="wrong_branch",
         )
-    refuse_nested_repositories(runner)
-    return runner
 
 
-def list_worktrees_sync(runner: GitRunner) -> list[WorktreeInfo]:
-    """Parse ``git worktree list --porcelain -z`` (the bare cache itself is left out)."""
-    out = runner.out("worktree", "list", "--porcelain", "-z")
-    found: list[WorktreeInfo] = []
-    for block in out.split("\0\0"):
-        fields = [field for field in block.split("\0") if field]
-        attrs = dict(field.partition(" ")[::2] for field in fields)
-        if "worktree" not in attrs or "bare" in attrs:
-            continue
-        branch = attrs.get("branch", "").removeprefix("refs/heads/") or None
-        found.append(
-            WorktreeInfo(Path(attrs["worktree"]), branch, attrs.get("HEAD"), "prunable" in attrs)
+def import_commit(cache: RepoCache, ref: WorktreeRef, sha: str) -> None:
+    """Copy the objects ``sha`` needs from the agent's repository into the cache.
+
+    git runs on the CACHE (its config, our options) and only reads the agent's object
+    directory, through ``GIT_ALTERNATE_OBJECT_DIRECTORIES``: no git process ever runs
+    with the agent's repository as its own for this.
+    """
+    runner = cache.runner(ref.repository)
+    env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(ref.agent_repo.own_objects.absolute())}
+    listing = runner.run("rev-list", "--objects", sha, "--not", "--all", env=env).raw
+    if listing.strip():
+        pack = ref.repo / "objects" / "pack" / "pack"
+        runner.run("pack-objects", "--quiet", str(pack), env=env, stdin=listing)
+    # without the agent's objects now: fails if the cache still lacks any of them
+    runner.run("rev-list", "--objects", "--quiet", sha, "--not", "--all")
+
+
+def agent_head(cache: RepoCache, ref: WorktreeRef, name: str) -> str | None:
+    """The commit ``name`` (``HEAD``, a branch ref) names in the agent's repository,
+    read through the safe runner (call ``open_agent_repo`` first)."""
+    return agentrepo.resolve(agentrepo.reader(ref.agent_repo, make_runner(cache)), name)
+
+
+def sync_branch(cache: RepoCache, ref: WorktreeRef) -> str | None:
+    """Make the cache's agent branch what the agent's is (forced: the agent may have
+    rebased); return its tip. The agent must be on its branch (``require_on_branch``)."""
+    open_agent_repo(cache, ref)
+    require_on_branch(ref)
+    sha = agent_head(cache, ref, f"refs/heads/{ref.branch}")
+    if sha is None:
+        raise GitOpsError(
+            f"{ref.branch} has no commit in your repository; check it out again",
+            code="wrong_branch",
         )
+    import_commit(cache, ref, sha)
+    cache.runner(ref.repository).run("update-ref", f"refs/heads/{ref.branch}", sha)
+    return sha
+
+
+def list_worktrees_sync(cache: RepoCache, url: str) -> list[WorktreeInfo]:
+    """The agent repositories in the cache's worktree directory (HEAD files read, no git
+    runs in them); anything else there is listed as prunable."""
+    root = cache.worktrees_root(url)
+    if not root.is_dir():
+        return []
+    found: list[WorktreeInfo] = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        ours = agentrepo.is_agent_repository(path)
+        branch = agentrepo.head_branch(AgentRepo(path, cache.repo_path(url))) if ours else None
+        found.append(WorktreeInfo(path, branch, None, not ours))
     return found
 
 
 async def list_worktrees(cache: RepoCache, repository: str) -> list[WorktreeInfo]:
-    """Every agent worktree of ``repository`` (an empty list when it is not cached)."""
+    """Every agent repository of ``repository`` (an empty list when it is not cached)."""
     url = validate_repository(repository)
     if not (cache.repo_path(url) / "HEAD").is_file():
         return []
-    return await cache.run_locked(url, list_worktrees_sync, cache.runner(url))
-
-
-async def prune_worktrees(cache: RepoCache, repository: str) -> None:
-    """Forget worktrees whose directories are gone (their branches stay)."""
-    url = validate_repository(repository)
-    if (cache.repo_path(url) / "HEAD").is_file():
-        await cache.run_locked(url, cache.runner(url).run, "worktree", "prune")
+    return await cache.run_locked(url, list_worktrees_sync, cache, url)
 
 
 async def create_worktree(cache: RepoCache, request: WorktreeRequested) -> WorktreeReady:
-    """Make (or reuse, for the same agent and task) the agent's worktree."""
+    """Make (or reuse, for the same agent and task) the agent's repository."""
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())
     return await cache.run_locked(ref.repository, _create, cache, ref, request.base_branch)
@@ -152,74 +192,98 @@ def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeRea
         cache.fetch(ref.repository, base_branch)  # ensure may have skipped a recent fetch
         if not cache.has_ref(ref.repository, base_ref):
             raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
-    runner.run("worktree", "prune")
-    worktrees = list_worktrees_sync(runner)
-    mine = next((wt for wt in worktrees if _same(wt.path, ref.path)), None)
-    if mine is not None:
-        if mine.branch != ref.branch:
-            raise WorktreeClashError(
-                f"{ref.path.name} is already the worktree of branch {mine.branch}, "
-                f"not {ref.branch}: another agent's worktree has this name"
-            )
-        verify_worktree(ref.repo, ref.path)
-        log.info("reusing worktree %s", ref.path, extra=ref.log_extra)
-        return _ready(runner, ref, base_ref, reused=True)
     if ref.path.exists() or ref.path.is_symlink():
-        if ref.path.is_dir() and not ref.path.is_symlink() and not any(ref.path.iterdir()):
+        if _empty_dir(ref.path):
             ref.path.rmdir()
+        elif _has_git_entry(ref.path):
+            verify_agent_repo(ref.agent_repo)
+            on = agentrepo.head_branch(ref.agent_repo)
+            if on is not None and on != ref.branch:
+                raise WorktreeClashError(
+                    f"{ref.path.name} is already the worktree of branch {on}, "
+                    f"not {ref.branch}: another agent's worktree has this name"
+                )
+            log.info("reusing agent repository %s", ref.path, extra=ref.log_extra)
+            return _ready(cache, ref, base_ref, reused=True)
         else:
             raise WorktreeClashError(f"{ref.path} exists and is not a worktree of this repository")
-    holder = next((wt for wt in worktrees if wt.branch == ref.branch), None)
+    holder = _holder(cache, ref)
     if holder is not None:
-        raise BranchInUseError(f"{ref.branch} is checked out in {holder.path.name}")
+        raise BranchInUseError(f"{ref.branch} is checked out in {holder.name}")
     branch_existed = cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
+    base = cache.rev(ref.repository, base_ref)
+    start = cache.rev(ref.repository, f"refs/heads/{ref.branch}") if branch_existed else base
     ref.path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if branch_existed:
-            runner.run("worktree", "add", "--quiet", str(ref.path), ref.branch)
-        else:
-            runner.run(
-                "worktree",
-                "add",
-                "--quiet",
-                "--no-track",
-                "-b",
-                ref.branch,
-                str(ref.path),
-                base_ref,
-            )
+        agentrepo.create(
+            ref.agent_repo,
+            branch=ref.branch,
+            start=start,
+            base_branch=base_branch,
+            base=base,
+            identity=(cache.identity.git_author_name, cache.identity.git_author_email),
+            make=make_runner(cache),
+        )
+        if not branch_existed:
+            runner.run("update-ref", f"refs/heads/{ref.branch}", start)
     except GitOpsError:
-        _undo_create(runner, ref, delete_branch=not branch_existed)
+        shutil.rmtree(ref.path, ignore_errors=True)
         raise
-    log.info("created worktree %s on %s", ref.path, ref.branch, extra=ref.log_extra)
-    return _ready(runner, ref, base_ref, reused=False)
+    log.info("created agent repository %s on %s", ref.path, ref.branch, extra=ref.log_extra)
+    return _ready(cache, ref, base_ref, reused=False)
 
 
-def _ready(runner: GitRunner, ref: WorktreeRef, base_ref: str, *, reused: bool) -> WorktreeReady:
-    base = runner.out("merge-base", f"refs/heads/{ref.branch}", base_ref)
+def _ready(cache: RepoCache, ref: WorktreeRef, base_ref: str, *, reused: bool) -> WorktreeReady:
+    runner = cache.runner(ref.repository)
+    tip = f"refs/heads/{ref.branch}"
+    if reused and agentrepo.head_branch(ref.agent_repo) == ref.branch:
+        tip = sync_branch(cache, ref) or tip
+    base = runner.out("merge-base", tip, base_ref)
     return WorktreeReady(
         path=str(ref.path),
         branch=ref.branch,
         repo_path=str(ref.repo),
         base_commit=base,
         reused=reused,
+        shared_objects=str(ref.agent_repo.shared_objects),
     )
 
 
-def _undo_create(runner: GitRunner, ref: WorktreeRef, *, delete_branch: bool) -> None:
-    runner.run("worktree", "remove", "--force", "--force", str(ref.path), ok=(0, 128))
-    shutil.rmtree(ref.path, ignore_errors=True)
-    runner.run("worktree", "prune", ok=(0, 128))
-    if delete_branch:
-        runner.run("branch", "-D", ref.branch, ok=(0, 1))
+def _has_git_entry(path: Path) -> bool:
+    """A directory with a ``.git`` of any kind: an agent repository, maybe tampered."""
+    return path.is_dir() and not path.is_symlink() and os.path.lexists(path / ".git")
 
 
-def _same(a: Path, b: Path) -> bool:
-    return a == b or a.resolve() == b.resolve()
+def delete_tree(path: Path) -> None:
+    """Delete ``path`` (links not followed); directories the agent made unwritable are
+    made writable first, so removal never leaves half a repository behind."""
+
+    def retry(function: object, failed: str, _exc: object) -> None:
+        parent = os.path.dirname(failed)
+        os.chmod(parent, 0o700)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o700)
+            shutil.rmtree(failed)
+        else:
+            os.unlink(failed)
+
+    shutil.rmtree(path, onerror=retry)
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _holder(cache: RepoCache, ref: WorktreeRef) -> Path | None:
+    """Another of this agent's repositories (another task) on the same branch."""
+    for info in list_worktrees_sync(cache, ref.repository):
+        if info.branch == ref.branch and info.path != ref.path:
+            return info.path
+    return None
 
 
 async def remove_worktree(cache: RepoCache, request: WorktreeRemoveRequested) -> WorktreeRemoved:
-    """Salvage unpushed work to ``mosaic/salvage/<agentId>``, then remove the worktree."""
+    """Salvage unpushed work to ``mosaic/salvage/<agentId>``, then remove the repository."""
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     if not (ref.repo / "HEAD").is_file():
         return WorktreeRemoved(removed=False)
@@ -228,43 +292,56 @@ async def remove_worktree(cache: RepoCache, request: WorktreeRemoveRequested) ->
 
 def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
     runner = cache.runner(ref.repository)
-    worktrees = list_worktrees_sync(runner)
-    mine = next((wt for wt in worktrees if _same(wt.path, ref.path)), None)
-    if mine is not None and mine.branch not in (None, ref.branch):
-        raise WorktreeClashError(f"{ref.path.name} belongs to branch {mine.branch}, not ours")
-    holder = next((wt for wt in worktrees if wt.branch == ref.branch and wt is not mine), None)
-    admin = worktree_admin_dir(ref.repo, ref.path) if mine is not None else None
-    wt_runner = None
-    tampered = False
-    if admin is not None and ref.path.is_dir():
-        try:
-            verify_worktree(ref.repo, ref.path)
-        except WorktreeTamperedError as exc:
-            # Removal goes on: every command names our admin dir, never the agent's .git.
-            log.warning("removing a tampered worktree: %s", exc, extra=ref.log_extra)
-            tampered = True
-        wt_runner = worktree_runner(cache, ref, admin)
-    salvage_branch = None
-    if holder is None:
-        salvage_branch = salvage(cache, runner, wt_runner, ref.branch, ref.agent_id, ref.task_id)
+    holder = _holder(cache, ref)
     removed = False
-    if mine is not None:
-        if tampered:
-            # git refuses to remove a worktree whose .git does not point back; work is
-            # salvaged already, so delete the directory and let prune forget it.
-            shutil.rmtree(ref.path)
-        elif ref.path.is_dir():
-            runner.run("worktree", "remove", "--force", "--force", str(ref.path))
+    salvage_branch = None
+    if _has_git_entry(ref.path):
+        if holder is None:
+            salvage_branch = _salvage(cache, ref)
+        delete_tree(ref.path)
         removed = True
-    elif ref.path.exists():
-        # Not a worktree of ours, yet in our directory: keep it aside rather than delete it.
-        aside = ref.path.parent / ".orphaned" / f"{ref.path.name}-{int(time.time())}"
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        ref.path.rename(aside)
-        log.warning("moved stray %s to %s", ref.path, aside, extra=ref.log_extra)
-        removed = True
-    runner.run("worktree", "prune")
+    else:
+        if ref.path.exists() or ref.path.is_symlink():
+            # Not a repository of ours, yet in our directory: keep it aside, never delete.
+            aside = ref.path.parent / ".orphaned" / f"{ref.path.name}-{int(time.time())}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            ref.path.rename(aside)
+            log.warning("moved stray %s to %s", ref.path, aside, extra=ref.log_extra)
+            removed = True
+        if holder is None:  # the cache's branch may hold a commit gitops made: keep it
+            removed = removed or cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
+            salvage_branch = salvage(cache, runner, None, ref.branch, ref.agent_id, ref.task_id)
     if holder is None and cache.has_ref(ref.repository, f"refs/heads/{ref.branch}"):
-        runner.run("branch", "-D", ref.branch)
+        runner.run("update-ref", "-d", f"refs/heads/{ref.branch}")
     log.info("removed worktree %s (salvage: %s)", ref.path, salvage_branch, extra=ref.log_extra)
     return WorktreeRemoved(removed=removed, salvage_branch=salvage_branch)
+
+
+def _salvage(cache: RepoCache, ref: WorktreeRef) -> str | None:
+    """Keep the agent's commits (its branch and HEAD, detached mid-rebase too) and its
+    uncommitted files. A repository whose structure is not what gitops made gives only
+    its files (on the cache's branch): its refs are not read."""
+    runner = cache.runner(ref.repository)
+    keep: list[str] = []
+    head = None
+    try:
+        verify_agent_repo(ref.agent_repo)
+        head = agent_head(cache, ref, "HEAD")
+        tip = agent_head(cache, ref, f"refs/heads/{ref.branch}")
+        for sha in dict.fromkeys(s for s in (head, tip) if s):
+            import_commit(cache, ref, sha)
+        keep = [sha for sha in (tip,) if sha and sha != head]
+    except WorktreeTamperedError as exc:
+        log.warning("salvaging only the files of a tampered repository: %s", exc,
+                    extra=ref.log_extra)  # fmt: skip
+        head, keep = None, []
+    ours = f"refs/heads/{ref.branch}"
+    cached = cache.rev(ref.repository, ours) if cache.has_ref(ref.repository, ours) else None
+    if head is None:
+        head = cached
+    elif cached is not None and cached != head:
+        keep.append(cached)  # gitops' last commit, if the agent never got aligned to it
+    with agentrepo.files_view(ref.agent_repo, head, make_runner(cache), into_cache=True) as view:
+        return salvage(
+            cache, runner, view, ref.branch, ref.agent_id, ref.task_id, head=head, keep=keep
+        )

@@ -38,7 +38,7 @@ from shared.messages.gitops import (
     LandRequested,
     PushDone,
 )
-from shared.tracker import AgentTracker
+from shared.tracker import AttemptTracker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ class Where:
     task_id: str
     repository: str
     base_branch: str
+    attempt: int | None = None
+    """The attempt's fencing token: gitops refuses an integration or a landing of an
+    attempt older than one it has seen (services/gitops/fencing.py)."""
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,9 @@ class Where:
             "repository": self.repository,
             "base_branch": self.base_branch,
         }
+
+    def fenced(self) -> dict[str, Any]:
+        return {**self.fields(), "attempt": self.attempt}
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ async def pre_push_check(
 async def merge_through_queue(
     gitops: GitOps,
     queue: MergeQueue,
-    tracker: AgentTracker,
+    tracker: AttemptTracker,
     where: Where,
     check: GateCheck,
     attempts: int,
@@ -102,10 +108,8 @@ async def merge_through_queue(
     key = queue.queue_key(where.repository, where.base_branch)
 
     async def show(position: int) -> None:
-        await tracker.store.update(where.agent_id, {"merge_queue_position": position})
+        await tracker.update({"merge_queue_position": position})
         await tracker.record(
-            where.agent_id,
-            where.task_id,
             "progress",
             {"step": "merge_queue", "position": position, "baseBranch": where.base_branch},
         )
@@ -114,15 +118,15 @@ async def merge_through_queue(
         async with queue.turn(key, where.agent_id, show):
             return await _integrate_and_land(gitops, tracker, where, check, attempts)
     finally:
-        await tracker.store.update(where.agent_id, {"merge_queue_position": None})
+        await tracker.update({"merge_queue_position": None})
 
 
 async def _integrate_and_land(
-    gitops: GitOps, tracker: AgentTracker, where: Where, check: GateCheck, attempts: int
+    gitops: GitOps, tracker: AttemptTracker, where: Where, check: GateCheck, attempts: int
 ) -> MergeResult:
     for attempt in range(1, attempts + 1):
         try:
-            integrated = await gitops.integrate(IntegrateRequested(**where.fields()))
+            integrated = await gitops.integrate(IntegrateRequested(**where.fenced()))
             if integrated.conflicts:
                 return MergeResult(
                     conflict=PushDone(
@@ -142,7 +146,7 @@ async def _integrate_and_land(
             if not decision.approved:
                 return MergeResult(rejected=decision)
             landed = await gitops.land(
-                LandRequested(**where.fields(), commit=commit, onto=onto, head=head)
+                LandRequested(**where.fenced(), commit=commit, onto=onto, head=head)
             )
         finally:
             await _discard(gitops, where)
@@ -169,7 +173,7 @@ async def _discard(gitops: GitOps, where: Where) -> None:
     """Remove the scratch worktree; a failure is logged, never raised over the real outcome
     (the next integration of this agent removes a stale one first)."""
     try:
-        await gitops.integrate(IntegrateRequested(**where.fields(), discard=True))
+        await gitops.integrate(IntegrateRequested(**where.fenced(), discard=True))
     except Exception:
         log.warning(
             "could not remove the merge scratch worktree",
@@ -178,16 +182,14 @@ async def _discard(gitops: GitOps, where: Where) -> None:
         )
 
 
-async def _record_merge(tracker: AgentTracker, where: Where, landed: Landed) -> None:
+async def _record_merge(tracker: AttemptTracker, where: Where, landed: Landed) -> None:
     detail: dict[str, Any] = {
         "step": "merged",
         "range": landed.range,
         "commit": landed.commit,
         "baseBranch": where.base_branch,
     }
-    await tracker.store.update(where.agent_id, {"merged_range": landed.range})
-    await tracker.record(where.agent_id, where.task_id, "progress", detail)
+    await tracker.update({"merged_range": landed.range})
+    await tracker.record("progress", detail)
     if landed.error is not None:  # merged, but the audit trail did not take the entry
-        await tracker.record(
-            where.agent_id, where.task_id, "warning", {"merge": landed.error.message}
-        )
+        await tracker.record("warning", {"merge": landed.error.message})

@@ -15,6 +15,9 @@ class WorktreeRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeReady(Message):
@@ -25,16 +28,24 @@ class WorktreeReady(Message):
     repo_path: str | None = None
     base_commit: str | None = None
     reused: bool = False
+    shared_objects: str | None = None
+    """The cache's object directory the agent's repository borrows through alternates:
+    sandboxes mount it read-only at the same path (``SandboxSpec.readonly``)."""
     error: Failure | None = None
 
 
 class CommitRequested(Message):
-    """Stage everything in the worktree and commit it (after the secret scan)."""
+    """Import the agent's branch into the cache and commit what it left uncommitted
+    (after the secret scan); ``error.code`` ``wrong_branch`` when its HEAD is not on
+    its branch (mid-rebase): told to the agent."""
 
     agent_id: str
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
     message: str
     yolo: bool = False
 
@@ -66,10 +77,18 @@ class PushRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class PushDone(Message):
-    """The remote branch pushed, or the conflicting paths / failure."""
+    """The remote branch pushed, or the conflicting paths / failure.
+
+    With ``conflicts``, ``base_commit`` is the base they were found against (the fetched
+    ``origin/<base>``, or the base branch's tip for the merge queue): the spawner makes
+    it the agent's ``origin/<base>`` before telling it.
+    """
 
     remote_branch: str | None = None
     commit: str | None = None
@@ -87,6 +106,9 @@ class WorktreeRemoveRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeRemoved(Message):
@@ -183,6 +205,9 @@ class IntegrateRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
     discard: bool = False
 
 
@@ -211,6 +236,9 @@ class LandRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
     commit: str
     onto: str
     head: str

@@ -79,6 +79,20 @@ class SandboxSpec:
     """Extra non-secret environment (the repository's declared ``env``, gate caches)."""
     writable: bool = True
     """Whether commands may write the worktree (gates that only read mount it read-only)."""
+    readonly: tuple[Path, ...] = ()
+    """Host directories shown read-only at the same path (the cache objects the agent's
+    repository borrows through alternates); each must be an existing absolute directory."""
+
+
+def readonly_dirs(spec: SandboxSpec) -> list[str]:
+    """``spec.readonly`` checked: absolute, existing, real directories (a link would make
+    the backend mount what it points to); ``SandboxError`` naming the bad one."""
+    found = []
+    for path in spec.readonly:
+        if not path.is_absolute() or path.is_symlink() or not path.is_dir():
+            raise SandboxError(f"read-only mount {path} is not an existing absolute directory")
+        found.append(str(path))
+    return found
 
 
 @dataclass(frozen=True)

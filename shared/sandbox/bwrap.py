@@ -12,7 +12,8 @@ Every ``exec`` runs ``bwrap <view> -- /bin/sh -c <command>`` as a new process gr
   covered, and so are ``$MOSAIC_HOME``, the host ``$HOME``, the services' virtualenv and
   ``MOSAIC_SANDBOX_HIDE``;
 - the worktree at ``/workspace`` (as in docker), writable unless ``spec.writable`` is
-  false; its ``.git`` entry read-only (gitops owns it);
+  false (its ``.git`` is the agent's own repository: ``shared.agentrepo``), and
+  ``spec.readonly`` (the cache objects it borrows) read-only at the same paths;
 - a fresh ``/proc`` of the new pid namespace, a minimal ``/dev``, private tmpfs ``/tmp``
   and ``$HOME`` (``/home/agent``), an allowlisted environment (``envvars``).
 
@@ -43,7 +44,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.sandbox.base import SandboxSpec, SandboxUnavailableError
+from shared.sandbox.base import SandboxSpec, SandboxUnavailableError, readonly_dirs
 from shared.sandbox.cgroups import SandboxCgroup, sweep
 from shared.sandbox.envvars import DEFAULT_PATH, command_env
 from shared.sandbox.hostbacked import HostBackedSandbox, check_host_spec
@@ -102,16 +103,6 @@ def find_bwrap(settings: SandboxSettings) -> Path:
             "MOSAIC_SANDBOX_BWRAP unset)"
         )
     return Path(found)
-
-
-def _is_real_entry(path: str) -> bool:
-    """A regular file or directory, not a link: bwrap would follow a link planted by an
-    agent on the host side (its source) and mount what it points to."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def _world_unreadable(path: str) -> bool:
@@ -240,8 +231,8 @@ class BwrapSandbox(HostBackedSandbox):
             root,
             WORKSPACE,
         ]
-        if _is_real_entry(os.path.join(root, ".git")):
-            self._prefix += ["--ro-bind", os.path.join(root, ".git"), f"{WORKSPACE}/.git"]
+        for shown in readonly_dirs(spec):
+            self._prefix += ["--ro-bind", shown, shown]
         # the root bwrap built (a tmpfs holding the mount points) read-only, as docker's
         self._prefix += ["--remount-ro", "/", "--chdir", WORKSPACE, *env_args(self.env), "--"]
 

@@ -36,6 +36,7 @@ from shared.sandbox.base import (
     SandboxGoneError,
     SandboxPathError,
     SandboxSpec,
+    readonly_dirs,
 )
 from shared.sandbox.containers import (
     LABEL_AGENT,
@@ -181,13 +182,12 @@ def _decide_user(worktree: Path, settings: SandboxSettings) -> tuple[int, int]:
 
 
 def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
-    """Make a worktree owned by someone else writable by ``uid:gid`` (needs root).
+    """Make a worktree owned by someone else the sandbox user's (needs root).
 
-    Everything below the root is handed to the sandbox user; the root directory and its
-    ``.git`` entry stay with their owner (git run by gitops as that owner refuses a
-    repository it does not own), and the root gets group ``gid``, group write and the
-    sticky bit, so the agent may add and remove its own files there but can neither
-    replace ``.git`` nor remove anything it does not own.
+    The whole directory is handed to ``uid:gid``, its ``.git`` included: it is the
+    agent's own repository (``shared.agentrepo``), which git in the container refuses
+    to use unless the sandbox user owns it and the directory holding it; host-side git
+    never writes there and reads it only through ``shared.agentrepo``.
     """
     info = worktree.stat()
     if info.st_uid == uid:
@@ -197,16 +197,10 @@ def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
             f"worktree {worktree} is owned by uid {info.st_uid}, not the sandbox uid {uid}, "
             "and only root may hand it over; set MOSAIC_SANDBOX_UID to its owner"
         )
-    for entry in os.scandir(worktree):
-        if entry.name == ".git":
-            continue
-        os.chown(entry.path, uid, gid, follow_symlinks=False)
-        if entry.is_dir(follow_symlinks=False):
-            for dirpath, dirnames, filenames in os.walk(entry.path):
-                for name in (*dirnames, *filenames):
-                    os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-    os.chown(worktree, info.st_uid, gid)
-    os.chmod(worktree, 0o1775)  # noqa: S103 - group = the sandbox gid only; sticky
+    for dirpath, dirnames, filenames in os.walk(worktree):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    os.chown(worktree, uid, gid)
 
 
 def _raw_socket(sock: Any) -> socket.socket:
@@ -559,7 +553,11 @@ class DockerSandboxFactory:
                         str(spec.worktree.resolve()),
                         type="bind",
                         read_only=not spec.writable,
-                    )
+                    ),
+                    *(
+                        Mount(shown, shown, type="bind", read_only=True)
+                        for shown in readonly_dirs(spec)
+                    ),
                 ],
                 read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_size_mb}m,mode=1777"},  # noqa: S108

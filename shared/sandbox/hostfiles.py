@@ -48,9 +48,6 @@ class WorktreeFiles:
         target = resolve_inside(self.root, path)
         if target == self.root:
             raise SandboxError("cannot write to the worktree root")
-        if target.relative_to(self.root).parts[0] == ".git":
-            # gitops' own: a replaced .git would point its git at an agent-made config
-            raise SandboxError(f"cannot write .git: {path}")
 
         def write() -> None:
             if target.is_dir():

@@ -1,14 +1,16 @@
-"""Issue 18, item 1 in the docker tier: a non-root deployment, the agent's own ``.git``.
+"""Issues 17 and 18 in the docker tier: git in the agent's container, on its own repository.
 
-As in a non-root ``mosaic up`` (or compose), the services and the sandbox share one
-uid, which owns the cache and the worktree. The agent, inside its hardened container,
-replaces the worktree's ``.git`` with a repository of its own (objects borrowed from the
-cache through ``objects/info/alternates``) whose config declares a clean filter and a
-textconv that write ``id`` to a marker, and a ``.gitattributes`` that puts every file
-through them (``tests/integration/gitops/attack.py``). Then, on the host and as that
-uid: a control shows plain git in the worktree runs the filter; the gates' worktree
-check, their repository view and the AI review's diff, and gitops' commit and push
-refuse, naming the bad ``.git``; and the marker never appears.
+- git works there (status, diff, log, add, commit, a conflicting rebase resolved and
+  continued, merge, cherry-pick, stash), the cache's objects read-only at their path;
+- an agent cannot move another agent's branch or the cache's refs from its container,
+  and the links it plants in its ``.git`` are refused (``sandbox_attack.py``);
+- a non-root deployment: the services and the sandbox share one uid, which owns the
+  cache and the agent's repository. The agent, in its hardened container, makes its
+  repository's config and hooks name programs that write ``id`` to a marker
+  (``tests/integration/gitops/attack.py``). Then, on the host and as that uid: a
+  control shows plain git in the repository runs them; the gates' worktree check,
+  their repository view and the AI review's diff, and gitops' commit, push and removal
+  (salvage) all do their work; and the marker never appears.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from shared.settings import GitSettings, HomeSettings
 from tests.conftest import git, remote_repo  # noqa: F401
 from tests.integration.gitops.attack import ATTACK
 from tests.integration.gitops.conftest import wt_req
+from tests.integration.gitops.sandbox_attack import attack_from_sandbox
+from tests.integration.sandbox.gitwork import GIT_WORKOUT
 
 pytestmark = pytest.mark.docker
 
@@ -46,11 +50,11 @@ import asyncio, json, subprocess, sys
 from pathlib import Path
 from services.gates.errors import WorktreeError
 from services.gates.repo import RepoView, check_worktree
-from services.gitops import commits, conflicts
+from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import GitOpsError
 from services.gitops.repos import RepoCache
 from services.gitops.settings import GitOpsSettings
-from shared.messages.gitops import CommitRequested, PushRequested
+from shared.messages.gitops import CommitRequested, PushRequested, WorktreeRemoveRequested
 from shared.settings import GitSettings, HomeSettings
 
 home, worktree, remote, marker = (Path(a) for a in sys.argv[1:5])
@@ -59,13 +63,20 @@ subprocess.run(["git", "diff", "--no-index", "/dev/null", "stolen.txt"], cwd=wor
                capture_output=True, check=False)
 seen["control"] = marker.exists()
 marker.unlink(missing_ok=True)
+
+def review_diff():
+    view = RepoView.open(worktree, None)
+    try:
+        return "+new work" in view.diff(100_000)[0]
+    finally:
+        view.close()
+
 for name, look in (
-    ("gates-check", lambda: check_worktree(str(worktree), home)),
-    ("gates-review-diff", lambda: RepoView.open(worktree, None).diff(100_000)),
+    ("gates-check", lambda: check_worktree(str(worktree), home) is not None),
+    ("gates-review-diff", review_diff),
 ):
     try:
-        look()
-        seen[name] = "ran"
+        seen[name] = "ran" if look() else "wrong answer"
     except WorktreeError as exc:
         seen[name] = exc.message
 cache = RepoCache(HomeSettings(mosaic_home=home), GitSettings(), GitOpsSettings())
@@ -73,6 +84,7 @@ ids = dict(agent_id="evil", task_id="t1", repository=str(remote))
 for name, call in (
     ("gitops-commit", lambda: commits.commit(cache, CommitRequested(message="m", **ids))),
     ("gitops-push", lambda: conflicts.push(cache, PushRequested(**ids))),
+    ("gitops-remove", lambda: worktrees.remove_worktree(cache, WorktreeRemoveRequested(**ids))),
 ):
     try:
         asyncio.run(call())
@@ -102,7 +114,53 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(top, ignore_errors=True)
 
 
-async def test_agent_repository_from_the_sandbox_runs_nothing_on_the_host(
+def make_cache(home: Path) -> RepoCache:
+    return RepoCache(
+        HomeSettings(mosaic_home=home),
+        GitSettings(git_author_name="Mosaic Test", git_author_email="mosaic@test.invalid"),
+        GitOpsSettings(network_timeout=20, local_timeout=20),
+    )
+
+
+async def test_git_works_in_the_container_on_the_agents_repository(
+    settings: SandboxSettings,
+    docker_client: docker.DockerClient,
+    remote_repo: Path,  # noqa: F811
+    shared_dir: Path,
+    unique: str,
+) -> None:
+    cache = make_cache(shared_dir / "home")
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "gitwork"))
+    factory = DockerSandboxFactory(docker_client, settings)
+    sandbox = await factory.create(
+        SandboxSpec(
+            agent_id=f"agent-git-{unique}", task_id=f"task-{unique}",
+            worktree=Path(ready.path or ""), limits=Limits(), owner=f"test-{unique}",
+            readonly=(Path(ready.shared_objects or ""),),
+        )
+    )  # fmt: skip
+    try:
+        done = await sandbox.exec(GIT_WORKOUT, timeout=120)
+    finally:
+        await sandbox.close()
+    assert done.exit_code == 0, done.output
+    assert "GIT-WORKS" in done.output
+    assert "Mosaic Test <mosaic@test.invalid>" in done.output
+
+
+async def test_an_agent_cannot_touch_the_cache_or_another_agent_from_its_container(
+    settings: SandboxSettings,
+    docker_client: docker.DockerClient,
+    remote_repo: Path,  # noqa: F811
+    shared_dir: Path,
+    unique: str,
+) -> None:
+    cache = make_cache(shared_dir / "home")
+    factory = DockerSandboxFactory(docker_client, settings)
+    await attack_from_sandbox(cache, remote_repo, factory, unique)
+
+
+async def test_agent_repository_config_from_the_sandbox_runs_nothing_on_the_host(
     settings: SandboxSettings,
     docker_client: docker.DockerClient,
     remote_repo: Path,  # noqa: F811
@@ -113,16 +171,10 @@ async def test_agent_repository_from_the_sandbox_runs_nothing_on_the_host(
     remote = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(remote_repo), str(remote))
     home = tmp_path / "home"
-    cache = RepoCache(
-        HomeSettings(mosaic_home=home),
-        GitSettings(git_author_name="Mosaic Test", git_author_email="mosaic@test.invalid"),
-        GitOpsSettings(network_timeout=20, local_timeout=20),
-    )
+    cache = RepoCache(HomeSettings(mosaic_home=home), GitSettings(), GitOpsSettings())
     ready = await worktrees.create_worktree(cache, wt_req(remote, "evil"))
     root = Path(ready.path or "")
-    repo = cache.repo_path(str(remote))
-    base = git(repo, "rev-parse", "refs/remotes/origin/main")
-    # the non-root deployment: services, cache, worktree and sandbox share one uid
+    # the non-root deployment: services, cache, repository and sandbox share one uid
     chown_tree(tmp_path)
     marker = tmp_path / "markers" / "pwned"
     marker.parent.mkdir()
@@ -133,17 +185,16 @@ async def test_agent_repository_from_the_sandbox_runs_nothing_on_the_host(
         SandboxSpec(
             agent_id=f"agent-git-{unique}", task_id=f"task-{unique}", worktree=root,
             network=False, limits=Limits(), owner=f"test-{unique}",
+            readonly=(Path(ready.shared_objects or ""),),
         )
     )  # fmt: skip
     try:
         quoted = ATTACK.replace("'", "'\"'\"'")
-        done = await sandbox.exec(
-            f"sh -c '{quoted}' sh /workspace {repo} {base} {marker}", timeout=30
-        )
+        done = await sandbox.exec(f"sh -c '{quoted}' sh /workspace {marker}", timeout=30)
         assert done.exit_code == 0, done.output
     finally:
         await sandbox.close()
-    assert (root / ".git").is_dir(), "the agent could not replace .git: not the attack"
+    assert "evil" in (root / ".git" / "config").read_text(), "the agent could not write its config"
 
     host = subprocess.run(
         ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
@@ -155,5 +206,6 @@ async def test_agent_repository_from_the_sandbox_runs_nothing_on_the_host(
     seen = json.loads(host.stdout.strip().splitlines()[-1])
     assert seen.pop("control") is True, "plain git did not run the filter: the test proves nothing"
     assert seen.pop("marker") is False
-    for path, said in seen.items():
-        assert ".git" in said, f"{path}: {said}"
+    assert seen == dict.fromkeys(seen, "ran"), seen
+    pushed = git(tmp_path, "--git-dir", str(remote), "show", "mosaic/agent-evil:stolen.txt")
+    assert pushed == "new work"

@@ -114,12 +114,17 @@ async def test_workspace_is_writable(sandbox: DockerSandbox, worktree: Path) -> 
     assert not (worktree / "README.md").exists()
 
 
-async def test_git_entry_cannot_be_replaced(sandbox: DockerSandbox, worktree: Path) -> None:
-    # A root-owned worktree keeps its root and .git with their owner (sticky root).
-    (worktree / ".git").write_text("gitdir: /somewhere/else\n")
-    code, _ = await run(sandbox, "rm -f .git || true; mv .git x 2>/dev/null; echo evil > .git")
-    assert (worktree / ".git").read_text() == "gitdir: /somewhere/else\n"
-    assert code != 0
+async def test_the_agent_owns_its_whole_worktree(sandbox: DockerSandbox, worktree: Path) -> None:
+    # A root-owned worktree is handed to the sandbox uid, root directory included: its
+    # .git is the agent's own repository, and git refuses one whose directory it does not own.
+    code, out = await run(
+        sandbox, "stat -c %u /workspace && git init -q . && git add -A && git status --short"
+    )
+    assert code == 0, out
+    assert out.splitlines()[0] == "1000"
+    assert "README.md" in out
+    assert worktree.stat().st_uid == 1000
+    assert (worktree / ".git").stat().st_uid == 1000
 
 
 async def test_fork_bomb_is_stopped_by_pids_limit(make_sandbox: MakeSandbox) -> None:

@@ -11,10 +11,13 @@ from services.spawner.runtime.types import AgentSpec
 from shared.messages.tasks import AgentType
 
 _COMMON = """\
-You are a Mosaic coding agent working in a git worktree of one repository. You act only
-through the tools you are given; paths are relative to the repository root and cannot
-leave it. Commands run in a sandbox with no network and limited time. The orchestrator
-commits and pushes your changes after you finish: do not run git commit or git push.
+You are a Mosaic coding agent working in your own git repository of one project, on your
+own branch. You act only through the tools you are given; paths are relative to the
+repository root and cannot leave it. Commands run in a sandbox with no network and
+limited time. The orchestrator commits what you leave uncommitted and pushes your branch
+after you finish; git works for you (status, diff, log, commit, rebase, merge), but do
+not push: there is no network, and origin/<base> is brought up to date for you when it
+matters.
 
 Work methodically: look before you change (list_files, search, read_file), make focused
 changes, and check them. Keep tool inputs reasonably small; split very large files into

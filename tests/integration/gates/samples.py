@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import agent_repository
+
 BIN = Path(sys.executable).parent
 PY = BIN / "python"
 FAST = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1"
@@ -93,20 +95,17 @@ FILES = {
 
 
 def gitops_worktree(root: Path, source: Path, name: str) -> Path:
-    """A worktree laid out as gitops makes them, branched from ``source``'s ``main``.
+    """An agent repository laid out as gitops makes them, branched from ``source``'s ``main``.
 
-    The gates read only such worktrees (``shared.git.trusted_worktree``): a cache
-    repository ``root/repos/<name>`` (bare, ``origin`` = ``source``, fetched) and its
-    worktree ``root/repos/<name>_worktrees/agent-<name>-t`` on ``mosaic/agent-<name>``.
+    The gates read only such repositories (``shared.agentrepo``): a cache repository
+    ``root/repos/<name>`` (bare, ``origin`` = ``source``, fetched) and the agent's own
+    repository ``root/repos/<name>_worktrees/agent-<name>-t`` on ``mosaic/agent-<name>``.
     """
     cache = root / "repos" / name
     git(root, "init", "-q", "--bare", str(cache))
     git(cache, "remote", "add", "origin", str(source))
     git(cache, "fetch", "-q", "origin")
-    work = root / "repos" / f"{name}_worktrees" / f"agent-{name}-t"
-    work.parent.mkdir(parents=True, exist_ok=True)
-    git(cache, "worktree", "add", "-q", "-b", f"mosaic/agent-{name}", str(work), "origin/main")
-    return work
+    return agent_repository(cache, f"agent-{name}-t", name)
 
 
 def build_sample(

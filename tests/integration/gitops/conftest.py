@@ -64,3 +64,10 @@ def push_to_remote(
     git(clone, "-c", "user.name=h", "-c", "user.email=h@h", "commit", "-q", "-m", message)
     git(clone, "push", "-q", "origin", "main")
     return git(clone, "rev-parse", "HEAD")
+
+
+def align(agent_repo: Path, commit: str | None) -> None:
+    """What the spawner does in the agent's sandbox after gitops committed its leftovers
+    (``services.spawner.agentgit.align``), done here as the agent would."""
+    assert commit
+    git(agent_repo, "reset", "--mixed", "-q", commit)

@@ -1,11 +1,11 @@
-"""Issue 18, item 1: an agent's own ``.git`` never makes a host-side git run its programs.
+"""Issues 17 and 18: an agent's own ``.git`` never makes a host-side git run its programs.
 
-Every host-side git path that looks at a worktree is tried after the attack (see
-``attack.py``): the gates' repository view (the AI review's diff, the file listing, the
-base reads), gitops' commit, push and worktree reuse. Each refuses, naming the bad
-``.git``, and the marker the agent's clean filter would write never appears. A control
-first shows the attack is real: git started in the worktree, as the gates used to run
-it, does run the filter.
+Every host-side git path that looks at an agent repository is tried after the attack
+(see ``attack.py``): the gates' worktree check and repository view (the AI review's
+diff, the file listing), gitops' commit, push and removal (salvage). Each does its
+work, and the marker the agent's filter, textconv, fsmonitor or hooks would write never
+appears. A control first shows the attack is real: git started in the repository does
+run them.
 """
 
 from __future__ import annotations
@@ -15,54 +15,54 @@ from pathlib import Path
 
 import pytest
 
-from services.gates.errors import WorktreeError
 from services.gates.repo import RepoView, check_worktree
-from services.gitops import commits, conflicts, worktrees
+from services.gitops import changes, commits, conflicts, worktrees
 from services.gitops.errors import WorktreeTamperedError
 from services.gitops.repos import RepoCache
+from shared.agentrepo import AgentRepo
+from shared.messages.gitops import ChangesRequested, LineRange
+from tests.conftest import git
 from tests.integration.gitops.attack import ATTACK
 from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
 
 pytestmark = pytest.mark.integration
 
 
-def attack(worktree: Path, cache_repo: Path, marker: Path) -> None:
-    base = subprocess.run(
-        ["git", "--git-dir", str(cache_repo), "rev-parse", "refs/remotes/origin/main"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    subprocess.run(
-        ["sh", "-c", ATTACK, "sh", str(worktree), str(cache_repo), base, str(marker)], check=True
-    )
+def attack(worktree: Path, marker: Path) -> None:
+    subprocess.run(["sh", "-c", ATTACK, "sh", str(worktree), str(marker)], check=True)
 
 
-async def test_an_agent_repository_in_the_worktree_runs_nothing_on_the_host(
+async def test_an_agent_repository_config_runs_nothing_on_the_host(
     cache: RepoCache, remote_repo: Path, tmp_path: Path
 ) -> None:
     url = str(remote_repo)
     ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
     root = Path(ready.path or "")
     marker = tmp_path / "pwned"
-    attack(root, cache.repo_path(url), marker)
+    attack(root, marker)
 
-    # the control: git that follows the worktree's .git runs the agent's filter
+    # the control: git that follows the repository's .git runs the agent's programs
     subprocess.run(["git", "diff", "--no-index", "/dev/null", "stolen.txt"], cwd=root,
                    capture_output=True, check=False)  # fmt: skip
     assert marker.exists(), "the attack did not work against plain git: the test proves nothing"
     marker.unlink()
 
-    for look in (
-        lambda: check_worktree(str(root), tmp_path),
-        lambda: RepoView.open(root, None),
-    ):
-        with pytest.raises(WorktreeError, match=r"\.git"):
-            look()
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await commits.commit(cache, commit_req(remote_repo, "evil"))
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await conflicts.push(cache, push_req(remote_repo, "evil"))
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
+    assert check_worktree(str(root), tmp_path) == root.resolve()
+    view = RepoView.open(root, None)
+    try:
+        diff, _ = view.diff(100_000)
+        assert "+new work" in diff
+        assert "stolen.txt" in view.files()
+    finally:
+        view.close()
+    made = await commits.commit(cache, commit_req(remote_repo, "evil"))
+    assert made.commit
+    assert git(cache.repo_path(url), "show", f"{made.commit}:stolen.txt") == "new work"
+    pushed = await conflicts.push(cache, push_req(remote_repo, "evil"))
+    assert pushed.commit == made.commit
+    (root / "stolen.txt").write_text("more work\n")
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "evil"))
+    assert removed.salvage_branch == "mosaic/salvage/evil"
     assert not marker.exists()
 
 
@@ -78,12 +78,15 @@ async def test_the_gates_read_an_intact_worktree_without_its_attributes_running(
     (root / "app.py").write_text("def add(a, b):\n    return a - b\n")
     (root / "new.txt").write_text("new\n")
     view = RepoView.open(root, None)
-    diff, cut = view.diff(100_000)
-    assert "-    return a + b" in diff
-    assert "+    return a - b" in diff
-    assert "+new" in diff
-    assert not cut
-    assert "new.txt" in view.files()
+    try:
+        diff, cut = view.diff(100_000)
+        assert "-    return a + b" in diff
+        assert "+    return a - b" in diff
+        assert "+new" in diff
+        assert not cut
+        assert "new.txt" in view.files()
+    finally:
+        view.close()
 
 
 async def test_a_nested_repository_the_agent_planted_runs_nothing(
@@ -117,8 +120,38 @@ async def test_a_nested_repository_the_agent_planted_runs_nothing(
     view = RepoView.open(root, None)
     view.diff(100_000)
     view.files()
+    view.close()
     with pytest.raises(WorktreeTamperedError, match=r"sub/\.git"):
         await commits.commit(cache, commit_req(remote_repo, "nested", message="again"))
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "nested"))
     assert removed.removed
     assert not marker.exists()
+
+
+async def test_agent_changes_are_what_it_would_change_if_it_finished_now(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """gitops' ``agent_changes`` (the conflict forecast's reader) on an agent repository:
+    committed, staged, unstaged and new files against the base, read without writing into
+    the agent's repository or the cache."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "changes"))
+    root = Path(ready.path or "")
+    (root / "README.md").write_text("# demo, committed\n")
+    git(root, "commit", "-qam", "readme")
+    (root / "app.py").write_text("def add(a, b):\n    return b + a\n")
+    (root / "new.txt").write_text("new\n")
+    repo = AgentRepo.at(root)
+    objects = sorted(p.name for p in (repo.cache / "objects").rglob("*"))
+    own = sorted(p.name for p in repo.own_objects.rglob("*"))
+    status = git(root, "status", "--porcelain")
+
+    found = await changes.agent_changes(
+        cache, ChangesRequested(agent_id="changes", task_id="t1", repository=str(remote_repo))
+    )
+    assert found.base_commit == ready.base_commit
+    by_path = {change.path: change.ranges for change in found.files}
+    assert set(by_path) == {"README.md", "app.py", "new.txt"}
+    assert by_path["app.py"] == (LineRange(start=2, end=2),)
+    assert sorted(p.name for p in (repo.cache / "objects").rglob("*")) == objects
+    assert sorted(p.name for p in repo.own_objects.rglob("*")) == own
+    assert git(root, "status", "--porcelain") == status

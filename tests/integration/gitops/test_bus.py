@@ -22,7 +22,7 @@ from shared.messages.gitops import (
 )
 from shared.settings import GitSettings, HomeSettings, NatsSettings
 from tests.conftest import git
-from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
+from tests.integration.gitops.conftest import align, commit_req, push_req, rm_req, wt_req
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,9 @@ async def test_full_flow_over_the_bus(client: NatsBroker, remote_repo: Path) -> 
         client, subjects.GITOPS_COMMIT, commit_req(remote_repo, "bus1"), CommitMade, 20
     )
     assert made.error is None
+    align(root, made.commit)
     assert git(root, "log", "-1", "--format=%an <%ae>") == "Bus Agent <bus@test.invalid>"
+    assert git(root, "status", "--porcelain") == ""
     pushed = await request(
         client, subjects.GITOPS_PUSH, push_req(remote_repo, "bus1"), PushDone, 20
     )
@@ -112,8 +114,10 @@ def test_conflict_reply_lists_paths() -> None:
     from services.gitops.errors import ConflictError
     from services.gitops.handlers import error_reply
 
-    reply = error_reply(PushDone, ConflictError("conflicts", paths=("app.py", "b.txt")))
+    error = ConflictError("conflicts", paths=("app.py", "b.txt"), base_commit="a" * 40)
+    reply = error_reply(PushDone, error)
     assert reply.conflicts == ("app.py", "b.txt")
+    assert reply.base_commit == "a" * 40
     assert reply.error is not None
     assert reply.error.code == "conflict"
     assert reply.error.paths == ("app.py", "b.txt")

@@ -14,7 +14,7 @@ from faststream.nats import NatsBroker
 
 from services.gitops import changes, commits, conflicts, worktrees
 from services.gitops.app import create_app
-from services.gitops.errors import WorktreeNotFoundError, WorktreeTamperedError
+from services.gitops.errors import WorktreeNotFoundError
 from services.gitops.repos import RepoCache
 from services.gitops.settings import GitOpsSettings
 from shared import subjects
@@ -47,11 +47,8 @@ def r(start: int, end: int) -> LineRange:
     return LineRange(start=start, end=end)
 
 
-def attack(worktree: Path, cache_repo: Path, marker: Path) -> None:
-    base = git(cache_repo, "--git-dir", str(cache_repo), "rev-parse", "refs/remotes/origin/main")
-    subprocess.run(
-        ["sh", "-c", ATTACK, "sh", str(worktree), str(cache_repo), base, str(marker)], check=True
-    )
+def attack(repository: Path, marker: Path) -> None:
+    subprocess.run(["sh", "-c", ATTACK, "sh", str(repository), str(marker)], check=True)
 
 
 def loose_objects(repo: Path) -> set[str]:
@@ -88,10 +85,10 @@ async def test_committed_uncommitted_and_untracked_work_with_base_lines(
     (root / "new.py").write_text("A = 1\nB = 2\n")  # untracked
     (root / "logo.bin").write_bytes(b"\x00\x09")  # binary: the whole file
     (root / "app.py").rename(root / "sums.py")  # renamed (uncommitted): both names, whole
-    index = Path(ready.repo_path or "") / "worktrees" / root.name / "index"
+    index = root / ".git" / "index"
     index_before = index.read_bytes()
     status_before = git(root, "status", "--porcelain")
-    objects_before = loose_objects(Path(ready.repo_path or ""))
+    objects_before = loose_objects(Path(ready.repo_path or "")) | loose_objects(root / ".git")
 
     found = await changes.agent_changes(cache, changes_req(calc_remote, "ch1"))
 
@@ -109,7 +106,8 @@ async def test_committed_uncommitted_and_untracked_work_with_base_lines(
     # read only: the agent's index and status as they were, no blob written
     assert index.read_bytes() == index_before
     assert git(root, "status", "--porcelain") == status_before
-    written = loose_objects(Path(ready.repo_path or "")) - objects_before
+    objects_after = loose_objects(Path(ready.repo_path or "")) | loose_objects(root / ".git")
+    written = objects_after - objects_before
     assert written <= {"e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"}  # the empty blob at most
 
 
@@ -128,13 +126,14 @@ async def test_a_missing_worktree_is_refused(cache: RepoCache, calc_remote: Path
 async def test_an_agent_repository_in_the_worktree_runs_nothing(
     cache: RepoCache, calc_remote: Path, tmp_path: Path
 ) -> None:
-    """The attack of issue 18 (attack.py): the agent's own ``.git`` with a clean filter
-    and a textconv that would write the marker. The changes request refuses, naming it."""
+    """The attack of issues 17 and 18 (attack.py): the agent's own ``.git`` declares a
+    clean filter, a textconv, an fsmonitor and hooks that would write the marker. Its
+    changes are read (the new file among them) and none of them runs."""
     ready = await worktrees.create_worktree(cache, wt_req(calc_remote, "ch3"))
     marker = tmp_path / "pwned"
-    attack(Path(ready.path or ""), Path(ready.repo_path or ""), marker)
-    with pytest.raises(WorktreeTamperedError, match=r"\.git"):
-        await changes.agent_changes(cache, changes_req(calc_remote, "ch3"))
+    attack(Path(ready.path or ""), marker)
+    found = await changes.agent_changes(cache, changes_req(calc_remote, "ch3"))
+    assert {change.path for change in found.files} == {".gitattributes", "stolen.txt"}
     assert not marker.exists()
 
 

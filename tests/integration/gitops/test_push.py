@@ -13,6 +13,7 @@ from services.gitops.repos import RepoCache
 from services.gitops.safety import GitRunner
 from tests.conftest import git
 from tests.integration.gitops.conftest import (
+    align,
     commit_req,
     push_req,
     push_to_remote,
@@ -30,6 +31,7 @@ async def _edit_and_commit(cache: RepoCache, remote: Path, agent: str, text: str
     made = await commits.commit(cache, commit_req(remote, agent, message=f"{agent} edits add"))
     assert made.commit
     assert made.error is None
+    align(path, made.commit)
     return path
 
 
@@ -56,17 +58,22 @@ async def test_second_agent_gets_conflict_then_pushes_after_rebase(
     assert git(second, "rev-parse", "HEAD") == head_before
     assert git(second, "status", "--porcelain") == ""
 
-    # the agent rebases in its worktree with plain git and resolves the conflict
-    git(second, "fetch", "-q", "origin")
-    rebase = ["-c", "user.name=a", "-c", "user.email=a@a", "rebase", "origin/main"]
+    # the spawner points the agent's origin/main at the base the conflict was found
+    # against (no network needed), then the agent rebases with plain git and resolves it
+    assert caught.value.base_commit == git(remote_repo, "rev-parse", "main")
+    git(second, "update-ref", "refs/remotes/origin/main", caught.value.base_commit)
     with pytest.raises(subprocess.CalledProcessError):
-        git(second, *rebase)
+        git(second, "rebase", "origin/main")
     assert git(second, "diff", "--name-only", "--diff-filter=U") == "app.py"
     (second / "app.py").write_text("def add(a, b):\n    return sum((b, a))\n")
     git(second, "add", "app.py")
-    git(second, "-c", "user.name=a", "-c", "user.email=a@a", "-c", "core.editor=true",
-        "rebase", "--continue")  # fmt: skip
+    git(second, "-c", "core.editor=true", "rebase", "--continue")
+    rebased = git(second, "rev-parse", "HEAD")
+    assert git(second, "log", "-1", "--format=%cn <%ce>") == "Mosaic Test <mosaic@test.invalid>"
 
+    made = await commits.commit(cache, commit_req(remote_repo, "two", message="nothing left"))
+    assert made.nothing_to_commit
+    assert made.head == rebased
     done = await conflicts.push(cache, push_req(remote_repo, "two"))
     assert done.remote_branch == "mosaic/agent-two"
     assert git(remote_repo, "rev-parse", "mosaic/agent-two") == done.commit
@@ -113,7 +120,8 @@ def test_find_conflicts_lists_every_conflicting_path(cache: RepoCache, tmp_path:
 async def test_rewritten_branch_is_never_force_pushed(cache: RepoCache, remote_repo: Path) -> None:
     path = await _edit_and_commit(cache, remote_repo, "five", "def add(a, b):\n    return 5\n")
     first = await conflicts.push(cache, push_req(remote_repo, "five"))
-    git(path, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-q", "--amend", "-m", "new")
+    git(path, "commit", "-q", "--amend", "-m", "new")
+    await commits.commit(cache, commit_req(remote_repo, "five", message="nothing left"))
     with pytest.raises(PushRejectedError):
         await conflicts.push(cache, push_req(remote_repo, "five"))
     assert git(remote_repo, "rev-parse", "mosaic/agent-five") == first.commit

@@ -1,7 +1,9 @@
-"""Issue 18, item 4: a push scans every commit it pushes, whoever made it.
+"""Issue 18, item 4 and issue 17, item 1: a push scans every commit it pushes, whoever
+made it.
 
-The commits here are made directly in the worktree's branch (as an agent committing in
-its sandbox would), bypassing the scan of gitops' commit path.
+The commits here are made in the agent's own repository (as an agent committing in its
+sandbox would), bypassing the scan of gitops' commit path; gitops' commit step imports
+them into the cache, and the push scans the whole ``base..head`` range.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 def agent_commit(root: Path, message: str) -> str:
+    """A commit the agent makes itself (the identity gitops configured in its repository)."""
     git(root, "add", "-A")
-    git(root, "-c", "user.name=agent", "-c", "user.email=a@a", "commit", "-q", "-m", message)
+    git(root, "commit", "-q", "-m", message)
     return git(root, "rev-parse", "HEAD")
 
 
@@ -35,7 +38,12 @@ async def test_a_secret_in_an_earlier_commit_of_the_range_blocks_the_push(
     leaked = agent_commit(root, "add deploy settings")
     (root / "deploy.py").write_text('KEY = "x"\nREGION = "eu"\n')
     agent_commit(root, "drop the key again")  # the tip is clean, the history is not
+    (root / "later.txt").write_text("clean work after it\n")
+    agent_commit(root, "more work")  # the secret is in the middle of base..head
 
+    made = await commits.commit(cache, commit_req(remote_repo, "scan", message="nothing"))
+    assert made.nothing_to_commit
+    assert git(root, "log", "-1", "--format=%an") == "Mosaic Test"
     with pytest.raises(SecretFoundError) as raised:
         await conflicts.push(cache, push_req(remote_repo, "scan"))
     message = raised.value.message
@@ -54,6 +62,7 @@ async def test_a_secret_only_in_a_commit_message_blocks_the_push(
     (root / "notes.txt").write_text("nothing secret here\n")
     sha = agent_commit(root, f"wire the CI\n\nit uses token {GITHUB} for now")
 
+    await commits.commit(cache, commit_req(remote_repo, "msg", message="nothing"))
     with pytest.raises(SecretFoundError) as raised:
         await conflicts.push(cache, push_req(remote_repo, "msg"))
     message = raised.value.message

@@ -1,7 +1,10 @@
-"""Nothing an agent writes may make gitops run a program (hooks, fsmonitor, filters, .git)."""
+"""Nothing an agent writes may make gitops run a program (hooks, fsmonitor, filters, .git),
+and gitops reads an agent repository only in the structure it made."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,36 +31,38 @@ def evil_program(tmp_path: Path, name: str) -> tuple[Path, Path]:
 async def test_planted_hooks_fsmonitor_filters_never_run(
     cache: RepoCache, remote_repo: Path, tmp_path: Path
 ) -> None:
+    """The agent owns its repository's config and hooks: host-side commit, push and
+    removal (salvage) read its files through the cache's git dir and its refs with
+    every program-naming key blanked, so none of them runs."""
     url = str(remote_repo)
     ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "evil"))
     root = Path(ready.path or "")
     repo = cache.repo_path(url)
     markers = []
-    # hooks in the shared repository
-    for hook in ("pre-commit", "commit-msg", "post-commit", "pre-push", "reference-transaction",
-                 "post-checkout", "post-index-change"):  # fmt: skip
-        script, marker = evil_program(tmp_path, hook)
-        (repo / "hooks").mkdir(exist_ok=True)
-        (repo / "hooks" / hook).write_bytes(script.read_bytes())
-        (repo / "hooks" / hook).chmod(0o755)
-        markers.append(marker)
-    # worktree-scoped config: fsmonitor, a clean filter and a textconv driver
+    hooks = ("pre-commit", "commit-msg", "post-commit", "pre-push", "reference-transaction",
+             "post-checkout", "post-index-change", "pre-receive", "update",
+             "post-update")  # fmt: skip
+    for where in (repo / "hooks", root / ".git" / "hooks"):  # the cache's and the agent's
+        where.mkdir(exist_ok=True)
+        for hook in hooks:
+            script, marker = evil_program(tmp_path, f"{where.parent.name}-{hook}")
+            (where / hook).write_bytes(script.read_bytes())
+            (where / hook).chmod(0o755)
+            markers.append(marker)
     fsmonitor, fs_marker = evil_program(tmp_path, "fsmonitor")
     clean, clean_marker = evil_program(tmp_path, "clean")
     textconv, tc_marker = evil_program(tmp_path, "textconv")
     markers += [fs_marker, clean_marker, tc_marker]
-    git(tmp_path, "--git-dir", str(repo), "config", "extensions.worktreeConfig", "true")
-    admin = Path(git(tmp_path, "--git-dir", str(repo), "worktree", "list", "--porcelain")
-                 and next(p for p in (repo / "worktrees").iterdir()))  # fmt: skip
-    config = admin / "config.worktree"
     for key, value in (
         ("core.fsmonitor", str(fsmonitor)),
+        ("core.hooksPath", str(root / ".git" / "hooks")),
         ("filter.evil.clean", str(clean)),
         ("filter.evil.smudge", str(clean)),
+        ("filter.evil.process", str(clean)),
         ("filter.evil.required", "true"),
         ("diff.evil.textconv", str(textconv)),
     ):
-        git(tmp_path, "config", "--file", str(config), key, value)
+        git(tmp_path, "config", "--file", str(root / ".git" / "config"), key, value)
     (root / ".gitattributes").write_text("*.txt filter=evil diff=evil\n")
     (root / "notes.txt").write_text("agent notes\n")
 
@@ -70,53 +75,92 @@ async def test_planted_hooks_fsmonitor_filters_never_run(
     (root / "notes.txt").write_text("more, never committed\n")
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "evil"))
     assert removed.salvage_branch == "mosaic/salvage/evil"
+    assert git(repo, "show", "mosaic/salvage/evil:notes.txt") == "more, never committed"
     ran = [m.name for m in markers if m.exists()]
     assert ran == []
 
 
-async def test_git_file_pointing_elsewhere_is_refused(
+async def test_config_that_includes_another_file_is_refused(
     cache: RepoCache, remote_repo: Path, tmp_path: Path
 ) -> None:
-    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "tamper"))
+    """A key blanked on the command line could come back from an included file: gitops
+    refuses to read refs of a repository whose config includes one (naming it), and
+    removal still keeps the agent's files."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "incl"))
     root = Path(ready.path or "")
-    # the agent builds its own repository with a hook and fsmonitor, and points .git at it
+    fsmonitor, marker = evil_program(tmp_path, "included-fsmonitor")
+    extra = tmp_path / "extra.config"
+    extra.write_text(f"[core]\n\tfsmonitor = {fsmonitor}\n")
+    with (root / ".git" / "config").open("a") as config:
+        config.write(f"[include]\n\tpath = {extra}\n")
+    (root / "work.txt").write_text("work\n")
+    with pytest.raises(WorktreeTamperedError, match="include"):
+        await commits.commit(cache, commit_req(remote_repo, "incl"))
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "incl"))
+    assert removed.salvage_branch == "mosaic/salvage/incl"
+    assert git(cache.repo_path(str(remote_repo)), "show", "mosaic/salvage/incl:work.txt") == "work"
+    assert not marker.exists()
+
+
+def _git_file_pointing_elsewhere(root: Path, tmp_path: Path) -> None:
     fake = tmp_path / "fake"
     git(tmp_path, "init", "-q", str(fake))
-    hook, hook_marker = evil_program(tmp_path, "fake-hook")
-    fsmonitor, fs_marker = evil_program(tmp_path, "fake-fsmonitor")
-    (fake / ".git/hooks/pre-commit").write_bytes(hook.read_bytes())
-    (fake / ".git/hooks/pre-commit").chmod(0o755)
-    git(fake, "config", "core.fsmonitor", str(fsmonitor))
+    shutil.rmtree(root / ".git")
     (root / ".git").write_text(f"gitdir: {fake / '.git'}\n")
-    (root / "work.txt").write_text("work\n")
 
-    with pytest.raises(WorktreeTamperedError):
+
+def _git_symlink_to_another_repository(root: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake"
+    git(tmp_path, "init", "-q", str(fake))
+    shutil.rmtree(root / ".git")
+    (root / ".git").symlink_to(fake / ".git")
+
+
+def _symlink_inside_git(root: Path, tmp_path: Path) -> None:
+    cache = Path((root / ".git/objects/info/alternates").read_text().strip()).parent
+    (root / ".git" / "refs" / "cache").symlink_to(cache / "refs")
+
+
+def _alternates_elsewhere(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "objects").mkdir()
+    (root / ".git/objects/info/alternates").write_text(f"{tmp_path / 'objects'}\n")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _git_file_pointing_elsewhere,
+        _git_symlink_to_another_repository,
+        _symlink_inside_git,
+        _alternates_elsewhere,
+    ],
+)
+async def test_a_repository_not_as_gitops_made_it_is_refused(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path, tamper: Callable[[Path, Path], None]
+) -> None:
+    """gitops reads an agent's refs only from the structure it made (a real ``.git``
+    directory, no link anywhere in it, alternates exactly the cache's objects); anything
+    else is refused, naming it, and removal keeps the agent's files all the same."""
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "tamper"))
+    root = Path(ready.path or "")
+    tamper(root, tmp_path)
+    (root / "work.txt").write_text("work\n")
+    refs_before = git(cache.repo_path(str(remote_repo)), "for-each-ref")
+
+    with pytest.raises(WorktreeTamperedError, match=r"\.git|alternates"):
         await commits.commit(cache, commit_req(remote_repo, "tamper"))
     with pytest.raises(WorktreeTamperedError):
         await conflicts.push(cache, push_req(remote_repo, "tamper"))
     with pytest.raises(WorktreeTamperedError):
         await worktrees.create_worktree(cache, wt_req(remote_repo, "tamper"))
-    # removal still works (it names our admin dir, never the agent's .git) and salvages
+    assert git(cache.repo_path(str(remote_repo)), "for-each-ref") == refs_before
     removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "tamper"))
     assert removed.removed
     assert removed.salvage_branch == "mosaic/salvage/tamper"
     assert (
         git(cache.repo_path(str(remote_repo)), "show", "mosaic/salvage/tamper:work.txt") == "work"
     )
-    assert not hook_marker.exists()
-    assert not fs_marker.exists()
-
-
-async def test_git_directory_instead_of_file_is_refused(
-    cache: RepoCache, remote_repo: Path, tmp_path: Path
-) -> None:
-    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "gitdir"))
-    root = Path(ready.path or "")
-    (root / ".git").unlink()
-    (root / ".git").mkdir()
-    (root / ".git" / "config").write_text("[core]\n\tfsmonitor = /bin/false\n")
-    with pytest.raises(WorktreeTamperedError):
-        await commits.commit(cache, commit_req(remote_repo, "gitdir"))
+    assert not root.exists()
 
 
 @pytest.mark.unit

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from services.gitops import commits, worktrees
-from services.gitops.errors import BranchInUseError, WorktreeClashError
+from services.gitops.errors import BranchInUseError, GitOpsError, WorktreeClashError
 from services.gitops.repos import RepoCache
 from shared.settings import HomeSettings
 from tests.conftest import git
-from tests.integration.gitops.conftest import commit_req, rm_req, wt_req
+from tests.integration.gitops.conftest import align, commit_req, push_to_remote, rm_req, wt_req
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +123,7 @@ async def test_salvage_of_uncommitted_and_unpushed_work(
     (path / "committed.txt").write_text("committed but never pushed\n")
     made = await commits.commit(cache, commit_req(remote_repo, "sv", message="work"))
     assert made.commit
+    align(path, made.commit)
     (path / "app.py").write_text("def add(a, b):\n    return a + b + 0\n")
     (path / "new.txt").write_text("untracked\n")
 
@@ -158,3 +160,60 @@ async def test_two_instances_share_the_cache_through_the_file_lock(
     assert len({r.repo_path for r in replies}) == 1
     assert not list(cache.root.glob(".clone-*"))
     assert len(await worktrees.list_worktrees(other, str(remote_repo))) == 10
+
+
+async def test_mid_rebase_the_commit_is_sent_back_and_removal_salvages_both(
+    cache: RepoCache, remote_repo: Path, tmp_path: Path
+) -> None:
+    """An agent stopped in the middle of a rebase (HEAD detached): gitops does not commit
+    (``wrong_branch``, told to the agent), and removal keeps the half-rebased HEAD, the
+    branch it came from, and the files as they are."""
+    url = str(remote_repo)
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "mid"))
+    path = Path(ready.path or "")
+    (path / "app.py").write_text("def add(a, b):\n    return a + b  # mine\n")
+    made = await commits.commit(cache, commit_req(remote_repo, "mid", message="mine"))
+    align(path, made.commit)
+    upstream = push_to_remote(remote_repo, tmp_path, {"app.py": "def add(a, b):\n    return 0\n"})
+    git(cache.repo_path(url), "fetch", "-q", "origin", "+refs/heads/main:refs/remotes/origin/main")
+    git(path, "update-ref", "refs/remotes/origin/main", upstream)
+    with pytest.raises(subprocess.CalledProcessError):
+        git(path, "rebase", "origin/main")
+    (path / "notes.txt").write_text("half way\n")
+
+    with pytest.raises(GitOpsError) as refused:
+        await commits.commit(cache, commit_req(remote_repo, "mid", message="again"))
+    assert refused.value.code == "wrong_branch"
+    assert "detached" in refused.value.message
+
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "mid"))
+    assert removed.salvage_branch == "mosaic/salvage/mid"
+    repo = cache.repo_path(url)
+    tip = "mosaic/salvage/mid"
+    assert git(repo, "show", f"{tip}:notes.txt") == "half way"
+    assert "<<<<<<<" in git(repo, "show", f"{tip}:app.py")  # the conflict as the agent left it
+    assert git(repo, "merge-base", "--is-ancestor", made.commit or "", tip) == ""
+    assert git(repo, "merge-base", "--is-ancestor", upstream, tip) == ""
+    assert not path.exists()
+
+
+async def test_a_commit_gitops_made_survives_a_repository_that_vanished(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """The agent's directory gone (or replaced by a stray one): the commit gitops made in
+    the cache's branch is salvaged before the branch is deleted."""
+    import shutil
+
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "lost"))
+    path = Path(ready.path or "")
+    (path / "work.txt").write_text("work\n")
+    made = await commits.commit(cache, commit_req(remote_repo, "lost", message="work"))
+    shutil.rmtree(path)
+    path.mkdir()
+    (path / "stray.txt").write_text("someone else's\n")
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "lost"))
+    assert removed.removed
+    assert removed.salvage_branch == "mosaic/salvage/lost"
+    repo = cache.repo_path(str(remote_repo))
+    assert git(repo, "rev-parse", "mosaic/salvage/lost") == made.commit
+    assert list((path.parent / ".orphaned").iterdir())

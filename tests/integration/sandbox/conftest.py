@@ -15,12 +15,13 @@ from typing import Any
 import psutil
 import pytest
 
+from shared.agentrepo import shared_objects_of
 from shared.sandbox.base import Limits, Sandbox, SandboxFactory, SandboxSpec
 from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.host import HostSandboxFactory
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
-from tests.conftest import git
+from tests.conftest import agent_repository, git
 
 BACKENDS = ("none", "bwrap")
 WORKDIR = {"bwrap": "/workspace"}
@@ -76,11 +77,13 @@ def make_project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def worktree(tmp_path: Path) -> Path:
-    """A real linked git worktree of ``make_project`` (its ``.git`` is a file)."""
+    """An agent repository of ``make_project`` as gitops makes one (``shared.agentrepo``):
+    its own ``.git``, objects borrowed from the bare cache ``tmp_path/cache``."""
     repo = make_project(tmp_path)
-    tree = tmp_path / "repo_worktrees" / "agent-1"
-    git(repo, "worktree", "add", "-q", "-b", "mosaic/agent-1", str(tree))
-    return tree
+    cache = tmp_path / "cache"
+    git(tmp_path, "init", "-q", "--bare", str(cache))
+    git(cache, "fetch", "-q", str(repo), "main:refs/remotes/origin/main")
+    return agent_repository(cache, "agent-1", "1")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -102,6 +105,7 @@ async def make_box(kind: str, worktree: Path, tmp_path: Path) -> AsyncIterator[M
             "agent_id": "agent-1",
             "task_id": "task-1",
             "worktree": worktree,
+            "readonly": (shared_objects_of(worktree),),
             "limits": Limits(memory_mb=1024, file_size_mb=16, cpu_seconds=60),
         } | fields
         box = await (factory or factory_for(kind, tmp_path)).create(SandboxSpec(**spec_fields))

@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from shared.sandbox.base import Limits, SandboxSpec, SandboxUnavailableError
+from shared.agentrepo import shared_objects_of
+from shared.sandbox.base import Limits, SandboxError, SandboxSpec, SandboxUnavailableError
 from shared.sandbox.bwrap import BwrapSandbox, BwrapSandboxFactory
 from shared.sandbox.cgroups import _bases
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
-from tests.conftest import git
+from tests.conftest import agent_repository, git
 
 from .conftest import marked, none_marked, require_bwrap, spawn_children, wait_marked
 
@@ -50,20 +51,23 @@ def mosaic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (home / "secrets" / "api-token").write_text(TOKEN)
     (home / "secrets" / "admin-token").write_text(TOKEN)
     monkeypatch.setenv("MOSAIC_HOME", str(home))
+    seed = tmp_path / "seed"
+    git(tmp_path, "init", "-q", "-b", "main", str(seed))
+    (seed / "app.py").write_text("x = 1\n")
+    git(seed, "add", "-A")
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
     repo = home / "repos" / "demo"
-    git(tmp_path, "init", "-q", "-b", "main", str(repo))
-    (repo / "app.py").write_text("x = 1\n")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
-    tree = home / "repos" / "demo_worktrees" / "agent-1"
-    git(repo, "worktree", "add", "-q", "-b", "mosaic/agent-1", str(tree))
+    git(tmp_path, "init", "-q", "--bare", str(repo))
+    git(repo, "fetch", "-q", str(seed), "main:refs/remotes/origin/main")
+    agent_repository(repo, "agent-1", "1")
     return home
 
 
 @pytest.fixture
 async def box(factory: BwrapSandboxFactory, mosaic_home: Path) -> AsyncIterator[BwrapSandbox]:
+    tree = mosaic_home / "repos" / "demo_worktrees" / "agent-1"
     sandbox = await factory.create(
-        SandboxSpec("agent-1", "task-1", mosaic_home / "repos" / "demo_worktrees" / "agent-1")
+        SandboxSpec("agent-1", "task-1", tree, readonly=(shared_objects_of(tree),))
     )
     yield sandbox
     await sandbox.close()
@@ -198,24 +202,31 @@ async def test_no_network(factory: BwrapSandboxFactory, mosaic_home: Path) -> No
 
 
 async def test_writes_only_its_worktree(box: BwrapSandbox, mosaic_home: Path) -> None:
+    """Its worktree (its own repository, ``.git`` included) is writable; the cache objects
+    it borrows are shown read-only at their path; nothing else of the host is writable."""
     tree = mosaic_home / "repos" / "demo_worktrees" / "agent-1"
+    objects = mosaic_home / "repos" / "demo" / "objects"
     name = f"mosaic-probe-{uuid.uuid4().hex[:8]}"
     host_home = Path.home()
     _code, out = await run(
         box,
         f"echo ok > {name} && echo ok > /tmp/{name} && echo ok > $HOME/{name} && echo wrote; "
-        f"for d in /etc /usr /opt {host_home} {mosaic_home} {tree.parent} /var/tmp /; do "
+        f"for d in /etc /usr /opt {host_home} /var/tmp /; do "
         f"  echo x > $d/{name} 2>/dev/null && echo LEAK $d; done; "
-        "echo x > .git 2>/dev/null && echo LEAK .git; rm -rf .git 2>/dev/null; "
-        "test -e .git && echo git-kept",
+        # the read-only bind of the cache objects makes their parents in the sandbox's
+        # own /tmp here (the test's home is under /tmp): writable there, never the host's
+        f"for d in {mosaic_home} {tree.parent}; do echo x > $d/{name} 2>/dev/null; done; "
+        f"for d in {objects} {objects}/pack {objects}/info; do "
+        f"  echo x > $d/{name} 2>/dev/null && echo LEAK $d; done; "
+        f"ls {objects}/info >/dev/null && echo objects-visible",
     )
     assert "wrote" in out
     assert "LEAK" not in out
-    assert "git-kept" in out
+    assert "objects-visible" in out
     assert (tree / name).read_text() == "ok\n"
     for where in (Path("/tmp"), host_home, mosaic_home, tree.parent, Path("/etc"), Path("/opt")):
         assert not (where / name).exists(), where
-    assert (tree / ".git").is_file()
+    assert not (objects / name).exists()
 
 
 async def test_tmp_and_home_are_private_and_fresh(box: BwrapSandbox) -> None:
@@ -399,25 +410,13 @@ async def test_cgroup_bounds_processes_even_for_root(
     assert not [p for p in cgroup_dirs() if p in dirs]
 
 
-async def test_a_planted_git_link_does_not_mount_the_host(
+async def test_a_planted_link_is_never_a_read_only_mount(
     factory: BwrapSandboxFactory, tmp_path: Path
 ) -> None:
-    # .git is bound read-only over itself: a link planted there by one attempt must not
-    # make the next attempt's sandbox on the same worktree mount its target from the host
-    # (here a file the view covers, so a mount would show the host's own).
-    if not Path("/etc/shadow").exists():
-        pytest.skip("no /etc/shadow on this host")
+    # bwrap would mount what a link points to: a read-only path that is a link (say one
+    # an agent planted where the cache objects were) is refused, not followed
     (tmp_path / "wt").mkdir()
-    first = await factory.create(SandboxSpec("a", "t", tmp_path / "wt"))
-    try:
-        code, _ = await run(first, "ln -s /etc/shadow .git")
-        assert code == 0
-    finally:
-        await first.close()
-    second = await factory.create(SandboxSpec("a", "t", tmp_path / "wt"))
-    try:
-        code, out = await run(second, "cat /etc/shadow .git; echo ran")
-    finally:
-        await second.close()
-    assert "ran" in out  # the sandbox still works
-    assert "root:" not in out
+    (tmp_path / "objects").symlink_to("/etc")
+    for shown in (tmp_path / "objects", Path("relative"), tmp_path / "missing"):
+        with pytest.raises(SandboxError, match="read-only mount"):
+            await factory.create(SandboxSpec("a", "t", tmp_path / "wt", readonly=(shown,)))

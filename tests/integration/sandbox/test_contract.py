@@ -20,6 +20,7 @@ from shared.sandbox.base import (
 )
 
 from .conftest import WORKDIR, MakeBox, factory_for, none_marked, wait_marked
+from .gitwork import GIT_WORKOUT
 
 pytestmark = pytest.mark.integration
 
@@ -146,13 +147,17 @@ async def test_paths_are_confined(make_box: MakeBox, worktree: Path) -> None:
     assert (await box.exec("cat new/dir/file.txt", timeout=5)).output == "hello"
 
 
-async def test_git_entry_cannot_be_written(make_box: MakeBox, worktree: Path) -> None:
+async def test_git_works_on_the_agents_own_repository(
+    make_box: MakeBox, kind: str, worktree: Path
+) -> None:
+    """Issue 17: status, diff, log, add, commit, rebase (conflict, resolve, continue),
+    merge, cherry-pick and stash, in the sandbox, on the agent's own repository."""
     box = await make_box()
-    before = (worktree / ".git").read_text()
-    for path in (".git", "./.git", "src/../.git"):
-        with pytest.raises(SandboxError, match=r"\.git"):
-            await box.write_file(path, b"gitdir: /tmp/evil\n")
-    assert (worktree / ".git").read_text() == before
+    done = await box.exec(GIT_WORKOUT, timeout=120)
+    assert done.exit_code == 0, done.output
+    assert "GIT-WORKS" in done.output
+    assert "Mosaic Test <mosaic@test.invalid>" in done.output  # the configured identity
+    assert "agent line" in (worktree / "app.py").read_text()
 
 
 async def test_read_only_worktree(make_box: MakeBox, kind: str, worktree: Path) -> None:

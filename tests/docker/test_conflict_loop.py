@@ -1,0 +1,76 @@
+"""Issue 17, the conflict loop in the docker tier (``tests/integration/gitops/
+conflict_loop.py``): rebase and merge in the agent's container, through the spawner with
+the anthropic provider against the fake Messages API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mosaic.embedded import free_port
+from mosaic.supervisor import Supervisor, SystemConfig
+from tests.conftest import git
+from tests.fakes.messages_api import FakeMessagesAPI
+from tests.integration.gitops.conflict_loop import MERGE, REBASE, resolve_conflict
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+KEY = "sk-ant-test-conflict-loop-docker"
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeMessagesAPI]:
+    with FakeMessagesAPI(api_key=KEY) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def system(
+    tmp_path_factory: pytest.TempPathFactory, model: FakeMessagesAPI, sandbox_image: str
+) -> Iterator[Supervisor]:
+    config = SystemConfig(
+        home=tmp_path_factory.mktemp("home"),
+        gateway_port=free_port(),
+        env={
+            "MOSAIC_PROVIDER": "anthropic",
+            "ANTHROPIC_API_KEY": KEY,
+            "ANTHROPIC_BASE_URL": model.url,
+            "MOSAIC_SANDBOX": "docker",
+            "MOSAIC_SANDBOX_IMAGE": sandbox_image,
+            "TASK_ACK_WAIT_S": "10",
+        },
+    )
+    with Supervisor(config) as supervisor:
+        yield supervisor
+
+
+@pytest.fixture
+def http(system: Supervisor) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
+    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=15) as client:
+        yield client
+
+
+def test_the_agent_rebases_in_its_container_and_pushes_both_changes(
+    http: httpx.Client, model: FakeMessagesAPI, remote_repo: Path, tmp_path: Path, unique: str
+) -> None:
+    def linear(branch: str, upstream: str) -> None:
+        assert git(remote_repo, "rev-list", "--merges", f"main..{branch}") == ""
+
+    record = resolve_conflict(
+        http, model, remote_repo, tmp_path, f"rebase-{unique}", REBASE, linear
+    )
+    assert record["sandbox"] == "docker"
+
+
+def test_the_agent_merges_in_its_container_and_pushes_both_changes(
+    http: httpx.Client, model: FakeMessagesAPI, remote_repo: Path, tmp_path: Path, unique: str
+) -> None:
+    def merged(branch: str, upstream: str) -> None:
+        assert git(remote_repo, "rev-list", "--merges", f"main..{branch}") != ""
+
+    record = resolve_conflict(http, model, remote_repo, tmp_path, f"merge-{unique}", MERGE, merged)
+    assert record["sandbox"] == "docker"
