@@ -141,3 +141,48 @@ async def test_twenty_concurrent_creates_over_the_bus(
     )
     assert [r.error for r in replies] == [None] * 20
     assert len({r.path for r in replies}) == 20
+
+
+async def test_a_stale_attempt_can_neither_integrate_nor_land(
+    client: NatsBroker, remote_repo: Path
+) -> None:
+    """The merge queue's writes are fenced like the others: once attempt 2 of an agent
+    was seen, attempt 1 can no longer integrate or land (the base stays where it was)."""
+    from shared.messages.gitops import Integrated, IntegrateRequested, Landed, LandRequested
+
+    where = {"agent_id": "fq", "task_id": "t1", "repository": str(remote_repo)}
+    ready = await request(
+        client, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, "fq"), WorktreeReady, 20
+    )
+    (Path(ready.path or "") / "fq.txt").write_text("fq\n")
+    made = await request(
+        client, subjects.GITOPS_COMMIT, commit_req(remote_repo, "fq"), CommitMade, 20
+    )
+    assert made.commit
+    done = await request(
+        client, subjects.GITOPS_INTEGRATE, IntegrateRequested(**where, attempt=2), Integrated, 20
+    )
+    assert done.error is None
+    assert done.commit
+    assert done.base_commit
+    assert done.head
+    before = git(remote_repo, "rev-parse", "main")
+
+    stale = await request(
+        client, subjects.GITOPS_INTEGRATE, IntegrateRequested(**where, attempt=1), Integrated, 20
+    )
+    assert stale.error is not None
+    assert stale.error.code == "stale_attempt"
+    land = {"commit": done.commit, "onto": done.base_commit, "head": done.head}
+    refused = await request(
+        client, subjects.GITOPS_LAND, LandRequested(**where, **land, attempt=1), Landed, 20
+    )
+    assert refused.error is not None
+    assert refused.error.code == "stale_attempt"
+    assert git(remote_repo, "rev-parse", "main") == before
+
+    landed = await request(
+        client, subjects.GITOPS_LAND, LandRequested(**where, **land, attempt=2), Landed, 20
+    )
+    assert landed.error is None
+    assert git(remote_repo, "rev-parse", "main") == done.commit
