@@ -140,6 +140,14 @@ def scratch_worktrees(system: Supervisor) -> list[Path]:
 def test_ten_agents_merge_in_queue_order_with_gates_on_every_integrated_state(
     http: httpx.Client, system: Supervisor, remote_repo: Path, tmp_path: Path, unique: str
 ) -> None:
+    ten_agents_through_the_queue(http, system, remote_repo, tmp_path, unique)
+
+
+def ten_agents_through_the_queue(
+    http: httpx.Client, system: Supervisor, remote_repo: Path, tmp_path: Path, unique: str
+) -> list[dict[str, Any]]:
+    """The ten-agent scenario (module doc), on whatever sandbox ``system`` runs; the
+    agents' final records."""
     start = commit_to(remote_repo, tmp_path, {"shared.txt": SHARED}, "shared file")
     plans: list[list[dict[str, Any]]] = []
     for k in range(5):  # separate files
@@ -212,6 +220,7 @@ def test_ten_agents_merge_in_queue_order_with_gates_on_every_integrated_state(
     audited = {e["detail"]["range"] for e in audit if e["agentId"] in agents}
     assert audited == set(ranges.values())
     assert scratch_worktrees(system) == []
+    return records
 
 
 def test_a_gate_failing_on_the_integrated_state_leaves_the_base_where_it_was(
