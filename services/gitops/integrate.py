@@ -1,12 +1,13 @@
 """The git half of the merge queue: integrate an agent branch into its base, then land it.
 
-Everything happens in the repository cache, never in the agent's own files:
+Nothing here touches the agent's own repository; every write goes to the cache or to a
+scratch repository only gitops uses:
 
 - ``integrate``: fetch ``origin/<base>``; in a scratch repository made like an agent's
   (``<slug>_worktrees/merge-<agentId>-<taskId>``, owned by gitops) rebase the
   agent branch's commits onto the fetched base (a fast-forward when the branch already
   contains it: nothing is rewritten, merge commits included). A conflict aborts the
-  rebase, removes the scratch worktree and answers the paths and the fetched base.
+  rebase, removes the scratch repository and answers the paths and the fetched base.
   Otherwise the integrated commit stays checked out there for the gates.
 - ``land``: after the gates passed on that commit, one atomic, plain (never forced)
   push: ``<commit>:refs/heads/<base>`` and ``<head>:refs/heads/mosaic/agent-<id>``. The
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 SCRATCH_PREFIX = "merge-"
-"""Scratch worktrees are ``merge-<agentId>-<taskId>``; agent worktrees ``agent-…``."""
+"""Scratch repositories are ``merge-<agentId>-<taskId>``; agents' ``agent-…``."""
 
 
 def scratch_path(cache: RepoCache, ref: WorktreeRef) -> Path:
@@ -54,7 +55,7 @@ def scratch_path(cache: RepoCache, ref: WorktreeRef) -> Path:
 
 
 async def integrate(cache: RepoCache, request: IntegrateRequested) -> Integrated:
-    """Rebase the agent branch onto the fresh base in the scratch worktree (or, with
+    """Rebase the agent branch onto the fresh base in the scratch repository (or, with
     ``discard``, only remove that worktree)."""
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())

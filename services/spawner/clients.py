@@ -70,7 +70,7 @@ class GitOps:
         return reply
 
     async def integrate(self, req: IntegrateRequested) -> Integrated:
-        """The agent branch rebased onto the base in a scratch worktree; conflicts in the
+        """The agent branch rebased onto the base in a scratch repository; conflicts in the
         reply (``conflicts``), any other failure raised as ``StepFailedError``."""
         reply = await request(
             self._broker, subjects.GITOPS_INTEGRATE, req, Integrated, self._timeout

@@ -5,8 +5,8 @@ its change passed the pre-commit gates and was committed:
 
 1. wait for its turn in the queue of (repository, base) (``mergequeue.MergeQueue``);
    the agent's record shows its position;
-2. gitops rebases the agent branch onto the freshly fetched base in a scratch worktree
-   of the cache; a conflict goes back to the agent (``PushDone.conflicts`` and
+2. gitops rebases the agent branch onto the freshly fetched base in a scratch repository
+   it owns (never the agent's); a conflict goes back to the agent (``PushDone.conflicts`` and
    ``base_commit``, the same answer as a push conflict) and it leaves the queue;
 3. the gates of its profile run on that integrated tree (phase ``pre-push``); a
    rejection goes back to the agent and the base is untouched;
@@ -170,13 +170,13 @@ async def _integrate_and_land(
 
 
 async def _discard(gitops: GitOps, where: Where) -> None:
-    """Remove the scratch worktree; a failure is logged, never raised over the real outcome
+    """Remove the scratch repository; a failure is logged, never raised over the real outcome
     (the next integration of this agent removes a stale one first)."""
     try:
         await gitops.integrate(IntegrateRequested(**where.fenced(), discard=True))
     except Exception:
         log.warning(
-            "could not remove the merge scratch worktree",
+            "could not remove the merge scratch repository",
             exc_info=True,
             extra={"agent_id": where.agent_id, "task_id": where.task_id},
         )

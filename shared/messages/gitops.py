@@ -198,8 +198,8 @@ class BaseStatus(Message):
 
 
 class IntegrateRequested(Message):
-    """Rebase the agent branch onto the freshly fetched base in a gitops scratch worktree
-    of the cache (merge queue); ``discard`` only removes that scratch worktree."""
+    """Rebase the agent branch onto the freshly fetched base in a gitops scratch
+    repository (merge queue); ``discard`` only removes that scratch repository."""
 
     agent_id: str
     task_id: str
