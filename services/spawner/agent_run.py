@@ -293,6 +293,9 @@ class AgentRun:
         except StaleAttemptError as exc:  # the loop swallows sink errors: stop it here
             self._fatal = exc
             self.running.task.cancel("fenced off: another attempt owns the task")
+            # Take the cancellation here, before the loop runs the tool this progress
+            # announced: a stale attempt must not touch the worktree the owner now uses.
+            await asyncio.sleep(0)
 
     async def _write_progress(self, kind: str, detail: dict[str, Any]) -> None:
         fields: dict[str, Any] = {}
