@@ -48,6 +48,13 @@ def exactly_once(scenario: str, result: Outcome, all_complete: bool = True) -> l
         zero(scenario, "ended twice", result.ended_twice, result.doubled),
         zero(scenario, "completed twice", result.completed_twice, result.doubled),
         zero(scenario, "pushed twice", result.pushed_twice, result.doubled),
+        Check(
+            scenario,
+            "completed agents whose push the remote logged",
+            f"{result.completed_with_push} of {result.completed}",
+            "all",
+            result.completed_with_push == result.completed,
+        ),
     ]
     if all_complete:
         rows.append(zero(scenario, "failed", result.failed, result.failures))

@@ -32,8 +32,10 @@ def pushes_per_branch(remote: Path) -> dict[str, int]:
     refs = git.out("for-each-ref", "--format=%(refname)", "refs/heads/mosaic/").split()
     counts: dict[str, int] = {}
     for ref in refs:
-        log = git.run("reflog", "show", "--format=%H", ref, "--", ok=(0, 128)).stdout
-        counts[ref.removeprefix("refs/heads/")] = max(len(log.split()), 1)
+        updates = len(git.out("reflog", "show", "--format=%H", ref, "--").split())
+        if not updates:
+            raise RuntimeError(f"{remote} keeps no reflog of {ref}: pushes cannot be counted")
+        counts[ref.removeprefix("refs/heads/")] = updates
     return counts
 
 
@@ -58,6 +60,8 @@ class Outcome:
     ended_twice: int = 0
     completed_twice: int = 0
     pushed_twice: int = 0
+    completed_with_push: int = 0
+    """Completed agents whose branch is on the remote: the push counter sees them."""
     retried: int = 0
     max_attempts: int = 0
     failures: list[str] = field(default_factory=list)
@@ -86,6 +90,7 @@ def outcome(records: list[dict[str, Any]], pushes: dict[str, int], accepted: int
         if ends.count("completed") > 1:
             result.completed_twice += 1
         branch_pushes = pushes.get(f"mosaic/agent-{agent}", 0)
+        result.completed_with_push += state == "completed" and branch_pushes > 0
         if branch_pushes > 1:
             result.pushed_twice += 1
             twice.append(f"pushed {branch_pushes} times")
