@@ -121,11 +121,14 @@ async def partition(
         url = sup.nats_url_for("spawner").replace(f":{nats_port}", f":{proxy.port}")
         sup.start_service("spawner-2", {"NATS_URL": url})
         await asyncio.to_thread(sup.wait_healthy, 60)
-        # long sleeps: the cut spawner's agents are mid-command when the lease runs out
+        # the first spawner stands aside until the one to cut holds the agents, then
+        # comes back to take them over; long sleeps: they are mid-command at the lease
+        await asyncio.to_thread(sup.stop_service, "spawner")
         workload = Workload(stage.http, str(stage.remote), agents, sleep_s=(cut_s + 5, cut_s + 10))
         await workload.submit(agents)
-        on_cut = await stage.wait_running_on("spawner-2", 1, 120)
-        await asyncio.sleep(1)
+        on_cut = await stage.wait_running_on("spawner-2", agents, 120)
+        sup.start_service("spawner")
+        await asyncio.to_thread(sup.wait_healthy, 60)
         victims = [a["agentId"] for a in await stage.running_on("spawner-2")]
         cut_instance, cut_pid = stage.instance("spawner-2"), sup.procs["spawner-2"].pid
         proxy.cut()
