@@ -14,6 +14,7 @@ import psutil
 from loadtests.chaos.checks import Check, clean, exactly_once, zero
 from loadtests.chaos.evidence import Leftovers, leftover_processes, leftovers, outcome
 from loadtests.chaos.evidence import pushes_per_branch as pushes
+from loadtests.chaos.inflight import InFlight
 from loadtests.chaos.proxy import CuttableProxy
 from loadtests.chaos.stage import Stage, progress
 from loadtests.chaos.workload import Workload, unfinished
@@ -44,34 +45,48 @@ async def _judge(
     return rows, {"outcome": vars(result), "leftovers": vars(found), "refused": workload.refused}
 
 
+REQUESTS = {"gitops": ("mosaic.gitops.>",), "gates": ("mosaic.gates.check",)}
+"""The request subjects of the services killed mid-request (``shared.subjects``)."""
+
+
 async def service_kills(
     stage: Stage, service: str, kills: int, agents: int, every_s: float, timeout: float
 ) -> Result:
     """SIGKILL ``service`` ``kills`` times while ``agents`` agents run, restarting it each
-    time; then every task must have ended once and nothing may be left behind."""
+    time; then every task must have ended once and nothing may be left behind.
+
+    The spawner is killed with agents running on it; gitops and gates with a request of
+    an agent open (asked, not answered)."""
     name = f"SIGKILL {service} x{kills}"
     workload = Workload(stage.http, str(stage.remote), agents)
     await workload.submit(agents)
     workload.start()
     hit: list[int] = []
     started = time.monotonic()
-    for n in range(kills):
-        await stage.wait_running_on("spawner", 1, 120)
-        await asyncio.sleep(random.uniform(0.2, 2 * every_s))
-        hit.append(len(await stage.running_on("spawner")))
-        stage.kill(service)
-        progress(f"{name}: {n + 1} kills, {len(workload.ids)} tasks accepted")
+    assert stage.target.nats_url
+    async with InFlight(stage.target.nats_url, REQUESTS.get(service, ())) as requests:
+        for n in range(kills):
+            await asyncio.sleep(random.uniform(0.2, 2 * every_s))
+            if service in REQUESTS:
+                hit.append(await requests.wait(120))
+            else:
+                await stage.wait_running_on(service, 1, 120)
+                hit.append(len(await stage.running_on(service)))
+            stage.kill(service)
+            requests.forget()
+            progress(f"{name}: {n + 1} kills, {len(workload.ids)} tasks accepted")
     chaos_s = time.monotonic() - started
     rows, figures = await _judge(stage, name, workload, timeout)
+    what = "requests open" if service in REQUESTS else "running agents"
     kills_row = Check(
         name,
-        f"SIGKILLs of {service} with agents running",
-        f"{sum(h > 0 for h in hit)} of {len(hit)} ({sum(hit)} running agents at the kills, "
+        f"SIGKILLs of {service} " + ("mid-request" if service in REQUESTS else "mid-run"),
+        f"{sum(h > 0 for h in hit)} of {len(hit)} ({sum(hit)} {what} at the kills, "
         f"{chaos_s:.0f} s)",
         f"{kills}",
         sum(h > 0 for h in hit) == kills,
     )
-    return [kills_row, *rows], {**figures, "running_at_kills": hit, "chaos_seconds": chaos_s}
+    return [kills_row, *rows], {**figures, "hit_at_kills": hit, "chaos_seconds": chaos_s}
 
 
 async def server_restarts(
