@@ -163,3 +163,30 @@ def test_the_proxy_relays_until_cut_then_refuses_until_healed() -> None:
         for sock in (first, refused, again):
             sock.close()
     server.close()
+
+
+async def test_a_request_is_open_until_its_answer_passes(nats_url: str, unique: str) -> None:
+    import asyncio
+
+    import nats
+
+    from loadtests.chaos.inflight import InFlight
+
+    subject = f"chaos.{unique}.ask"
+    release = asyncio.Event()
+    nc = await nats.connect(nats_url)
+
+    async def slow(msg: Any) -> None:
+        await release.wait()
+        await msg.respond(b"done")
+
+    await nc.subscribe(subject, cb=slow)
+    async with InFlight(nats_url, (subject,)) as requests:
+        assert await requests.wait(0.2) == 0
+        asking = asyncio.create_task(nc.request(subject, b"x", timeout=10))
+        assert await requests.wait(5) == 1
+        release.set()
+        assert (await asking).data == b"done"
+        await asyncio.sleep(0.2)
+        assert requests.count() == 0
+    await nc.close()
