@@ -57,7 +57,21 @@ def exactly_once(scenario: str, result: Outcome, all_complete: bool = True) -> l
         ),
     ]
     if all_complete:
-        rows.append(zero(scenario, "failed", result.failed, result.failures))
+        rows += [
+            zero(
+                scenario,
+                "failed with attempts left",
+                result.failed - result.failed_exhausted,
+                result.failures,
+            ),
+            Check(
+                scenario,
+                "failed after their last attempt",
+                f"{result.failed_exhausted} (each fault hit costs an attempt)",
+                "-",
+                None,
+            ),
+        ]
     return rows
 
 

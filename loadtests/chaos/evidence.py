@@ -55,6 +55,8 @@ class Outcome:
     accepted: int = 0
     completed: int = 0
     failed: int = 0
+    failed_exhausted: int = 0
+    """Failed after every attempt its ``maxRetries`` allowed (each fault costs one)."""
     killed: int = 0
     lost: int = 0
     ended_twice: int = 0
@@ -68,8 +70,13 @@ class Outcome:
     doubled: list[str] = field(default_factory=list)
 
 
-def outcome(records: list[dict[str, Any]], pushes: dict[str, int], accepted: int) -> Outcome:
-    """Count how each accepted agent ended, and anything that happened twice."""
+def outcome(
+    records: list[dict[str, Any]], pushes: dict[str, int], accepted: int, max_attempts: int
+) -> Outcome:
+    """Count how each accepted agent ended, and anything that happened twice.
+
+    A task that failed after ``max_attempts`` attempts (its ``maxRetries`` + 1) used up
+    what it was allowed; one that failed earlier was given up on with attempts left."""
     result = Outcome(accepted=accepted, lost=accepted - len(records))
     for record in records:
         state = record.get("state")
@@ -80,7 +87,9 @@ def outcome(records: list[dict[str, Any]], pushes: dict[str, int], accepted: int
         result.completed += state == "completed"
         result.failed += state == "failed"
         result.killed += state == "killed"
-        if state == "failed" and len(result.failures) < 5:
+        exhausted = int(record.get("attempts") or 0) >= max_attempts
+        result.failed_exhausted += state == "failed" and exhausted
+        if state == "failed" and not exhausted and len(result.failures) < 5:
             result.failures.append(str(record.get("error"))[:200])
         agent = record["agentId"]
         twice = []

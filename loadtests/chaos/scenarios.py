@@ -17,7 +17,7 @@ from loadtests.chaos.evidence import pushes_per_branch as pushes
 from loadtests.chaos.inflight import InFlight
 from loadtests.chaos.proxy import CuttableProxy
 from loadtests.chaos.stage import Stage, progress
-from loadtests.chaos.workload import Workload, unfinished
+from loadtests.chaos.workload import MAX_RETRIES, Workload, unfinished
 
 Result = tuple[list[Check], dict[str, Any]]
 
@@ -39,7 +39,8 @@ async def _judge(
 ) -> Result:
     await workload.stop()
     records = await workload.settle(timeout)
-    result = outcome(records, await asyncio.to_thread(pushes, stage.remote), len(workload.ids))
+    counts = await asyncio.to_thread(pushes, stage.remote)
+    result = outcome(records, counts, len(workload.ids), MAX_RETRIES + 1)
     found = await _settled_leftovers(stage, 60)
     rows = exactly_once(name, result, all_complete) + clean(name, found)
     return rows, {"outcome": vars(result), "leftovers": vars(found), "refused": workload.refused}
@@ -66,6 +67,7 @@ async def service_kills(
     assert stage.target.nats_url
     async with InFlight(stage.target.nats_url, REQUESTS.get(service, ())) as requests:
         for n in range(kills):
+            await stage.wait_progress(120)
             await asyncio.sleep(random.uniform(0.2, 2 * every_s))
             if service in REQUESTS:
                 hit.append(await requests.wait(120))
@@ -99,8 +101,9 @@ async def server_restarts(
     workload.start()
     hit: list[int] = []
     for n in range(restarts):
-        await stage.wait_running_on("spawner", 1, 120)
+        await stage.wait_progress(120)
         await asyncio.sleep(random.uniform(0.2, 2 * every_s))
+        await stage.wait_running_on("spawner", 1, 120)
         hit.append(len(await stage.running_on("spawner")))
         await asyncio.to_thread(stage.supervisor.servers[server].restart)
         progress(f"{name}: {n + 1} restarts, {len(workload.ids)} tasks accepted")

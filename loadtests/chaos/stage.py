@@ -44,6 +44,7 @@ class Stage:
     remote: Path
     http: httpx.AsyncClient
     admin: httpx.AsyncClient
+    _ended: int = 0
 
     def kill(self, service: str) -> None:
         """SIGKILL one service process (no hand-back, no cleanup) and start it again."""
@@ -81,6 +82,27 @@ class Stage:
                 return count
             await asyncio.sleep(0.1)
         return 0
+
+    async def ended(self) -> int | None:
+        """Tasks final so far (``/queue``); None while the system does not answer."""
+        try:
+            answer = await self.http.get("/queue")
+            tasks = answer.json()["tasksByState"]
+            return int(tasks.get("completed", 0)) + int(tasks.get("failed", 0))
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+    async def wait_progress(self, timeout: float) -> bool:
+        """Wait until one more task ends than when last asked: faults are paced by the
+        system's progress, so that they hit work, not a system that only restarts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = await self.ended()
+            if now is not None and now > self._ended:
+                self._ended = now
+                return True
+            await asyncio.sleep(0.2)
+        return False
 
     async def process_groups(self) -> int:
         """Process groups still recorded in Valkey (``shared.sandbox.procgroups``)."""

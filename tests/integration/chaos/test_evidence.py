@@ -58,7 +58,7 @@ def test_a_second_push_to_an_agent_branch_is_counted(remote_repo: Path, tmp_path
     _commit_and_push(work, remote_repo, "mosaic/agent-b", "once")
 
     counts = pushes_per_branch(remote_repo)
-    result = outcome([_record("a", "completed"), _record("b", "completed")], counts, 2)
+    result = outcome([_record("a", "completed"), _record("b", "completed")], counts, 2, 11)
 
     assert counts == {"mosaic/agent-a": 2, "mosaic/agent-b": 1}
     assert result.pushed_twice == 1
@@ -83,11 +83,22 @@ def test_an_agent_that_ended_twice_or_never_is_counted() -> None:
         _record("ok", "failed"),
         {"agentId": "stuck", "state": "running", "events": []},
     ]
-    result = outcome(records, {}, accepted=4)  # one accepted agent has no record at all
+    result = outcome(records, {}, accepted=4, max_attempts=3)  # one has no record at all
 
     assert (result.ended_twice, result.completed_twice) == (1, 1)
     assert result.lost == 2
     assert (result.completed, result.failed) == (1, 1)
+
+
+def test_a_task_failed_with_attempts_left_is_told_from_one_that_used_them_up() -> None:
+    early, spent = _record("early", "failed"), _record("spent", "failed")
+    early |= {"attempts": 2, "error": "gates unavailable"}
+    spent |= {"attempts": 3, "error": "its spawner stopped mid-run"}
+
+    result = outcome([early, spent], {}, accepted=2, max_attempts=3)
+
+    assert (result.failed, result.failed_exhausted) == (2, 1)
+    assert result.failures == ["gates unavailable"]
 
 
 def test_a_process_left_in_a_worktree_and_the_worktree_are_found(tmp_path: Path) -> None:
