@@ -49,9 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mean seconds of running agents between two faults (chaos)",
     )
     group.add_argument(
-        "--lease", type=float, default=10.0, help="the spawner's lease the partition is held to"
+        "--lease",
+        type=float,
+        default=float(CHAOS_ENV["TASK_ACK_WAIT_S"]),
+        help="the spawner's lease (its ack wait in the chaos system): a spawner cut from "
+        "NATS must have ended its sandboxes within it (+1 s to notice and kill)",
     )
-    group.add_argument("--cut", type=float, default=25.0, help="seconds the partition lasts")
+    group.add_argument(
+        "--cut", type=float, default=10.0, help="seconds the partition lasts (> the lease)"
+    )
     group.add_argument(
         "--only",
         default=",".join(SCENARIOS),
