@@ -67,6 +67,9 @@ class Outcome:
     retried: int = 0
     max_attempts: int = 0
     failures: list[str] = field(default_factory=list)
+    """Distinct errors of tasks failed with attempts left (the first five)."""
+    exhausted_errors: list[str] = field(default_factory=list)
+    """Distinct errors of tasks failed after their last attempt (the first five)."""
     doubled: list[str] = field(default_factory=list)
 
 
@@ -89,8 +92,11 @@ def outcome(
         result.killed += state == "killed"
         exhausted = int(record.get("attempts") or 0) >= max_attempts
         result.failed_exhausted += state == "failed" and exhausted
-        if state == "failed" and not exhausted and len(result.failures) < 5:
-            result.failures.append(str(record.get("error"))[:200])
+        if state == "failed":
+            error = str(record.get("error"))[:200]
+            seen = result.exhausted_errors if exhausted else result.failures
+            if error not in seen and len(seen) < 5:
+                seen.append(error)
         agent = record["agentId"]
         twice = []
         if len(ends) > 1:
