@@ -120,6 +120,16 @@ def table(rows: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[Check]) -> str:
+    """The chaos table as Markdown, for docs/reliability.md."""
+    lines = ["| scenario | check | figure | target | result |", "|---|---|---|---|---|"]
+    for row in rows:
+        mark = "" if row.passed is None else ("PASS" if row.passed else "**FAIL**")
+        figure = row.figure.replace("|", "\\|")
+        lines.append(f"| {row.scenario} | {row.name} | {figure} | {row.target} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(args: argparse.Namespace, command: str) -> int:
     """Run the chosen scenarios; print the table; 0 only if every check passed."""
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -154,8 +164,9 @@ def main(args: argparse.Namespace, command: str) -> int:
         "figures": raw,
     }
     path.write_text(json.dumps(result, indent=2, default=str))
+    (out / "chaos.md").write_text(markdown(rows))
     failed = [r for r in rows if r.passed is False]
     print(f"\nchaos ({args.agents} agents, {args.sandbox} sandbox, started {started})")
     print(table(rows))
-    print(f"\n{len(rows) - len(failed)} of {len(rows)} checks passed; results: {path}")
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} checks passed; results: {path} (and .md)")
     return 1 if failed else 0
