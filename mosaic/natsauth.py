@@ -74,8 +74,12 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"$JS.API.CONSUMER.DURABLE.CREATE.{_TASKS}.*",
             f"$JS.API.CONSUMER.MSG.NEXT.{_TASKS}.*",
             f"$JS.ACK.{_TASKS}.>",
+            # a task JetStream gave up on: read it, fail it, drop it (services.spawner.exhausted)
+            f"$JS.API.STREAM.MSG.GET.{_TASKS}",
+            f"$JS.API.STREAM.MSG.DELETE.{_TASKS}",
         ],
         "subscribe": [
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{_TASKS}.*",
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_ALL,
             subjects.KILL_RESUME,

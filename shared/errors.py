@@ -44,3 +44,23 @@ class BusUnavailableError(MosaicError):
 
     code = "unavailable"
     retryable = True
+
+
+STALE_ATTEMPT = "stale_attempt"
+"""The code of a write refused by fencing; gitops sends it back in its ``Failure``."""
+
+
+class StaleAttemptError(MosaicError):
+    """A write of an attempt that is no longer the task's current one (a fencing token
+    older than the record's ``attempts``): another spawner owns the task now, so this
+    attempt must stop and write nothing more, not even its own failure."""
+
+    code = STALE_ATTEMPT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def is_stale(exc: BaseException) -> bool:
+    """Whether ``exc`` says the attempt was fenced off (raised here or by a service)."""
+    return isinstance(exc, MosaicError) and exc.code == STALE_ATTEMPT

@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.errors import IllegalTransitionError, NotFoundError
+from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptError
 from shared.lifecycle import agent_sources, task_sources
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
 from shared.messages.base import utcnow
@@ -36,9 +36,25 @@ redis.call('HINCRBY', KEYS[4], 'task_state:' .. ARGV[5], 1)
 return {1, ARGV[1]}
 """
 
-_TRANSITION = """
+_FENCE = """
+local function stale(fence)
+  if not fence then return nil end
+  local raw = redis.call('HGET', KEYS[1], 'attempts')
+  local current = tonumber(raw or '0') or 0
+  if current > fence then return {-2, 'attempts', tostring(current)} end
+  return nil
+end
+"""
+"""Refuses a write whose fencing token (its attempt) is older than the record's
+``attempts``: a spawner that lost its task can no longer change it."""
+
+_TRANSITION = (
+    _FENCE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
 local spec = cjson.decode(ARGV[1])
+local refused = stale(spec.fence)
+if refused then return refused end
 for field, allowed in pairs(spec.checks) do
   local current = redis.call('HGET', KEYS[1], field)
   local ok = false
@@ -50,6 +66,12 @@ end
 local previous = {}
 for field, _ in pairs(spec.checks) do previous[field] = redis.call('HGET', KEYS[1], field) end
 if #spec.set > 0 then redis.call('HSET', KEYS[1], unpack(spec.set)) end
+for field, item in pairs(spec.append) do
+  local list = cjson.decode(redis.call('HGET', KEYS[1], field) or '[]')
+  if type(list) ~= 'table' then list = {} end
+  table.insert(list, item)
+  redis.call('HSET', KEYS[1], field, cjson.encode(list))
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local event = string.gsub(spec.event, '"seq":0', '"seq":' .. seq, 1)
 local before = previous[spec.primary]
@@ -63,7 +85,31 @@ for field, value in pairs(spec.targets) do
 end
 return {1, '', event}
 """
+)
 
+_FENCED_UPDATE = (
+    _FENCE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local refused = stale(tonumber(ARGV[1]))
+if refused then return refused end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
+return {1, ''}
+"""
+)
+
+_FENCED_EVENT = (
+    _FENCE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local refused = stale(tonumber(ARGV[1]))
+if refused then return refused end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local event = string.gsub(ARGV[2], '"seq":0', '"seq":' .. seq, 1)
+redis.call('RPUSH', KEYS[2], event)
+return {1, '', event}
+"""
+)
 
 _DELETE = """
 local agent = KEYS[1]
@@ -92,6 +138,8 @@ class StateStore:
         self._create = redis.register_script(_CREATE)
         self._transition = redis.register_script(_TRANSITION)
         self._delete = redis.register_script(_DELETE)
+        self._fenced_update = redis.register_script(_FENCED_UPDATE)
+        self._fenced_event = redis.register_script(_FENCED_EVENT)
 
     @property
     def redis(self) -> Redis:
@@ -170,16 +218,28 @@ class StateStore:
         """How many agent records exist."""
         return int(await self._redis.zcard(self.key("agents")))
 
-    async def update(self, agent_id: str, fields: Mapping[str, Any]) -> None:
-        """Write non-state fields (progress, paths); state only moves via ``transition``."""
+    async def update(
+        self, agent_id: str, fields: Mapping[str, Any], *, fence: int | None = None
+    ) -> None:
+        """Write non-state fields (progress, paths); state only moves via ``transition``.
+
+        With ``fence`` (the writer's attempt) the write is refused with
+        ``StaleAttemptError`` once a later attempt has claimed the task.
+        """
         if not fields:
             return
-        if {"state", "task_state"} & set(fields):
-            raise ValueError("state fields change only through transition()")
+        if {"state", "task_state", "attempts"} & set(fields):
+            raise ValueError("state fields and attempts change only through transition()")
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _enc(_jsonable(value))]
-        await self._redis.hset(self.key("agent", agent_id), items=flat)
+        if fence is None:
+            await self._redis.hset(self.key("agent", agent_id), items=flat)
+            return
+        result = await self._fenced_update(
+            keys=[self.key("agent", agent_id)], args=[fence, _enc(flat)]
+        )
+        _check_fenced(agent_id, fence, result)
 
     async def transition(
         self,
@@ -190,11 +250,16 @@ class StateStore:
         task: TaskState | None = None,
         fields: Mapping[str, Any] | None = None,
         detail: Mapping[str, Any] | None = None,
+        fence: int | None = None,
+        append: Mapping[str, str] | None = None,
     ) -> AgentEvent:
         """Move the agent and/or task state atomically, or raise ``IllegalTransitionError``.
 
-        The returned event (with its ``seq``) is already in the history list; the caller
-        publishes it.
+        ``fence`` is the writer's attempt number (its fencing token): the script refuses
+        the write with ``StaleAttemptError`` when the record's ``attempts`` is larger,
+        i.e. another spawner claimed the task since. ``append`` adds one item to list
+        fields (``attempt_reasons``) in the same step. The returned event (with its
+        ``seq``) is already in the history list; the caller publishes it.
         """
         checks: dict[str, list[str]] = {}
         sets: dict[str, Any] = dict(fields or {})
@@ -217,13 +282,16 @@ class StateStore:
             flat += [name, _enc(_jsonable(value))]
         primary = "state" if agent is not None else "task_state"
         targets = {f: sets[f] for f in checks}
-        spec = {
+        spec: dict[str, Any] = {
             "checks": checks,
             "set": flat,
             "event": event.model_dump_json(),
             "primary": primary,
             "targets": targets,
+            "append": dict(append or {}),
         }
+        if fence is not None:
+            spec["fence"] = fence
         result = await self._transition(
             keys=[
                 self.key("agent", agent_id),
@@ -235,6 +303,8 @@ class StateStore:
         status = int(result[0])
         if status == -1:
             raise NotFoundError(f"no agent {agent_id!r}")
+        if status == -2:
+            raise _stale(agent_id, fence, result)
         if status == 0:
             field, current = _text(result[1]), _text(result[2])
             target = sets[field]
@@ -243,8 +313,19 @@ class StateStore:
             )
         return AgentEvent.from_bytes(result[2])
 
-    async def append_event(self, event: AgentEvent) -> AgentEvent:
-        """Record a non-state event (progress, cleanup) in the agent's history, with a seq."""
+    async def append_event(self, event: AgentEvent, *, fence: int | None = None) -> AgentEvent:
+        """Record a non-state event (progress, cleanup) in the agent's history, with a seq
+        (refused with ``StaleAttemptError`` when ``fence`` is an older attempt)."""
+        if fence is not None:
+            result = await self._fenced_event(
+                keys=[
+                    self.key("agent", event.agent_id),
+                    self.key("agent", event.agent_id, "events"),
+                ],
+                args=[fence, event.model_dump_json()],
+            )
+            _check_fenced(event.agent_id, fence, result)
+            return AgentEvent.from_bytes(result[2])
         seq = await self._redis.hincrby(self.key("agent", event.agent_id), "seq", 1)
         stored = event.model_copy(update={"seq": int(seq)})
         await self._redis.rpush(
@@ -293,6 +374,20 @@ class StateStore:
             if field in out and int(value) > 0:
                 out[field][state] = int(value)
         return out
+
+
+def _stale(agent_id: str, fence: int | None, result: list[Any]) -> StaleAttemptError:
+    return StaleAttemptError(
+        f"agent {agent_id}: attempt {fence} is stale (attempt {_text(result[2])} owns the task)"
+    )
+
+
+def _check_fenced(agent_id: str, fence: int, result: list[Any]) -> None:
+    status = int(result[0])
+    if status == -1:
+        raise NotFoundError(f"no agent {agent_id!r}")
+    if status == -2:
+        raise _stale(agent_id, fence, result)
 
 
 def _text(value: bytes | str) -> str:

@@ -6,6 +6,7 @@ the history list, the record and the live feed never disagree.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -44,10 +45,20 @@ class AgentTracker:
         task: TaskState | None = None,
         fields: Mapping[str, Any] | None = None,
         detail: Mapping[str, Any] | None = None,
+        fence: int | None = None,
+        append: Mapping[str, str] | None = None,
     ) -> AgentEvent:
-        """Atomically move state (raises ``IllegalTransitionError`` if not allowed)."""
+        """Atomically move state (raises ``IllegalTransitionError`` if not allowed, and
+        ``StaleAttemptError`` if ``fence`` is an attempt older than the record's)."""
         event = await self.store.transition(
-            agent_id, task_id=task_id, agent=agent, task=task, fields=fields, detail=detail
+            agent_id,
+            task_id=task_id,
+            agent=agent,
+            task=task,
+            fields=fields,
+            detail=detail,
+            fence=fence,
+            append=append,
         )
         await self._publish(event)
         log.info(
@@ -66,12 +77,14 @@ class AgentTracker:
         kind: EventKind,
         detail: Mapping[str, Any],
         state: str | None = None,
+        fence: int | None = None,
     ) -> AgentEvent:
         """Append an event that is not a transition (creation, progress, gate, cleanup)."""
         event = await self.store.append_event(
             AgentEvent(
                 agent_id=agent_id, task_id=task_id, kind=kind, state=state, detail=dict(detail)
-            )
+            ),
+            fence=fence,
         )
         await self._publish(event)
         return event
@@ -88,3 +101,61 @@ class AgentTracker:
             await self._broker.publish(event.to_bytes(), subjects.agent_events(event.agent_id))
         except Exception:  # the history in Valkey is the source of truth
             log.warning("could not publish event for %s", event.agent_id, exc_info=True)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation a library swallowed. redis-py (8.1) can return normally
+    from a command when the task was cancelled during it; an attempt that carried on
+    would lose a kill or a shutdown. Code that handles a cancellation on purpose calls
+    ``Task.uncancel()`` first (``AgentRun.execute``)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError("cancelled during a state write")
+
+
+class AttemptTracker:
+    """The tracker as one attempt writes through it: every write carries the attempt's
+    number as its fencing token, so a spawner that lost the task changes nothing."""
+
+    def __init__(self, tracker: AgentTracker, agent_id: str, task_id: str, attempt: int) -> None:
+        self.tracker = tracker
+        self.store = tracker.store
+        self.agent_id = agent_id
+        self.task_id = task_id
+        self.attempt = attempt
+
+    async def transition(
+        self,
+        *,
+        agent: AgentState | None = None,
+        task: TaskState | None = None,
+        fields: Mapping[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> AgentEvent:
+        """A fenced transition; ``reason`` is appended to the record's attempt reasons."""
+        event = await self.tracker.transition(
+            self.agent_id,
+            task_id=self.task_id,
+            agent=agent,
+            task=task,
+            fields=fields,
+            detail=detail,
+            fence=self.attempt,
+            append={"attempt_reasons": reason} if reason is not None else None,
+        )
+        raise_if_cancelled()
+        return event
+
+    async def record(self, kind: EventKind, detail: Mapping[str, Any]) -> AgentEvent:
+        """A fenced event in the history (progress, gate, cleanup)."""
+        event = await self.tracker.record(
+            self.agent_id, self.task_id, kind, detail, fence=self.attempt
+        )
+        raise_if_cancelled()
+        return event
+
+    async def update(self, fields: Mapping[str, Any]) -> None:
+        """A fenced write of non-state fields."""
+        await self.store.update(self.agent_id, fields, fence=self.attempt)
+        raise_if_cancelled()

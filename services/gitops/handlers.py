@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
+from services.gitops.fencing import Fences
 from services.gitops.repos import RepoCache
 from shared import subjects
 from shared.messages.base import Failure, Message
@@ -91,6 +92,7 @@ async def answer(
 def register(broker: NatsBroker, cache: RepoCache) -> None:
     """Subscribe the gitops handlers (queue group ``gitops``) on ``broker``."""
     workers = max(2, cache.settings.max_concurrency)
+    fences = Fences(cache.root / ".fences")  # every request of an attempt is fenced
 
     @broker.subscriber(
         subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE, max_workers=workers
@@ -100,7 +102,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             WorktreeRequested,
             WorktreeReady,
-            lambda request: worktrees.create_worktree(cache, request),
+            lambda request: fences.run(request, lambda: worktrees.create_worktree(cache, request)),
         )
 
     @broker.subscriber(
@@ -111,7 +113,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             WorktreeRemoveRequested,
             WorktreeRemoved,
-            lambda request: worktrees.remove_worktree(cache, request),
+            lambda request: fences.run(request, lambda: worktrees.remove_worktree(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
@@ -120,11 +122,14 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             message.body,
             CommitRequested,
             CommitMade,
-            lambda request: commits.commit(cache, request),
+            lambda request: fences.run(request, lambda: commits.commit(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def push(message: NatsMessage) -> bytes:
         return await answer(
-            message.body, PushRequested, PushDone, lambda request: conflicts.push(cache, request)
+            message.body,
+            PushRequested,
+            PushDone,
+            lambda request: fences.run(request, lambda: conflicts.push(cache, request)),
         )

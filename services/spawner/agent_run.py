@@ -15,8 +15,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from services.spawner.clients import Gates, GitOps
-from services.spawner.errors import StepFailedError
+from services.spawner.errors import StepFailedError, store_unavailable
 from services.spawner.kills import Running
 from services.spawner.readiness import environment_of
 from services.spawner.runtime import tools
@@ -25,7 +27,7 @@ from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.settings import SpawnerSettings
 from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironment
-from shared.errors import IllegalTransitionError, MosaicError
+from shared.errors import IllegalTransitionError, MosaicError, StaleAttemptError, is_stale
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
@@ -42,7 +44,7 @@ from shared.messages.gitops import (
 from shared.messages.tasks import AgentType, GateProfile, TaskQueued
 from shared.sandbox.base import Sandbox, SandboxFactory, SandboxSpec
 from shared.settings import ModelSettings, QualitySettings
-from shared.tracker import AgentTracker
+from shared.tracker import AgentTracker, AttemptTracker
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Verdict(Enum):
     DONE = "done"  # final state reached: ack
     RETRY = "retry"  # infrastructure failure with attempts left: nak with backoff
     HAND_BACK = "hand_back"  # this spawner is stopping: nak at once for another
+    LOST = "lost"  # fenced off or lease lost: another spawner owns the task, leave the message
 
 
 @dataclass
@@ -90,6 +93,9 @@ class AgentRun:
         self.attempt = attempt
         self.agent_id = task.agent_id
         self.task_id = task.request.task_id
+        self.tracker = AttemptTracker(ctx.tracker, self.agent_id, self.task_id, attempt)
+        """Every write of this attempt carries ``attempt`` as its fencing token."""
+        self._started = False  # the sandbox was created: this attempt did work
         self.request = task.request
         self._log = {"agent_id": self.agent_id, "task_id": self.task_id}
         self._worktree: WorktreeReady | None = None
@@ -113,16 +119,35 @@ class AgentRun:
             await self._cleanup()  # a final state means the worktree is already gone
             return await self._finish(outcome)
         except asyncio.CancelledError:
+            _handled_cancellation()  # the writes below must not see it again
+            if self.running.lease_lost or (self._fatal is not None and is_stale(self._fatal)):
+                return await self._lost()
             if self.running.order is None:  # shutdown, not a kill: give the task back
                 await self._hand_back()
                 return Verdict.HAND_BACK
             await self._killed()
             return Verdict.DONE
-        except MosaicError as exc:
+        except (MosaicError, RedisError) as exc:
+            if is_stale(exc):
+                return await self._lost()
+            error = store_unavailable(exc) if isinstance(exc, RedisError) else exc
             await self._cleanup()
-            return await self._failed_attempt(exc)
+            return await self._failed_attempt(error)
         finally:
             await asyncio.shield(self._cleanup())
+
+    async def _lost(self) -> Verdict:
+        """Another spawner owns the task (fenced off) or this one lost NATS (its lease):
+        kill the sandbox and write nothing, not even a cleanup event; the worktree is
+        left to the attempt that owns the task now (gitops would refuse us anyway)."""
+        log.warning("attempt %d lost its task: stopping, writing nothing", self.attempt,
+                    extra=self._log)  # fmt: skip
+        self._worktree_asked = False
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(sandbox.close())
+        return Verdict.LOST
 
     async def _attempt(self) -> AgentOutcome:
         ctx, req = self.ctx, self.request
@@ -133,6 +158,7 @@ class AgentRun:
                 task_id=self.task_id,
                 repository=req.context.repository,
                 base_branch=req.context.branch,
+                attempt=self.attempt,
             )
         )
         assert self._worktree.path is not None
@@ -150,9 +176,8 @@ class AgentRun:
             env=self._environment.env_pairs(),
         )
         self._sandbox = await ctx.sandboxes.create(spec)
-        await ctx.tracker.transition(
-            self.agent_id,
-            task_id=self.task_id,
+        self._started = True
+        await self.tracker.transition(
             agent=AgentState.RUNNING,
             task=TaskState.EXECUTING,
             fields={
@@ -198,9 +223,7 @@ class AgentRun:
         repo = self._worktree.repo_path
 
         async def progress(detail: dict[str, Any]) -> None:
-            await self.ctx.tracker.record(
-                self.agent_id, self.task_id, "progress", {"step": "environment", **detail}
-            )
+            await self.tracker.record("progress", {"step": "environment", **detail})
 
         return await self.ctx.environments.prepare(
             Path(repo) if repo else None, self._worktree.base_commit, progress=progress
@@ -212,6 +235,9 @@ class AgentRun:
         return Bounds(max_turns=s.agent_max_turns, timeout_s=timeout, max_tokens=s.agent_max_tokens)
 
     async def _finish(self, outcome: AgentOutcome) -> Verdict:
+        if outcome.status == "failed" and outcome.retryable:  # the model API, not the work
+            reason = outcome.reason or "the model provider failed"
+            return await self._failed_attempt(MosaicError(reason, retryable=True))
         fields: dict[str, Any] = {
             "completed_at": utcnow(),
             "turns": outcome.turns,
@@ -227,26 +253,30 @@ class AgentRun:
                 }
             elif self._unchanged:
                 detail["unchanged"] = "the worktree had no change: nothing was pushed"
-            await self.ctx.tracker.transition(
-                self.agent_id,
-                task_id=self.task_id,
+            await self.tracker.transition(
                 agent=AgentState.COMPLETED,
                 task=TaskState.COMPLETED,
                 fields=fields,
                 detail=detail,
             )
         else:
-            await self.ctx.tracker.transition(
-                self.agent_id,
-                task_id=self.task_id,
+            await self.tracker.transition(
                 agent=AgentState.FAILED,
                 task=TaskState.FAILED,
                 fields={**fields, "error": outcome.reason},
                 detail={"error": outcome.reason},
+                reason=f"attempt {self.attempt}: {outcome.reason}",
             )
         return Verdict.DONE
 
     async def _progress(self, kind: str, detail: dict[str, Any]) -> None:
+        try:
+            await self._write_progress(kind, detail)
+        except StaleAttemptError as exc:  # the loop swallows sink errors: stop it here
+            self._fatal = exc
+            self.running.task.cancel("fenced off: another attempt owns the task")
+
+    async def _write_progress(self, kind: str, detail: dict[str, Any]) -> None:
         fields: dict[str, Any] = {}
         if kind == "turn_started":
             fields["turns"] = detail.get("turn", 0)
@@ -255,15 +285,15 @@ class AgentRun:
         elif kind == "tokens_used":
             fields["tokens_used"] = detail.get("total", 0)
         if fields:
-            await self.ctx.tracker.store.update(self.agent_id, fields)
-        await self.ctx.tracker.record(
-            self.agent_id, self.task_id, "progress", {"step": kind, **detail}
-        )
+            await self.tracker.update(fields)
+        await self.tracker.record("progress", {"step": kind, **detail})
 
     async def _finish_check(self, summary: str) -> str | None:
         try:
             return await self._gate_commit_push(summary)
-        except BaseException as exc:  # the loop must not swallow infrastructure failures
+        except Exception as exc:  # the loop must not swallow infrastructure failures
+            # Only errors: a cancellation is the wall clock (the loop reports the
+            # time-out), a kill or a shutdown, and each already reaches execute() as such.
             self._fatal = exc
             raise
 
@@ -296,6 +326,7 @@ class AgentRun:
             "task_id": self.task_id,
             "repository": req.context.repository,
             "base_branch": req.context.branch,
+            "attempt": self.attempt,
         }
         title = req.context.work_items[0].splitlines()[0][:72]
         body = tools.redact(summary)[:4000]  # a token in the summary must not be committed
@@ -348,10 +379,8 @@ class AgentRun:
     async def _record_gates(self, decision: GateDecision) -> None:
         results = [r.model_dump(mode="json") for r in decision.results]
         self._gate_results = results
-        await self.ctx.tracker.store.update(self.agent_id, {"gates": results})
-        await self.ctx.tracker.record(
-            self.agent_id,
-            self.task_id,
+        await self.tracker.update({"gates": results})
+        await self.tracker.record(
             "gate",
             {"approved": decision.approved, "yolo": decision.yolo, "results": results},
         )
@@ -359,40 +388,59 @@ class AgentRun:
     async def _failed_attempt(self, exc: MosaicError) -> Verdict:
         max_attempts = self.request.options.max_retries + 1
         reason = f"attempt {self.attempt}: {exc.message}"
+        retry = exc.retryable and self.attempt < max_attempts
         try:
-            if exc.retryable and self.attempt < max_attempts:
+            if retry:
                 log.warning("attempt failed, will retry: %s", exc.message, extra=self._log)
                 await self._back_to_pending(reason)
                 return Verdict.RETRY
             log.error("agent failed: %s", exc.message, extra=self._log)
-            await self.ctx.tracker.transition(
-                self.agent_id,
-                task_id=self.task_id,
+            await self.tracker.transition(
                 agent=AgentState.FAILED,
                 task=TaskState.FAILED,
                 fields={"completed_at": utcnow(), "error": exc.message},
                 detail={"error": reason},
+                reason=reason,
             )
+        except StaleAttemptError:
+            return await self._lost()
         except IllegalTransitionError as lost:  # ended meanwhile (a kill by the killswitch)
             log.info("attempt ended elsewhere: %s", lost.message, extra=self._log)
+        except RedisError:
+            # Valkey is down: nothing can be recorded. The message goes back with a delay;
+            # its next delivery finds the task still active and starts the next attempt
+            # (this one is counted), so maxRetries still bounds the retries.
+            log.warning("cannot record the attempt's end (Valkey unreachable): %s", reason,
+                        extra=self._log, exc_info=True)  # fmt: skip
+            return Verdict.RETRY
         return Verdict.DONE
 
-    async def _back_to_pending(self, reason: str) -> None:
-        record = await self.ctx.tracker.store.require_agent(self.agent_id)
+    async def _back_to_pending(self, reason: str, fields: dict[str, Any] | None = None) -> None:
+        record = await self.tracker.store.require_agent(self.agent_id)
         agent = AgentState.SPAWNING if record.state == AgentState.RUNNING else None
-        await self.ctx.tracker.transition(
-            self.agent_id,
-            task_id=self.task_id,
+        await self.tracker.transition(
             agent=agent,
             task=TaskState.PENDING,
-            fields={"error": reason},
+            fields={"error": reason, **(fields or {})},
             detail={"retry": reason},
+            reason=reason,
         )
 
     async def _hand_back(self) -> None:
+        """Give the task back to the queue. It counts as an attempt only if this one did
+        work (its sandbox was created, so the model may have been called); otherwise the
+        attempt number is given back. Cleanup comes first: once the number is given back,
+        the next claim reuses it, and this attempt's late worktree removal would pass the
+        gitops fence and remove the new attempt's worktree."""
+        reason = "handed back: its spawner stopped"
+        fields: dict[str, Any] = {}
+        if not self._started:
+            reason += " before the attempt started (not counted)"
+            fields["attempts"] = self.attempt - 1
         try:
-            await self._back_to_pending("handed back: its spawner stopped")
-        except MosaicError:
+            await asyncio.shield(self._cleanup())
+            await self._back_to_pending(reason, fields)
+        except (MosaicError, RedisError):
             log.warning("could not hand back", extra=self._log, exc_info=True)
 
     async def _killed(self) -> None:
@@ -402,9 +450,7 @@ class AgentRun:
             with contextlib.suppress(Exception):  # the killswitch may have removed it already
                 await self._sandbox.kill()
         try:
-            await self.ctx.tracker.transition(
-                self.agent_id,
-                task_id=self.task_id,
+            await self.tracker.transition(
                 agent=AgentState.KILLED,
                 task=TaskState.FAILED,
                 fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
@@ -447,6 +493,7 @@ class AgentRun:
                         task_id=self.task_id,
                         repository=req.context.repository,
                         base_branch=req.context.branch,
+                        attempt=self.attempt,
                     )
                 )
                 detail["worktree"] = "removed" if removed.removed else "kept"
@@ -454,11 +501,24 @@ class AgentRun:
                 if removed.salvage_branch:
                     fields["salvage_branch"] = removed.salvage_branch
                     detail["salvageBranch"] = removed.salvage_branch
-                await self.ctx.tracker.store.update(self.agent_id, fields)
+                await self.tracker.update(fields)
             except Exception:
                 log.exception("worktree cleanup failed; the reaper will retry", extra=self._log)
         if detail:
-            await self.ctx.tracker.record(self.agent_id, self.task_id, "cleanup", detail)
+            try:
+                await self.tracker.record("cleanup", detail)
+            except (MosaicError, RedisError):  # fenced off, or Valkey down: the end says more
+                log.warning("could not record the cleanup", extra=self._log, exc_info=True)
+
+
+def _handled_cancellation() -> None:
+    """Clear the current task's pending cancellation once it has been caught here, so
+    ``raise_if_cancelled`` in the attempt's state writes lets the hand-back and kill
+    records through."""
+    task = asyncio.current_task()
+    if task is not None:
+        while task.cancelling():
+            task.uncancel()
 
 
 def _can_change(agent_type: AgentType) -> bool:

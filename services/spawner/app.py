@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 from services.spawner.agent_run import RunContext
 from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
+from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY
+from services.spawner.exhausted import on_max_deliveries as on_max_deliveries_advisory
 from services.spawner.kills import KillRegistry
 from services.spawner.readiness import Heartbeat, Readiness, assess
 from services.spawner.settings import SpawnerSettings
@@ -151,7 +153,7 @@ def create_app(
             deployment=deployment,
             default_image=readiness.default_image,
         )
-        worker = Worker(ctx, kills)
+        worker = Worker(ctx, kills, nc)
         dispatcher = Dispatcher(
             nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
         )
@@ -174,7 +176,11 @@ def create_app(
                 kills.resume()
                 dispatcher.resume()
 
+        async def on_max_deliveries(msg: Msg) -> None:
+            await on_max_deliveries_advisory(nc.jetstream(), ctx.tracker, msg.data)
+
         subs = [
+            await nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=on_max_deliveries),
             await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),
             await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
             await nc.subscribe(subjects.KILL_RESUME, cb=on_resume),

@@ -27,3 +27,9 @@ class AgentKilledError(SpawnerError):
     """The agent was killed while this spawner ran it."""
 
     code = "killed"
+
+
+def store_unavailable(exc: Exception) -> MosaicError:
+    """A Valkey error inside an attempt, as the retryable failure it is (not a crash)."""
+    return MosaicError(f"Valkey unreachable: {type(exc).__name__}: {exc}", code="unavailable",
+                       retryable=True)  # fmt: skip

@@ -21,6 +21,9 @@ class Running:
     """``time.monotonic()`` when the kill order arrived (kill latency starts here)."""
     scope: str = "agent"
     """``agent`` for a kill of this agent, ``all`` for a kill-all."""
+    lease_lost: bool = False
+    """This spawner lost NATS for longer than its lease: the task may run elsewhere now,
+    so the run kills its sandbox and writes nothing more (``services.spawner.lease``)."""
 
 
 @dataclass

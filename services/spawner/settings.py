@@ -15,7 +15,15 @@ class SpawnerSettings(BaseSettings):
     """Agents one spawner runs at once; it takes no more tasks than it has free slots."""
     task_ack_wait_s: float = 30.0
     """JetStream ack wait; running agents send in-progress acks well within it."""
-    task_max_deliver: int = 50
+    task_max_deliver: int = Field(default=200, ge=-1)
+    """JetStream's cap on deliveries of one task message (-1: none). Retries are
+    decided by the task's ``maxRetries`` (at most 10, so 11 attempts), never by this;
+    it only has to leave room for them plus hand-backs and kill-all naks, which cost a
+    delivery but no attempt. A task whose last delivery cannot go back ends ``failed``."""
+    task_lease_s: float | None = Field(default=None, gt=0)
+    """How long a spawner keeps running an agent without NATS confirming its in-progress
+    acks; then it kills the agent's sandbox and writes nothing more, since JetStream may
+    have redelivered the task. Default: ``task_ack_wait_s`` (never longer)."""
     task_idle_poll_s: float = 0.25
     """How often an idle spawner probes for redelivered or delay-naked tasks (new
     publishes wake it at once)."""
@@ -34,3 +42,9 @@ class SpawnerSettings(BaseSettings):
     spawner_recheck_s: float = Field(default=30.0, gt=0)
     """How often a spawner without a working sandbox looks for one again."""
     state_prefix: str = "mosaic"
+
+    def lease_s(self) -> float:
+        """The lease in seconds: ``task_lease_s``, capped by the ack wait."""
+        if self.task_lease_s is None:
+            return self.task_ack_wait_s
+        return min(self.task_lease_s, self.task_ack_wait_s)

@@ -1,8 +1,9 @@
 """From a JetStream message to an agent run, and back to ack / nak.
 
-The message stays in flight for the whole run: in-progress acks keep it from being
-redelivered while the agent lives; if this process dies, JetStream redelivers it after
-the ack wait and the next spawner resumes the task on a fresh worktree.
+The message stays in flight for the whole run: a lease (in-progress acks the server
+confirms) keeps it from being redelivered while the agent lives; if this process dies,
+JetStream redelivers it after the ack wait and the next spawner resumes the task on a
+fresh worktree. Each claim is a new attempt whose number fences every write it makes.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import contextlib
 import logging
 import random
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from services.spawner.agent_run import AgentRun, RunContext, Verdict
-from services.spawner.kills import KillRegistry
-from shared.errors import IllegalTransitionError
+from services.spawner.exhausted import fail_exhausted
+from services.spawner.kills import KillRegistry, Running
+from services.spawner.lease import Lease
+from shared.errors import IllegalTransitionError, StaleAttemptError
 from shared.lifecycle import AGENT_FINAL, TASK_FINAL
-from shared.messages.agents import AgentState, TaskState
+from shared.messages.agents import AgentRecord, AgentState, TaskState
 from shared.messages.tasks import TaskQueued
 
 log = logging.getLogger(__name__)
@@ -28,9 +33,10 @@ log = logging.getLogger(__name__)
 class Worker:
     """Handles task messages for one spawner process."""
 
-    def __init__(self, ctx: RunContext, kills: KillRegistry) -> None:
+    def __init__(self, ctx: RunContext, kills: KillRegistry, nc: Client) -> None:
         self.ctx = ctx
         self.kills = kills
+        self.nc = nc
 
     async def handle(self, msg: Msg) -> None:
         """Run the task in ``msg`` and settle the message."""
@@ -41,17 +47,29 @@ class Worker:
             await msg.term()
             return
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
-        if await self.ctx.tracker.store.held() is not None:
-            await msg.nak(delay=1.0)  # a kill-all is in force: the task waits in the queue
+        try:
+            if await self.ctx.tracker.store.held() is not None:
+                await msg.nak(delay=1.0)  # a kill-all is in force: the task waits in the queue
+                return
+            attempt = await self._claim(task)
+        except RedisError:
+            log.warning("Valkey unreachable: the task goes back to the queue", extra=ids)
+            await msg.nak(delay=self.ctx.settings.retry_base_delay_s)
             return
-        attempt = await self._claim(task)
         if attempt is None:
             await msg.ack()
             return
         current = asyncio.current_task()
         assert current is not None
         running = self.kills.add(task.agent_id, task.request.task_id, current)
-        keepalive = asyncio.create_task(self._keepalive(msg))
+        lease = Lease(
+            msg,
+            self.nc,
+            ack_wait_s=self.ctx.settings.task_ack_wait_s,
+            lease_s=self.ctx.settings.lease_s(),
+            on_lost=lambda: _lose(running),
+        )
+        keepalive = asyncio.create_task(lease.keep())
         try:
             verdict = await AgentRun(self.ctx, task, running, attempt).execute()
         except asyncio.CancelledError:
@@ -59,6 +77,8 @@ class Worker:
         finally:
             keepalive.cancel()
             self.kills.discard(task.agent_id)
+        if verdict in (Verdict.RETRY, Verdict.HAND_BACK) and self._last_delivery(msg):
+            verdict = await self._exhausted(task, attempt, verdict)
         with contextlib.suppress(Exception):
             if verdict is Verdict.DONE:
                 await msg.ack()
@@ -66,19 +86,27 @@ class Worker:
                 delay = self._backoff(attempt)
                 log.info("retrying in %.1fs", delay, extra=ids)
                 await msg.nak(delay=delay)
-            else:
+            elif verdict is Verdict.HAND_BACK:
                 await msg.nak()
+            # LOST: another spawner owns the task now; its message is not ours to settle
 
     async def _claim(self, task: TaskQueued) -> int | None:
-        """Move the task to ``assigned`` here; None when it must not run (final, killed)."""
+        """Move the task to ``assigned`` here; None when it must not run (final, killed).
+
+        The claim is fenced by the attempt number read: of two spawners claiming the same
+        task, one moves ``attempts`` on and the other is refused.
+        """
         store = self.ctx.tracker.store
         record = await store.get_agent(task.agent_id)
         if record is None or record.state in AGENT_FINAL or record.task_state in TASK_FINAL:
             return None
         tracker, tid = self.ctx.tracker, task.request.task_id
         if record.task_state in (TaskState.ASSIGNED, TaskState.EXECUTING):
-            # its previous spawner died mid-run: this delivery is a fresh attempt
+            # its previous spawner died mid-run (that attempt counts): fresh attempt or end
+            if await self._ended_after_crash(task, record):
+                return None
             agent = AgentState.SPAWNING if record.state == AgentState.RUNNING else None
+            reason = f"attempt {record.attempts}: its spawner stopped mid-run"
             try:
                 await tracker.transition(
                     task.agent_id,
@@ -86,8 +114,10 @@ class Worker:
                     agent=agent,
                     task=TaskState.PENDING,
                     detail={"retry": "redelivered after its spawner stopped"},
+                    fence=record.attempts,
+                    append={"attempt_reasons": reason},
                 )
-            except IllegalTransitionError:
+            except (IllegalTransitionError, StaleAttemptError):
                 return None
         attempt = record.attempts + 1
         try:
@@ -96,19 +126,52 @@ class Worker:
                 task_id=tid,
                 task=TaskState.ASSIGNED,
                 fields={"spawner": self.ctx.instance, "attempts": attempt},
+                fence=record.attempts,
             )
-        except IllegalTransitionError:
+        except (IllegalTransitionError, StaleAttemptError):
             return None  # killed or taken meanwhile
         return attempt
 
-    async def _keepalive(self, msg: Msg) -> None:
-        interval = max(self.ctx.settings.task_ack_wait_s / 3, 0.2)
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+    async def _ended_after_crash(self, task: TaskQueued, record: AgentRecord) -> bool:
+        """A redelivered task whose attempts are all spent ends ``failed`` here."""
+        max_attempts = task.request.options.max_retries + 1
+        if record.attempts < max_attempts:
+            return False
+        reason = (
+            f"attempt {record.attempts}: its spawner stopped mid-run, "
+            f"and maxRetries ({task.request.options.max_retries}) is spent"
+        )
+        await fail_exhausted(self.ctx.tracker, task, reason, fence=record.attempts)
+        return True
+
+    def _last_delivery(self, msg: Msg) -> bool:
+        """Whether JetStream will not deliver ``msg`` again after this delivery."""
+        limit = self.ctx.settings.task_max_deliver
+        try:
+            return limit > 0 and msg.metadata.num_delivered >= limit
+        except Exception:  # not a JetStream message (never in the spawner)
+            return False
+
+    async def _exhausted(self, task: TaskQueued, attempt: int, verdict: Verdict) -> Verdict:
+        """The last delivery cannot go back: fail the task (then the message is acked)."""
+        limit = self.ctx.settings.task_max_deliver
+        why = "retry" if verdict is Verdict.RETRY else "hand-back"
+        reason = f"attempt {attempt}: no {why}: the queue's {limit} deliveries are spent"
+        try:
+            await fail_exhausted(self.ctx.tracker, task, reason, fence=attempt)
+        except StaleAttemptError:
+            return Verdict.LOST
+        except RedisError:
+            log.error("could not fail an exhausted task (Valkey unreachable)", exc_info=True)
+        return Verdict.DONE
 
     def _backoff(self, attempt: int) -> float:
         s = self.ctx.settings
         base = min(s.retry_base_delay_s * 2.0 ** (attempt - 1), s.retry_max_delay_s)
         return base * (0.8 + 0.4 * random.random())
+
+
+def _lose(running: Running) -> None:
+    """The lease lapsed: stop the run; it kills its sandbox and writes nothing."""
+    running.lease_lost = True
+    running.task.cancel("lease lost: NATS unreachable for longer than the lease")

@@ -84,6 +84,10 @@ class AgentRecord(Message):
     """The model name (``scripted`` for scripted plans)."""
     spawner: str | None = None
     attempts: int = 0
+    """The current attempt's number: the fencing token every write of an attempt carries."""
+    attempt_reasons: list[str] = []
+    """How each attempt that did not complete ended ("attempt 1: timeout after 8s"), in
+    order: kept when the task is retried, handed back or runs out of deliveries."""
     turns: int = 0
     tokens_used: int = 0
     last_tool: str | None = None

@@ -3,6 +3,8 @@ across the bus; the spawner records it on the agent."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from shared.messages.base import Failure, Message
 
 
@@ -13,6 +15,9 @@ class WorktreeRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeReady(Message):
@@ -33,6 +38,9 @@ class CommitRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
     message: str
     yolo: bool = False
 
@@ -64,6 +72,9 @@ class PushRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class PushDone(Message):
@@ -82,6 +93,9 @@ class WorktreeRemoveRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
+    attempt: int | None = Field(default=None, ge=1)
+    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
+    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeRemoved(Message):

@@ -57,7 +57,9 @@ class _Run:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def outcome(self, status: str, *, summary: str = "", reason: str | None = None) -> AgentOutcome:
+    def outcome(
+        self, status: str, *, summary: str = "", reason: str | None = None, retryable: bool = False
+    ) -> AgentOutcome:
         if status == "failed":
             logger.warning("agent failed: %s", reason, extra=self.log)
         else:
@@ -68,6 +70,7 @@ class _Run:
             reason=reason,
             turns=self.turns,
             tokens_used=self.tokens,
+            retryable=retryable,
             extra={
                 "provider": self.provider.name,
                 "input_tokens": self.input_tokens,
@@ -111,7 +114,11 @@ class _Run:
             try:
                 reply = await self.provider.next_turn(results, notice)
             except ProviderError as exc:
-                return self.outcome("failed", reason=f"model provider failed: {exc.message}")
+                return self.outcome(
+                    "failed",
+                    reason=f"model provider failed: {exc.message}",
+                    retryable=exc.retryable,
+                )
             results, notice = [], None
             self.input_tokens += reply.usage.input
             self.output_tokens += reply.usage.output

@@ -47,6 +47,10 @@ class AgentOutcome:
     turns: int = 0
     tokens_used: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False
+    """The failure may pass on a new attempt (a model API overloaded or timing out after
+    its own retries); the task's ``maxRetries`` decides. Bounds (turns, tokens, the wall
+    clock) and refusals are final."""
 
 
 ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]

@@ -1,0 +1,93 @@
+"""Fencing tokens in the Valkey store: a write of an older attempt is refused atomically."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import StaleAttemptError
+from shared.messages.agents import AgentEvent, AgentState, TaskState
+from shared.store import StateStore
+from tests.integration.test_store import make_record
+
+pytestmark = pytest.mark.integration
+
+
+async def _claim(store: StateStore, attempt: int) -> None:
+    """What a spawner's claim writes: assigned, attempts moved on, fenced by the old one."""
+    await store.transition(
+        "a1",
+        task_id="t1",
+        task=TaskState.ASSIGNED,
+        fields={"attempts": attempt},
+        fence=attempt - 1,
+    )
+
+
+async def test_a_stale_attempt_can_neither_transition_update_nor_record(
+    store: StateStore,
+) -> None:
+    await store.create_agent(make_record())
+    await _claim(store, 1)
+    await store.transition(
+        "a1", task_id="t1", agent=AgentState.RUNNING, task=TaskState.EXECUTING, fence=1
+    )
+    # attempt 1's spawner is cut off; its task is redelivered and claimed as attempt 2
+    await store.transition(
+        "a1", task_id="t1", agent=AgentState.SPAWNING, task=TaskState.PENDING, fence=1
+    )
+    await _claim(store, 2)
+    before = await store.require_agent("a1")
+    events_before = len(await store.events("a1"))
+
+    with pytest.raises(StaleAttemptError, match="attempt 1 is stale"):
+        await store.transition(
+            "a1", task_id="t1", agent=AgentState.COMPLETED, task=TaskState.COMPLETED, fence=1
+        )
+    with pytest.raises(StaleAttemptError):
+        await store.update("a1", {"pushed_branch": "mosaic/stale"}, fence=1)
+    with pytest.raises(StaleAttemptError):
+        await store.append_event(
+            AgentEvent(agent_id="a1", task_id="t1", kind="progress", detail={}), fence=1
+        )
+    after = await store.require_agent("a1")
+    assert after == before  # nothing of the stale attempt landed
+    assert len(await store.events("a1")) == events_before
+
+    # the current attempt writes normally
+    await store.update("a1", {"turns": 3}, fence=2)
+    await store.transition(
+        "a1", task_id="t1", agent=AgentState.RUNNING, task=TaskState.EXECUTING, fence=2
+    )
+    assert (await store.require_agent("a1")).turns == 3
+
+
+async def test_a_claim_on_an_outdated_read_is_refused(store: StateStore) -> None:
+    """B read the record (attempts 0) before A claimed, ran and handed the task back:
+    the state is ``pending`` again, so only the fence tells B its read is outdated."""
+    await store.create_agent(make_record())
+    await _claim(store, 1)  # A
+    await store.transition("a1", task_id="t1", task=TaskState.PENDING, fence=1)
+    with pytest.raises(StaleAttemptError):
+        await _claim(store, 1)  # B, on its read of attempts 0
+    assert (await store.require_agent("a1")).attempts == 1
+    await _claim(store, 2)  # B again, on a fresh read
+
+
+async def test_attempt_reasons_accumulate_in_order(store: StateStore) -> None:
+    await store.create_agent(make_record())
+    for attempt in (1, 2):
+        await _claim(store, attempt)
+        await store.transition(
+            "a1",
+            task_id="t1",
+            task=TaskState.PENDING,
+            fence=attempt,
+            append={"attempt_reasons": f"attempt {attempt}: gates/unavailable"},
+        )
+    record = await store.require_agent("a1")
+    assert record.attempt_reasons == [
+        "attempt 1: gates/unavailable",
+        "attempt 2: gates/unavailable",
+    ]
+    with pytest.raises(ValueError, match="attempts"):
+        await store.update("a1", {"attempts": 9})
