@@ -56,6 +56,9 @@ class Worker:
             log.warning("Valkey unreachable: the task goes back to the queue", extra=ids)
             await msg.nak(delay=self.ctx.settings.retry_base_delay_s)
             return
+        except StaleAttemptError:  # another delivery claimed it meanwhile: not ours to settle
+            log.info("task claimed by another spawner meanwhile", extra=ids)
+            return
         if attempt is None:
             await msg.ack()
             return
