@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kill-every",
         type=float,
         default=3.0,
-        help="mean seconds of running agents between two faults (chaos)",
+        help="before each fault the suite waits for one more task to end, then a random "
+        "0.2 to 2x this many seconds (chaos)",
     )
     group.add_argument(
         "--lease",
