@@ -11,24 +11,32 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import report, scenarios
+from loadtests.chaos import runner as chaos
 from loadtests.resources import Sampler
 from loadtests.target import Target, embedded, make_repository
 
-SCENARIOS = ("concurrency", "dispatch", "kill", "baseline", "smoke")
+SCENARIOS = ("concurrency", "dispatch", "kill", "baseline", "smoke", "chaos")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments (the help texts are the documentation)."""
     parser = argparse.ArgumentParser(
         prog="python -m loadtests",
-        description="Measure Mosaic: spawn latency, dispatch throughput, kill latency, floors.",
+        description="Measure Mosaic: spawn latency, dispatch throughput, kill latency, floors; "
+        "and the system under repeated faults (chaos).",
     )
     parser.add_argument(
         "scenario",
         choices=SCENARIOS,
-        help="smoke = concurrency with 10 agents; fails only on errors or lost tasks",
+        help="smoke = concurrency with 10 agents; fails only on errors or lost tasks. "
+        "chaos = faults while agents run (SIGKILLs, server restarts, a partition, kill-all), "
+        "a table of figures with pass/fail; exits 1 if any check failed",
     )
-    parser.add_argument("--agents", type=int, default=10, help="agents (or tasks for dispatch)")
+    parser.add_argument(
+        "--agents",
+        type=int,
+        help="agents (or tasks for dispatch; agents kept running for chaos); 10, chaos 20",
+    )
     parser.add_argument(
         "--sandbox",
         choices=("bwrap", "docker", "none"),
@@ -43,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help="operator token for --url")
     parser.add_argument("--admin-token", help="admin token for --url (kill scenario)")
     parser.add_argument("--repository", help="repository the agents use with --url")
+    chaos.add_arguments(parser)
     return parser
 
 
@@ -60,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one scenario and print its table; exit 1 only on errors or lost tasks."""
     args = build_parser().parse_args(argv)
     name = args.scenario
+    args.agents = args.agents or (20 if name == "chaos" else 10)
+    command = "python -m loadtests " + " ".join(argv if argv is not None else sys.argv[1:])
+    if name == "chaos":
+        if args.url:
+            print("chaos kills and restarts processes: it runs on the embedded system only")
+            return 2
+        return chaos.main(args, command)
     if name == "smoke":
         args.agents = min(args.agents, 10)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -86,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = asyncio.run(_run(name, target, args))
             result["resources"] = sampler.report()
     result["machine"] = report.machine()
-    result["command"] = "python -m loadtests " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    result["command"] = command
     path = report.write(out, name, result)
     picture = report.plot(out, name, result)
     print(f"\n{name} ({args.agents} agents, {args.sandbox} sandbox)")

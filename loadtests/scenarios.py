@@ -17,7 +17,7 @@ from loadtests.stats import summary
 from loadtests.target import Target
 
 
-def _http(target: Target, admin: bool = False) -> httpx.AsyncClient:
+def http_client(target: Target, admin: bool = False) -> httpx.AsyncClient:
     token = target.admin_token if admin else target.api_token
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     return httpx.AsyncClient(
@@ -76,7 +76,7 @@ async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, 
         for n in range(agents)
     ]
     valkey_before = await _valkey_figures(target)
-    async with _http(target) as http:
+    async with http_client(target) as http:
         started = time.monotonic()
         ids, errors = await submit_all(http, bodies)
         submitted = time.monotonic() - started
@@ -136,7 +136,7 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
     run = uuid.uuid4().hex[:6]
     plan = [{"tool": "finish", "input": {"summary": "nothing to do"}}]
     bodies = [task_body(str(target.repository), f"disp-{run}-{n}", plan) for n in range(tasks)]
-    async with _http(target) as http:
+    async with http_client(target) as http:
         started = time.monotonic()
         ids, errors = await submit_all(http, bodies, parallel=64)
         accept_s = time.monotonic() - started
@@ -185,7 +185,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         task_body(str(target.repository), f"kill-{run}-{n}", plan, timeout=1200)
         for n in range(agents)
     ]
-    async with _http(target) as http, _http(target, admin=True) as admin:
+    async with http_client(target) as http, http_client(target, admin=True) as admin:
         ids, errors = await submit_all(http, bodies)
         await wait_until(
             http,

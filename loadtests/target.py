@@ -26,8 +26,11 @@ class Target:
     supervisor: Supervisor | None = None
 
 
-def make_repository(root: Path) -> Path:
-    """A bare remote with one commit, for agents to branch from and push to."""
+def make_repository(root: Path, tests: str = "python3 -m unittest discover -q") -> Path:
+    """A bare remote with one commit, for agents to branch from and push to.
+
+    ``tests`` is the command of its tests gate (the chaos suite makes it slower, so that
+    gates is killed mid-request)."""
     remote = root / "remote.git"
     if remote.exists():
         return remote
@@ -44,7 +47,7 @@ def make_repository(root: Path) -> Path:
     )
     (seed / ".mosaic").mkdir()
     (seed / ".mosaic" / "gates.toml").write_text(
-        'detect = false\n\n[gates]\ntests = "python3 -m unittest discover -q"\nlint = false\n'
+        f'detect = false\n\n[gates]\ntests = "{tests}"\nlint = false\n'
     )
     for args in (
         ["add", "-A"],

@@ -155,15 +155,19 @@ class Supervisor:
         )
         return env
 
-    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+    def start_service(
+        self, name: str, overrides: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start (or restart) one service as ``python -m services.<module>``.
 
-        ``name`` is the service, or ``<service>-<n>`` for another instance of it.
+        ``name`` is the service, or ``<service>-<n>`` for another instance of it;
+        ``overrides`` replace entries of its environment (the chaos suite points one
+        spawner's ``NATS_URL`` at a proxy it can cut).
         """
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service_of(name)}"],
-            env=self.service_env(name),
+            env={**self.service_env(name), **(overrides or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
