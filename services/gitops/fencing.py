@@ -51,6 +51,11 @@ class Fences:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._held: dict[str, asyncio.Lock] = {}
+        """One in-process lock per agent, taken before its fence's flock: requests of
+        one agent queue here, not as threads blocked in ``flock`` (enough of those
+        would fill the default executor that the holders need for their git work, and
+        gitops would wait on itself)."""
 
     def path(self, agent_id: str) -> Path:
         validate_id("agent id", agent_id)
@@ -68,16 +73,28 @@ class Fences:
         if request.attempt is None:
             return await work()
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = await asyncio.to_thread(_lock_and_advance, self.path(request.agent_id),
-                                     request.agent_id, request.attempt)  # fmt: skip
+        path = self.path(request.agent_id)
+        local = self._held.setdefault(request.agent_id, asyncio.Lock())
+        await local.acquire()
+        try:
+            fd = await asyncio.to_thread(_lock_and_advance, path, request.agent_id,
+                                         request.attempt)  # fmt: skip
+        except BaseException:
+            local.release()
+            raise
+
+        def release(_: object = None) -> None:
+            os.close(fd)  # closing the descriptor releases the flock
+            local.release()
+
         job = asyncio.ensure_future(work())
         try:
             return await asyncio.shield(job)
         finally:
             if job.done():
-                os.close(fd)  # closing the descriptor releases the flock
+                release()
             else:  # cancelled: keep the fence held until the work really ends
-                job.add_done_callback(lambda _: os.close(fd))
+                job.add_done_callback(release)
 
 
 def _lock_and_advance(path: Path, agent_id: str, attempt: int) -> int:

@@ -50,7 +50,10 @@ class Lease:
             with contextlib.suppress(Exception):  # disconnected: the lease runs down
                 await self._msg.in_progress()
                 await asyncio.wait_for(self._nc.flush(), self._flush_wait)
-                self.confirmed_at = time.monotonic()
+                # While nats-py reconnects, flush can return with no round trip made
+                # (the chaos suite's cut showed it): only a connected client confirms.
+                if self._nc.is_connected:
+                    self.confirmed_at = time.monotonic()
             if time.monotonic() - self.confirmed_at >= self._lease_s:
                 log.error(
                     "lease lost: NATS has not confirmed an in-progress ack for %.1fs",

@@ -12,7 +12,7 @@ from loadtests.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-SMOKE = "spawner,gitops,kill-all"
+SMOKE = "spawner,gitops,partition,kill-all"
 
 
 def test_chaos_smoke_passes_every_check(tmp_path: Path) -> None:
