@@ -181,10 +181,13 @@ async def create_worktree(cache: RepoCache, request: WorktreeRequested) -> Workt
     """Make (or reuse, for the same agent and task) the agent's repository."""
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())
-    return await cache.run_locked(ref.repository, _create, cache, ref, request.base_branch)
+    retry = request.attempt is not None and request.attempt > 1
+    return await cache.run_locked(ref.repository, _create, cache, ref, request.base_branch, retry)
 
 
-def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeReady:
+def _create(
+    cache: RepoCache, ref: WorktreeRef, base_branch: str, retry: bool = False
+) -> WorktreeReady:
     cache.ensure(ref.repository, base_branch)
     runner = cache.runner(ref.repository)
     base_ref = f"refs/remotes/origin/{base_branch}"
@@ -213,6 +216,8 @@ def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeRea
     branch_existed = cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
     base = cache.rev(ref.repository, base_ref)
     start = cache.rev(ref.repository, f"refs/heads/{ref.branch}") if branch_existed else base
+    if not branch_existed and retry:
+        start = _pushed_by_earlier_attempt(cache, ref) or start
     ref.path.parent.mkdir(parents=True, exist_ok=True)
     try:
         agentrepo.create(
@@ -231,6 +236,15 @@ def _create(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> WorktreeRea
         raise
     log.info("created agent repository %s on %s", ref.path, ref.branch, extra=ref.log_extra)
     return _ready(cache, ref, base_ref, reused=False)
+
+
+def _pushed_by_earlier_attempt(cache: RepoCache, ref: WorktreeRef) -> str | None:
+    """The tip of the agent's branch on the remote, when an earlier attempt pushed it and
+    ended before its record did (killed, its spawner gone): a retry builds on it, so its
+    push is a fast-forward, not a rewrite the remote refuses."""
+    cache.fetch(ref.repository, ref.branch)
+    remote = f"refs/remotes/origin/{ref.branch}"
+    return cache.rev(ref.repository, remote) if cache.has_ref(ref.repository, remote) else None
 
 
 def _ready(cache: RepoCache, ref: WorktreeRef, base_ref: str, *, reused: bool) -> WorktreeReady:

@@ -11,6 +11,7 @@ from services.gitops import commits, conflicts, worktrees
 from services.gitops.errors import ConflictError, PushRejectedError
 from services.gitops.repos import RepoCache
 from services.gitops.safety import GitRunner
+from shared.messages.gitops import WorktreeRequested
 from tests.conftest import git
 from tests.integration.gitops.conftest import (
     align,
@@ -125,3 +126,30 @@ async def test_rewritten_branch_is_never_force_pushed(cache: RepoCache, remote_r
     with pytest.raises(PushRejectedError):
         await conflicts.push(cache, push_req(remote_repo, "five"))
     assert git(remote_repo, "rev-parse", "mosaic/agent-five") == first.commit
+
+
+async def test_a_retry_builds_on_what_a_killed_attempt_pushed(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """Attempt 1 pushed, then died before its record said so (killed, its spawner gone);
+    its repository was removed. Attempt 2 starts from the pushed tip, so its own push is a
+    fast-forward (it used to start from the base and be refused as a rewrite)."""
+    first = await worktrees.create_worktree(cache, wt_req(remote_repo, "again"))
+    root = Path(first.path or "")
+    (root / "one.txt").write_text("attempt 1\n")
+    made = await commits.commit(cache, commit_req(remote_repo, "again"))
+    assert (await conflicts.push(cache, push_req(remote_repo, "again"))).commit == made.commit
+    await worktrees.remove_worktree(cache, rm_req(remote_repo, "again"))
+
+    retry = WorktreeRequested(
+        agent_id="again", task_id="t1", repository=str(remote_repo), base_branch="main", attempt=2
+    )
+    second = await worktrees.create_worktree(cache, retry)
+    root = Path(second.path or "")
+    assert git(root, "rev-parse", "HEAD") == made.commit
+    assert second.base_commit == first.base_commit
+    (root / "two.txt").write_text("attempt 2\n")
+    again = await commits.commit(cache, commit_req(remote_repo, "again"))
+    pushed = await conflicts.push(cache, push_req(remote_repo, "again"))
+    assert pushed.commit == again.commit
+    assert git(remote_repo, "rev-parse", "mosaic/agent-again~1") == made.commit
