@@ -14,6 +14,7 @@ Every state change is one Lua script: check the current values, write the new on
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,9 @@ _TRANSITION = (
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
 local spec = cjson.decode(ARGV[1])
+if redis.call('HGET', KEYS[4], 'op') == spec.op then
+  return {1, '', redis.call('HGET', KEYS[4], 'event')}
+end
 local refused = stale(spec.fence)
 if refused then return refused end
 for field, allowed in pairs(spec.checks) do
@@ -83,6 +87,7 @@ for field, value in pairs(spec.targets) do
   end
   redis.call('HINCRBY', KEYS[3], field .. ':' .. value, 1)
 end
+redis.call('HSET', KEYS[4], 'op', spec.op, 'event', event)
 return {1, '', event}
 """
 )
@@ -119,7 +124,7 @@ if redis.call('EXISTS', agent) == 1 then
     if value then redis.call('HINCRBY', KEYS[5], field .. ':' .. cjson.decode(value), -1) end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
@@ -252,8 +257,14 @@ class StateStore:
         detail: Mapping[str, Any] | None = None,
         fence: int | None = None,
         append: Mapping[str, str] | None = None,
+        op: str | None = None,
     ) -> AgentEvent:
         """Move the agent and/or task state atomically, or raise ``IllegalTransitionError``.
+
+        Idempotent: the write carries an id (``op``, a fresh one by default) and the same
+        write sent again (redis-py resends a command whose connection dropped before the
+        answer came, e.g. while Valkey restarts) answers the event it recorded the first
+        time instead of refusing ``executing -> executing``.
 
         ``fence`` is the writer's attempt number (its fencing token): the script refuses
         the write with ``StaleAttemptError`` when the record's ``attempts`` is larger,
@@ -289,6 +300,7 @@ class StateStore:
             "primary": primary,
             "targets": targets,
             "append": dict(append or {}),
+            "op": op or uuid.uuid4().hex,
         }
         if fence is not None:
             spec["fence"] = fence
@@ -297,6 +309,7 @@ class StateStore:
                 self.key("agent", agent_id),
                 self.key("agent", agent_id, "events"),
                 self.key("counts"),
+                self.key("agent", agent_id, "lastop"),
             ],
             args=[_enc(spec)],
         )
@@ -347,6 +360,7 @@ class StateStore:
                 self.key("task", task_id),
                 self.key("agents"),
                 self.key("counts"),
+                self.key("agent", agent_id, "lastop"),
             ],
             args=[agent_id],
         )

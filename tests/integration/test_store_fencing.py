@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import StaleAttemptError
+from shared.errors import IllegalTransitionError, StaleAttemptError
 from shared.messages.agents import AgentEvent, AgentState, TaskState
 from shared.store import StateStore
 from tests.integration.test_store import make_record
@@ -91,3 +91,29 @@ async def test_attempt_reasons_accumulate_in_order(store: StateStore) -> None:
     ]
     with pytest.raises(ValueError, match="attempts"):
         await store.update("a1", {"attempts": 9})
+
+
+async def test_a_transition_sent_again_is_answered_not_refused(store: StateStore) -> None:
+    """redis-py resends a command whose connection dropped before its answer (a Valkey
+    restart): the second delivery of one transition answers the event the first recorded,
+    instead of ``executing -> executing``, and records nothing twice (the chaos suite's
+    Valkey restarts failed a task this way)."""
+    await store.create_agent(make_record())
+    await _claim(store, 1)
+
+    async def running(op: str) -> AgentEvent:
+        return await store.transition(
+            "a1", task_id="t1", agent=AgentState.RUNNING, task=TaskState.EXECUTING, fence=1, op=op
+        )
+
+    first = await running("op-1")
+    events = len(await store.events("a1"))
+    assert await running("op-1") == first
+    assert len(await store.events("a1")) == events
+    assert (await store.counts())["state"]["running"] == 1
+    # a new write (another op) is still checked: running -> running is refused
+    with pytest.raises(IllegalTransitionError):
+        await running("op-2")
+    # and deleting the agent takes the write's memory with it
+    await store.delete_agent("a1", "t1")
+    assert not await store.redis.exists(store.key("agent", "a1", "lastop"))
