@@ -180,7 +180,7 @@ def create_app(
             await ctx.forecast.on_message(msg.data)
 
         async def on_max_deliveries(msg: Msg) -> None:
-            await on_max_deliveries_advisory(nc.jetstream(), ctx.tracker, msg.data)
+            await on_max_deliveries_advisory(nc.jetstream(), ctx.tracker, msg.data, ctx.gitops)
 
         subs = [
             await nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=on_max_deliveries),

@@ -14,10 +14,12 @@ import logging
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from services.spawner.clients import GitOps
 from shared import subjects
-from shared.errors import IllegalTransitionError, NotFoundError
+from shared.errors import IllegalTransitionError, MosaicError, NotFoundError
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
+from shared.messages.gitops import WorktreeRemoveRequested
 from shared.messages.tasks import TaskQueued
 from shared.tracker import AgentTracker
 
@@ -51,7 +53,34 @@ async def fail_exhausted(
     return True
 
 
-async def on_max_deliveries(js: JetStreamContext, tracker: AgentTracker, data: bytes) -> None:
+async def remove_leftovers(gitops: GitOps, tracker: AgentTracker, task: TaskQueued) -> None:
+    """Remove (salvaging first) the repository a crashed attempt left, for a task ended
+    here without a run of its own: no run's cleanup will, and the record names no
+    worktree for the reaper when the attempt died before it said it was running."""
+    request = task.request
+    try:
+        removed = await gitops.remove_worktree(
+            WorktreeRemoveRequested(
+                agent_id=task.agent_id,
+                task_id=request.task_id,
+                repository=request.context.repository,
+                base_branch=request.context.branch,
+            )
+        )
+        if removed.error is not None:
+            raise MosaicError(removed.error.message)
+        fields: dict[str, object] = {"worktree": None}
+        if removed.salvage_branch:
+            fields["salvage_branch"] = removed.salvage_branch
+        await tracker.store.update(task.agent_id, fields)
+    except MosaicError:
+        log.warning("could not remove what the crashed attempt left", exc_info=True,
+                    extra={"agent_id": task.agent_id})  # fmt: skip
+
+
+async def on_max_deliveries(
+    js: JetStreamContext, tracker: AgentTracker, data: bytes, gitops: GitOps
+) -> None:
     """Handle JetStream's advisory: fail the task, then drop its message from the stream.
 
     Every spawner hears it; the transition has one winner and deleting twice is harmless.
@@ -73,7 +102,8 @@ async def on_max_deliveries(js: JetStreamContext, tracker: AgentTracker, data: b
         log.error("a task message at seq %d that cannot be read hit max deliveries", seq)
     else:
         reason = f"the queue gave up after {deliveries} deliveries"
-        await fail_exhausted(tracker, task, reason)
+        if await fail_exhausted(tracker, task, reason):
+            await remove_leftovers(gitops, tracker, task)
     try:
         await js.delete_msg(subjects.TASKS_STREAM, seq)
     except Exception:

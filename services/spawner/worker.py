@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from services.spawner.agent_run import AgentRun, RunContext, Verdict
-from services.spawner.exhausted import fail_exhausted
+from services.spawner.exhausted import fail_exhausted, remove_leftovers
 from services.spawner.kills import KillRegistry, Running
 from services.spawner.lease import Lease
 from shared.backoff import backoff_delay
@@ -144,7 +144,8 @@ class Worker:
             f"attempt {record.attempts}: its spawner stopped mid-run, "
             f"and maxRetries ({task.request.options.max_retries}) is spent"
         )
-        await fail_exhausted(self.ctx.tracker, task, reason, fence=record.attempts)
+        if await fail_exhausted(self.ctx.tracker, task, reason, fence=record.attempts):
+            await remove_leftovers(self.ctx.gitops, self.ctx.tracker, task)
         return True
 
     def _last_delivery(self, msg: Msg) -> bool:

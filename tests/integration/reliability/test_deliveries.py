@@ -21,6 +21,7 @@ from mosaic.embedded import ServerProcess, start_nats
 from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY, on_max_deliveries
 from shared import queue, subjects
 from shared.messages.agents import AgentState, TaskState
+from shared.messages.gitops import WorktreeRequested
 from shared.messages.tasks import TaskQueued
 from tests.integration.reliability.conftest import Spawner, queue_agent
 
@@ -98,13 +99,25 @@ async def test_a_task_whose_spawner_died_on_its_last_delivery_ends_failed(
     await queue.ensure_consumers(js, 1, 1)
 
     async def advisory(msg: Msg) -> None:  # what every spawner subscribes (app.serve)
-        await on_max_deliveries(js, spawner.ctx.tracker, msg.data)
+        await on_max_deliveries(js, spawner.ctx.tracker, msg.data, spawner.ctx.gitops)
 
     await nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=advisory)
     task = await queue_agent(store, remote_repo, "died1", FINISH)
     await queue.publish_task(js, task)
     await _next(nc, task)  # delivered once, the only delivery: its spawner "dies" with it
     assert await spawner.worker._claim(task) == 1
+    # ... after gitops made its repository and the agent wrote there, before it said so
+    made = await spawner.ctx.gitops.create_worktree(
+        WorktreeRequested(
+            agent_id=task.agent_id,
+            task_id=task.request.task_id,
+            repository=str(remote_repo),
+            base_branch="main",
+            attempt=1,
+        )
+    )
+    leftover = Path(made.path or "")
+    (leftover / "unsaved.txt").write_text("work of the attempt that died\n")
 
     deadline = time.monotonic() + 30
     while (await store.require_agent(task.agent_id)).state != AgentState.FAILED:
@@ -114,6 +127,12 @@ async def test_a_task_whose_spawner_died_on_its_last_delivery_ends_failed(
     record = await store.require_agent(task.agent_id)
     assert record.task_state == TaskState.FAILED
     assert record.attempt_reasons == ["the queue gave up after 1 deliveries"]
+    # nothing runs it again, so its leftovers are removed here, the work salvaged first
+    while leftover.exists() or record.salvage_branch is None:
+        assert time.monotonic() < deadline, "the crashed attempt's repository stayed"
+        await asyncio.sleep(0.1)
+        record = await store.require_agent(task.agent_id)
+    assert record.salvage_branch == f"mosaic/salvage/{task.agent_id}"
     for _ in range(50):
         if (await js.stream_info(subjects.TASKS_STREAM)).state.messages == 0:
             break
