@@ -45,7 +45,13 @@ class Lease:
 
     async def keep(self) -> None:
         """Renew until cancelled, or until the lease lapses (then ``on_lost``, return)."""
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # Python 3.11's wait_for can swallow a cancellation that lands as the
+                # flush completes; renewing on would keep a settled message in flight
+                # for ever (the chaos suite's task stuck ``pending``).
+                return
             started = time.monotonic()
             with contextlib.suppress(Exception):  # disconnected: the lease runs down
                 await self._msg.in_progress()
