@@ -84,7 +84,7 @@ class Worker:
             verdict = await self._exhausted(task, attempt, verdict)
         with contextlib.suppress(Exception):
             if verdict is Verdict.DONE:
-                await msg.ack()
+                await msg.ack_sync()  # the server confirms: a settled task is never redelivered
             elif verdict is Verdict.RETRY:
                 delay = self._backoff(attempt)
                 log.info("retrying in %.1fs", delay, extra=ids)

@@ -108,7 +108,8 @@ def test_kill_one_running_docker_agent(
         assert final_states(history) == ["killed"]
         cleanup = [e for e in history if e["kind"] == "cleanup"]
         assert cleanup
-        assert cleanup[-1]["detail"]["sandbox"] == "removed"
+        # the spawner's and the killswitch's cleanups may both be recorded, in either order
+        assert any(e["detail"].get("sandbox") == "removed" for e in cleanup), cleanup
         deadline = time.monotonic() + 5
         entries: list[dict[str, object]] = []
         while not entries and time.monotonic() < deadline:
