@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export MOSAIC_HOME ?= $(CURDIR)/.mosaic
 
-.PHONY: install lint typecheck test test-fast demo up clean
+.PHONY: install lint format typecheck test test-fast demo up clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,11 @@ $(VENV)/.installed: pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Rewrite the code the way `make lint` wants it (ruff's fixes, then its formatter).
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 typecheck: install
 	$(BIN)/mypy

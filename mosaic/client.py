@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -462,7 +462,7 @@ class AsyncMosaicClient(_Base):
 
     async def events(
         self, agent_id: str | None = None, since: int | None = None, *, reconnect: bool = True
-    ) -> AsyncIterator[AgentEvent]:
+    ) -> AsyncGenerator[AgentEvent, None]:
         """Live events over SSE (see ``MosaicClient.events``)."""
         attempt = 0
         while True:

@@ -217,23 +217,25 @@ class _Stream:
 
     def run(self, api: docker.APIClient, context: IO[bytes], params: dict[str, Any]) -> str | None:
         """POST /build; the built image id, or None when the build reported an error."""
-        # the SDK's build() hides the response, whose socket the timeout must cut
-        response = api._post(
-            api._url("/build"),
+        # the SDK's build() hides the response, whose socket the timeout must cut, so this
+        # uses its private request helpers (untyped in the stubs: Any on purpose)
+        raw_api: Any = api
+        response = raw_api._post(
+            raw_api._url("/build"),
             params=params,
             data=context,
             headers={"Content-Type": "application/tar"},
             stream=True,
             timeout=None,
         )
-        api._raise_for_status(response)
-        raw = api._get_raw_response_socket(response)
+        raw_api._raise_for_status(response)
+        raw = raw_api._get_raw_response_socket(response)
         self._sock = getattr(raw, "_sock", raw)  # a SocketIO over the connection's socket
         if self.cut:
             self.abort()
         image_id: str | None = None
         failed = False
-        for chunk in api._stream_helper(response, decode=True):
+        for chunk in raw_api._stream_helper(response, decode=True):
             if "stream" in chunk:
                 self.line(str(chunk["stream"]))
             if "status" in chunk:
@@ -368,8 +370,14 @@ def _step(
     return image_id
 
 
+def image_attrs(api: docker.APIClient, image: str) -> dict[str, Any]:
+    """The daemon's inspect answer for ``image`` (the stubs leave the call untyped)."""
+    attrs: dict[str, Any] = api.inspect_image(image)  # type: ignore[no-untyped-call]
+    return attrs
+
+
 def _image_user(client: docker.DockerClient, image: str) -> str:
-    attrs = client.api.inspect_image(image)
+    attrs = image_attrs(client.api, image)
     return str((attrs.get("Config") or {}).get("User") or "")
 
 

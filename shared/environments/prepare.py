@@ -24,7 +24,13 @@ from docker.errors import DockerException, ImageNotFound
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.environments.build import BuildCancel, BuildRequest, build_image, read_ca_bundle
+from shared.environments.build import (
+    BuildCancel,
+    BuildRequest,
+    build_image,
+    image_attrs,
+    read_ca_bundle,
+)
 from shared.environments.declaration import (
     DEVCONTAINER_FILE,
     MOSAIC_FILE,
@@ -223,7 +229,7 @@ class Environments:
         api = self._client.api
         try:
             try:
-                attrs = api.inspect_image(image)
+                attrs = image_attrs(api, image)
             except ImageNotFound:
                 log.info("pulling environment base %s", image)
                 try:
@@ -233,7 +239,7 @@ class Environments:
                         f"{source}: image: {image} is not on this Docker host and could not "
                         f"be pulled: {exc}"
                     ) from exc
-                attrs = api.inspect_image(image)
+                attrs = image_attrs(api, image)
         except BuildFailedError:
             raise
         except DockerException as exc:
@@ -244,7 +250,7 @@ class Environments:
         assert self._client is not None
         client = self._client
         try:
-            await asyncio.to_thread(client.api.inspect_image, tag)
+            await asyncio.to_thread(image_attrs, client.api, tag)
         except ImageNotFound:
             return False
         except DockerException as exc:

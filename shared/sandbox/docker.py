@@ -593,6 +593,6 @@ class DockerSandboxFactory:
         try:
             container.start()
         except BaseException as exc:
-            _remove_container(self.client, container.id)
+            _remove_container(self.client, str(container.id))
             raise SandboxError(f"cannot start sandbox container: {exc}", retryable=True) from exc
         return str(container.id), f"{uid}:{gid}"

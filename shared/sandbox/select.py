@@ -35,7 +35,8 @@ async def _docker(settings: SandboxSettings, client: docker.DockerClient | None)
     from shared.sandbox.docker import DockerSandboxFactory
 
     try:
-        client = client or await asyncio.to_thread(_docker_client, settings)
+        if client is None:
+            client = await asyncio.to_thread(_docker_client, settings)
         factory = DockerSandboxFactory(client, settings)
         await factory.check()
     except (DockerException, OSError, SandboxError) as exc:

@@ -27,6 +27,7 @@ from shared.environments import (
     EnvironmentSettings,
     PreparedEnvironment,
 )
+from shared.environments.build import image_attrs
 from shared.environments.key import LABEL_KEY, LABEL_REPOSITORY, LABEL_SOURCE, repository_slug
 from tests.integration.environments.repos import Repo
 
@@ -123,7 +124,7 @@ async def test_a_python_project_gets_pytest_from_debian(
     assert env.image is not None
     assert env.image.startswith(f"mosaic-env/{repository_slug(repo.bare.name)}:")
     assert env.env == {"PYTEST_ADDOPTS": "-p no:cacheprovider"}
-    labels = docker_client.api.inspect_image(env.image)["Config"]["Labels"]
+    labels = image_attrs(docker_client.api, env.image)["Config"]["Labels"]
     assert labels[LABEL_KEY] == env.key
     assert labels[LABEL_SOURCE] == TOML
     assert events.phases()[0] == "building"
@@ -368,9 +369,9 @@ async def test_old_images_are_pruned_by_the_policy(
         images.append(env.image)
     assert len(set(images)) == 3
     with pytest.raises(ImageNotFound):
-        docker_client.api.inspect_image(images[0])  # the least recently used went
+        image_attrs(docker_client.api, str(images[0]))  # the least recently used went
     for kept in images[1:]:
-        docker_client.api.inspect_image(kept)
+        image_attrs(docker_client.api, str(kept))
 
 
 async def test_a_dockerfile_the_daemon_refuses_fails_without_retry(

@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from mosaic.supervisor import Supervisor
+from shared.environments.build import image_attrs
 from shared.environments.key import LABEL_REPOSITORY, LABEL_SOURCE
 from tests.conftest import STDLIB_GATES, TEST_APP, git
 from tests.integration.environments.repos import Repo
@@ -78,7 +79,7 @@ def test_three_agents_one_build_through_the_system(
         images = {d["image"] for h in histories for d in environment_events(h)}
         assert len(images) == 1
         image = images.pop()
-        labels = docker_client.api.inspect_image(image)["Config"]["Labels"]
+        labels = image_attrs(docker_client.api, image)["Config"]["Labels"]
         assert labels[LABEL_SOURCE] == ".mosaic/environment.toml"
         # the agent's commands ran in the built image, with the declared environment
         for record in records.values():

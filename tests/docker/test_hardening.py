@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -22,8 +23,9 @@ async def run(sandbox: DockerSandbox, command: str, timeout: float = 20) -> tupl
     return result.exit_code, result.output
 
 
-def inspect(client: docker.DockerClient, sandbox: DockerSandbox) -> dict:
-    return client.api.inspect_container(sandbox.container_id)
+def inspect(client: docker.DockerClient, sandbox: DockerSandbox) -> dict[str, Any]:
+    attrs: dict[str, Any] = client.api.inspect_container(sandbox.container_id)
+    return attrs
 
 
 async def test_container_config_is_hardened(

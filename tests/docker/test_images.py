@@ -50,4 +50,5 @@ def test_testcontainers_runs_the_local_image(sandbox_image: str) -> None:
     container = DockerContainer(sandbox_image).with_command("sleep infinity")
     with container:
         code, out = container.get_wrapped_container().exec_run(["id", "-u"])
+    assert isinstance(out, bytes)
     assert (code, out.decode().strip()) == (0, "1000")

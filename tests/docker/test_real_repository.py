@@ -89,7 +89,7 @@ def built_images_removed(docker_client: docker.DockerClient) -> Iterator[None]:
     before = {image.id for image in docker_client.images.list("mosaic-env/calc-*")}
     yield
     for image in docker_client.images.list("mosaic-env/calc-*"):
-        if image.id not in before:
+        if image.id is not None and image.id not in before:
             with contextlib.suppress(docker.errors.APIError):
                 docker_client.images.remove(image.id, force=True)
 

@@ -167,7 +167,7 @@ class Stack:
         env: dict[str, str] | None = None,
         workspace: str | None = None,
         docker_socket: bool = False,
-        ports: dict[str, Any] | None = None,
+        ports: dict[int, Any] | None = None,
     ) -> DockerContainer:
         container = (
             DockerContainer(image(image_name))
@@ -240,7 +240,7 @@ class Stack:
         for container in reversed(list(self.containers.values())):
             with contextlib.suppress(NotFound, DockerException, AttributeError):
                 self.client.api.remove_container(
-                    container.get_wrapped_container().id, force=True, v=True
+                    str(container.get_wrapped_container().id), force=True, v=True
                 )
         self.containers.clear()
 

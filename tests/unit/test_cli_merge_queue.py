@@ -9,7 +9,7 @@ from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskStat
 
 
 def _event(kind: str, detail: dict[str, object]) -> AgentEvent:
-    return AgentEvent(agent_id="a", task_id="t", kind=kind, detail=detail)  # type: ignore[arg-type]
+    return AgentEvent(agent_id="a", task_id="t", kind=kind, detail=detail)
 
 
 def test_watch_describes_queue_positions_merges_and_gate_phases() -> None:

@@ -153,7 +153,12 @@ def test_the_proxy_relays_until_cut_then_refuses_until_healed() -> None:
     import threading
 
     server, port = _echo_server()
-    threading.Thread(target=lambda: [_echo_once(server) for _ in range(2)], daemon=True).start()
+
+    def echo_twice() -> None:
+        for _ in range(2):
+            _echo_once(server)
+
+    threading.Thread(target=echo_twice, daemon=True).start()
     with CuttableProxy(port) as proxy:
         first = socket.create_connection(("127.0.0.1", proxy.port), 5)
         first.sendall(b"ping")

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
+from requests.structures import CaseInsensitiveDict
 from schemathesis.checks import positive_data_acceptance
 
 from mosaic.embedded import free_port
@@ -43,11 +45,13 @@ schema = schemathesis.openapi.from_dict(create_app(_settings()).openapi()).exclu
 class AdminToken:
     """Every call carries the admin token (auth failures are covered by test_contract)."""
 
-    def get(self, case: schemathesis.Case, context: object) -> str:
+    def get(self, case: schemathesis.Case[Any], context: object) -> str:
         return ADMIN
 
-    def set(self, case: schemathesis.Case, data: str, context: object) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+    def set(self, case: schemathesis.Case[Any], data: str, context: object) -> None:
+        headers = case.headers if case.headers is not None else CaseInsensitiveDict()
+        headers["Authorization"] = f"Bearer {data}"
+        case.headers = headers
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +63,11 @@ def gates_service(nats_url: str) -> Iterator[None]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(gates.broker.start(), loop).result(15)
+    broker = gates.broker
+    assert broker is not None
+    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(15)
     yield
-    asyncio.run_coroutine_threadsafe(gates.broker.stop(), loop).result(15)
+    asyncio.run_coroutine_threadsafe(broker.stop(), loop).result(15)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 
@@ -79,7 +85,6 @@ def base_url(nats_url: str, valkey_url: str, gates_service: None) -> Iterator[st
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     while not server.started:
@@ -108,7 +113,7 @@ def valkey_url(valkey_server: object) -> str:
     suppress_health_check=list(HealthCheck),
     database=None,
 )
-def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, base_url: str) -> None:
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case[Any], base_url: str) -> None:
     case.call_and_validate(
         base_url=base_url,
         timeout=10,

@@ -26,7 +26,7 @@ def test_spawner_sigkilled_mid_task_repeatedly_loses_and_doubles_nothing(
     tmp_path: Path, remote_repo: Path
 ) -> None:
     env = {"TASK_ACK_WAIT_S": "2", "SPAWNER_CONCURRENCY": "4"}
-    with system(tmp_path / "home", **env) as sup, client(sup) as http:
+    with system(tmp_path / "home", None, **env) as sup, client(sup) as http:
         ids = []
         for n in range(12):
             answer = http.post(
@@ -166,7 +166,7 @@ def test_valkey_restart_mid_run_loses_no_state(tmp_path: Path, remote_repo: Path
             for n in range(3)
         ]
         sup.servers["valkey"].restart()  # AOF on: every record survives
-        second = []
+        second: list[str] = []
         deadline = time.monotonic() + 30
         while len(second) < 3 and time.monotonic() < deadline:
             answer = http.post(

@@ -125,7 +125,7 @@ def test_notes_ride_on_the_last_tool_result_once() -> None:
     carried = box.attach(results)
     assert carried[0] == results[0]
     assert carried[1] == ToolResult("b", "second\n\nNote: one\n\nNote: two", is_error=True)
-    assert box.pending == ()
+    assert not box.pending
     assert box.attach(results) == results  # delivered once
 
 
