@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import socket
-import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount, Ulimit
 
+from shared.sandbox import incontainer
 from shared.sandbox.base import (
     DirEntry,
     ExecResult,
@@ -45,6 +45,7 @@ from shared.sandbox.containers import (
     LABEL_TASK,
     label_filter,
 )
+from shared.sandbox.dockerframes import STDERR, STDOUT, Frames
 from shared.sandbox.envvars import sandbox_env
 from shared.sandbox.paths import check_relative
 from shared.sandbox.settings import SandboxSettings
@@ -64,79 +65,14 @@ SANDBOX_ENV = {
 declared ``env`` is added through ``envvars.sandbox_env`` (it may set ``PATH``, never
 ``HOME`` or a secret-looking name)."""
 
-# Runs inside the container as the sandbox user: argv = op, relative path[, max bytes].
-# Exit 3 = escapes the worktree, 4 = other refusal (message on stderr).
-_HELPER = r"""
-import json, os, stat, sys
-ROOT = "/workspace"
-op, rel = sys.argv[1], sys.argv[2]
-def fail(code, msg):
-    sys.stderr.write(msg)
-    sys.exit(code)
-def inside(p):
-    return p == ROOT or p.startswith(ROOT + "/")
-lexical = os.path.normpath(os.path.join(ROOT, rel))
-if os.path.isabs(rel) or not inside(lexical):
-    fail(3, "path escapes the worktree: " + rel)
-real = os.path.realpath(lexical)
-if not inside(real):
-    fail(3, "path escapes the worktree (through a symlink): " + rel)
-if op == "read":
-    if not os.path.lexists(real):
-        fail(4, "no such file: " + rel)
-    if os.path.isdir(real):
-        fail(4, "is a directory, not a file: " + rel)
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f:
-        sys.stdout.buffer.write(f.read(int(sys.argv[3])))
-elif op == "write":
-    if real == ROOT:
-        fail(4, "cannot write to the worktree root")
-    if os.path.isdir(real):
-        fail(4, "is a directory, not a file: " + rel)
-    os.makedirs(os.path.dirname(real), exist_ok=True)
-    if not inside(os.path.realpath(os.path.dirname(real))):
-        fail(3, "path escapes the worktree (through a symlink): " + rel)
-    data = sys.stdin.buffer.read()
-    fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-elif op == "list":
-    if not os.path.exists(real):
-        fail(4, "no such directory: " + rel)
-    if not os.path.isdir(real):
-        fail(4, "not a directory: " + rel)
-    out = []
-    for e in os.scandir(real):
-        st = e.stat(follow_symlinks=False)
-        out.append([e.name, stat.S_ISDIR(st.st_mode), st.st_size])
-    json.dump(sorted(out), sys.stdout)
-else:
-    fail(4, "unknown operation: " + op)
-"""
-# Runs a command in its own process group inside the container: argv = timeout, command.
-# On timeout the group is SIGKILLed and the exit code is 124; on any end, the group dies.
-# stderr is joined to stdout in the command itself, so the output keeps its real order.
-_RUNNER = r"""
-import os, signal, subprocess, sys
-proc = subprocess.Popen(
-    ["/bin/sh", "-c", sys.argv[2]], start_new_session=True, stderr=subprocess.STDOUT
-)
-code = None
-try:
-    code = proc.wait(timeout=float(sys.argv[1]))
-except subprocess.TimeoutExpired:
-    pass
-finally:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-if code is None:
-    proc.wait()
-    sys.exit(124)
-sys.exit(code if code >= 0 else 128 - code)
-"""
+_FILES = incontainer.source("files")
+"""The in-container file helper (``incontainer/files.py``): argv = op, path[, max bytes]."""
+_RUNNER = incontainer.source("runner")
+"""The in-container command runner (``incontainer/runner.py``): argv = time-out, command."""
+_HELPER_MESSAGES = 64_000
+"""Most bytes kept of the file helper's stderr (its refusal message)."""
+_LISTING_CAP = 8_000_000
+"""Most bytes of a directory listing's JSON (a directory of ~100,000 entries)."""
 _TIMEOUT_EXIT = 124
 _KILLED_EXITS = (-9, 126, 137)  # SIGKILLed, or the exec could not run / its end was lost
 _SETTLE_S = 1.0  # how long a container that killed a command may take to read as gone
@@ -239,7 +175,13 @@ class DockerSandbox:
     # -- exec plumbing (blocking; always called in a thread) --------------------------
 
     def _exec_sync(
-        self, cmd: list[str], *, stdin: bytes | None, wall_s: float, max_output: int
+        self,
+        cmd: list[str],
+        *,
+        stdin: bytes | None,
+        wall_s: float,
+        max_output: int,
+        keep: int = 0,
     ) -> _Exec:
         api = self._client.api
         try:
@@ -263,15 +205,13 @@ class DockerSandbox:
             raise SandboxError(f"cannot run in the sandbox: {exc}", retryable=True) from exc
         raw = _raw_socket(sock)
         deadline = time.monotonic() + wall_s
-        out = bytearray()
-        streams: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
-        truncated = deadline_hit = False
+        frames = Frames(max_output=max_output, keep=keep)
+        deadline_hit = False
         try:
             if stdin is not None:
                 raw.settimeout(max(0.1, deadline - time.monotonic()))
                 raw.sendall(stdin)
                 raw.shutdown(socket.SHUT_WR)
-            buffer = b""
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -285,20 +225,7 @@ class DockerSandbox:
                     break
                 if not chunk:
                     break
-                buffer += chunk
-                # Multiplexed frames: 1 byte stream, 3 padding, 4 bytes big-endian size.
-                while len(buffer) >= 8:
-                    kind, size = struct.unpack(">BxxxL", buffer[:8])
-                    if len(buffer) < 8 + size:
-                        break
-                    payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
-                    room = max_output - len(out)
-                    if len(payload) > room:
-                        truncated = True
-                    if room > 0:
-                        out += payload[:room]
-                    if kind in streams:
-                        streams[kind] += payload
+                frames.feed(chunk)
         finally:
             with contextlib.suppress(OSError):
                 raw.close()
@@ -322,7 +249,12 @@ class DockerSandbox:
             # result is not the command's, and nothing more can happen in this sandbox
             raise self._gone()
         return _Exec(
-            exit_code, bytes(out), bytes(streams[1]), bytes(streams[2]), truncated, deadline_hit
+            exit_code,
+            bytes(frames.output),
+            bytes(frames.streams[STDOUT]),
+            bytes(frames.streams[STDERR]),
+            frames.truncated,
+            deadline_hit,
         )
 
     def _gone(self) -> SandboxError:
@@ -351,15 +283,19 @@ class DockerSandbox:
                 return True
             time.sleep(0.1)
 
-    async def _helper(self, op: str, path: str, *args: str, stdin: bytes | None = None) -> bytes:
+    async def _helper(
+        self, op: str, path: str, *args: str, answer: int = 0, stdin: bytes | None = None
+    ) -> bytes:
+        """Run the file helper; at most ``answer`` bytes of its stdout are kept."""
         self._check_open()
         relative = str(check_relative(path))
         result = await asyncio.to_thread(
             self._exec_sync,
-            ["python3", "-c", _HELPER, op, relative, *args],
+            ["python3", "-c", _FILES, op, relative, *args],
             stdin=stdin,
             wall_s=self._settings.docker_timeout_s,
             max_output=0,
+            keep=max(answer, _HELPER_MESSAGES),
         )
         message = result.stderr.decode("utf-8", errors="replace").strip()
         if result.exit_code == _ESCAPE_EXIT:
@@ -407,7 +343,8 @@ class DockerSandbox:
 
     async def read_file(self, path: str, *, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of a regular file inside the worktree."""
-        return await self._helper("read", path, str(max(0, max_bytes)))
+        limit = max(0, max_bytes)
+        return await self._helper("read", path, str(limit), answer=limit)
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Create or replace a file (parents created), within the file size limit."""
@@ -420,8 +357,12 @@ class DockerSandbox:
 
     async def list_dir(self, path: str) -> list[DirEntry]:
         """Entries of a directory inside the worktree, sorted by name; links not followed."""
-        raw = await self._helper("list", path)
-        return [DirEntry(name=str(n), is_dir=bool(d), size=int(s)) for n, d, s in json.loads(raw)]
+        raw = await self._helper("list", path, answer=_LISTING_CAP)
+        try:
+            entries = json.loads(raw)
+        except ValueError:  # cut at the cap
+            raise SandboxError(f"directory too large to list: {path}") from None
+        return [DirEntry(name=str(n), is_dir=bool(d), size=int(s)) for n, d, s in entries]
 
     async def kill(self) -> None:
         """SIGKILL the container (every process in it) at once; no graceful stop."""
