@@ -21,23 +21,14 @@ import fcntl
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from services.gitops.errors import GitOpsError
 from services.gitops.validation import validate_id
 from shared.errors import STALE_ATTEMPT
+from shared.messages.gitops import FencedRequest
 
 T = TypeVar("T")
-
-
-class Fenced(Protocol):
-    """A gitops request that may carry an attempt."""
-
-    @property
-    def agent_id(self) -> str: ...
-
-    @property
-    def attempt(self) -> int | None: ...
 
 
 class StaleAttemptRefusedError(GitOpsError):
@@ -68,7 +59,7 @@ class Fences:
         except FileNotFoundError:
             return 0
 
-    async def run(self, request: Fenced, work: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, request: FencedRequest, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` if ``request``'s attempt is not stale, holding the fence meanwhile."""
         if request.attempt is None:
             return await work()

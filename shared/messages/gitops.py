@@ -8,16 +8,26 @@ from pydantic import Field, model_validator
 from shared.messages.base import Failure, Message
 
 
-class WorktreeRequested(Message):
-    """Make (or reuse, for the same agent) the agent's worktree from ``base_branch``."""
+class AgentRepoRequest(Message):
+    """What every gitops request names: whose repository (agent and task), which remote,
+    and the base branch it was made from."""
 
     agent_id: str
     task_id: str
     repository: str
     base_branch: str = "main"
+
+
+class FencedRequest(AgentRepoRequest):
+    """A request that writes: fenced by the attempt that sends it."""
+
     attempt: int | None = Field(default=None, ge=1)
     """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
     the agent has been seen. None (operators, the killswitch) is not fenced."""
+
+
+class WorktreeRequested(FencedRequest):
+    """Make (or reuse, for the same agent) the agent's worktree from ``base_branch``."""
 
 
 class WorktreeReady(Message):
@@ -34,18 +44,11 @@ class WorktreeReady(Message):
     error: Failure | None = None
 
 
-class CommitRequested(Message):
+class CommitRequested(FencedRequest):
     """Import the agent's branch into the cache and commit what it left uncommitted
     (after the secret scan); ``error.code`` ``wrong_branch`` when its HEAD is not on
     its branch (mid-rebase): told to the agent."""
 
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
-    attempt: int | None = Field(default=None, ge=1)
-    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
-    the agent has been seen. None (operators, the killswitch) is not fenced."""
     message: str
     yolo: bool = False
 
@@ -70,16 +73,8 @@ class CommitMade(Message):
     error: Failure | None = None
 
 
-class PushRequested(Message):
+class PushRequested(FencedRequest):
     """Check for conflicts with the remote base, then push the agent branch."""
-
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
-    attempt: int | None = Field(default=None, ge=1)
-    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
-    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class PushDone(Message):
@@ -99,16 +94,8 @@ class PushDone(Message):
     error: Failure | None = None
 
 
-class WorktreeRemoveRequested(Message):
+class WorktreeRemoveRequested(FencedRequest):
     """Remove the agent's worktree; unpushed work is salvaged to a local branch first."""
-
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
-    attempt: int | None = Field(default=None, ge=1)
-    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
-    the agent has been seen. None (operators, the killswitch) is not fenced."""
 
 
 class WorktreeRemoved(Message):
@@ -143,13 +130,8 @@ class FileChange(Message):
     ranges: tuple[LineRange, ...] | None = None
 
 
-class ChangesRequested(Message):
+class ChangesRequested(AgentRepoRequest):
     """An agent's current changes against its base, uncommitted work included."""
-
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
 
 
 class ChangesFound(Message):
@@ -177,13 +159,8 @@ class RepoPushed(Message):
     truncated: bool = False
 
 
-class BaseStatusRequested(Message):
+class BaseStatusRequested(AgentRepoRequest):
     """Where the agent branch stands against the remote base."""
-
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
 
 
 class BaseStatus(Message):
@@ -197,17 +174,10 @@ class BaseStatus(Message):
     error: Failure | None = None
 
 
-class IntegrateRequested(Message):
+class IntegrateRequested(FencedRequest):
     """Rebase the agent branch onto the freshly fetched base in a gitops scratch
     repository (merge queue); ``discard`` only removes that scratch repository."""
 
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
-    attempt: int | None = Field(default=None, ge=1)
-    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
-    the agent has been seen. None (operators, the killswitch) is not fenced."""
     discard: bool = False
 
 
@@ -228,17 +198,10 @@ class Integrated(Message):
     error: Failure | None = None
 
 
-class LandRequested(Message):
+class LandRequested(FencedRequest):
     """Fast-forward the remote base from ``onto`` to ``commit`` (the integrated commit,
     after the gates passed on it) and push the agent branch at ``head``, atomically."""
 
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
-    attempt: int | None = Field(default=None, ge=1)
-    """The spawner's attempt (its fencing token): gitops refuses it once a later attempt of
-    the agent has been seen. None (operators, the killswitch) is not fenced."""
     commit: str
     onto: str
     head: str

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from services.gitops.errors import InvalidRequestError
 from services.gitops.fencing import Fences, StaleAttemptRefusedError
+from shared.messages.gitops import FencedRequest
 
 
-@dataclass(frozen=True)
-class Request:
-    agent_id: str
-    attempt: int | None
+def Request(agent_id: str, attempt: int | None) -> FencedRequest:
+    """A gitops write request of ``agent_id`` sent by ``attempt``."""
+    return FencedRequest(agent_id=agent_id, task_id="t1", repository="r", attempt=attempt)
 
 
 async def _ok() -> str:
