@@ -20,7 +20,9 @@ from pydantic import ConfigDict
 
 from shared.backoff import backoff_delay
 from shared.messages.agents import AgentEvent, AgentRecord
+from shared.messages.audit import AuditEntry
 from shared.messages.base import CamelModel
+from shared.messages.gates import GateDecision
 from shared.messages.tasks import SpawnAgentRequest
 
 DEFAULT_URL = "http://127.0.0.1:3001"
@@ -149,6 +151,15 @@ def _list_params(
         params["state"] = state
     if task_id:
         params["taskId"] = task_id
+    return params
+
+
+def _audit_params(kind: str | None, agent_id: str | None, limit: int) -> dict[str, str | int]:
+    params: dict[str, str | int] = {"limit": limit}
+    if kind:
+        params["kind"] = kind
+    if agent_id:
+        params["agentId"] = agent_id
     return params
 
 
@@ -326,6 +337,34 @@ class MosaicClient(_Base):
         raw = self._send(_Call("POST", "/agents/kill-all"))
         return [KillOutcome.model_validate(k) for k in raw]
 
+    def queue_stats(self) -> dict[str, Any]:
+        """``GET /queue``: waiting and in-flight tasks per priority, counts per state."""
+        answer: dict[str, Any] = self._send(_Call("GET", "/queue"))
+        return answer
+
+    def hold_status(self) -> dict[str, Any]:
+        """``GET /agents/hold``: the kill-all in force, if any."""
+        answer: dict[str, Any] = self._send(_Call("GET", "/agents/hold"))
+        return answer
+
+    def resume(self) -> dict[str, Any]:
+        """``POST /agents/resume``: lift a kill-all (admin token); the hold after it."""
+        answer: dict[str, Any] = self._send(_Call("POST", "/agents/resume"))
+        return answer
+
+    def audit(
+        self, kind: str | None = None, agent_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """``GET /audit``: audited acts, newest first."""
+        raw = self._send(_Call("GET", "/audit", _audit_params(kind, agent_id, limit)))
+        return [AuditEntry.model_validate(e) for e in raw]
+
+    def quality_check(self, body: Mapping[str, Any]) -> GateDecision:
+        """``POST /api/quality/check``: run a gate profile on a worktree or an agent's."""
+        return GateDecision.model_validate(
+            self._send(_Call("POST", "/api/quality/check", None, dict(body)))
+        )
+
     def events(
         self, agent_id: str | None = None, since: int | None = None, *, reconnect: bool = True
     ) -> Iterator[AgentEvent]:
@@ -459,6 +498,34 @@ class AsyncMosaicClient(_Base):
         """Kill every live agent (needs the admin token)."""
         raw = await self._send(_Call("POST", "/agents/kill-all"))
         return [KillOutcome.model_validate(k) for k in raw]
+
+    async def queue_stats(self) -> dict[str, Any]:
+        """``GET /queue``: waiting and in-flight tasks per priority, counts per state."""
+        answer: dict[str, Any] = await self._send(_Call("GET", "/queue"))
+        return answer
+
+    async def hold_status(self) -> dict[str, Any]:
+        """``GET /agents/hold``: the kill-all in force, if any."""
+        answer: dict[str, Any] = await self._send(_Call("GET", "/agents/hold"))
+        return answer
+
+    async def resume(self) -> dict[str, Any]:
+        """``POST /agents/resume``: lift a kill-all (admin token); the hold after it."""
+        answer: dict[str, Any] = await self._send(_Call("POST", "/agents/resume"))
+        return answer
+
+    async def audit(
+        self, kind: str | None = None, agent_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """``GET /audit``: audited acts, newest first."""
+        raw = await self._send(_Call("GET", "/audit", _audit_params(kind, agent_id, limit)))
+        return [AuditEntry.model_validate(e) for e in raw]
+
+    async def quality_check(self, body: Mapping[str, Any]) -> GateDecision:
+        """``POST /api/quality/check``: run a gate profile on a worktree or an agent's."""
+        return GateDecision.model_validate(
+            await self._send(_Call("POST", "/api/quality/check", None, dict(body)))
+        )
 
     async def events(
         self, agent_id: str | None = None, since: int | None = None, *, reconnect: bool = True

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mosaic.cli import _describe, _merge
+from mosaic.cli.views import describe as _describe
+from mosaic.cli.views import merge_column as _merge
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 
 

@@ -181,3 +181,78 @@ def test_services_serve_their_metrics() -> None:
     assert serve_metrics(MetricsSettings(mosaic_metrics_port=port)) == port
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'mosaic_kills_total{by="test",scope="agent",service="test"} 1.0' in text
+
+
+async def test_cli_operations_commands(
+    gateway: Gateway,
+    remote_repo: Path,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every HTTP operation has its command: queue, events, hold, resume, audit, check."""
+    home = tmp_path / "home"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "api-token").write_text(OPERATOR)
+    (home / "secrets" / "admin-token").write_text(ADMIN)
+    monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
+    url = ["--url", gateway.url]
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, ["--home", str(home), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = await run(
+        "spawn", *url, "--repo", str(remote_repo), "--item", "x", "--task-id", f"ops-{unique}",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    agent_id = json.loads(out)["agentId"]
+
+    code, out, err = await run("queue", *url, "--json")
+    assert code == 0, err
+    assert json.loads(out)["pending"] >= 1
+    code, out, _ = await run("queue", *url)
+    assert "pending" in out
+
+    code, out, err = await run("events", *url, agent_id)
+    assert code == 0, err
+    assert "agent -> spawning" in out or "spawning" in out
+    code, _, err = await run("events", *url, "nobody")
+    assert code == 1
+    assert "404" in err
+
+    code, out, _ = await run("hold", *url)
+    assert (code, out.strip()) == (0, "no hold: queued tasks start")
+    # what the killswitch does on a kill-all (no killswitch runs here)
+    await gateway.store.hold_all("kill-all via HTTP", "http:admin")
+    code, out, _ = await run("hold", *url, "--json")
+    assert json.loads(out)["held"] is True
+    code, out, _ = await run("hold", *url)
+    assert out.startswith("HELD")
+
+    code, _, err = await run("resume", *url, "--token", OPERATOR)
+    assert code == 1
+    assert "403" in err
+    code, out, err = await run("resume", *url)  # the admin token from its file
+    assert code == 0, err
+    assert "no hold" in out
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the audit stream is written asynchronously
+        code, out, err = await run("audit", *url, "--kind", "resume", "--json")
+        assert code == 0, err
+        if json.loads(out) or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert json.loads(out)[0]["actor"] == "http:admin"
+    code, out, _ = await run("audit", *url, "--kind", "resume")
+    assert "http:admin" in out
+
+    code, _, err = await run("check", *url, "--agent", "nobody")
+    assert code == 1
+    assert "404" in err
+    with pytest.raises(SystemExit):
+        await run("check", *url)  # an agent or a worktree is required

@@ -172,7 +172,7 @@ def test_the_rule_agrees_with_git_merge(
 
 
 def test_the_cli_describes_an_overlap_event() -> None:
-    from mosaic.cli import _describe
+    from mosaic.cli.views import describe as _describe
     from shared.messages.agents import AgentEvent
 
     event = AgentEvent(
