@@ -7,6 +7,7 @@ from typing import Literal
 
 from shared.messages.agents import AgentRecord
 from shared.messages.base import CamelModel
+from shared.messages.spawners import SpawnerReadiness
 
 _Out = CamelModel
 
@@ -21,20 +22,6 @@ class SpawnAccepted(_Out):
     duplicate: bool = False
 
 
-class SpawnerView(_Out):
-    """What one live spawner runs agents with, or why it runs none."""
-
-    instance: str
-    ready: bool
-    problems: list[str] = []
-    sandbox: str | None = None
-    unsafe: bool = False
-    environment: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    slots: int = 0
-
-
 class Health(_Out):
     """``GET /health`` (the original spec's shape, plus YOLO, dependencies and spawners).
 
@@ -47,7 +34,7 @@ class Health(_Out):
     timestamp: datetime
     quality_gates_disabled: bool = False
     checks: dict[str, str] = {}
-    spawners: list[SpawnerView] = []
+    spawners: list[SpawnerReadiness] = []
     """Live spawners (heartbeat not expired), by instance name."""
     unsafe: bool = False
     """True when a live spawner runs agents without a sandbox (``MOSAIC_SANDBOX=none``)."""
