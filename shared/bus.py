@@ -14,6 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.errors import BusUnavailableError
 from shared.messages.base import Message
+from shared.replies import refuse_malformed
 from shared.settings import NatsSettings, ValkeySettings
 
 ReplyT = TypeVar("ReplyT", bound=Message)
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
-    """A FastStream NATS broker that reconnects forever (services outlive NATS restarts)."""
+    """A FastStream NATS broker that reconnects forever (services outlive NATS restarts)
+    and answers a request it cannot read with an error naming the fields (``replies``)."""
     return NatsBroker(
         settings.nats_url,
         name=name,
@@ -32,6 +34,7 @@ def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
         allow_reconnect=True,
         logger=logging.getLogger(f"faststream.{name}"),
         log_level=logging.DEBUG,
+        middlewares=[refuse_malformed()],
     )
 
 

@@ -1,7 +1,9 @@
-"""Request/reply handlers: decode the request, call the logic, answer with a reply model.
+"""Request/reply handlers: typed (FastStream validates the request), call the logic,
+answer with a reply model.
 
-Every request gets an answer, even a malformed one: errors travel as ``Failure`` in the
-reply's ``error`` field, never as an exception across the bus.
+Every request gets an answer: a malformed one from the broker's ``shared.replies``
+middleware, a refused or failed one here; errors travel as ``Failure`` in the reply's
+``error`` field, never as an exception across the bus.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
-from pydantic import ValidationError
 
 from services.gitops import basestatus, changes, commits, conflicts, integrate, worktrees
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
@@ -68,37 +68,27 @@ def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
 
 
 async def answer(
-    body: bytes,
-    request_type: type[RequestT],
+    request: RequestT,
     reply_type: type[ReplyT],
     work: Callable[[RequestT], Awaitable[ReplyT]],
-) -> bytes:
-    """Run ``work`` on the decoded request and serialise whatever comes of it."""
-    try:
-        request = request_type.from_bytes(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        bad = Failure(code="invalid_request", message=f"bad {request_type.__name__}: {problems}")
-        return reply_type.model_validate({"error": bad}).to_bytes()
+) -> ReplyT:
+    """Run ``work`` on the request; a gitops error becomes the reply's ``error``."""
     extra = {
         "agent_id": getattr(request, "agent_id", None),
         "task_id": getattr(request, "task_id", None),
     }
+    name = type(request).__name__
     try:
-        reply = await work(request)
+        return await work(request)
     except GitOpsError as exc:
-        log.info("%s refused: %s (%s)", request_type.__name__, exc.code, exc.message, extra=extra)
-        reply = error_reply(reply_type, exc)
+        log.info("%s refused: %s (%s)", name, exc.code, exc.message, extra=extra)
+        return error_reply(reply_type, exc)
     except Exception as exc:
-        log.exception("%s failed unexpectedly", request_type.__name__, extra=extra)
+        log.exception("%s failed unexpectedly", name, extra=extra)
         crash = GitOpsError(
             f"internal error: {type(exc).__name__}", code="internal", retryable=True
         )
-        reply = error_reply(reply_type, crash)
-    return reply.to_bytes()
+        return error_reply(reply_type, crash)
 
 
 def register(broker: NatsBroker, cache: RepoCache) -> None:
@@ -109,10 +99,9 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(
         subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE, max_workers=workers
     )
-    async def worktree_create(message: NatsMessage) -> bytes:
+    async def worktree_create(request: WorktreeRequested) -> WorktreeReady:
         return await answer(
-            message.body,
-            WorktreeRequested,
+            request,
             WorktreeReady,
             lambda request: fences.run(request, lambda: worktrees.create_worktree(cache, request)),
         )
@@ -120,37 +109,34 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(
         subjects.GITOPS_WORKTREE_REMOVE, queue=subjects.GITOPS_QUEUE, max_workers=workers
     )
-    async def worktree_remove(message: NatsMessage) -> bytes:
+    async def worktree_remove(request: WorktreeRemoveRequested) -> WorktreeRemoved:
         return await answer(
-            message.body,
-            WorktreeRemoveRequested,
+            request,
             WorktreeRemoved,
             lambda request: fences.run(request, lambda: worktrees.remove_worktree(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def commit(message: NatsMessage) -> bytes:
+    async def commit(request: CommitRequested) -> CommitMade:
         return await answer(
-            message.body,
-            CommitRequested,
+            request,
             CommitMade,
             lambda request: fences.run(request, lambda: commits.commit(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def push(message: NatsMessage) -> bytes:
+    async def push(request: PushRequested) -> PushDone:
         async def push_and_announce(request: PushRequested) -> PushDone:
             done = await fences.run(request, lambda: conflicts.push(cache, request))
             await announce_push(broker, cache, request, done)
             return done
 
-        return await answer(message.body, PushRequested, PushDone, push_and_announce)
+        return await answer(request, PushDone, push_and_announce)
 
     @broker.subscriber(subjects.GITOPS_CHANGES, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def agent_changes(message: NatsMessage) -> bytes:
+    async def agent_changes(request: ChangesRequested) -> ChangesFound:
         return await answer(
-            message.body,
-            ChangesRequested,
+            request,
             ChangesFound,
             lambda request: changes.agent_changes(cache, request),
         )
@@ -158,19 +144,17 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(
         subjects.GITOPS_BASE_STATUS, queue=subjects.GITOPS_QUEUE, max_workers=workers
     )
-    async def base_status(message: NatsMessage) -> bytes:
+    async def base_status(request: BaseStatusRequested) -> BaseStatus:
         return await answer(
-            message.body,
-            BaseStatusRequested,
+            request,
             BaseStatus,
             lambda request: basestatus.base_status(cache, request),
         )
 
     @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def integrate_branch(message: NatsMessage) -> bytes:
+    async def integrate_branch(request: IntegrateRequested) -> Integrated:
         return await answer(
-            message.body,
-            IntegrateRequested,
+            request,
             Integrated,
             lambda request: fences.run(request, lambda: integrate.integrate(cache, request)),
         )
@@ -178,7 +162,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     merges = MergeAudit(broker)
 
     @broker.subscriber(subjects.GITOPS_LAND, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def land(message: NatsMessage) -> bytes:
+    async def land(request: LandRequested) -> Landed:
         async def land_and_announce(request: LandRequested) -> Landed:
             landed = await fences.run(request, lambda: merges.land(cache, request))
             if landed.commit is not None:  # the agent branch was pushed too: forecast it
@@ -192,7 +176,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
                 await announce_push(broker, cache, where, pushed)
             return landed
 
-        return await answer(message.body, LandRequested, Landed, land_and_announce)
+        return await answer(request, Landed, land_and_announce)
 
 
 async def announce_push(

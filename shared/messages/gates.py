@@ -74,7 +74,8 @@ class GateDecision(Message):
     run is an ``error``, never an approval. ``summary`` says in one line what happened.
     """
 
-    approved: bool
+    approved: bool = False
+    """False unless the gates approved: also what a refused or unreadable request gets."""
     results: tuple[GateResult, ...] = ()
     yolo: bool = False
     error: Failure | None = None
