@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from faststream import FastStream
+from faststream.nats import NatsBroker
+from nats.aio.subscription import Subscription
+from redis.asyncio import Redis
 
 from services.killswitch.handlers import KillHandlers
 from services.killswitch.logic import Killswitch
@@ -33,87 +37,93 @@ QUEUE_GROUP = "killswitch"
 """Several killswitch instances share each order (spawners get every order: no group)."""
 
 
+@dataclass
+class Running:
+    """What a started killswitch holds open, and how it lets go of it (in order)."""
+
+    redis: Redis
+    stopper: Stopper
+    handlers: KillHandlers
+    subs: list[Subscription]
+    stop: asyncio.Event
+    reaper: asyncio.Task[None]
+
+    async def close(self) -> None:
+        """Stop the reaper, stop taking orders, finish the kills under way, then close."""
+        self.stop.set()
+        self.reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reaper
+        for sub in self.subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        await self.handlers.drain()
+        self.stopper.close()
+        await self.redis.aclose()
+
+
+async def start(
+    broker: NatsBroker, settings: KillswitchSettings, valkey: ValkeySettings
+) -> Running:
+    """Open Valkey and Docker, subscribe to the kill subjects, start the reaper."""
+    redis = make_valkey(valkey)
+    store = StateStore(redis, prefix=settings.state_prefix)
+    stopper = Stopper(
+        ProcessGroupRegistry(redis, settings.state_prefix),
+        use_docker=settings.killswitch_docker,
+        docker_timeout_s=settings.docker_timeout_s,
+        deployment=await deployment_id(store),
+    )
+
+    async def remove_worktree(req: WorktreeRemoveRequested) -> WorktreeRemoved:
+        return await request(
+            broker, subjects.GITOPS_WORKTREE_REMOVE, req, WorktreeRemoved, settings.gitops_timeout_s
+        )
+
+    async def write_audit(entry: AuditEntry) -> object:
+        return await audit(broker.connection.jetstream(), entry)
+
+    ks = Killswitch(AgentTracker(store, broker), stopper, remove_worktree, settings)
+    handlers = KillHandlers(ks, write_audit, instance_name("killswitch"))
+    nc = broker.connection
+    subs = [
+        await nc.subscribe(
+            subjects.KILL_AGENT_ANY,
+            queue=QUEUE_GROUP,
+            cb=handlers.concurrently(handlers.on_kill_one),
+        ),
+        await nc.subscribe(
+            subjects.KILL_ALL, queue=QUEUE_GROUP, cb=handlers.concurrently(handlers.on_kill_all)
+        ),
+    ]
+    stop = asyncio.Event()
+    reaper = asyncio.create_task(run_reaper(ks, stop))
+    return Running(redis, stopper, handlers, subs, stop, reaper)
+
+
 def create_app(
     settings: KillswitchSettings | None = None,
     nats: NatsSettings | None = None,
     valkey: ValkeySettings | None = None,
 ) -> FastStream:
-    """Build the killswitch; raw subscriptions so a malformed body still kills."""
+    """Build the killswitch; raw subscriptions so a malformed body still kills (an order
+    is read leniently), each order handled in its own task so one kill's grace never
+    delays the next."""
     settings = settings or KillswitchSettings()
     broker = make_broker(nats or NatsSettings(), "killswitch")
     add_health(broker, "killswitch")
     app = FastStream(broker)
-    held: dict[str, object] = {}
+    running: list[Running] = []
 
     @app.after_startup
-    async def start() -> None:
-        redis = make_valkey(valkey or ValkeySettings())
-        store = StateStore(redis, prefix=settings.state_prefix)
-        stopper = Stopper(
-            ProcessGroupRegistry(redis, settings.state_prefix),
-            use_docker=settings.killswitch_docker,
-            docker_timeout_s=settings.docker_timeout_s,
-            deployment=await deployment_id(store),
-        )
-
-        async def remove_worktree(req: WorktreeRemoveRequested) -> WorktreeRemoved:
-            return await request(
-                broker,
-                subjects.GITOPS_WORKTREE_REMOVE,
-                req,
-                WorktreeRemoved,
-                settings.gitops_timeout_s,
-            )
-
-        async def write_audit(entry: AuditEntry) -> object:
-            return await audit(broker.connection.jetstream(), entry)
-
-        ks = Killswitch(AgentTracker(store, broker), stopper, remove_worktree, settings)
-        handlers = KillHandlers(ks, write_audit, instance_name("killswitch"))
-        nc = broker.connection
-        subs = [
-            await nc.subscribe(
-                subjects.KILL_AGENT_ANY,
-                queue=QUEUE_GROUP,
-                cb=handlers.concurrently(handlers.on_kill_one),
-            ),
-            await nc.subscribe(
-                subjects.KILL_ALL, queue=QUEUE_GROUP, cb=handlers.concurrently(handlers.on_kill_all)
-            ),
-        ]
-        stop = asyncio.Event()
-        held.update(
-            redis=redis,
-            subs=subs,
-            stopper=stopper,
-            handlers=handlers,
-            stop=stop,
-            reaper=asyncio.create_task(run_reaper(ks, stop)),
-        )
+    async def started() -> None:
+        running.append(await start(broker, settings, valkey or ValkeySettings()))
         serve_metrics()
         log.info("killswitch ready (grace %.1fs)", settings.kill_grace_s)
 
     @app.on_shutdown
     async def shutdown() -> None:
-        stop = held.get("stop")
-        if isinstance(stop, asyncio.Event):
-            stop.set()
-        reaper = held.get("reaper")
-        if isinstance(reaper, asyncio.Task):
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reaper
-        for sub in held.get("subs", []):  # type: ignore[attr-defined]
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        handlers = held.get("handlers")
-        if isinstance(handlers, KillHandlers):
-            await handlers.drain()
-        stopper = held.get("stopper")
-        if isinstance(stopper, Stopper):
-            stopper.close()
-        redis = held.get("redis")
-        if redis is not None:
-            await redis.aclose()  # type: ignore[attr-defined]
+        while running:
+            await running.pop().close()
 
     return app
