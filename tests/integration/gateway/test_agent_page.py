@@ -114,10 +114,13 @@ async def test_conversation_is_recorded_paged_and_masked(
     big = next(e for e in body["entries"] if e["kind"] == "tool_call" and "xxxx" in e["text"])
     assert big["truncated"] is True
     assert len(big["text"]) < ENTRY_MAX_CHARS + 100
-    assert body["total"] == len(body["entries"]) and body["dropped"] == 0
+    assert body["total"] == len(body["entries"])
+    assert body["dropped"] == 0
 
     page = (await operator.get(f"/agents/{agent_id}/conversation?offset=1&limit=2")).json()
-    assert page["offset"] == 1 and page["limit"] == 2 and page["total"] == body["total"]
+    assert page["offset"] == 1
+    assert page["limit"] == 2
+    assert page["total"] == body["total"]
     assert page["entries"] == body["entries"][1:3]
 
 
@@ -184,11 +187,15 @@ async def test_gate_outputs_are_listed_masked(
     assert answer.status_code == 200, answer.text
     assert SECRET not in answer.text
     (run,) = answer.json()["runs"]
-    assert run["approved"] is False and run["phase"] == "pre-commit"
+    assert run["approved"] is False
+    assert run["phase"] == "pre-commit"
     tests, lint = run["gates"]
-    assert tests["name"] == "tests" and tests["status"] == "failed"
-    assert tests["durationMs"] == 1234 and tests["command"] == "pytest -q"
-    assert "FAILED test_x" in tests["output"] and "leaked ***" in tests["output"]
+    assert tests["name"] == "tests"
+    assert tests["status"] == "failed"
+    assert tests["durationMs"] == 1234
+    assert tests["command"] == "pytest -q"
+    assert "FAILED test_x" in tests["output"]
+    assert "leaked ***" in tests["output"]
     assert lint == {"name": "lint", "status": "passed", "durationMs": 56, "output": "ok",
                     "figure": None, "command": None}  # fmt: skip
     assert (await operator.get("/agents/nobody-here/gates")).status_code == 404
@@ -219,15 +226,19 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     assert live.status_code == 200, live.text
     assert SECRET not in live.text
     diff = live.json()
-    assert diff["source"] == "workspace" and diff["baseBranch"] == "main"
+    assert diff["source"] == "workspace"
+    assert diff["baseBranch"] == "main"
     assert diff["branch"] is None or diff["branch"].startswith("mosaic/")
     files = {f["path"]: f for f in diff["files"]}
     assert set(files) == {"app.py", "notes.md", "logo.bin"}
-    assert files["logo.bin"]["binary"] is True and files["logo.bin"]["added"] is None
-    assert files["app.py"]["added"] == 1 and files["app.py"]["deleted"] == 1
+    assert files["logo.bin"]["binary"] is True
+    assert files["logo.bin"]["added"] is None
+    assert files["app.py"]["added"] == 1
+    assert files["app.py"]["deleted"] == 1
     assert "+    return a + b + 0" in diff["patch"]
     assert "the key is ***" in diff["patch"]
-    assert "Binary files" in diff["patch"] and "PNGDATA" not in diff["patch"]
+    assert "Binary files" in diff["patch"]
+    assert "PNGDATA" not in diff["patch"]
     assert not diff["truncated"]
     assert len(diff["baseCommit"]) == 40
 
@@ -239,7 +250,8 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     pushed = await request(
         gitops, subjects.GITOPS_PUSH, push_req(remote_repo, agent_id, task_id), PushDone, 20
     )
-    assert pushed.error is None and pushed.commit is not None, pushed.error
+    assert pushed.error is None, pushed.error
+    assert pushed.commit is not None
     removed = await request(
         gitops, subjects.GITOPS_WORKTREE_REMOVE, rm_req(remote_repo, agent_id, task_id),
         WorktreeRemoved, 20,
@@ -247,7 +259,8 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     assert removed.error is None, removed.error
     assert not work.exists()
     gone = await operator.get(path)  # repository gone, push not recorded on the agent
-    assert gone.status_code == 404 and gone.json()["error"]["code"] == "no_diff"
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "no_diff"
 
     await gateway.store.update(
         agent_id, {"pushed_commit": pushed.commit, "pushed_branch": pushed.remote_branch}
@@ -262,4 +275,5 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     assert "+    return a + b + 0" in diff["patch"]
 
     unknown = await operator.get("/agents/nobody-here/diff")
-    assert unknown.status_code == 404 and "nobody-here" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404
+    assert "nobody-here" in unknown.json()["error"]["message"]
