@@ -35,6 +35,17 @@ def agent_status(system: Supervisor, agent_id: str) -> dict[str, Any]:
     return dict(answer.json())
 
 
+def click(driver: Any, selector: str, what: str) -> None:
+    """Click what may be re-rendered between finding and clicking it."""
+    from selenium.webdriver.common.by import By
+
+    def go(d: Any) -> bool:
+        d.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    wait_for(driver, go, what)
+
+
 def texts(driver: Any, selector: str) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -67,7 +78,7 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
     assert agent_status(system, agent)["pushedCommit"]
 
     # from the list: the agent's id links to its page
-    driver.find_element(By.CSS_SELECTOR, f"{row} a.agent-link").click()
+    click(driver, f"{row} a.agent-link", "the agent's link")
     wait_for(driver, lambda d: d.current_url.endswith(f"#/agents/{agent}"), "the page's address")
     wait_for(driver, lambda d: d.find_element(By.ID, "agent-page").is_displayed(), "the page")
     assert not driver.find_element(By.ID, "board").is_displayed()
@@ -76,11 +87,12 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
     assert not driver.find_element(By.ID, "page-kill").is_displayed()  # nothing to kill
 
     # the conversation: the task, the calls, what came back (the secret masked)
+    results = '#conversation .entry[data-kind="tool_result"]'
     wait_for(
         driver,
-        lambda d: any("printed" in t for t in texts(d, '#conversation .entry[data-kind="tool_result"]')),
+        lambda d: any("printed" in t for t in texts(d, results)),
         "the command's result in the conversation",
-    )  # fmt: skip
+    )
     kinds = [
         e.get_attribute("data-kind")
         for e in driver.find_elements(By.CSS_SELECTOR, "#conversation .entry")
@@ -93,8 +105,10 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
     assert SECRET not in driver.page_source
 
     # the diff: the pushed commit against main, each file, the patch lines coloured
-    wait_for(driver, lambda d: d.find_element(By.ID, "diff-source").text.startswith("pushed commit"),
-             "the pushed diff")  # fmt: skip
+    source = "diff-source"
+    wait_for(
+        driver, lambda d: d.find_element(By.ID, source).text.startswith("pushed commit"), "the diff"
+    )
     files = driver.find_element(By.ID, "diff-files").text
     assert "app.py" in files
     assert f"page-{unique}.txt" in files
@@ -167,8 +181,11 @@ def test_a_running_agents_page_is_live_and_its_kill_button_kills(
     wait_for(driver, lambda d: calls(d) > seen_calls, "a new tool call, live", timeout=30)
     wait_for(driver, lambda d: events(d) > seen_events, "a new event, live", timeout=30)
     assert "sleep 2" in driver.find_element(By.ID, "conversation").text
-    wait_for(driver, lambda d: d.find_element(By.ID, "diff-source").text.startswith("the agent's repository"),
-             "the workspace diff")  # fmt: skip
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.ID, "diff-source").text.startswith("the agent's repository"),
+        "the workspace diff",
+    )
 
     kill = driver.find_element(By.ID, "page-kill")
     assert kill.is_displayed()
