@@ -140,6 +140,7 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
 
     ARTIFACTS.mkdir(exist_ok=True)
     driver.set_window_size(1400, 2200)
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(ARTIFACTS / "agent-page.png"))
     if DOCS_SHOT.parent.is_dir():
         shutil.copyfile(ARTIFACTS / "agent-page.png", DOCS_SHOT)
