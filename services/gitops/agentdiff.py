@@ -59,7 +59,10 @@ async def agent_diff(cache: RepoCache, request: DiffRequested) -> DiffFound:
             raise NothingToDiffError(
                 f"agent {ref.agent_id}'s pushed commit {commit[:12]} is not in gitops' cache"
             )
-        return _diff(runner, "pushed", merge_base(runner, commit, base_ref), commit, commit)
+        since = request.merged_from or base_ref
+        if request.merged_from is not None and not cache.has_ref(ref.repository, since):
+            since = base_ref
+        return _diff(runner, "pushed", merge_base(runner, commit, since), commit, commit)
 
     if ref.path.is_dir():
         try:

@@ -18,6 +18,8 @@ DIFF_MAX_BYTES = 256_000
 DIFF_MAX_FILES = 1000
 """Files listed; beyond it the rest is left out and ``truncated`` says so."""
 
+_COMMIT = r"^[0-9a-f]{40}([0-9a-f]{24})?$"
+
 DiffSource = Literal["workspace", "pushed"]
 """``workspace``: the agent's repository as it is now; ``pushed``: its pushed commit."""
 
@@ -32,7 +34,11 @@ class DiffRequested(Message):
     task_id: str
     repository: str
     base_branch: str = "main"
-    pushed_commit: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+    pushed_commit: str | None = Field(default=None, pattern=_COMMIT)
+    merged_from: str | None = Field(default=None, pattern=_COMMIT)
+    """With the merge queue: the base branch's tip before the agent's merge (the first
+    half of ``mergedRange``). The base branch holds the pushed commit by then, so the
+    fork point is looked for from here instead of from ``origin/<base>``."""
 
 
 class DiffFile(Message):

@@ -3,6 +3,7 @@ base and its gate outputs (operators and admins, like every read of an agent).""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -31,6 +32,13 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorResponse, "description": "NATS, Valkey or gitops unavailable"},
 }
 _NO_DIFF = {"not_found", "worktree_not_found", "branch_not_found"}
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def _merged_from(merged_range: str | None) -> str | None:
+    """The base's tip before a queued merge (``<old>..<new>``), when well formed."""
+    old = (merged_range or "").split("..")[0]
+    return old if _COMMIT.match(old) else None
 
 
 @router.get("/{agent_id}/conversation", response_model=ConversationPage, responses=_ERRORS)
@@ -68,6 +76,7 @@ async def diff(agent_id: AgentId, deps: Deps, _: RequireOperator) -> AgentDiff |
         repository=record.repository,
         base_branch=record.branch,
         pushed_commit=record.pushed_commit,
+        merged_from=_merged_from(record.merged_range),
     )
     found = await request(deps.broker, subjects.GITOPS_DIFF, asked, DiffFound, DIFF_TIMEOUT_S)
     if found.error is not None:

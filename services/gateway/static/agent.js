@@ -317,6 +317,17 @@ function renderTrace(trace) {
 
 // ---- live ----------------------------------------------------------------------
 
+// After the feed reconnects: read everything again (events may have been missed).
+function refreshPage() {
+  if (!page.agentId) return;
+  page.events = [];
+  page.seqs = new Set();
+  loadConversation();
+  loadDiff();
+  loadGates();
+  loadTimeline();
+}
+
 function pageEvent(event) {
   if (!page.agentId || event.agentId !== page.agentId) return;
   renderAgentPage();

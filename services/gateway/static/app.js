@@ -133,7 +133,7 @@ function connect() {
   ws.onmessage = (message) => {
     const data = JSON.parse(message.data);
     if (data.type === "ready") {
-      if (state.retry > 0) loadAgents();
+      if (state.retry > 0) { loadAgents(); refreshPage(); }  // catch up on what was missed
       state.retry = 0;
       setLive("live");
     } else if (data.type === "event") {

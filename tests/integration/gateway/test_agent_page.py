@@ -21,7 +21,17 @@ from services.spawner.runtime.types import Bounds
 from shared import subjects
 from shared.bus import make_broker, request
 from shared.messages.conversation import ENTRY_MAX_CHARS, ConversationEntry
-from shared.messages.gitops import CommitMade, PushDone, WorktreeReady, WorktreeRemoved
+from shared.messages.diffs import DiffFound, DiffRequested
+from shared.messages.gitops import (
+    CommitMade,
+    Integrated,
+    IntegrateRequested,
+    Landed,
+    LandRequested,
+    PushDone,
+    WorktreeReady,
+    WorktreeRemoved,
+)
 from shared.sandbox.base import Limits, SandboxSpec
 from shared.sandbox.host import HostSandboxFactory
 from shared.settings import GitSettings, HomeSettings, ModelSettings, NatsSettings
@@ -277,3 +287,59 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     unknown = await operator.get("/agents/nobody-here/diff")
     assert unknown.status_code == 404
     assert "nobody-here" in unknown.json()["error"]["message"]
+
+
+async def test_diff_of_a_merged_agent_is_what_its_merge_added(
+    gateway: Gateway, gitops: NatsBroker, operator: httpx.AsyncClient, remote_repo: Path,
+    unique: str,
+) -> None:  # fmt: skip
+    """Through the merge queue the base branch holds the agent's commit afterwards: the
+    fork point is found from the base before the merge (``mergedRange``), else the diff
+    would be empty."""
+    agent_id, task_id = await new_agent(operator, remote_repo, f"merged-{unique}")
+    where = {"agent_id": agent_id, "task_id": task_id, "repository": str(remote_repo)}
+    ready = await request(
+        gitops, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, agent_id, task_id),
+        WorktreeReady, 20,
+    )  # fmt: skip
+    (Path(ready.path or "") / "merged.txt").write_text("merged\n")
+    made = await request(
+        gitops, subjects.GITOPS_COMMIT, commit_req(remote_repo, agent_id, task_id), CommitMade, 20
+    )
+    assert made.error is None, made.error
+    done = await request(
+        gitops, subjects.GITOPS_INTEGRATE, IntegrateRequested(**where), Integrated, 20
+    )
+    assert done.error is None, done.error
+    assert done.commit
+    assert done.base_commit
+    assert done.head
+    landed = await request(
+        gitops, subjects.GITOPS_LAND,
+        LandRequested(**where, commit=done.commit, onto=done.base_commit, head=done.head),
+        Landed, 20,
+    )  # fmt: skip
+    assert landed.error is None, landed.error
+    assert landed.range
+    await request(
+        gitops, subjects.GITOPS_WORKTREE_REMOVE, rm_req(remote_repo, agent_id, task_id),
+        WorktreeRemoved, 20,
+    )  # fmt: skip
+    await gateway.store.update(
+        agent_id,
+        {"pushed_commit": landed.head, "pushed_branch": landed.remote_branch,
+         "merged_range": landed.range},
+    )  # fmt: skip
+    naive = await request(
+        gitops, subjects.GITOPS_DIFF,
+        DiffRequested(**where, pushed_commit=landed.head), DiffFound, 20,
+    )  # fmt: skip
+    assert naive.error is None, naive.error
+    assert naive.files == ()  # from origin/main alone: main already holds the commit
+    answer = await operator.get(f"/agents/{agent_id}/diff")
+    assert answer.status_code == 200, answer.text
+    diff = answer.json()
+    assert diff["source"] == "pushed"
+    assert [f["path"] for f in diff["files"]] == ["merged.txt"]
+    assert diff["baseCommit"] == landed.range.split("..")[0]
+    assert "+merged" in diff["patch"]
