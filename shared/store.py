@@ -136,17 +136,22 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
 
-_APPEND_CONVERSATION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+_APPEND_CONVERSATION = (
+    _FENCE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local refused = stale(tonumber(ARGV[2]))
+if refused then return refused end
 local cap = tonumber(ARGV[1])
 local length = 0
-for i = 2, #ARGV do length = redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 3, #ARGV do length = redis.call('RPUSH', KEYS[2], ARGV[i]) end
 if length > cap then
   redis.call('LTRIM', KEYS[2], length - cap, -1)
   redis.call('INCRBY', KEYS[3], length - cap)
 end
-return length
+return {1, ''}
 """
+)
 
 
 def _enc(value: Any) -> str:
@@ -392,10 +397,13 @@ class StateStore:
         agent_id: str,
         entries: list[ConversationEntry],
         cap: int = CONVERSATION_MAX_ENTRIES,
+        *,
+        fence: int | None = None,
     ) -> None:
         """Append entries (already redacted and capped: ``conversation_entry``) to the
         agent's conversation, keeping the newest ``cap``; ``NotFoundError`` for an agent
-        that does not exist (so a deleted agent's conversation does not grow back)."""
+        that does not exist (so a deleted agent's conversation does not grow back),
+        ``StaleAttemptError`` when ``fence`` is an attempt a later one replaced."""
         if not entries:
             return
         result = await self._append_conversation(
@@ -404,10 +412,9 @@ class StateStore:
                 self.key("agent", agent_id, "conversation"),
                 self.key("agent", agent_id, "conversation", "dropped"),
             ],
-            args=[cap, *(e.model_dump_json() for e in entries)],
+            args=[cap, "" if fence is None else fence, *(e.model_dump_json() for e in entries)],
         )
-        if int(result) == -1:
-            raise NotFoundError(f"no agent {agent_id!r}")
+        _check_fenced(agent_id, fence or 0, result)
 
     async def conversation(self, agent_id: str, offset: int, limit: int) -> ConversationPage:
         """A page of the agent's conversation, oldest kept entry first."""

@@ -313,7 +313,7 @@ class AgentRun:
 
     async def _transcript(self, entries: list[ConversationEntry]) -> None:
         stamped = [e.model_copy(update={"attempt": self.attempt}) for e in entries]
-        await self.tracker.store.append_conversation(self.agent_id, stamped)
+        await self.tracker.store.append_conversation(self.agent_id, stamped, fence=self.attempt)
 
     async def _finish_check(self, summary: str) -> str | None:
         try:
