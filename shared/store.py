@@ -4,6 +4,8 @@ Layout (``<p>`` is the key prefix, ``mosaic`` by default, unique per test):
 
 - ``<p>:agent:<agentId>``  hash, one JSON-encoded value per ``AgentRecord`` field, plus ``seq``
 - ``<p>:agent:<agentId>:events``  list of ``AgentEvent`` JSON, in order
+- ``<p>:agent:<agentId>:conversation``  list of ``ConversationEntry`` JSON (redacted,
+  capped), and ``...:conversation:dropped`` how many older entries the cap dropped
 - ``<p>:task:<taskId>``  the agent id that owns the task (dedupe of submissions)
 - ``<p>:agents``  sorted set of agent ids by creation time
 
@@ -25,6 +27,11 @@ from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptErr
 from shared.lifecycle import agent_sources, task_sources
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
 from shared.messages.base import utcnow
+from shared.messages.conversation import (
+    CONVERSATION_MAX_ENTRIES,
+    ConversationEntry,
+    ConversationPage,
+)
 
 _CREATE = """
 if redis.call('SET', KEYS[2], ARGV[1], 'NX') == false then
@@ -124,10 +131,27 @@ if redis.call('EXISTS', agent) == 1 then
     if value then redis.call('HINCRBY', KEYS[5], field .. ':' .. cjson.decode(value), -1) end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
+
+_APPEND_CONVERSATION = (
+    _FENCE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local refused = stale(tonumber(ARGV[2]))
+if refused then return refused end
+local cap = tonumber(ARGV[1])
+local length = 0
+for i = 3, #ARGV do length = redis.call('RPUSH', KEYS[2], ARGV[i]) end
+if length > cap then
+  redis.call('LTRIM', KEYS[2], length - cap, -1)
+  redis.call('INCRBY', KEYS[3], length - cap)
+end
+return {1, ''}
+"""
+)
 
 
 def _enc(value: Any) -> str:
@@ -145,6 +169,7 @@ class StateStore:
         self._delete = redis.register_script(_DELETE)
         self._fenced_update = redis.register_script(_FENCED_UPDATE)
         self._fenced_event = redis.register_script(_FENCED_EVENT)
+        self._append_conversation = redis.register_script(_APPEND_CONVERSATION)
 
     @property
     def redis(self) -> Redis:
@@ -361,8 +386,51 @@ class StateStore:
                 self.key("agents"),
                 self.key("counts"),
                 self.key("agent", agent_id, "lastop"),
+                self.key("agent", agent_id, "conversation"),
+                self.key("agent", agent_id, "conversation", "dropped"),
             ],
             args=[agent_id],
+        )
+
+    async def append_conversation(
+        self,
+        agent_id: str,
+        entries: list[ConversationEntry],
+        cap: int = CONVERSATION_MAX_ENTRIES,
+        *,
+        fence: int | None = None,
+    ) -> None:
+        """Append entries (already redacted and capped: ``conversation_entry``) to the
+        agent's conversation, keeping the newest ``cap``; ``NotFoundError`` for an agent
+        that does not exist (so a deleted agent's conversation does not grow back),
+        ``StaleAttemptError`` when ``fence`` is an attempt a later one replaced."""
+        if not entries:
+            return
+        result = await self._append_conversation(
+            keys=[
+                self.key("agent", agent_id),
+                self.key("agent", agent_id, "conversation"),
+                self.key("agent", agent_id, "conversation", "dropped"),
+            ],
+            args=[cap, "" if fence is None else fence, *(e.model_dump_json() for e in entries)],
+        )
+        _check_fenced(agent_id, fence or 0, result)
+
+    async def conversation(self, agent_id: str, offset: int, limit: int) -> ConversationPage:
+        """A page of the agent's conversation, oldest kept entry first."""
+        key = self.key("agent", agent_id, "conversation")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, offset, offset + limit - 1)
+            pipe.llen(key)
+            pipe.get(self.key("agent", agent_id, "conversation", "dropped"))
+            raw, total, dropped = await pipe.execute()
+        return ConversationPage(
+            agent_id=agent_id,
+            entries=tuple(ConversationEntry.from_bytes(r) for r in raw),
+            offset=offset,
+            limit=limit,
+            total=int(total),
+            dropped=int(dropped or 0),
         )
 
     async def hold_all(self, reason: str | None, requested_by: str | None) -> None:

@@ -35,6 +35,7 @@ from services.gateway.metrics import (
     Send,
 )
 from services.gateway.routes import (
+    agent_page,
     agents,
     audit,
     control,
@@ -61,6 +62,7 @@ ROUTERS: tuple[ModuleType, ...] = (
     health,
     session,
     agents,
+    agent_page,
     control,
     audit,
     queue,

@@ -30,7 +30,7 @@ MAX_RANGES = 200
 """Hunks kept per file; a file changed in more places counts as a whole."""
 
 # No drivers, no textconv, explicit prefixes: the diff is what git stores.
-_DIFF = (
+DIFF_ARGS = (
     "diff",
     "--no-color",
     "--no-ext-diff",
@@ -58,6 +58,8 @@ class NumstatEntry:
 
     paths: tuple[str, ...]
     binary: bool
+    added: int | None = None
+    deleted: int | None = None
 
 
 def parse_numstat(raw: bytes) -> list[NumstatEntry]:
@@ -73,14 +75,15 @@ def parse_numstat(raw: bytes) -> list[NumstatEntry]:
             continue
         added, deleted, path = field.split(b"\t", 2)
         binary = added == b"-" and deleted == b"-"
+        counts = (None, None) if binary else (int(added), int(deleted))
         if path:
-            entries.append(NumstatEntry((_text(path),), binary))
+            entries.append(NumstatEntry((_text(path),), binary, *counts))
             continue
         if index + 1 >= len(fields):
             raise GitOpsError("git diff --numstat ended inside a rename", code="diff_unparsed")
         old, new = fields[index], fields[index + 1]
         index += 2
-        entries.append(NumstatEntry((_text(old), _text(new)), binary))
+        entries.append(NumstatEntry((_text(old), _text(new)), binary, *counts))
     return entries
 
 
@@ -136,7 +139,7 @@ def diff_changes(
     """Files changed from commit ``base`` to commit ``target`` (to the work tree when
     ``target`` is None), and whether more than ``MAX_FILES`` were left out."""
     span = (base,) if target is None else (base, target)
-    numstat = runner.run(*_DIFF, "--numstat", "-z", *span, "--", env=env).raw
+    numstat = runner.run(*DIFF_ARGS, "--numstat", "-z", *span, "--", env=env).raw
     entries = parse_numstat(numstat)
     truncated = len(entries) > MAX_FILES
     if truncated:
@@ -144,14 +147,14 @@ def diff_changes(
         return tuple(FileChange(path=p, ranges=None) for e in kept for p in e.paths), True
     if not entries:
         return (), False
-    patch = runner.run(*_DIFF, "--unified=0", *span, "--", env=env).raw
+    patch = runner.run(*DIFF_ARGS, "--unified=0", *span, "--", env=env).raw
     return file_changes(entries, parse_patch(patch)), False
 
 
 def pushed_changes(cache: RepoCache, repository: str, head: str, base_branch: str) -> Changes:
     """What commit ``head`` (just pushed) changes against where it forked from the base."""
     runner = cache.runner(validate_repository(repository))
-    base = _merge_base(runner, head, f"refs/remotes/origin/{base_branch}")
+    base = merge_base(runner, head, f"refs/remotes/origin/{base_branch}")
     files, truncated = diff_changes(runner, base, head)
     return Changes(base, files, truncated)
 
@@ -176,7 +179,7 @@ async def agent_changes(cache: RepoCache, request: ChangesRequested) -> ChangesF
             raise WorktreeNotFoundError(f"agent {ref.agent_id} has no commit checked out")
         with agentrepo.files_view(repo, head, make) as view:
             refuse_nested_repositories(view, head)  # never start a git in one
-            base = _merge_base(view, head, f"refs/remotes/origin/{request.base_branch}")
+            base = merge_base(view, head, f"refs/remotes/origin/{request.base_branch}")
             refuse_nested_repositories(view)
             tree = agentrepo.snapshot_tree(view)
             files, truncated = diff_changes(view, base, tree)
@@ -186,7 +189,8 @@ async def agent_changes(cache: RepoCache, request: ChangesRequested) -> ChangesF
         return await asyncio.to_thread(read)
 
 
-def _merge_base(runner: Git, head: str, base_ref: str) -> str:
+def merge_base(runner: Git, head: str, base_ref: str) -> str:
+    """Where ``head`` forked from ``base_ref``, or ``BranchNotFoundError``."""
     result = runner.run("merge-base", head, base_ref, ok=(0, 1, 128))
     if result.status != 0 or not result.stdout.strip():
         raise BranchNotFoundError(

@@ -15,13 +15,22 @@ from typing import TypeVar
 
 from faststream.nats import NatsBroker
 
-from services.gitops import basestatus, changes, commits, conflicts, integrate, worktrees
+from services.gitops import (
+    agentdiff,
+    basestatus,
+    changes,
+    commits,
+    conflicts,
+    integrate,
+    worktrees,
+)
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
 from services.gitops.fencing import Fences
 from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
 from shared import subjects
 from shared.messages.base import Failure, Message
+from shared.messages.diffs import DiffFound, DiffRequested
 from shared.messages.gitops import (
     BaseStatus,
     BaseStatusRequested,
@@ -139,6 +148,15 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             request,
             ChangesFound,
             lambda request: changes.agent_changes(cache, request),
+        )
+
+    @broker.subscriber(subjects.GITOPS_DIFF, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    async def agent_diff(message: NatsMessage) -> bytes:
+        return await answer(
+            message.body,
+            DiffRequested,
+            DiffFound,
+            lambda request: agentdiff.agent_diff(cache, request),
         )
 
     @broker.subscriber(

@@ -35,6 +35,7 @@ from shared.errors import IllegalTransitionError, MosaicError, StaleAttemptError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
+from shared.messages.conversation import ConversationEntry
 from shared.messages.gates import GateCheckRequested, GateDecision, GatePhase
 from shared.messages.gitops import (
     CommitMade,
@@ -212,6 +213,7 @@ class AgentRun:
             self._progress,
             self._finish_check,
             notes,
+            self._transcript,
         )
         if self._fatal is not None:
             raise self._fatal
@@ -308,6 +310,10 @@ class AgentRun:
         if fields:
             await self.tracker.update(fields)
         await self.tracker.record("progress", {"step": kind, **detail})
+
+    async def _transcript(self, entries: list[ConversationEntry]) -> None:
+        stamped = [e.model_copy(update={"attempt": self.attempt}) for e in entries]
+        await self.tracker.store.append_conversation(self.agent_id, stamped, fence=self.attempt)
 
     async def _finish_check(self, summary: str) -> str | None:
         try:
@@ -463,7 +469,11 @@ class AgentRun:
     async def _record_gates(
         self, decision: GateDecision, phase: GatePhase, commit: str | None
     ) -> None:
-        results = [r.model_dump(mode="json") for r in decision.results]
+        # gate output is a command's output: mask secrets before it is stored and shown
+        results = [
+            r.model_copy(update={"excerpt": tools.redact(r.excerpt)}).model_dump(mode="json")
+            for r in decision.results
+        ]
         self._gate_results = results
         await self.tracker.update({"gates": results})
         detail: dict[str, Any] = {

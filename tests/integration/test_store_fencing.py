@@ -117,3 +117,19 @@ async def test_a_transition_sent_again_is_answered_not_refused(store: StateStore
     # and deleting the agent takes the write's memory with it
     await store.delete_agent("a1", "t1")
     assert not await store.redis.exists(store.key("agent", "a1", "lastop"))
+
+
+async def test_a_stale_attempt_cannot_add_to_the_conversation(store: StateStore) -> None:
+    from shared.messages.conversation import ConversationEntry
+
+    await store.create_agent(make_record())
+    await _claim(store, 1)
+    entry = ConversationEntry(kind="model", text="from attempt 1", turn=1, attempt=1)
+    await store.append_conversation("a1", [entry], fence=1)
+    await store.transition("a1", task_id="t1", task=TaskState.PENDING, fence=1)
+    await _claim(store, 2)
+    with pytest.raises(StaleAttemptError):
+        await store.append_conversation("a1", [entry], fence=1)
+    await store.append_conversation("a1", [entry.model_copy(update={"attempt": 2})], fence=2)
+    page = await store.conversation("a1", 0, 10)
+    assert [e.attempt for e in page.entries] == [1, 2]

@@ -14,6 +14,7 @@ router = APIRouter(include_in_schema=False)
 
 _ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "agent.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 _HEADERS = {
@@ -40,7 +41,7 @@ async def shell() -> Response:
 
 @router.get("/dashboard/{name}")
 async def asset(name: str) -> Response:
-    """The dashboard's script and style sheet."""
+    """The dashboard's scripts and style sheet."""
     if name not in _ASSETS:
         raise HTTPException(404, f"no dashboard asset {name!r}")
     return Response(_read(name), media_type=_ASSETS[name], headers=_HEADERS)

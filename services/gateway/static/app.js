@@ -59,10 +59,10 @@ async function signIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   $("login").hidden = true;
   $("login-error").hidden = true;
-  $("board").hidden = false;
   $("session").hidden = false;
   $("role").textContent = state.role;
   $("kill-all").hidden = state.role !== "admin";
+  route();  // the list, or the agent's page the address names (agent.js)
   await Promise.all([loadAgents(), loadBanners()]);
   connect();
 }
@@ -133,7 +133,7 @@ function connect() {
   ws.onmessage = (message) => {
     const data = JSON.parse(message.data);
     if (data.type === "ready") {
-      if (state.retry > 0) loadAgents();
+      if (state.retry > 0) { loadAgents(); refreshPage(); }  // catch up on what was missed
       state.retry = 0;
       setLive("live");
     } else if (data.type === "event") {
@@ -164,6 +164,7 @@ function onEvent(event) {
   if (event.state === "killed" || event.kind === "state") loadBanners();
   logEvent(event);
   render();
+  pageEvent(event);
 }
 
 function placeholder(event) {
@@ -276,7 +277,7 @@ function row(agent) {
   const branch = agent.pushedBranch || agent.agentBranch;
   return el("tr", { "data-agent-id": agent.agentId, "data-state": agent.state },
     el("td", {},
-      el("span", { class: "mono", text: agent.agentId }),
+      el("a", { class: "mono agent-link", href: agentLink(agent.agentId), text: agent.agentId }),
       el("span", { class: "sub", text: [agent.agentType, `p${agent.priority ?? "?"}`, agent.gateProfile].filter(Boolean).join(" · ") })),
     el("td", {},
       el("span", { text: agent.taskId }),
@@ -345,6 +346,7 @@ function render() {
   for (const agent of state.agents.values()) counts[agent.state] = (counts[agent.state] || 0) + 1;
   $("summary").replaceChildren(...STATES.map((s) =>
     el("div", { class: "stat", "data-state": s }, el("b", { text: String(counts[s]) }), el("span", { text: s }))));
+  renderAgentPage();
 }
 
 function tick() {

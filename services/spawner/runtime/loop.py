@@ -25,7 +25,9 @@ from services.spawner.runtime.types import (
     Bounds,
     FinishCheck,
     ProgressSink,
+    TranscriptSink,
 )
+from shared.messages.conversation import ConversationEntry, EntryKind, conversation_entry
 from shared.sandbox.base import Sandbox
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class _Run:
     rejections: int = 0
     log: dict[str, str] = field(default_factory=dict)
     notes: NoteBox = field(default_factory=NoteBox)
+    transcript: TranscriptSink | None = None
 
     @property
     def tokens(self) -> int:
@@ -88,6 +91,18 @@ class _Run:
         except Exception:
             logger.warning("progress sink failed for %s", kind, exc_info=True, extra=self.log)
 
+    async def say(self, kind: EntryKind, content: object, **about: Any) -> None:
+        """Add to the conversation kept for people; best effort like progress."""
+        await self.say_all([conversation_entry(kind, content, turn=self.turns, **about)])
+
+    async def say_all(self, entries: list[ConversationEntry]) -> None:
+        if self.transcript is None or not entries:
+            return
+        try:
+            await self.transcript(entries)
+        except Exception:
+            logger.warning("conversation sink failed", exc_info=True, extra=self.log)
+
     async def check_finish(self, summary: str) -> str | None:
         if self.finish_check is None:
             return None
@@ -102,11 +117,13 @@ class _Run:
 
     async def run(self) -> AgentOutcome:
         agent_type = self.spec.request.agent_type
+        task = task_message(self.spec)
         await self.provider.start(
             self.spec.system_prompt or system_prompt(agent_type),
             tools.definitions(agent_type),
-            task_message(self.spec),
+            task,
         )
+        await self.say("task", task)
         results: list[ToolResult] = []
         notice: str | None = None
         while True:
@@ -116,6 +133,8 @@ class _Run:
                 )
             self.turns += 1
             await self.emit("turn_started", {"turn": self.turns})
+            if notice is not None:
+                await self.say("notice", notice)
             try:
                 reply = await self.provider.next_turn(self.notes.attach(results), notice)
             except ProviderError as exc:
@@ -125,6 +144,7 @@ class _Run:
                     retryable=exc.retryable,
                 )
             results, notice = [], None
+            await self.say_all(self._turn_entries(reply))
             self.input_tokens += reply.usage.input
             self.output_tokens += reply.usage.output
             await self.emit(
@@ -157,6 +177,29 @@ class _Run:
             if done is not None:
                 return done
 
+    def _turn_entries(self, reply: ModelTurn) -> list[ConversationEntry]:
+        entries = []
+        if reply.text.strip():
+            entries.append(conversation_entry("model", reply.text, turn=self.turns))
+        for call in reply.tool_calls:
+            entries.append(
+                conversation_entry(
+                    "tool_call", call.input, turn=self.turns, tool=call.name, tool_call_id=call.id
+                )
+            )
+        return entries
+
+    async def _result(self, results: list[ToolResult], result: ToolResult, tool: str) -> None:
+        """Hand ``result`` to the model with the next turn, and keep it for people."""
+        results.append(result)
+        await self.say(
+            "tool_result",
+            result.content,
+            tool=tool,
+            tool_call_id=result.tool_use_id,
+            is_error=result.is_error,
+        )
+
     def _too_many_rejections(self, verdict: str) -> AgentOutcome:
         return self.outcome(
             "failed",
@@ -172,7 +215,7 @@ class _Run:
             await self.emit("tool_called", {"tool": call.name, "summary": summary})
             if isinstance(data, str):
                 logger.info("refused tool call %s: %s", call.name, data, extra=self.log)
-                results.append(ToolResult(call.id, data, is_error=True))
+                await self._result(results, ToolResult(call.id, data, is_error=True), call.name)
             elif isinstance(data, tools.FinishInput):
                 verdict = await self.check_finish(data.summary)
                 if verdict is None:
@@ -180,11 +223,11 @@ class _Run:
                 if self.rejected_too_often():
                     return self._too_many_rejections(verdict)
                 logger.info("finish sent back (%d)", self.rejections, extra=self.log)
-                results.append(
-                    ToolResult(call.id, f"finish was sent back:\n{verdict}", is_error=True)
-                )
+                sent_back = ToolResult(call.id, f"finish was sent back:\n{verdict}", is_error=True)
+                await self._result(results, sent_back, call.name)
             else:
-                results.append(await tools.execute(self.sandbox, call.id, data, log_extra=self.log))
+                done = await tools.execute(self.sandbox, call.id, data, log_extra=self.log)
+                await self._result(results, done, call.name)
         return None
 
 
@@ -196,12 +239,14 @@ async def run_agent(
     progress: ProgressSink,
     finish_check: FinishCheck | None = None,
     notes: NoteBox | None = None,
+    transcript: TranscriptSink | None = None,
 ) -> AgentOutcome:
     """Run one agent to its end and close ``provider``; bounds end it ``failed`` naming them.
 
     Cancelling the task running this cancels the model call or the command in flight
     (the sandbox kills its process group) and re-raises ``CancelledError``. Notes posted
-    to ``notes`` while it runs reach the model with its next tool result.
+    to ``notes`` while it runs reach the model with its next tool result. ``transcript``
+    receives the conversation (redacted, capped) for people to read afterwards.
     """
     run = _Run(
         spec,
@@ -212,6 +257,7 @@ async def run_agent(
         finish_check,
         log={"agent_id": spec.agent_id, "task_id": spec.task_id},
         notes=notes if notes is not None else NoteBox(),
+        transcript=transcript,
     )
     logger.info("agent starting with provider %s", provider.name, extra=run.log)
     scope = asyncio.timeout(bounds.timeout_s)

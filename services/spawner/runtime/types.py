@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.messages.conversation import ConversationEntry
 from shared.messages.tasks import SpawnAgentRequest
 
 OutcomeStatus = Literal["finished", "failed"]
@@ -56,6 +57,10 @@ class AgentOutcome:
 ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Receives progress (``turn_started``, ``tool_called``, ``tokens_used``) with a
 secret-free detail dict; the spawner turns it into agent events."""
+
+TranscriptSink = Callable[[list[ConversationEntry]], Awaitable[None]]
+"""Receives the conversation as it happens (entries already redacted and capped); the
+spawner stores it for the agent's page. Best effort, like progress."""
 
 FinishCheck = Callable[[str], Awaitable[str | None]]
 """Called with the summary when the agent calls ``finish``: ``None`` accepts; a string

@@ -183,3 +183,21 @@ def test_only_gitops_announces_pushes(sup: Supervisor) -> None:
     answer = raw_publish(sup.nats_url_for("gitops"), subjects.REPO_PUSHED, forged)
     assert "-ERR" not in answer, answer
     assert "PONG" in answer, answer
+
+
+def test_the_gateway_may_ask_gitops_for_a_diff_and_nothing_else(sup: Supervisor) -> None:
+    """The agent page's diff is the gateway's one gitops subject: it reads, and cannot
+    ask gitops to create, commit, push, remove or merge anything."""
+    answer = raw_publish(sup.nats_url_for("gateway"), subjects.GITOPS_DIFF, b"{}")
+    assert "-ERR" not in answer, answer
+    assert "PONG" in answer, answer
+    for subject in (
+        subjects.GITOPS_WORKTREE_CREATE,
+        subjects.GITOPS_COMMIT,
+        subjects.GITOPS_PUSH,
+        subjects.GITOPS_WORKTREE_REMOVE,
+        subjects.GITOPS_LAND,
+        subjects.GITOPS_CHANGES,
+    ):
+        answer = raw_publish(sup.nats_url_for("gateway"), subject, b"{}")
+        assert "Permissions Violation for Publish" in answer, (subject, answer)

@@ -12,6 +12,7 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.providers.scripted import ScriptedProvider, parse_plan
 from services.spawner.runtime.types import Bounds
+from shared.messages.conversation import ConversationEntry
 from shared.sandbox.base import DirEntry, ExecResult, SandboxGoneError
 from shared.sandbox.host import HostSandbox
 from shared.settings import ModelSettings
@@ -241,3 +242,59 @@ async def test_a_vanished_sandbox_ends_the_run_instead_of_a_tool_error(
     assert gone.value.retryable
     assert checks == []  # finish never reached the gates, commit or push
     assert not (worktree / "hello.py").exists()
+
+
+async def test_the_conversation_is_handed_to_the_transcript_in_order(
+    sandbox: HostSandbox,
+) -> None:
+    """Task, each call and its result, a sent-back finish, a refused call, all masked."""
+    secret = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    plan = [
+        {"tool": "run_command", "input": {"command": f"echo key {secret}"}},
+        {"tool": "no_such_tool", "input": {}},
+        {"tool": "finish", "input": {"summary": "first try"}},
+        {"tool": "finish", "input": {"summary": "second try"}},
+    ]
+    spec = make_spec(plan=plan)
+    kept: list[ConversationEntry] = []
+
+    async def transcript(entries: list[ConversationEntry]) -> None:
+        kept.extend(entries)
+
+    verdicts = iter(["lint failed", None])
+
+    async def gate(summary: str) -> str | None:
+        return next(verdicts)
+
+    outcome = await run_agent(
+        spec, sandbox, make_provider(SCRIPTED, spec), Bounds(), Progress(), gate,
+        transcript=transcript,
+    )  # fmt: skip
+    assert outcome.status == "finished", outcome.reason
+    shape = [(e.kind, e.tool, e.turn, e.is_error) for e in kept]
+    assert shape == [
+        ("task", None, 0, False),
+        ("tool_call", "run_command", 1, False),
+        ("tool_result", "run_command", 1, False),
+        ("tool_call", "no_such_tool", 2, False),
+        ("tool_result", "no_such_tool", 2, True),
+        ("tool_call", "finish", 3, False),
+        ("tool_result", "finish", 3, True),
+        ("tool_call", "finish", 4, False),
+    ]
+    assert all(secret not in e.text for e in kept)
+    assert "key ***" in kept[2].text
+    assert "lint failed" in kept[6].text
+    assert kept[1].tool_call_id == kept[2].tool_call_id
+
+
+async def test_a_failing_transcript_does_not_fail_the_agent(sandbox: HostSandbox) -> None:
+    spec = make_spec(plan=[{"tool": "finish", "input": {"summary": "done"}}])
+
+    async def broken(entries: list[ConversationEntry]) -> None:
+        raise ConnectionError("valkey away")
+
+    outcome = await run_agent(
+        spec, sandbox, make_provider(SCRIPTED, spec), Bounds(), Progress(), transcript=broken
+    )
+    assert outcome.status == "finished"
