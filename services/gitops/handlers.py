@@ -151,10 +151,9 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
         )
 
     @broker.subscriber(subjects.GITOPS_DIFF, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def agent_diff(message: NatsMessage) -> bytes:
+    async def agent_diff(request: DiffRequested) -> DiffFound:
         return await answer(
-            message.body,
-            DiffRequested,
+            request,
             DiffFound,
             lambda request: agentdiff.agent_diff(cache, request),
         )

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from shared.messages.base import Failure, Message
+from shared.messages.gitops import AgentRepoRequest
 
 DIFF_MAX_BYTES = 256_000
 """Bytes of patch text answered; the rest is cut and ``truncated`` says so."""
@@ -24,16 +25,12 @@ DiffSource = Literal["workspace", "pushed"]
 """``workspace``: the agent's repository as it is now; ``pushed``: its pushed commit."""
 
 
-class DiffRequested(Message):
+class DiffRequested(AgentRepoRequest):
     """The diff of one agent against where it forked from ``base_branch``.
 
     ``pushed_commit`` (from the agent's record) is read once the repository is gone.
     """
 
-    agent_id: str
-    task_id: str
-    repository: str
-    base_branch: str = "main"
     pushed_commit: str | None = Field(default=None, pattern=_COMMIT)
     merged_from: str | None = Field(default=None, pattern=_COMMIT)
     """With the merge queue: the base branch's tip before the agent's merge (the first

@@ -132,8 +132,8 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
 
     # the timeline: from the events while no trace is recorded
     events = driver.find_elements(By.CSS_SELECTOR, "#timeline .timeline-events li")
-    kinds = {e.get_attribute("data-kind") for e in events}
-    assert {"state", "progress", "gate"} <= kinds, kinds
+    timeline_kinds = {e.get_attribute("data-kind") for e in events}
+    assert {"state", "progress", "gate"} <= timeline_kinds, timeline_kinds
     facts = driver.find_element(By.ID, "page-facts").text
     assert "scripted" in facts
     assert "none · UNSAFE" in facts

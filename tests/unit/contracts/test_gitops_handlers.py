@@ -13,6 +13,7 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from services.gitops.app import create_app
 from shared import subjects
 from shared.messages.base import Message
+from shared.messages.diffs import DiffFound
 from shared.messages.gitops import (
     BaseStatus,
     ChangesFound,
@@ -38,6 +39,7 @@ REPLIES: dict[str, type[Message]] = {
     subjects.GITOPS_BASE_STATUS: BaseStatus,
     subjects.GITOPS_INTEGRATE: Integrated,
     subjects.GITOPS_LAND: Landed,
+    subjects.GITOPS_DIFF: DiffFound,
 }
 
 
