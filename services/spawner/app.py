@@ -1,8 +1,10 @@
-"""The spawner's factory: task intake, agent runs, and the kill subscriptions.
+"""The spawner's factory: readiness and heartbeat, then (once a sandbox and a model
+work) task intake, agent runs and the subscriptions (``handlers``).
 
 Task intake and kills use the broker's NATS connection directly: the intake needs
 priority-ordered ``no_wait`` pulls that no subscriber abstraction offers, and the kill
-path must not depend on decoding a well-formed body.
+path must not depend on decoding a well-formed body. What a started spawner holds is
+one typed object (``Running``, then ``Serving``) with its close order.
 """
 
 from __future__ import annotations
@@ -10,26 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from faststream import FastStream
-from nats.aio.msg import Msg
+from faststream.nats import NatsBroker
+from nats.aio.subscription import Subscription
 from redis.asyncio import Redis
 
 from services.spawner.agent_run import RunContext
 from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
-from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY
-from services.spawner.exhausted import on_max_deliveries as on_max_deliveries_advisory
+from services.spawner.handlers import SpawnerHandlers
 from services.spawner.kills import KillRegistry
 from services.spawner.readiness import Heartbeat, Readiness, assess
 from services.spawner.settings import SpawnerSettings
 from services.spawner.worker import Worker
-from shared import queue, subjects
+from shared import queue
 from shared.bus import make_broker, make_valkey
 from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
-from shared.messages.kill import KillOrdered
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
@@ -46,6 +48,115 @@ from shared.tracker import AgentTracker
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Serving:
+    """A spawner taking tasks: its intake, its subscriptions and its container reaper."""
+
+    ctx: RunContext
+    dispatcher: Dispatcher
+    subs: list[Subscription]
+    intake: asyncio.Task[None]
+    reaper: asyncio.Task[None] | None
+
+    async def close(self, kills: KillRegistry) -> None:
+        """Stop taking tasks, hand the runs under way back to the queue, unsubscribe."""
+        await self.dispatcher.stop()
+        for running in list(kills.agents.values()):
+            running.task.cancel("spawner stopping")
+        waiting = [r.task for r in kills.agents.values()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=20)
+        self.intake.cancel()
+        if self.reaper is not None:
+            self.reaper.cancel()
+        for sub in self.subs:
+            await sub.unsubscribe()
+
+
+@dataclass
+class Running:
+    """What a started spawner holds; ``serving`` once a sandbox and a model work."""
+
+    redis: Redis
+    heartbeat: Heartbeat
+    readiness: Readiness
+    serving: Serving | None = None
+    recheck: asyncio.Task[None] | None = None
+
+    async def close(self, kills: KillRegistry) -> None:
+        """The heartbeat first (the gateway stops counting on us), then the rest."""
+        await self.heartbeat.stop()
+        if self.recheck is not None:
+            self.recheck.cancel()
+        if self.serving is not None:
+            await self.serving.close(kills)
+        await self.redis.aclose()
+
+
+async def serve(
+    broker: NatsBroker,
+    redis: Redis,
+    readiness: Readiness,
+    kills: KillRegistry,
+    *,
+    settings: SpawnerSettings,
+    model: ModelSettings,
+    quality: QualitySettings,
+    instance: str,
+) -> Serving:
+    """Take tasks: the run context, the intake, the subscriptions, the reaper."""
+    assert readiness.factory is not None
+    nc = broker.connection
+    store = StateStore(redis, prefix=settings.state_prefix)
+    factory = readiness.factory
+    if factory.unsafe:
+        log.warning(
+            "MOSAIC_SANDBOX=none: agents run as bare host processes, NOT isolated "
+            "(shown as unsafe in /health and every agent's status)"
+        )
+    if isinstance(factory, (HostSandboxFactory, BwrapSandboxFactory)) and factory.groups is None:
+        # so the killswitch can end this spawner's commands if it hangs or dies
+        factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
+    serve_metrics()
+    deployment = await deployment_id(store)
+    ctx = RunContext(
+        tracker=AgentTracker(store, broker),
+        gitops=GitOps(broker, settings.gitops_timeout_s),
+        gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts),
+        sandboxes=factory,
+        model=model,
+        quality=quality,
+        settings=settings,
+        instance=instance,
+        deployment=deployment,
+        default_image=readiness.default_image,
+    )
+    worker = Worker(ctx, kills, nc)
+    dispatcher = Dispatcher(
+        nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
+    )
+    subs = await SpawnerHandlers(ctx, kills, dispatcher, nc).subscribe()
+    if await store.held() is not None:
+        log.warning("a kill-all is in force: no task starts until an admin resumes")
+        kills.halted = True
+        dispatcher.pause()
+    serving = Serving(
+        ctx,
+        dispatcher,
+        subs,
+        intake=asyncio.create_task(dispatcher.run()),
+        reaper=_start_reaper(factory, store, deployment),
+    )
+    log.info(
+        "spawner ready: %d slots, sandbox %s, provider %s (model %s)",
+        settings.spawner_concurrency,
+        factory.kind,
+        model.provider(),
+        model.model_name(),
+    )
+    return serving
+
+
 def create_app(
     settings: SpawnerSettings | None = None,
     nats: NatsSettings | None = None,
@@ -55,180 +166,80 @@ def create_app(
     sandboxes: SandboxFactory | None = None,
 ) -> FastStream:
     """Build the spawner; it connects and starts taking tasks only when run."""
-    settings = settings or SpawnerSettings()
-    nats = nats or NatsSettings()
-    valkey = valkey or ValkeySettings()
-    broker = make_broker(nats, "spawner")
+    spawner = settings or SpawnerSettings()
+    broker = make_broker(nats or NatsSettings(), "spawner")
     add_health(broker, "spawner")
     app = FastStream(broker)
     kills = KillRegistry()
-    held: dict[str, object] = {}
-
+    running: list[Running] = []
     sandbox_settings = SandboxSettings()
     model_settings = model or ModelSettings()
     instance = instance_name("spawner")
 
+    async def start_serving(state: Running) -> None:
+        state.serving = await serve(
+            broker,
+            state.redis,
+            state.readiness,
+            kills,
+            settings=spawner,
+            model=model_settings,
+            quality=quality or QualitySettings(),
+            instance=instance,
+        )
+
     @app.on_startup
     async def prepare() -> None:
         # Before the broker starts, so the record exists once the health probe answers.
-        redis = make_valkey(valkey)
-        held["redis"] = redis
+        redis = make_valkey(valkey or ValkeySettings())
         readiness = await assess(model_settings, sandbox_settings, sandboxes)
         heartbeat = Heartbeat(
-            SpawnerRegistry(redis, settings.state_prefix),
-            readiness.capability(instance, settings.spawner_concurrency),
-            settings.spawner_heartbeat_s,
-            settings.spawner_record_ttl_s,
+            SpawnerRegistry(redis, spawner.state_prefix),
+            readiness.capability(instance, spawner.spawner_concurrency),
+            spawner.spawner_heartbeat_s,
+            spawner.spawner_record_ttl_s,
         )
         await heartbeat.beat()
-        held.update(readiness=readiness, heartbeat=heartbeat)
+        running.append(Running(redis, heartbeat, readiness))
 
     @app.after_startup
     async def start() -> None:
-        readiness = held["readiness"]
-        heartbeat = held["heartbeat"]
-        assert isinstance(readiness, Readiness)
-        assert isinstance(heartbeat, Heartbeat)
-        heartbeat.start()
-        nc = broker.connection
+        state = running[0]
+        state.heartbeat.start()
         # the queue's consumers, even when not ready: tasks queued meanwhile are counted
         await queue.ensure_consumers(
-            nc.jetstream(), settings.task_ack_wait_s, settings.task_max_deliver
+            broker.connection.jetstream(), spawner.task_ack_wait_s, spawner.task_max_deliver
         )
-        if readiness.ready:
-            await serve(readiness)
+        if state.readiness.ready:
+            await start_serving(state)
             return
-        log.error("spawner NOT ready, it takes no task: %s", "; ".join(readiness.problems))
+        problems = "; ".join(state.readiness.problems)
+        log.error("spawner NOT ready, it takes no task: %s", problems)
         if model_settings.problem() is None:  # only the sandbox is missing: it may come up
-            held["recheck"] = asyncio.create_task(recheck(heartbeat))
+            state.recheck = asyncio.create_task(recheck(state))
 
-    async def recheck(heartbeat: Heartbeat) -> None:
+    async def recheck(state: Running) -> None:
         """Look for a sandbox again now and then (a Docker daemon starting after us);
         serve once one works. A missing model is settings: that needs a restart."""
         while True:
-            await asyncio.sleep(settings.spawner_recheck_s)
+            await asyncio.sleep(spawner.spawner_recheck_s)
             readiness = await assess(model_settings, sandbox_settings, sandboxes)
-            heartbeat.capability = readiness.capability(instance, settings.spawner_concurrency)
+            state.heartbeat.capability = readiness.capability(instance, spawner.spawner_concurrency)
             with contextlib.suppress(Exception):  # the heartbeat retries on its own
-                await heartbeat.beat()
+                await state.heartbeat.beat()
             if readiness.ready:
-                held["readiness"] = readiness
+                state.readiness = readiness
                 try:
-                    await serve(readiness)
+                    await start_serving(state)
                 except Exception:  # say so: this task has no one else to tell
                     log.exception("could not start serving after the sandbox appeared")
                     raise
                 return
 
-    async def serve(readiness: Readiness) -> None:
-        """Take tasks: the run context, the intake, the kill subscriptions, the reaper."""
-        assert readiness.factory is not None
-        nc = broker.connection
-        redis = held["redis"]
-        assert isinstance(redis, Redis)
-        store = StateStore(redis, prefix=settings.state_prefix)
-        factory = readiness.factory
-        if factory.unsafe:
-            log.warning(
-                "MOSAIC_SANDBOX=none: agents run as bare host processes, NOT isolated "
-                "(shown as unsafe in /health and every agent's status)"
-            )
-        if (
-            isinstance(factory, (HostSandboxFactory, BwrapSandboxFactory))
-            and factory.groups is None
-        ):
-            # so the killswitch can end this spawner's commands if it hangs or dies
-            factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
-        serve_metrics()
-        deployment = await deployment_id(store)
-        ctx = RunContext(
-            tracker=AgentTracker(store, broker),
-            gitops=GitOps(broker, settings.gitops_timeout_s),
-            gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts),
-            sandboxes=factory,
-            model=model_settings,
-            quality=quality or QualitySettings(),
-            settings=settings,
-            instance=instance,
-            deployment=deployment,
-            default_image=readiness.default_image,
-        )
-        worker = Worker(ctx, kills, nc)
-        dispatcher = Dispatcher(
-            nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
-        )
-
-        async def on_kill_one(msg: Msg) -> None:
-            agent_id = msg.subject.rsplit(".", 1)[-1]
-            if kills.kill(agent_id, KillOrdered.lenient(msg.data)):
-                log.warning("kill ordered", extra={"agent_id": agent_id})
-
-        async def on_kill_all(msg: Msg) -> None:
-            dispatcher.pause()
-            order = KillOrdered.lenient(msg.data)
-            killed = kills.kill_all(order)
-            log.warning("kill-all ordered: %d agents here; intake paused", len(killed))
-            await store.hold_all(order.reason, order.requested_by)
-
-        async def on_resume(_: Msg) -> None:
-            if await store.held() is None:
-                log.warning("kill-all lifted; intake resumed")
-                kills.resume()
-                dispatcher.resume()
-
-        async def on_pushed(msg: Msg) -> None:
-            await ctx.forecast.on_message(msg.data)
-
-        async def on_max_deliveries(msg: Msg) -> None:
-            await on_max_deliveries_advisory(nc.jetstream(), ctx.tracker, msg.data, ctx.gitops)
-
-        subs = [
-            await nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=on_max_deliveries),
-            await nc.subscribe(subjects.KILL_AGENT_ANY, cb=on_kill_one),
-            await nc.subscribe(subjects.REPO_PUSHED, cb=on_pushed),
-            await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
-            await nc.subscribe(subjects.KILL_RESUME, cb=on_resume),
-        ]
-        if await store.held() is not None:
-            log.warning("a kill-all is in force: no task starts until an admin resumes")
-            kills.halted = True
-            dispatcher.pause()
-        held["reaper"] = _start_reaper(factory, store, deployment)
-        held.update(
-            dispatcher=dispatcher,
-            subs=subs,
-            intake=asyncio.create_task(dispatcher.run()),
-        )
-        log.info(
-            "spawner ready: %d slots, sandbox %s, provider %s (model %s)",
-            settings.spawner_concurrency,
-            factory.kind,
-            model_settings.provider(),
-            model_settings.model_name(),
-        )
-
     @app.on_shutdown
     async def stop() -> None:
-        heartbeat = held.get("heartbeat")
-        if isinstance(heartbeat, Heartbeat):  # first: the gateway stops counting on us
-            await heartbeat.stop()
-        dispatcher = held.get("dispatcher")
-        if isinstance(dispatcher, Dispatcher):
-            await dispatcher.stop()
-        for running in list(kills.agents.values()):  # hand in-flight work back to the queue
-            running.task.cancel("spawner stopping")
-        waiting = [r.task for r in kills.agents.values()]
-        if waiting:
-            await asyncio.wait(waiting, timeout=20)
-        for name in ("recheck", "intake", "reaper"):
-            task = held.get(name)
-            if isinstance(task, asyncio.Task):
-                task.cancel()
-        for sub in held.get("subs", []):  # type: ignore[attr-defined]
-            await sub.unsubscribe()
-        redis = held.get("redis")
-        if redis is not None:
-            await redis.aclose()  # type: ignore[attr-defined]
+        while running:
+            await running.pop().close(kills)
 
     return app
 

@@ -1,0 +1,73 @@
+"""The spawner's subscriptions: raw core-NATS callbacks, thin.
+
+Kill orders are read leniently (a kill must act on any body: the plain NATS CLI sends
+what the operator typed); the rest hand the message to the module that owns the topic.
+Task intake is not here: it pulls from JetStream in priority order (``dispatcher``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from services.spawner.agent_run import RunContext
+from services.spawner.dispatcher import Dispatcher
+from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY, on_max_deliveries
+from services.spawner.kills import KillRegistry
+from shared import subjects
+from shared.messages.kill import KillOrdered
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpawnerHandlers:
+    """What the spawner does when an order or a notice arrives."""
+
+    ctx: RunContext
+    kills: KillRegistry
+    dispatcher: Dispatcher
+    nc: Client
+
+    async def on_kill_one(self, msg: Msg) -> None:
+        """``mosaic.kill.agent.<id>``: cancel that agent's run if it is here."""
+        agent_id = msg.subject.rsplit(".", 1)[-1]
+        if self.kills.kill(agent_id, KillOrdered.lenient(msg.data)):
+            log.warning("kill ordered", extra={"agent_id": agent_id})
+
+    async def on_kill_all(self, msg: Msg) -> None:
+        """``mosaic.kill.all``: stop taking tasks, cancel every run here, hold the queue."""
+        self.dispatcher.pause()
+        order = KillOrdered.lenient(msg.data)
+        killed = self.kills.kill_all(order)
+        log.warning("kill-all ordered: %d agents here; intake paused", len(killed))
+        await self.ctx.tracker.store.hold_all(order.reason, order.requested_by)
+
+    async def on_resume(self, _: Msg) -> None:
+        """``mosaic.kill.resume``: take tasks again once the hold is really gone."""
+        if await self.ctx.tracker.store.held() is None:
+            log.warning("kill-all lifted; intake resumed")
+            self.kills.resume()
+            self.dispatcher.resume()
+
+    async def on_pushed(self, msg: Msg) -> None:
+        """``mosaic.repo.pushed``: the conflict forecast for agents running here."""
+        await self.ctx.forecast.on_message(msg.data)
+
+    async def on_max_deliveries(self, msg: Msg) -> None:
+        """JetStream's advisory: a task whose deliveries ran out ends ``failed``."""
+        await on_max_deliveries(self.nc.jetstream(), self.ctx.tracker, msg.data, self.ctx.gitops)
+
+    async def subscribe(self) -> list[Subscription]:
+        """Every subscription of a serving spawner (no queue group: each spawner hears all)."""
+        return [
+            await self.nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=self.on_max_deliveries),
+            await self.nc.subscribe(subjects.KILL_AGENT_ANY, cb=self.on_kill_one),
+            await self.nc.subscribe(subjects.REPO_PUSHED, cb=self.on_pushed),
+            await self.nc.subscribe(subjects.KILL_ALL, cb=self.on_kill_all),
+            await self.nc.subscribe(subjects.KILL_RESUME, cb=self.on_resume),
+        ]
