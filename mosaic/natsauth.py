@@ -58,6 +58,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.KILL_RESUME,
             f"{subjects.HEALTH_PREFIX}.>",
             subjects.GATES_CHECK,  # POST /api/quality/check
+            subjects.GITOPS_CHECK,  # POST /agents/check
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
             f"{AUDIT_PREFIX}.>",  # resume and the federation's entries

@@ -33,6 +33,7 @@ GITOPS_BASE_STATUS = "mosaic.gitops.base.status"
 GITOPS_INTEGRATE = "mosaic.gitops.integrate"
 GITOPS_LAND = "mosaic.gitops.land"
 GITOPS_CHANGES = "mosaic.gitops.changes"
+GITOPS_CHECK = "mosaic.gitops.check"  # read-only pre-check of a repository (POST /agents/check)
 
 # A push landed (core NATS, advisory): gitops publishes, spawners forecast conflicts.
 REPO_PUSHED = "mosaic.repo.pushed"

@@ -15,13 +15,22 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
-from services.gitops import basestatus, changes, commits, conflicts, integrate, worktrees
+from services.gitops import (
+    basestatus,
+    changes,
+    commits,
+    conflicts,
+    integrate,
+    precheck,
+    worktrees,
+)
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
 from services.gitops.fencing import Fences
 from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
 from shared import subjects
 from shared.messages.base import Failure, Message
+from shared.messages.checks import RepositoryChecked, RepositoryCheckRequested
 from shared.messages.gitops import (
     BaseStatus,
     BaseStatusRequested,
@@ -164,6 +173,15 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             BaseStatusRequested,
             BaseStatus,
             lambda request: basestatus.base_status(cache, request),
+        )
+
+    @broker.subscriber(subjects.GITOPS_CHECK, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    async def check_repository(message: NatsMessage) -> bytes:
+        return await answer(
+            message.body,
+            RepositoryCheckRequested,
+            RepositoryChecked,
+            lambda request: precheck.check_repository(cache, request),
         )
 
     @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)

@@ -53,7 +53,7 @@ from shared.environments.lock import BuildLock
 from shared.environments.prune import prune_images
 from shared.environments.settings import EnvironmentSettings
 from shared.errors import BusUnavailableError
-from shared.gitread import CommitView
+from shared.gitread import CommitView, TreeEntry
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
 from shared.sandbox.settings import SandboxSettings
@@ -97,6 +97,24 @@ def read_declaration(view: CommitView) -> Declaration | None:
     if raw is not None:
         return parse_devcontainer(raw)
     return None
+
+
+def locate_build_files(
+    view: CommitView, decl: Declaration, files: list[TreeEntry] | None = None
+) -> tuple[str, str]:
+    """The blob of the declared Dockerfile and the tree of its build context at the view's
+    commit; ``DeclarationError`` names the one the repository lacks."""
+    assert decl.dockerfile is not None
+    listed = view.files() if files is None else files
+    dockerfile_oid = next((f.oid for f in listed if f.path == decl.dockerfile), None)
+    if dockerfile_oid is None:
+        raise DeclarationError(
+            f"{decl.source}: dockerfile: {decl.dockerfile} is not in the repository"
+        )
+    context_tree = view.tree_id(decl.context)
+    if context_tree is None:
+        raise DeclarationError(f"{decl.source}: context: {decl.context} is not in the repository")
+    return dockerfile_oid, context_tree
 
 
 @dataclass(frozen=True)
@@ -194,16 +212,7 @@ class Environments:
         base_id: str | None = None
         base_user = ""
         if decl.dockerfile is not None:
-            dockerfile_oid = next((f.oid for f in files if f.path == decl.dockerfile), None)
-            if dockerfile_oid is None:
-                raise DeclarationError(
-                    f"{decl.source}: dockerfile: {decl.dockerfile} is not in the repository"
-                )
-            context_tree = view.tree_id(decl.context)
-            if context_tree is None:
-                raise DeclarationError(
-                    f"{decl.source}: context: {decl.context} is not in the repository"
-                )
+            dockerfile_oid, context_tree = locate_build_files(view, decl, files)
         else:
             base_image = decl.image or self.default_image
             base_id, base_user = self._base(base_image, decl.source)
