@@ -443,6 +443,17 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     watch.add_argument("--since", type=int, help="with --agent: replay events after this seq")
     watch.set_defaults(func=cmd_watch)
 
+    from mosaic.dispatch import add_command as add_dispatch
+
+    add_dispatch(sub, common, cmd_dispatch)
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    """Pre-check a batch of tasks and queue those that pass (``mosaic/dispatch.py``)."""
+    from mosaic.dispatch import run
+
+    return run(args, _client(args))
+
 
 # ---- federation: this instance's identity, peers, and agents on peers ---------------
 
