@@ -39,6 +39,7 @@ from mosaic.batch import Dispatched
 from mosaic.client import MosaicClient
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentRecord, AgentState
+from shared.messages.checks import NOT_CHECKED, Check, PreCheck
 
 BAR_WIDTH = 30
 
@@ -134,7 +135,12 @@ def dispatch_all(
     def each(done: Dispatched) -> None:
         nonlocal queued, refused
         queued, refused = queued + done.queued, refused + (not done.queued)
-        verdict = f"queued as {done.agent_id}" if done.queued else "refused"
+        if done.queued:
+            verdict = f"queued as {done.agent_id}"
+        elif done.precheck is not None:
+            verdict = f"refused ({', '.join(c.name for c in causes(done.precheck))})"
+        else:
+            verdict = "refused"
         note = f"{done.task_id}: {verdict}"
         progress.step(note, f"queued {queued}  refused {refused}")
 
@@ -184,7 +190,7 @@ def summary_lines(outcomes: list[Dispatched], ends: dict[str, AgentRecord] | Non
     for outcome in refused:
         lines.append(f"  refused {outcome.task_id or '(no taskId)'}:")
         if outcome.precheck is not None:
-            lines += [f"    {c.name}: {c.detail}" for c in outcome.precheck.failed()]
+            lines += [f"    {c.name}: {c.detail}" for c in causes(outcome.precheck)]
         else:
             lines.append(f"    {outcome.reason}")
     if ends is not None:
@@ -201,6 +207,14 @@ def summary_lines(outcomes: list[Dispatched], ends: dict[str, AgentRecord] | Non
                 who = f"{record.task_id} (agent {record.agent_id})"
                 lines.append(f"  {record.state.value} {who}{why}")
     return lines
+
+
+def causes(verdict: PreCheck) -> tuple[Check, ...]:
+    """The failed checks a person must act on: those "not checked" because an earlier
+    one failed are left out (``--json`` keeps every check)."""
+    failed = verdict.failed()
+    acted = tuple(c for c in failed if not c.detail.startswith(NOT_CHECKED))
+    return acted or failed
 
 
 def exit_code(outcomes: list[Dispatched], ends: dict[str, AgentRecord] | None) -> int:

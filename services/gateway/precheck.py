@@ -26,6 +26,7 @@ from shared.messages.checks import (
     CHECK_REQUEST,
     CHECK_SPAWNER,
     CHECK_TASK,
+    NOT_CHECKED,
     Check,
     PreCheck,
     RepositoryChecked,
@@ -119,7 +120,7 @@ def _provider(live: list[SpawnerCapability], ready: list[SpawnerCapability]) -> 
         names = sorted({f"{s.provider} (model {s.model})" for s in with_model})
         return Check(name=CHECK_PROVIDER, ok=True, detail=", ".join(names))
     if not live:
-        return Check(name=CHECK_PROVIDER, ok=False, detail="not checked: no spawner is running")
+        return Check(name=CHECK_PROVIDER, ok=False, detail=f"{NOT_CHECKED}: no spawner is running")
     problems = sorted({p for s in live for p in s.problems if p.startswith("no model")})
     detail = "; ".join(problems) or "no spawner has a model provider configured"
     return Check(name=CHECK_PROVIDER, ok=False, detail=detail + " (then restart the spawner)")
@@ -137,7 +138,7 @@ async def _ask_gitops(body: SpawnAgentRequest, deps: Resources) -> RepositoryChe
         )
     except BusUnavailableError as exc:
         why = (
-            f"not checked: gitops did not answer ({exc.message}); is the gitops service "
+            f"{NOT_CHECKED}: gitops did not answer ({exc.message}); is the gitops service "
             f"running? (a first clone of a large repository may take longer than "
             f"GATEWAY_PRECHECK_TIMEOUT_S={timeout:g})"
         )
@@ -149,7 +150,7 @@ async def _ask_gitops(body: SpawnAgentRequest, deps: Resources) -> RepositoryChe
             name=CHECK_REPOSITORY, ok=False, detail=f"{answer.error.code}: {answer.error.message}"
         )
         rest = tuple(
-            Check(name=n, ok=False, detail="not checked: the repository check failed")
+            Check(name=n, ok=False, detail=f"{NOT_CHECKED}: the repository check failed")
             for n in _REPOSITORY_CHECKS[1:]
         )
         return RepositoryChecked(checks=(failed, *rest))
@@ -160,9 +161,10 @@ def _image(repository: RepositoryChecked, ready: list[SpawnerCapability]) -> Che
     """Whether the task's environment can be had on the spawners that would run it."""
     environment = next((c for c in repository.checks if c.name == CHECK_ENVIRONMENT), None)
     if environment is None or not environment.ok:
-        return Check(name=CHECK_IMAGE, ok=False, detail="not checked: the environment check failed")
+        why = f"{NOT_CHECKED}: the environment check failed"
+        return Check(name=CHECK_IMAGE, ok=False, detail=why)
     if not ready:
-        return Check(name=CHECK_IMAGE, ok=False, detail="not checked: no spawner is ready")
+        return Check(name=CHECK_IMAGE, ok=False, detail=f"{NOT_CHECKED}: no spawner is ready")
     kinds = sorted({str(s.sandbox) for s in ready})
     docker = [s for s in ready if s.sandbox == "docker"]
     source = repository.environment_source

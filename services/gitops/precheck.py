@@ -26,6 +26,7 @@ from shared.messages.checks import (
     CHECK_ENVIRONMENT,
     CHECK_GATES,
     CHECK_REPOSITORY,
+    NOT_CHECKED,
     Check,
     RepositoryChecked,
     RepositoryCheckRequested,
@@ -34,7 +35,7 @@ from shared.repository import local_path
 
 log = logging.getLogger(__name__)
 
-NOT_CHECKED = "not checked: the {0} check failed"
+_SKIPPED = NOT_CHECKED + ": the {0} check failed"
 
 
 async def check_repository(
@@ -81,7 +82,7 @@ def _gates(view: CommitView) -> Check:
     except UnicodeDecodeError:
         return Check(name=CHECK_GATES, ok=False, detail=f"{GATES_FILE} is not UTF-8 text")
     except GatesFileError as exc:
-        return Check(name=CHECK_GATES, ok=False, detail=f"fix {exc.message}")
+        return Check(name=CHECK_GATES, ok=False, detail=exc.message)
     except GitReadError as exc:
         return Check(name=CHECK_GATES, ok=False, detail=f"could not read {GATES_FILE}: {exc}")
     return Check(name=CHECK_GATES, ok=True, detail=f"{GATES_FILE} is valid")
@@ -96,7 +97,7 @@ def _environment(view: CommitView) -> tuple[Check, str | None]:
         if declaration.dockerfile is not None:
             locate_build_files(view, declaration)
     except RepositoryEnvironmentError as exc:
-        return Check(name=CHECK_ENVIRONMENT, ok=False, detail=f"fix {exc.message}"), None
+        return Check(name=CHECK_ENVIRONMENT, ok=False, detail=exc.message), None
     except GitReadError as exc:
         detail = f"could not read the environment declaration: {exc}"
         return Check(name=CHECK_ENVIRONMENT, ok=False, detail=detail), None
@@ -128,4 +129,4 @@ def _where(url: str) -> str:
 def _not_checked(after: str) -> tuple[Check, ...]:
     names = (CHECK_REPOSITORY, CHECK_BRANCH, CHECK_GATES, CHECK_ENVIRONMENT)
     rest = names[names.index(after) + 1 :]
-    return tuple(Check(name=n, ok=False, detail=NOT_CHECKED.format(after)) for n in rest)
+    return tuple(Check(name=n, ok=False, detail=_SKIPPED.format(after)) for n in rest)

@@ -38,6 +38,11 @@ CHECK_NAMES: Final = (
 """Every check ``POST /agents/check`` answers, in the order it lists them."""
 
 
+NOT_CHECKED: Final = "not checked"
+"""How the detail of a check starts when it was not made (an earlier check failed, a
+service did not answer): a client may show only the checks that were made and failed."""
+
+
 class Check(Message):
     """One condition a task needs; ``detail`` says what was found, or what to fix."""
 
