@@ -28,6 +28,8 @@ from shared.messages.checks import (
     CHECK_TASK,
     NOT_CHECKED,
     Check,
+    EnvironmentChecked,
+    EnvironmentCheckRequested,
     PreCheck,
     RepositoryChecked,
     RepositoryCheckRequested,
@@ -56,7 +58,7 @@ async def precheck(body: SpawnAgentRequest, deps: Resources) -> PreCheck:
         _spawner(live, ready),
         _provider(live, ready),
         *repository.checks,
-        _image(repository, ready),
+        await _image(repository, ready, deps),
     ]
     return PreCheck.of(checks)
 
@@ -157,7 +159,9 @@ async def _ask_gitops(body: SpawnAgentRequest, deps: Resources) -> RepositoryChe
     return answer
 
 
-def _image(repository: RepositoryChecked, ready: list[SpawnerCapability]) -> Check:
+async def _image(
+    repository: RepositoryChecked, ready: list[SpawnerCapability], deps: Resources
+) -> Check:
     """Whether the task's environment can be had on the spawners that would run it."""
     environment = next((c for c in repository.checks if c.name == CHECK_ENVIRONMENT), None)
     if environment is None or not environment.ok:
@@ -182,9 +186,23 @@ def _image(repository: RepositoryChecked, ready: list[SpawnerCapability]) -> Che
             f"{'/'.join(kinds)}: run a spawner with Docker (MOSAIC_SANDBOX=docker or auto), "
             f"or remove {source}",
         )
-    return Check(
-        name=CHECK_IMAGE,
-        ok=True,
-        detail=f"{source}: built on a docker spawner before the first task that needs it "
-        "(whether it is already built is not checked)",
-    )
+    return await _ask_docker_spawner(repository, deps)
+
+
+async def _ask_docker_spawner(repository: RepositoryChecked, deps: Resources) -> Check:
+    """A docker spawner's word on the declared environment: cached, buildable, or not."""
+    if repository.repo_path is None or repository.commit is None:
+        return Check(name=CHECK_IMAGE, ok=False, detail=f"{NOT_CHECKED}: gitops named no commit")
+    asked = EnvironmentCheckRequested(repo_path=repository.repo_path, commit=repository.commit)
+    timeout = deps.settings.gateway_precheck_timeout_s
+    try:
+        answer = await request(
+            deps.broker, subjects.SPAWNER_ENVIRONMENT_CHECK, asked, EnvironmentChecked, timeout
+        )
+    except BusUnavailableError as exc:
+        why = f"{NOT_CHECKED}: no docker spawner answered ({exc.message})"
+        return Check(name=CHECK_IMAGE, ok=False, detail=why)
+    if answer.error is not None:
+        why = f"{NOT_CHECKED}: {answer.spawner}: {answer.error.code}: {answer.error.message}"
+        return Check(name=CHECK_IMAGE, ok=False, detail=why)
+    return Check(name=CHECK_IMAGE, ok=answer.ok, detail=f"{answer.detail} ({answer.spawner})")

@@ -69,7 +69,10 @@ def _check(cache: RepoCache, url: str, branch: str) -> RepositoryChecked:
     gates = _gates(view)
     environment, source = _environment(view)
     return RepositoryChecked(
-        checks=(reached, found, gates, environment), commit=commit, environment_source=source
+        checks=(reached, found, gates, environment),
+        commit=commit,
+        environment_source=source,
+        repo_path=str(cache.repo_path(url)),
     )
 
 

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from services.spawner.agent_run import RunContext
 from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
+from services.spawner.envcheck import check_environment
 from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY
 from services.spawner.exhausted import on_max_deliveries as on_max_deliveries_advisory
 from services.spawner.kills import KillRegistry
@@ -38,7 +39,13 @@ from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.reaper import run_reaper
 from shared.sandbox.settings import SandboxSettings
 from shared.service import add_health, instance_name
-from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import (
+    HomeSettings,
+    ModelSettings,
+    NatsSettings,
+    QualitySettings,
+    ValkeySettings,
+)
 from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -179,6 +186,13 @@ def create_app(
         async def on_pushed(msg: Msg) -> None:
             await ctx.forecast.on_message(msg.data)
 
+        async def on_environment_check(msg: Msg) -> None:
+            assert ctx.environments is not None
+            answer = await check_environment(
+                ctx.environments, instance, HomeSettings().repos_dir, msg.data
+            )
+            await msg.respond(answer.to_bytes())
+
         async def on_max_deliveries(msg: Msg) -> None:
             await on_max_deliveries_advisory(nc.jetstream(), ctx.tracker, msg.data, ctx.gitops)
 
@@ -189,6 +203,14 @@ def create_app(
             await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
             await nc.subscribe(subjects.KILL_RESUME, cb=on_resume),
         ]
+        if factory.kind == "docker":  # only a docker host has environment images to check
+            subs.append(
+                await nc.subscribe(
+                    subjects.SPAWNER_ENVIRONMENT_CHECK,
+                    queue=subjects.SPAWNER_ENV_QUEUE,
+                    cb=on_environment_check,
+                )
+            )
         if await store.held() is not None:
             log.warning("a kill-all is in force: no task starts until an admin resumes")
             kills.halted = True

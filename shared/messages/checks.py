@@ -2,7 +2,9 @@
 
 ``PreCheck`` is the HTTP answer (the gateway sends it, ``mosaic.client`` reads it, the
 one model for both); ``RepositoryCheckRequested``/``RepositoryChecked`` the question the
-gateway puts to gitops over NATS, since only gitops reads repositories.
+gateway puts to gitops over NATS, since only gitops reads repositories; and
+``EnvironmentCheckRequested``/``EnvironmentChecked`` the one it puts to a docker spawner,
+the only kind of process that knows which environment images its Docker host holds.
 """
 
 from __future__ import annotations
@@ -87,4 +89,24 @@ class RepositoryChecked(Message):
     checks: tuple[Check, ...] = ()
     commit: str | None = None
     environment_source: str | None = None
+    repo_path: str | None = None
+    """gitops's cache repository (where a spawner on its host reads the declaration)."""
+    error: Failure | None = None
+
+
+class EnvironmentCheckRequested(Message):
+    """Could a docker spawner give a task at ``commit`` of the cache repository at
+    ``repo_path`` its environment now: is the image cached, or buildable?"""
+
+    repo_path: str = Field(min_length=1, max_length=4096)
+    commit: str = Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class EnvironmentChecked(Message):
+    """A spawner's answer: ``ok`` and what it found (the image cached, what it would be
+    built from, or why it cannot be had), and which spawner looked."""
+
+    ok: bool = False
+    detail: str = ""
+    spawner: str | None = None
     error: Failure | None = None
