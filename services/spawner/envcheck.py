@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 def _cache_repository(raw: str, root: Path) -> Path | None:
     """``raw`` when it is a repository directly inside the cache ``root``, else None."""
     path = Path(raw)
-    if not path.is_absolute() or path.parent.resolve() != root.resolve():
-        return None
+    if not path.is_absolute() or path.resolve().parent != root.resolve():
+        return None  # elsewhere, or a symlink or ``..`` that leads out of the cache
     return path if (path / "HEAD").is_file() else None
 
 

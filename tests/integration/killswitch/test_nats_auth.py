@@ -183,3 +183,16 @@ def test_only_gitops_announces_pushes(sup: Supervisor) -> None:
     answer = raw_publish(sup.nats_url_for("gitops"), subjects.REPO_PUSHED, forged)
     assert "-ERR" not in answer, answer
     assert "PONG" in answer, answer
+
+
+def test_only_the_gateway_asks_spawners_about_environments(sup: Supervisor) -> None:
+    """``mosaic.spawner.environment.check`` makes a docker spawner read a cache repository
+    and ask its Docker host about images (``POST /agents/check``): the gateway asks it,
+    no other service may."""
+    asked = json.dumps({"repoPath": "/r", "commit": "0" * 40}).encode()
+    for user in ("spawner", "gitops", "gates", "killswitch"):
+        answer = raw_publish(sup.nats_url_for(user), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+        assert "Permissions Violation for Publish" in answer, (user, answer)
+    answer = raw_publish(sup.nats_url_for("gateway"), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+    assert "-ERR" not in answer, answer
+    assert "PONG" in answer, answer
