@@ -8,8 +8,8 @@ Only the answer and its small rules live here; the calls are the client's own
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from pydantic import ConfigDict
 
@@ -44,18 +44,59 @@ def refused_by_check(task_id: str | None, verdict: PreCheck) -> Dispatched:
     return Dispatched(task_id=task_id, queued=False, reason=verdict.reason(), precheck=verdict)
 
 
-def refused_by_error(task_id: str | None, error: Exception, *, field: str | None) -> Dispatched:
+def refused_by_error(task_id: str | None, error: str, *, field: str | None) -> Dispatched:
     """The gateway refused the check or the spawn (bad input, unavailable, auth)."""
     where = f" (field: {field})" if field else ""
     return Dispatched(task_id=task_id, queued=False, reason=f"{error}{where}")
 
 
-def spawned(
-    task_id: str, agent_id: str, *, duplicate: bool, verdict: PreCheck | None
-) -> Dispatched:
+class SpawnAnswer(Protocol):
+    """What ``spawned`` reads of the client's answer to a spawn."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def duplicate(self) -> bool: ...
+
+
+def spawned(answer: SpawnAnswer, verdict: PreCheck | None) -> Dispatched:
     """What a spawn answered: queued, or refused as a task the gateway already knows (a
     duplicate is not queued again, so it is not counted as queued by this batch)."""
-    if duplicate:
+    task_id, agent_id = answer.task_id, answer.agent_id
+    if answer.duplicate:
         reason = f"task id {task_id} is already known (agent {agent_id}): not queued again"
         return Dispatched(task_id=task_id, queued=False, agent_id=agent_id, reason=reason)
     return Dispatched(task_id=task_id, queued=True, agent_id=agent_id, precheck=verdict)
+
+
+class Run:
+    """One dispatch under way: the outcomes so far, each told to ``on_each``; once the
+    gateway answered nothing at all (after the client's retries), the tasks after it are
+    refused unsent instead of each waiting out the same retries."""
+
+    def __init__(self, on_each: Callable[[Dispatched], None] | None) -> None:
+        self.out: list[Dispatched] = []
+        self._on_each = on_each
+        self._unreachable: str | None = None
+
+    def add(self, done: Dispatched) -> None:
+        self.out.append(done)
+        if self._on_each is not None:
+            self._on_each(done)
+
+    def unsent(self, task_id: str | None) -> bool:
+        """True (and the task refused) when the gateway stopped answering earlier."""
+        if self._unreachable is None:
+            return False
+        self.add(refused_by_error(task_id, f"not sent: {self._unreachable}", field=None))
+        return True
+
+    def refused(
+        self, task_id: str | None, error: str, *, field: str | None, answered: bool
+    ) -> None:
+        """The gateway refused the task, or (``answered`` false) could not be reached."""
+        self.add(refused_by_error(task_id, error, field=field))
+        if not answered:
+            self._unreachable = error

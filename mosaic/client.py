@@ -319,25 +319,24 @@ class MosaicClient(_Base):
     ) -> list[Dispatched]:
         """Queue each task that passes its pre-check; per task, queued (its agent) or
         refused (why). A refused task is never queued; one task's refusal (bad input,
-        a failed check, a 503) does not stop the others."""
-        out: list[Dispatched] = []
+        a failed check, a 503) does not stop the others; a gateway that does not answer
+        at all (after the retries) does: the tasks after it are refused unsent."""
+        run = batch.Run(on_each)
         for request in requests:
             task_id = batch.task_id_of(request)
+            if run.unsent(task_id):
+                continue
             try:
                 verdict = self.check(request) if precheck else None
                 if verdict is not None and not verdict.ok:
-                    done = batch.refused_by_check(task_id, verdict)
-                else:
-                    answer = self.spawn_agent(request)
-                    done = batch.spawned(
-                        answer.task_id, answer.agent_id, duplicate=answer.duplicate, verdict=verdict
-                    )
+                    run.add(batch.refused_by_check(task_id, verdict))
+                    continue
+                answer = self.spawn_agent(request)
             except ClientError as exc:
-                done = batch.refused_by_error(task_id, exc, field=exc.field)
-            out.append(done)
-            if on_each is not None:
-                on_each(done)
-        return out
+                run.refused(task_id, str(exc), field=exc.field, answered=exc.status != 0)
+                continue
+            run.add(batch.spawned(answer, verdict))
+        return run.out
 
     def get_agent_status(self, agent_id: str) -> AgentRecord:
         """One agent's record."""
@@ -484,24 +483,22 @@ class AsyncMosaicClient(_Base):
         on_each: OnDispatched | None = None,
     ) -> list[Dispatched]:
         """``MosaicClient.dispatch`` for asyncio code (one task after another)."""
-        out: list[Dispatched] = []
+        run = batch.Run(on_each)
         for request in requests:
             task_id = batch.task_id_of(request)
+            if run.unsent(task_id):
+                continue
             try:
                 verdict = await self.check(request) if precheck else None
                 if verdict is not None and not verdict.ok:
-                    done = batch.refused_by_check(task_id, verdict)
-                else:
-                    answer = await self.spawn_agent(request)
-                    done = batch.spawned(
-                        answer.task_id, answer.agent_id, duplicate=answer.duplicate, verdict=verdict
-                    )
+                    run.add(batch.refused_by_check(task_id, verdict))
+                    continue
+                answer = await self.spawn_agent(request)
             except ClientError as exc:
-                done = batch.refused_by_error(task_id, exc, field=exc.field)
-            out.append(done)
-            if on_each is not None:
-                on_each(done)
-        return out
+                run.refused(task_id, str(exc), field=exc.field, answered=exc.status != 0)
+                continue
+            run.add(batch.spawned(answer, verdict))
+        return run.out
 
     async def get_agent_status(self, agent_id: str) -> AgentRecord:
         """One agent's record."""

@@ -3,13 +3,23 @@ and the summary's rules (which failed checks are shown, the exit code)."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from mosaic.batch import Dispatched
-from mosaic.dispatch import BatchFileError, causes, exit_code, load_batch, summary_lines
+from mosaic.client import MosaicClient
+from mosaic.dispatch import (
+    BatchFileError,
+    Progress,
+    causes,
+    exit_code,
+    load_batch,
+    summary_lines,
+)
+from mosaic.embedded import free_port
 from shared.messages.checks import Check, PreCheck
 
 
@@ -89,3 +99,37 @@ def test_the_summary_shows_the_checks_to_act_on_and_the_exit_code_follows_refusa
     ]
     assert exit_code(outcomes, None) == 1
     assert exit_code(outcomes[:1], None) == 0
+
+
+def test_a_gateway_that_does_not_answer_refuses_the_rest_unsent() -> None:
+    seen: list[str] = []
+    tasks = [{"taskId": f"t{n}"} for n in range(3)]
+    with MosaicClient(f"http://127.0.0.1:{free_port()}", "t", retries=1, backoff=0.01) as c:
+        outcomes = c.dispatch(tasks, on_each=lambda d: seen.append(str(d.task_id)))
+    assert seen == ["t0", "t1", "t2"]
+    assert not any(o.queued for o in outcomes)
+    assert "cannot reach" in str(outcomes[0].reason)
+    assert all(str(o.reason).startswith("not sent: cannot reach") for o in outcomes[1:])
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_writes_lines_otherwise() -> None:
+    tty = Terminal()
+    bar = Progress("dispatch", 4, tty)
+    bar.step("t1: queued", "queued 1  refused 0")
+    bar.step("t2: refused (branch)", "queued 1  refused 1")
+    bar.finish()
+    drawn = tty.getvalue()
+    assert drawn.count("\r") == 2
+    assert drawn.count("\n") == 1  # only the last one, after the bar
+    assert "[" + "#" * 15 + "-" * 15 + "] 2/4  queued 1  refused 1" in drawn
+    piped = io.StringIO()
+    lines = Progress("dispatch", 2, piped)
+    lines.step("t1: queued", "")
+    lines.step("t2: refused (branch)", "")
+    lines.finish()
+    assert piped.getvalue() == "dispatch 1/2: t1: queued\ndispatch 2/2: t2: refused (branch)\n"
