@@ -12,6 +12,7 @@ would; a failed clone leaves nothing), and reads only through ``shared.gitread``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from services.gitops.errors import GitOpsError
@@ -44,15 +45,17 @@ async def check_repository(
     """The repository, branch, gates and environment checks of one task (see the module)."""
     url = validate_repository(request.repository)
     validate_branch(request.branch, cache.tool_runner())
-    return await cache.run_locked(url, _check, cache, url, request.branch)
-
-
-def _check(cache: RepoCache, url: str, branch: str) -> RepositoryChecked:
-    try:
-        cache.ensure(url, branch)
+    try:  # the clone or fetch writes: under the repository's lock, like a worktree's
+        await cache.run_locked(url, cache.ensure, url, request.branch)
     except GitOpsError as exc:
         failed = Check(name=CHECK_REPOSITORY, ok=False, detail=_unreachable(url, exc))
         return RepositoryChecked(checks=(failed, *_not_checked(CHECK_REPOSITORY)))
+    # reads only (a ref, then objects that never change): outside the lock, so checks of
+    # one repository do not queue behind each other or behind its agents' pushes
+    return await asyncio.to_thread(_read, cache, url, request.branch)
+
+
+def _read(cache: RepoCache, url: str, branch: str) -> RepositoryChecked:
     reached = Check(name=CHECK_REPOSITORY, ok=True, detail=f"reached {_where(url)}")
     ref = f"refs/remotes/origin/{branch}"
     if not cache.has_ref(url, ref):
