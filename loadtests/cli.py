@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtests import report, scenarios
+from loadtests import precheck, report, scenarios
 from loadtests.chaos import runner as chaos
 from loadtests.resources import Sampler
 from loadtests.target import Target, embedded, make_repository
 
-SCENARIOS = ("concurrency", "dispatch", "kill", "baseline", "smoke", "chaos")
+SCENARIOS = ("concurrency", "dispatch", "kill", "baseline", "precheck", "smoke", "chaos")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
         "scenario",
         choices=SCENARIOS,
         help="smoke = concurrency with 10 agents; fails only on errors or lost tasks. "
+        "precheck = POST /agents/check latency (cold, sequential, parallel) beside its floor. "
         "chaos = faults while agents run (SIGKILLs, server restarts, a partition, kill-all), "
         "a table of figures with pass/fail; exits 1 if any check failed",
     )
     parser.add_argument(
         "--agents",
         type=int,
-        help="agents (or tasks for dispatch; agents kept running for chaos); 10, chaos 20",
+        help="agents (or tasks for dispatch; agents kept running for chaos; precheck makes "
+        "5x this many checks); 10, chaos 20",
     )
     parser.add_argument(
         "--sandbox",
@@ -62,6 +64,9 @@ async def _run(name: str, target: Target, args: argparse.Namespace) -> dict[str,
         return await scenarios.dispatch(target, args.agents, args.timeout)
     if name == "kill":
         return await scenarios.kill(target, args.agents, args.timeout, args.sandbox)
+    if name == "precheck":
+        async with scenarios.http_client(target) as http:
+            return await precheck.precheck(http, target, args.agents * 5)
     return await scenarios.baseline(target)
 
 

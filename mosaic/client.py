@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
 from pydantic import ConfigDict
 
+from mosaic import batch
+from mosaic.batch import Dispatched
 from shared.backoff import backoff_delay
 from shared.messages.agents import AgentEvent, AgentRecord
 from shared.messages.audit import AuditEntry
 from shared.messages.base import CamelModel
+from shared.messages.checks import PreCheck
 from shared.messages.gates import GateDecision
 from shared.messages.tasks import SpawnAgentRequest
 
 DEFAULT_URL = "http://127.0.0.1:3001"
+
+SpawnBody = SpawnAgentRequest | Mapping[str, Any]
+OnDispatched = Callable[[Dispatched], None]
+"""Called after each task of a ``dispatch`` (a progress bar)."""
 
 
 class ClientError(Exception):
@@ -137,7 +144,7 @@ class _Call:
     body: Any = None
 
 
-def _spawn_body(request: SpawnAgentRequest | Mapping[str, Any]) -> Any:
+def _spawn_body(request: SpawnBody) -> Any:
     if isinstance(request, SpawnAgentRequest):
         return request.model_dump(mode="json", exclude_none=True)
     return dict(request)
@@ -308,6 +315,40 @@ class MosaicClient(_Base):
             self._send(_Call("POST", "/agents/spawn", None, _spawn_body(request)))
         )
 
+    def check(self, request: SpawnBody) -> PreCheck:
+        """Whether the task could run now (``POST /agents/check``); queues nothing."""
+        return PreCheck.model_validate(
+            self._send(_Call("POST", "/agents/check", None, _spawn_body(request)))
+        )
+
+    def dispatch(
+        self,
+        requests: Iterable[SpawnBody],
+        *,
+        precheck: bool = True,
+        on_each: OnDispatched | None = None,
+    ) -> list[Dispatched]:
+        """Queue each task that passes its pre-check; per task, queued (its agent) or
+        refused (why). A refused task is never queued; one task's refusal (bad input,
+        a failed check, a 503) does not stop the others; a gateway that does not answer
+        at all (after the retries) does: the tasks after it are refused unsent."""
+        run = batch.Run(on_each)
+        for request in requests:
+            task_id = batch.task_id_of(request)
+            if run.unsent(task_id):
+                continue
+            try:
+                verdict = self.check(request) if precheck else None
+                if verdict is not None and not verdict.ok:
+                    run.add(batch.refused_by_check(task_id, verdict))
+                    continue
+                answer = self.spawn_agent(request)
+            except ClientError as exc:
+                run.refused(task_id, str(exc), field=exc.field, answered=exc.status != 0)
+                continue
+            run.add(batch.spawned(answer, verdict))
+        return run.out
+
     def get_agent_status(self, agent_id: str) -> AgentRecord:
         """One agent's record."""
         return AgentRecord.model_validate(self._send(_Call("GET", f"/agents/{agent_id}/status")))
@@ -467,6 +508,36 @@ class AsyncMosaicClient(_Base):
         """Queue a task; the answer names its agent."""
         raw = await self._send(_Call("POST", "/agents/spawn", None, _spawn_body(request)))
         return Spawned.model_validate(raw)
+
+    async def check(self, request: SpawnBody) -> PreCheck:
+        """Whether the task could run now (``POST /agents/check``); queues nothing."""
+        raw = await self._send(_Call("POST", "/agents/check", None, _spawn_body(request)))
+        return PreCheck.model_validate(raw)
+
+    async def dispatch(
+        self,
+        requests: Iterable[SpawnBody],
+        *,
+        precheck: bool = True,
+        on_each: OnDispatched | None = None,
+    ) -> list[Dispatched]:
+        """``MosaicClient.dispatch`` for asyncio code (one task after another)."""
+        run = batch.Run(on_each)
+        for request in requests:
+            task_id = batch.task_id_of(request)
+            if run.unsent(task_id):
+                continue
+            try:
+                verdict = await self.check(request) if precheck else None
+                if verdict is not None and not verdict.ok:
+                    run.add(batch.refused_by_check(task_id, verdict))
+                    continue
+                answer = await self.spawn_agent(request)
+            except ClientError as exc:
+                run.refused(task_id, str(exc), field=exc.field, answered=exc.status != 0)
+                continue
+            run.add(batch.spawned(answer, verdict))
+        return run.out
 
     async def get_agent_status(self, agent_id: str) -> AgentRecord:
         """One agent's record."""

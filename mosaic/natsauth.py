@@ -59,6 +59,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.HEALTH_PREFIX}.>",
             subjects.GATES_CHECK,  # POST /api/quality/check
             subjects.GITOPS_DIFF,  # GET /agents/{agentId}/diff (read only)
+            subjects.GITOPS_CHECK,  # POST /agents/check
+            subjects.SPAWNER_ENVIRONMENT_CHECK,  # POST /agents/check (docker spawners)
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
             f"{AUDIT_PREFIX}.>",  # resume and the federation's entries
@@ -93,6 +95,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.KILL_RESUME,
             subjects.TASKS_ALL,
             subjects.REPO_PUSHED,
+            subjects.SPAWNER_ENVIRONMENT_CHECK,
             subjects.health("spawner"),
             _INBOX,
         ],

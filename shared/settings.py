@@ -50,6 +50,11 @@ class HomeSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
 
+    @property
+    def repos_dir(self) -> Path:
+        """gitops's repository cache (bare clones, agent repositories beside them)."""
+        return self.mosaic_home / "repos"
+
 
 class QualitySettings(BaseSettings):
     """Quality-gate policy shared by the gateway, spawner and gates service."""

@@ -34,6 +34,12 @@ GITOPS_INTEGRATE = "mosaic.gitops.integrate"
 GITOPS_LAND = "mosaic.gitops.land"
 GITOPS_CHANGES = "mosaic.gitops.changes"
 GITOPS_DIFF = "mosaic.gitops.diff"  # an agent's diff for people (the gateway asks)
+GITOPS_CHECK = "mosaic.gitops.check"  # read-only pre-check of a repository (POST /agents/check)
+
+# Environment pre-check (queue group ``spawner-env``): a docker spawner says whether a
+# repository's environment image is cached or buildable on its host (POST /agents/check).
+SPAWNER_ENV_QUEUE = "spawner-env"
+SPAWNER_ENVIRONMENT_CHECK = "mosaic.spawner.environment.check"
 
 # A push landed (core NATS, advisory): gitops publishes, spawners forecast conflicts.
 REPO_PUSHED = "mosaic.repo.pushed"

@@ -175,3 +175,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     watch.add_argument("--agent", help="only this agent")
     watch.add_argument("--since", type=int, help="with --agent: replay events after this seq")
     watch.set_defaults(func=cmd_watch)
+
+    from mosaic.dispatch import add_command as add_dispatch
+
+    add_dispatch(sub, common, cmd_dispatch)
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    """Pre-check a batch of tasks and queue those that pass (``mosaic/dispatch.py``)."""
+    from mosaic.dispatch import run
+
+    return run(args, connect(args))

@@ -27,66 +27,19 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Literal
 
 from services.gates.errors import GateConfigError
-from services.gates.profiles import AI_REVIEW, MECHANICAL, GateName
+from services.gates.profiles import MECHANICAL
 from services.gates.repo import RepoView
+from shared import gatesfile
+from shared.gatesfile import GatesFile, GateSpec
 
-CONFIG_PATH = ".mosaic/gates.toml"
+CONFIG_PATH = gatesfile.GATES_FILE
 _PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
 NPM_DEFAULT_TEST = 'echo "Error: no test specified" && exit 1'
-
-
-class GateSpec(BaseModel):
-    """One gate's entry in gates.toml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    command: str = Field(min_length=1, max_length=4000)
-    timeout: float | None = Field(default=None, gt=0, le=7200)
-    writable: bool = False
-    tool: str | None = Field(default=None, max_length=200)
-    threshold: float | None = Field(default=None, ge=0, le=100)
-    pattern: str | None = Field(default=None, max_length=500)
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                if re.compile(value).groups < 1:
-                    raise ValueError("pattern needs a group capturing the figure")
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from exc
-        return value
-
-
-class GatesFile(BaseModel):
-    """The whole of gates.toml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    timeout: float | None = Field(default=None, gt=0, le=7200)
-    detect: bool = True
-    gates: dict[GateName, GateSpec | Literal[False]] = {}
-
-    @field_validator("gates", mode="before")
-    @classmethod
-    def _strings_are_commands(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            if AI_REVIEW in value and value[AI_REVIEW] is not False:
-                raise ValueError(f"{AI_REVIEW} takes no command: it can only be turned off (false)")
-            return {
-                name: {"command": spec} if isinstance(spec, str) and spec.strip() else spec
-                for name, spec in value.items()
-            }
-        return value
 
 
 @dataclass(frozen=True)
@@ -137,18 +90,12 @@ def first_tool(command: str) -> str:
 
 
 def parse_gates_file(text: str) -> GatesFile:
-    """Validate gates.toml text; ``GateConfigError`` names what is wrong."""
+    """Validate gates.toml text (the format lives in ``shared.gatesfile``, which gitops's
+    pre-check reads too); ``GateConfigError`` names what is wrong."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise GateConfigError(f"{CONFIG_PATH} is not valid TOML: {exc}") from exc
-    try:
-        return GatesFile.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise GateConfigError(f"{CONFIG_PATH} is invalid: {problems}") from exc
+        return gatesfile.parse_gates_file(text)
+    except gatesfile.GatesFileError as exc:
+        raise GateConfigError(exc.message) from exc
 
 
 def _is_test_file(path: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from services.gates.config import CONFIG_PATH, RepoGates, load_gates
 from services.gates.errors import AuditUnavailableError, GateConfigError, GatesError
 from services.gates.mechanical import TURNED_OFF, not_checked, run_gate, skipped
-from services.gates.profiles import AI_REVIEW, gates_of
+from services.gates.profiles import gates_of
 from services.gates.repo import RepoView, check_worktree, open_view
 from services.gates.reviewer import Reviewer
 from services.gates.runner import (
@@ -29,6 +29,7 @@ from services.gates.runner import (
 from services.gates.settings import GatesSettings
 from shared.agentrepo import shared_objects_of
 from shared.audit import KIND_GATE_SKIPPED
+from shared.gatesfile import AI_REVIEW
 from shared.messages.audit import AuditEntry
 from shared.messages.base import Failure
 from shared.messages.gates import GateCheckRequested, GateDecision, GateResult

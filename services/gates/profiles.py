@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
+from shared.gatesfile import GateName
 from shared.messages.gates import GateProfile
 
-GateName = Literal["typecheck", "lint", "tests", "coverage", "build", "ai-review"]
 ProfileName = GateProfile
 
 MECHANICAL: Final[tuple[GateName, ...]] = ("typecheck", "lint", "tests", "coverage", "build")
-AI_REVIEW: Final = "ai-review"
 
 PROFILES: Final[dict[str, tuple[GateName, ...]]] = {
     "strict": ("typecheck", "lint", "tests", "coverage", "build", "ai-review"),

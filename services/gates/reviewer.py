@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gates.errors import ReviewerUnavailableError
 from services.gates.mechanical import not_checked, trim
-from services.gates.profiles import AI_REVIEW
+from shared.gatesfile import AI_REVIEW
 from shared.messages.gates import GateResult
 from shared.settings import ModelSettings
 

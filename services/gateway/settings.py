@@ -28,3 +28,6 @@ class GatewaySettings(BaseSettings):
     """Live-feed WebSockets open at once (per gateway process); more are refused."""
     gateway_docs: bool = False
     """Serve the API explorer (``/docs``, ``/redoc``; its assets come from a CDN)."""
+    gateway_precheck_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    """How long ``POST /agents/check`` waits for gitops (a first check of a repository
+    clones it into the cache)."""

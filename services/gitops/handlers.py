@@ -22,6 +22,7 @@ from services.gitops import (
     commits,
     conflicts,
     integrate,
+    precheck,
     worktrees,
 )
 from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
@@ -30,6 +31,7 @@ from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
 from shared import subjects
 from shared.messages.base import Failure, Message
+from shared.messages.checks import RepositoryChecked, RepositoryCheckRequested
 from shared.messages.diffs import DiffFound, DiffRequested
 from shared.messages.gitops import (
     BaseStatus,
@@ -166,6 +168,14 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             request,
             BaseStatus,
             lambda request: basestatus.base_status(cache, request),
+        )
+
+    @broker.subscriber(subjects.GITOPS_CHECK, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    async def check_repository(request: RepositoryCheckRequested) -> RepositoryChecked:
+        return await answer(
+            request,
+            RepositoryChecked,
+            lambda request: precheck.check_repository(cache, request),
         )
 
     @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)

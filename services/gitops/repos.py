@@ -83,7 +83,7 @@ class RepoCache:
     ):
         self.settings = settings or GitOpsSettings()
         self.identity = identity or GitSettings()
-        self.root = home.mosaic_home / "repos"
+        self.root = home.repos_dir
         self._locks: dict[str, PriorityLock] = {}
         self._worktree_locks: dict[str, asyncio.Lock] = {}
         self._fetched_at: dict[str, float] = {}

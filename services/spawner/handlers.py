@@ -16,10 +16,12 @@ from nats.aio.subscription import Subscription
 
 from services.spawner.agent_run import RunContext
 from services.spawner.dispatcher import Dispatcher
+from services.spawner.envcheck import check_environment
 from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY, on_max_deliveries
 from services.spawner.kills import KillRegistry
 from shared import subjects
 from shared.messages.kill import KillOrdered
+from shared.settings import HomeSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +60,34 @@ class SpawnerHandlers:
         """``mosaic.repo.pushed``: the conflict forecast for agents running here."""
         await self.ctx.forecast.on_message(msg.data)
 
+    async def on_environment_check(self, msg: Msg) -> None:
+        """``mosaic.spawner.environment.check`` (docker spawners): is the image to be had?"""
+        assert self.ctx.environments is not None
+        answer = await check_environment(
+            self.ctx.environments, self.ctx.instance, HomeSettings().repos_dir, msg.data
+        )
+        await msg.respond(answer.to_bytes())
+
     async def on_max_deliveries(self, msg: Msg) -> None:
         """JetStream's advisory: a task whose deliveries ran out ends ``failed``."""
         await on_max_deliveries(self.nc.jetstream(), self.ctx.tracker, msg.data, self.ctx.gitops)
 
     async def subscribe(self) -> list[Subscription]:
-        """Every subscription of a serving spawner (no queue group: each spawner hears all)."""
-        return [
+        """Every subscription of a serving spawner: orders and notices reach each spawner
+        (no queue group); an environment check one docker spawner (``spawner-env``)."""
+        subs = [
             await self.nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=self.on_max_deliveries),
             await self.nc.subscribe(subjects.KILL_AGENT_ANY, cb=self.on_kill_one),
             await self.nc.subscribe(subjects.REPO_PUSHED, cb=self.on_pushed),
             await self.nc.subscribe(subjects.KILL_ALL, cb=self.on_kill_all),
             await self.nc.subscribe(subjects.KILL_RESUME, cb=self.on_resume),
         ]
+        if self.ctx.sandboxes.kind == "docker":  # only a docker host has images to check
+            subs.append(
+                await self.nc.subscribe(
+                    subjects.SPAWNER_ENVIRONMENT_CHECK,
+                    queue=subjects.SPAWNER_ENV_QUEUE,
+                    cb=self.on_environment_check,
+                )
+            )
+        return subs

@@ -59,7 +59,7 @@ from shared.environments.lock import BuildLock
 from shared.environments.prune import prune_images
 from shared.environments.settings import EnvironmentSettings
 from shared.errors import BusUnavailableError
-from shared.gitread import CommitView
+from shared.gitread import CommitView, TreeEntry
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
 from shared.sandbox.settings import SandboxSettings
@@ -103,6 +103,34 @@ def read_declaration(view: CommitView) -> Declaration | None:
     if raw is not None:
         return parse_devcontainer(raw)
     return None
+
+
+def locate_build_files(
+    view: CommitView, decl: Declaration, files: list[TreeEntry] | None = None
+) -> tuple[str, str]:
+    """The blob of the declared Dockerfile and the tree of its build context at the view's
+    commit; ``DeclarationError`` names the one the repository lacks."""
+    assert decl.dockerfile is not None
+    listed = view.files() if files is None else files
+    dockerfile_oid = next((f.oid for f in listed if f.path == decl.dockerfile), None)
+    if dockerfile_oid is None:
+        raise DeclarationError(
+            f"{decl.source}: dockerfile: {decl.dockerfile} is not in the repository"
+        )
+    context_tree = view.tree_id(decl.context)
+    if context_tree is None:
+        raise DeclarationError(f"{decl.source}: context: {decl.context} is not in the repository")
+    return dockerfile_oid, context_tree
+
+
+class BaseImageMissingError(BuildFailedError):
+    """The base image is not on this Docker host (raised only when told not to pull)."""
+
+    code = "environment_base_missing"
+
+    def __init__(self, image: str) -> None:
+        super().__init__(f"base image {image} is not on this Docker host")
+        self.image = image
 
 
 @dataclass(frozen=True)
@@ -192,7 +220,9 @@ class Environments:
             image=ready.image, env=ready.env, source=ready.source, key=ready.key, built=built
         )
 
-    def _plan(self, view: CommitView, decl: Declaration, repository: str) -> _Plan:
+    def _plan(
+        self, view: CommitView, decl: Declaration, repository: str, *, pull: bool = True
+    ) -> _Plan:
         files = view.files()
         inputs = matching(files, decl.inputs)
         dockerfile_oid = context_tree = None
@@ -200,19 +230,10 @@ class Environments:
         base_id: str | None = None
         base_user = ""
         if decl.dockerfile is not None:
-            dockerfile_oid = next((f.oid for f in files if f.path == decl.dockerfile), None)
-            if dockerfile_oid is None:
-                raise DeclarationError(
-                    f"{decl.source}: dockerfile: {decl.dockerfile} is not in the repository"
-                )
-            context_tree = view.tree_id(decl.context)
-            if context_tree is None:
-                raise DeclarationError(
-                    f"{decl.source}: context: {decl.context} is not in the repository"
-                )
+            dockerfile_oid, context_tree = locate_build_files(view, decl, files)
         else:
             base_image = decl.image or self.default_image
-            base_id, base_user = self._base(base_image, decl.source)
+            base_id, base_user = self._base(base_image, decl.source, pull=pull)
         slug = repository_slug(repository)
         key = cache_key(
             decl,
@@ -223,14 +244,17 @@ class Environments:
         )
         return _Plan(key, image_tag(slug, key), slug, base_image, base_user)
 
-    def _base(self, image: str, source: str) -> tuple[str, str]:
-        """The base image's id and user; pulled once when it is not here."""
+    def _base(self, image: str, source: str, *, pull: bool = True) -> tuple[str, str]:
+        """The base image's id and user; pulled once when it is not here (``pull``;
+        otherwise ``BaseImageMissingError``)."""
         assert self._client is not None
         api = self._client.api
         try:
             try:
                 attrs = image_attrs(api, image)
             except ImageNotFound:
+                if not pull:
+                    raise BaseImageMissingError(image) from None
                 log.info("pulling environment base %s", image)
                 try:
                     self._client.images.pull(image)
@@ -245,6 +269,41 @@ class Environments:
         except DockerException as exc:
             raise DockerUnavailableError(f"Docker did not answer: {exc}") from exc
         return str(attrs["Id"]), str((attrs.get("Config") or {}).get("User") or "")
+
+    async def check(self, git_dir: Path, commit: str) -> tuple[bool, str]:
+        """Whether this spawner could give a task at ``commit`` its environment now, and
+        what it found: cached, or buildable (the base is here or its registry has it, and
+        no build of the same key failed moments ago). Pulls, builds and writes nothing."""
+        view = CommitView(git_dir, commit)
+        declaration = await asyncio.to_thread(read_declaration, view)
+        if declaration is None:
+            return True, f"no environment declared: docker runs {self.default_image}"
+        if self.sandbox_kind != "docker" or self._client is None:
+            return False, f"{declaration.source} needs the docker sandbox, not {self.sandbox_kind}"
+        try:
+            plan = await asyncio.to_thread(self._plan, view, declaration, git_dir.name, pull=False)
+        except BaseImageMissingError as missing:
+            return await asyncio.to_thread(self._in_registry, missing.image, declaration.source)
+        if await self._exists(plan.tag):
+            return True, f"cached: {plan.tag}"
+        failed = await self._failure(plan.key)
+        if failed is not None:
+            return False, failed.message
+        base = plan.base_image or f"{declaration.dockerfile} (a Dockerfile)"
+        return True, f"buildable: {plan.tag} is built from {base} before the first task"
+
+    def _in_registry(self, image: str, source: str) -> tuple[bool, str]:
+        """A base image not on this host: does its registry have it (asked, not pulled)?"""
+        assert self._client is not None
+        ask: Callable[[str], object] = self._client.api.inspect_distribution
+        try:
+            ask(image)
+        except DockerException as exc:
+            return False, (
+                f"{source}: image {image} is not on this Docker host and its registry did not "
+                f"confirm it ({exc}): build or load it here, or name another image"
+            )
+        return True, f"buildable: base {image} is in its registry, pulled before the first task"
 
     async def _exists(self, tag: str) -> bool:
         assert self._client is not None

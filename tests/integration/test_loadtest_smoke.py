@@ -21,3 +21,13 @@ def test_smoke_scenario_runs_ten_agents_without_errors_or_loss(tmp_path: Path) -
     assert result["spawn_latency"]["count"] == 10
     assert "spawner" in result["resources"]["processes"]
     assert list(tmp_path.glob("*/smoke.png"))
+
+
+def test_precheck_scenario_measures_checks_beside_their_floor(tmp_path: Path) -> None:
+    assert main(["precheck", "--agents", "2", "--out", str(tmp_path)]) == 0
+    (result_file,) = tmp_path.glob("*/precheck.json")
+    result = json.loads(result_file.read_text())
+    assert result["errors"] == []  # every check of the runnable task passed
+    assert result["check"]["count"] == 10
+    assert result["floor_get_hold"]["count"] == 10
+    assert result["check_parallel_16"]["count"] == 10

@@ -14,11 +14,13 @@ from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
 from services.gateway.kills import kill_and_wait
+from services.gateway.precheck import precheck
 from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
 from shared.ids import AGENT_ID_PATTERN, ID_MAX_LENGTH
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
+from shared.messages.checks import PreCheck
 from shared.messages.kill import KillOrdered
 from shared.messages.tasks import SpawnAgentRequest
 
@@ -77,6 +79,18 @@ _SPAWN_EXAMPLES = {
 }
 
 
+async def strict_spawn_request(request: Request) -> SpawnAgentRequest:
+    """The spawn body validated strictly (``"5"`` is not a priority), the one rule of
+    ``POST /agents/spawn`` and ``POST /agents/check``; 422 naming the field otherwise.
+
+    FastAPI has parsed the body already (for the schema and the examples), leniently;
+    this is the validation that decides."""
+    try:
+        return SpawnAgentRequest.model_validate_json(await request.body(), strict=True)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
 @router.post(
     "/spawn",
     status_code=202,
@@ -101,10 +115,7 @@ async def spawn(
     are strict: ``"5"`` is not a priority and ``0`` is not a boolean.
     """
     started = time.perf_counter()
-    try:
-        body = SpawnAgentRequest.model_validate_json(await request.body(), strict=True)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from exc
+    body = await strict_spawn_request(request)
     record, created = await submit(
         body,
         tracker=deps.tracker,
@@ -124,6 +135,32 @@ async def spawn(
     if created:
         deps.metrics.spawn_accept.observe(time.perf_counter() - started)
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202 if created else 200)
+
+
+@router.post(
+    "/check",
+    response_model=PreCheck,
+    responses={
+        **_ERRORS,
+        200: {"model": PreCheck, "description": "every check, passed or not; nothing queued"},
+        413: {"model": ErrorResponse, "description": "body too large"},
+    },
+)
+async def check(
+    request: Request,
+    body: Annotated[SpawnAgentRequest, Body(openapi_examples=_SPAWN_EXAMPLES)],
+    deps: Deps,
+    _: RequireOperator,
+) -> PreCheck:
+    """Whether the task could run now, without queueing it or storing anything.
+
+    Takes the body of ``POST /agents/spawn`` (a malformed one gets the same 422) and
+    answers ``ok`` with each check: the task id is new, intake is not held, a spawner is
+    ready with a model provider, gitops reaches the repository and finds the branch, the
+    repository's ``.mosaic/gates.toml`` and environment files are valid at that branch,
+    and the environment can be had on the ready spawners. A failed check says what to fix.
+    """
+    return await precheck(await strict_spawn_request(request), deps)
 
 
 @router.get("", response_model=AgentList, responses=_ERRORS)

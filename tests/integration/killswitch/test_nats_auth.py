@@ -185,12 +185,13 @@ def test_only_gitops_announces_pushes(sup: Supervisor) -> None:
     assert "PONG" in answer, answer
 
 
-def test_the_gateway_may_ask_gitops_for_a_diff_and_nothing_else(sup: Supervisor) -> None:
-    """The agent page's diff is the gateway's one gitops subject: it reads, and cannot
-    ask gitops to create, commit, push, remove or merge anything."""
-    answer = raw_publish(sup.nats_url_for("gateway"), subjects.GITOPS_DIFF, b"{}")
-    assert "-ERR" not in answer, answer
-    assert "PONG" in answer, answer
+def test_the_gateway_may_ask_gitops_to_read_and_nothing_else(sup: Supervisor) -> None:
+    """The agent page's diff and the pre-check are the gateway's gitops subjects: they
+    read, and it cannot ask gitops to create, commit, push, remove or merge anything."""
+    for subject in (subjects.GITOPS_DIFF, subjects.GITOPS_CHECK):
+        answer = raw_publish(sup.nats_url_for("gateway"), subject, b"{}")
+        assert "-ERR" not in answer, answer
+        assert "PONG" in answer, answer
     for subject in (
         subjects.GITOPS_WORKTREE_CREATE,
         subjects.GITOPS_COMMIT,
@@ -201,3 +202,16 @@ def test_the_gateway_may_ask_gitops_for_a_diff_and_nothing_else(sup: Supervisor)
     ):
         answer = raw_publish(sup.nats_url_for("gateway"), subject, b"{}")
         assert "Permissions Violation for Publish" in answer, (subject, answer)
+
+
+def test_only_the_gateway_asks_spawners_about_environments(sup: Supervisor) -> None:
+    """``mosaic.spawner.environment.check`` makes a docker spawner read a cache repository
+    and ask its Docker host about images (``POST /agents/check``): the gateway asks it,
+    no other service may."""
+    asked = json.dumps({"repoPath": "/r", "commit": "0" * 40}).encode()
+    for user in ("spawner", "gitops", "gates", "killswitch"):
+        answer = raw_publish(sup.nats_url_for(user), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+        assert "Permissions Violation for Publish" in answer, (user, answer)
+    answer = raw_publish(sup.nats_url_for("gateway"), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+    assert "-ERR" not in answer, answer
+    assert "PONG" in answer, answer

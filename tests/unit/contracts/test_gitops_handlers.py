@@ -13,6 +13,7 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from services.gitops.app import create_app
 from shared import subjects
 from shared.messages.base import Message
+from shared.messages.checks import RepositoryChecked
 from shared.messages.diffs import DiffFound
 from shared.messages.gitops import (
     BaseStatus,
@@ -40,7 +41,11 @@ REPLIES: dict[str, type[Message]] = {
     subjects.GITOPS_INTEGRATE: Integrated,
     subjects.GITOPS_LAND: Landed,
     subjects.GITOPS_DIFF: DiffFound,
+    subjects.GITOPS_CHECK: RepositoryChecked,
 }
+REQUIRED: dict[str, str] = {
+    subject: "taskId" for subject in REPLIES if subject != subjects.GITOPS_CHECK
+} | {subjects.GITOPS_CHECK: "repository"}
 
 
 @pytest.fixture
@@ -68,7 +73,7 @@ async def test_a_malformed_request_is_answered_naming_its_fields(
     assert error is not None
     assert error.code == "invalid_request"
     assert "agentId" in error.message
-    assert "taskId: Field required" in error.message
+    assert f"{REQUIRED[subject]}: Field required" in error.message
     assert "hunter2" not in error.message  # values are never echoed
 
 
