@@ -6,6 +6,11 @@ Layout (``<p>`` is the key prefix, ``mosaic`` by default, unique per test):
 - ``<p>:agent:<agentId>:events``  list of ``AgentEvent`` JSON, in order
 - ``<p>:task:<taskId>``  the agent id that owns the task (dedupe of submissions)
 - ``<p>:agents``  sorted set of agent ids by creation time
+- ``<p>:spend:day:<YYYY-MM-DD>``  hash: the UTC day's spend (``usd``, token counts, per
+  agent type and per model), kept ``SPEND_DAYS_KEPT`` days
+- ``<p>:spend:totals``  hash: all-time spend by model and agent type (Prometheus counters)
+- ``<p>:budget:hold:<day>`` / ``<p>:budget:resumed:<day>``  the day's budget hold, and
+  the mark an admin's resume leaves so the day's budget does not hold again
 
 Every state change is one Lua script: check the current values, write the new ones, bump
 ``seq`` and append the event, all or nothing.
@@ -25,6 +30,11 @@ from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptErr
 from shared.lifecycle import agent_sources, task_sources
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
 from shared.messages.base import utcnow
+from shared.messages.spend import Spend, TokenUsage
+from shared.spending import CHARGE, SPEND_FIELDS, TOKEN_FIELDS, Charged, utc_day
+
+SPEND_DAYS_KEPT = 40
+"""How long a day's spend (and its hold) is kept, in days."""
 
 _CREATE = """
 if redis.call('SET', KEYS[2], ARGV[1], 'NX') == false then
@@ -145,6 +155,7 @@ class StateStore:
         self._delete = redis.register_script(_DELETE)
         self._fenced_update = redis.register_script(_FENCED_UPDATE)
         self._fenced_event = redis.register_script(_FENCED_EVENT)
+        self._charge = redis.register_script(CHARGE)
 
     @property
     def redis(self) -> Redis:
@@ -375,9 +386,107 @@ class StateStore:
         return bool(await self._redis.delete(self.key("killall")))
 
     async def held(self) -> dict[str, Any] | None:
-        """The kill-all in force, if any."""
-        raw = await self._redis.get(self.key("killall"))
-        return json.loads(raw) if raw is not None else None
+        """The hold in force, if any: a kill-all (``kind: killall``) or the deployment's
+        spent daily budget (``kind: budget``, until a resume or the next UTC day).
+        Everything that must not start work while one is in force asks here."""
+        killall, budget = await self._redis.mget(
+            self.key("killall"), self.key("budget", "hold", utc_day())
+        )
+        if killall is not None:
+            return {"kind": "killall", **json.loads(killall)}
+        if budget is not None:
+            return {"kind": "budget", **json.loads(budget)}
+        return None
+
+    async def release_budget(self) -> bool:
+        """Lift today's budget hold for the rest of the UTC day (an admin's resume): spend
+        is still counted, but the day's budget does not hold intake again. True if a
+        budget hold was in force."""
+        day = utc_day()
+        ttl = SPEND_DAYS_KEPT * 86_400
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key("budget", "hold", day))
+            pipe.set(self.key("budget", "resumed", day), utcnow().isoformat(), ex=ttl)
+            lifted, _ = await pipe.execute()
+        return bool(lifted)
+
+    async def charge(
+        self,
+        agent_id: str,
+        usage: TokenUsage,
+        usd: float,
+        *,
+        agent_type: str,
+        limit_usd: float | None,
+        fence: int | None = None,
+        charge_id: str | None = None,
+    ) -> Charged:
+        """Add one model call to the agent's spend, the UTC day's and the all-time
+        counters, and hold intake (``held``) when the day's spend reaches ``limit_usd``;
+        all in one step. Idempotent per ``charge_id`` (a resend after a dropped
+        connection is not charged twice); fenced like ``update``."""
+        day = utc_day()
+        amounts: dict[str, float | int] = {"usd": usd}
+        for name in TOKEN_FIELDS:
+            amounts[name] = int(getattr(usage, name))
+        reason = f"daily budget of ${limit_usd:.2f} reached on {day} (UTC)" if limit_usd else ""
+        hold = _enc(
+            {
+                "reason": reason,
+                "requestedBy": "budget",
+                "at": utcnow().isoformat(),
+                "day": day,
+                "limitUsd": limit_usd,
+            }
+        )
+        result = await self._charge(
+            keys=[
+                self.key("agent", agent_id),
+                self.key("spend", "day", day),
+                self.key("budget", "hold", day),
+                self.key("budget", "resumed", day),
+                self.key("spend", "totals"),
+                self.key("agent", agent_id, "lastcharge"),
+            ],
+            args=[
+                "" if fence is None else fence,
+                _enc(amounts),
+                agent_type,
+                usage.model,
+                "" if limit_usd is None else repr(float(limit_usd)),
+                hold,
+                SPEND_DAYS_KEPT * 86_400,
+                charge_id or uuid.uuid4().hex,
+            ],
+        )
+        if fence is not None:
+            _check_fenced(agent_id, fence, result)
+        elif int(result[0]) == -1:
+            raise NotFoundError(f"no agent {agent_id!r}")
+        return Charged(
+            spend=Spend.model_validate_json(result[1]),
+            day_usd=float(_text(result[2])),
+            held=bool(int(result[3])),
+            newly_held=bool(int(result[4])),
+        )
+
+    async def spend_of_days(self, days: list[str]) -> dict[str, dict[str, float]]:
+        """Each of ``days``' spend hash (``usd``, token counts, ``type:<t>:usd``,
+        ``model:<m>:usd``…), empty for a day with none."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(self.key("spend", "day", day))
+            rows = await pipe.execute()
+        return {
+            day: {_text(k): float(v) for k, v in row.items()}
+            for day, row in zip(days, rows, strict=True)
+        }
+
+    async def spend_totals(self) -> dict[str, float]:
+        """All-time spend counters: ``usd|<model>|<type>`` and
+        ``tokens|<model>|<type>|<kind>`` (never decrease)."""
+        raw = await self._redis.hgetall(self.key("spend", "totals"))
+        return {_text(k): float(v) for k, v in raw.items()}
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """How many agents are in each agent state and task state (kept by the scripts)."""
@@ -422,4 +531,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["StateStore", "utcnow"]
+__all__ = ["SPEND_FIELDS", "Charged", "StateStore", "utc_day", "utcnow"]

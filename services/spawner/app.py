@@ -23,13 +23,16 @@ from services.spawner.exhausted import on_max_deliveries as on_max_deliveries_ad
 from services.spawner.kills import KillRegistry
 from services.spawner.readiness import Heartbeat, Readiness, assess
 from services.spawner.settings import SpawnerSettings
+from services.spawner.spending import SpendPolicy
 from services.spawner.worker import Worker
 from shared import queue, subjects
+from shared.audit import audit
 from shared.bus import make_broker, make_valkey
 from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.kill import KillOrdered
+from shared.pricing import PriceSettings
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
@@ -38,7 +41,13 @@ from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.reaper import run_reaper
 from shared.sandbox.settings import SandboxSettings
 from shared.service import add_health, instance_name
-from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import (
+    BudgetSettings,
+    ModelSettings,
+    NatsSettings,
+    QualitySettings,
+    ValkeySettings,
+)
 from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -65,6 +74,8 @@ def create_app(
     held: dict[str, object] = {}
 
     sandbox_settings = SandboxSettings()
+    prices = PriceSettings()
+    prices.table()  # a bad price file stops the spawner here, not at an agent's first call
     model_settings = model or ModelSettings()
     instance = instance_name("spawner")
 
@@ -152,6 +163,11 @@ def create_app(
             instance=instance,
             deployment=deployment,
             default_image=readiness.default_image,
+            spending=SpendPolicy(
+                prices=prices.table(),
+                budget=BudgetSettings(),
+                audit=lambda entry: audit(nc.jetstream(), entry),
+            ),
         )
         worker = Worker(ctx, kills, nc)
         dispatcher = Dispatcher(
