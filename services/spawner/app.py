@@ -169,10 +169,28 @@ def create_app(
                 audit=lambda entry: audit(nc.jetstream(), entry),
             ),
         )
-        worker = Worker(ctx, kills, nc)
+        worker = Worker(ctx, kills, nc, on_budget_hold=lambda: hold_for_budget())
         dispatcher = Dispatcher(
             nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
         )
+
+        def hold_for_budget() -> None:
+            watch = held.get("budget_watch")
+            if isinstance(watch, asyncio.Task) and not watch.done():
+                return
+            dispatcher.pause()
+            log.warning("the daily budget is spent: intake paused until a resume or the next day")
+            held["budget_watch"] = asyncio.create_task(watch_budget_hold())
+
+        async def watch_budget_hold() -> None:
+            """Resume the intake once no hold is in force (a resume, the next UTC day)."""
+            while True:
+                await asyncio.sleep(settings.budget_hold_poll_s)
+                with contextlib.suppress(Exception):  # Valkey away: ask again later
+                    if await store.held() is None:
+                        log.warning("budget hold lifted; intake resumed")
+                        dispatcher.resume()
+                        return
 
         async def on_kill_one(msg: Msg) -> None:
             agent_id = msg.subject.rsplit(".", 1)[-1]
@@ -205,7 +223,10 @@ def create_app(
             await nc.subscribe(subjects.KILL_ALL, cb=on_kill_all),
             await nc.subscribe(subjects.KILL_RESUME, cb=on_resume),
         ]
-        if await store.held() is not None:
+        hold = await store.held()
+        if hold is not None and hold.get("kind") == "budget":
+            hold_for_budget()
+        elif hold is not None:
             log.warning("a kill-all is in force: no task starts until an admin resumes")
             kills.halted = True
             dispatcher.pause()
@@ -236,7 +257,7 @@ def create_app(
         waiting = [r.task for r in kills.agents.values()]
         if waiting:
             await asyncio.wait(waiting, timeout=20)
-        for name in ("recheck", "intake", "reaper"):
+        for name in ("recheck", "intake", "reaper", "budget_watch"):
             task = held.get(name)
             if isinstance(task, asyncio.Task):
                 task.cancel()
