@@ -23,9 +23,7 @@ MODEL = "claude-sonnet-4-5"
 """Priced by the built-in table: $3 input, $15 output, $3.75 cache write, $0.30 cache
 read per million tokens."""
 GATES_TOML = (
-    "[gates]\n"
-    'tests = "true"\n'
-    "typecheck = false\nlint = false\ncoverage = false\nbuild = false\n"
+    '[gates]\ntests = "true"\ntypecheck = false\nlint = false\ncoverage = false\nbuild = false\n'
 )
 
 

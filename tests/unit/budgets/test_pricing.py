@@ -42,9 +42,11 @@ def test_each_kind_of_token_has_its_own_price() -> None:
 def test_a_dated_model_name_is_priced_by_its_longest_known_prefix() -> None:
     table = PriceSettings().table()
     opus45, known = table.price_of("claude-opus-4-5-20251101")
-    assert known and opus45 == DEFAULT_PRICES["claude-opus-4-5"]
+    assert known
+    assert opus45 == DEFAULT_PRICES["claude-opus-4-5"]
     opus4, known = table.price_of("claude-opus-4-20250514")
-    assert known and opus4 == DEFAULT_PRICES["claude-opus-4"]
+    assert known
+    assert opus4 == DEFAULT_PRICES["claude-opus-4"]
     assert opus45.input < opus4.input  # "claude-opus-4" must not swallow "claude-opus-4-5"
     _, known = table.price_of("claude-opus-4x")  # a prefix match needs a separator
     assert not known
@@ -89,7 +91,7 @@ def test_prices_from_a_toml_file(tmp_path: Path) -> None:
         ("[models.x]\ninput = 1\n", "output"),
         ("[prices]\n", "unknown tables"),
         ("not toml = = =", "prices.toml"),
-        ('[models.x]\ninput = -1\noutput = 1\ncacheWrite = 1\ncacheRead = 1\n', "input"),
+        ("[models.x]\ninput = -1\noutput = 1\ncacheWrite = 1\ncacheRead = 1\n", "input"),
     ],
 )
 def test_a_bad_price_file_is_refused_naming_the_problem(
@@ -110,7 +112,9 @@ def test_a_price_with_an_unknown_key_is_refused() -> None:
 
 def test_a_task_budget_is_reached_by_all_four_kinds_of_token() -> None:
     budget = TaskBudget(tokens=1000)
-    below = Spend(input_tokens=100, output_tokens=100, cache_write_tokens=300, cache_read_tokens=499)
+    below = Spend(
+        input_tokens=100, output_tokens=100, cache_write_tokens=300, cache_read_tokens=499
+    )
     assert budget.exceeded_by(below) is None
     at = below.model_copy(update={"cache_read_tokens": 500})
     assert budget.exceeded_by(at) == "task budget of 1000 tokens reached (1000 used)"
