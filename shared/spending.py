@@ -5,7 +5,8 @@ them in). One script so an agent's spend, the day's spend, the all-time counters
 deployment's hold can never disagree, however many spawners charge at the same time.
 
 KEYS: 1 agent hash, 2 day hash, 3 the day's hold, 4 the day's resume mark,
-5 all-time counters, 6 the agent's last charge id.
+5 all-time counters, 6 the agent's last charge id, 7 the federated agent's owner (the
+peer that spawned it, whose day's spend ``peer:<id>:usd`` grows too).
 ARGV: 1 fence ('' for none), 2 the charge (JSON: usd and the four token counts, snake
 case), 3 agent type, 4 model, 5 daily limit in USD ('' for none), 6 the hold's value,
 7 how long day keys live (s), 8 the charge id.
@@ -61,6 +62,8 @@ local day_usd = tonumber(redis.call('HINCRBYFLOAT', KEYS[2], 'usd', add.usd))
 redis.call('HINCRBYFLOAT', KEYS[2], 'type:' .. ARGV[3] .. ':usd', add.usd)
 redis.call('HINCRBYFLOAT', KEYS[2], 'model:' .. ARGV[4] .. ':usd', add.usd)
 redis.call('HINCRBYFLOAT', KEYS[5], 'usd|' .. ARGV[4] .. '|' .. ARGV[3], add.usd)
+local peer = redis.call('GET', KEYS[7])
+if peer then redis.call('HINCRBYFLOAT', KEYS[2], 'peer:' .. peer .. ':usd', add.usd) end
 for snake, _ in pairs(camel) do
   if snake ~= 'usd' then
     local n = tonumber(add[snake]) or 0

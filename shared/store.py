@@ -7,7 +7,7 @@ Layout (``<p>`` is the key prefix, ``mosaic`` by default, unique per test):
 - ``<p>:task:<taskId>``  the agent id that owns the task (dedupe of submissions)
 - ``<p>:agents``  sorted set of agent ids by creation time
 - ``<p>:spend:day:<YYYY-MM-DD>``  hash: the UTC day's spend (``usd``, token counts, per
-  agent type and per model), kept ``SPEND_DAYS_KEPT`` days
+  agent type, per model and per federation peer), kept ``SPEND_DAYS_KEPT`` days
 - ``<p>:spend:totals``  hash: all-time spend by model and agent type (Prometheus counters)
 - ``<p>:budget:hold:<day>`` / ``<p>:budget:resumed:<day>``  the day's budget hold, and
   the mark an admin's resume leaves so the day's budget does not hold again
@@ -27,6 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptError
+from shared.federation.agents import owner_key
 from shared.lifecycle import agent_sources, task_sources
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
 from shared.messages.base import utcnow
@@ -447,6 +448,7 @@ class StateStore:
                 self.key("budget", "resumed", day),
                 self.key("spend", "totals"),
                 self.key("agent", agent_id, "lastcharge"),
+                owner_key(self._prefix, agent_id),
             ],
             args=[
                 "" if fence is None else fence,
@@ -481,6 +483,11 @@ class StateStore:
             day: {_text(k): float(v) for k, v in row.items()}
             for day, row in zip(days, rows, strict=True)
         }
+
+    async def peer_spend_today(self, peer_id: str) -> float:
+        """What the agents ``peer_id`` spawned here spent this UTC day, in US dollars."""
+        raw = await self._redis.hget(self.key("spend", "day", utc_day()), f"peer:{peer_id}:usd")
+        return float(raw) if raw is not None else 0.0
 
     async def spend_totals(self) -> dict[str, float]:
         """All-time spend counters: ``usd|<model>|<type>`` and

@@ -28,12 +28,14 @@ class TypeSpend(CamelModel):
 
 
 class DaySpend(Spend):
-    """One UTC day: the total (``usd`` and the four token counts), per task type and
-    per model (``byModel``: US dollars)."""
+    """One UTC day: the total (``usd`` and the four token counts), per task type, per
+    model and per federation peer (``byModel``, ``byPeer``: US dollars)."""
 
     day: str
     by_type: dict[str, TypeSpend] = {}
     by_model: dict[str, float] = {}
+    by_peer: dict[str, float] = {}
+    """Federation peers' agents here, in US dollars (a peer's ``maxUsdPerDay``)."""
 
 
 class SpendReport(CamelModel):
@@ -55,6 +57,8 @@ def day_spend(day: str, raw: dict[str, float]) -> DaySpend:
     """A day's spend from the store's day hash (``StateStore.spend_of_days``)."""
     by_type: dict[str, TypeSpend] = {}
     by_model: dict[str, float] = {}
+    by_peer: dict[str, float] = {}
+    """Federation peers' agents here, in US dollars (a peer's ``maxUsdPerDay``)."""
     for key, value in raw.items():
         if key.startswith("type:"):
             kind, _, what = key[len("type:") :].rpartition(":")
@@ -65,9 +69,16 @@ def day_spend(day: str, raw: dict[str, float]) -> DaySpend:
                 entry.tokens += int(value)
         elif key.startswith("model:") and key.endswith(":usd"):
             by_model[key[len("model:") : -len(":usd")]] = round(value, 6)
+        elif key.startswith("peer:") and key.endswith(":usd"):
+            by_peer[key[len("peer:") : -len(":usd")]] = round(value, 6)
     counts = {name: int(raw.get(name, 0)) for name in TOKEN_FIELDS}
     return DaySpend(
-        day=day, usd=round(raw.get("usd", 0.0), 6), by_type=by_type, by_model=by_model, **counts
+        day=day,
+        usd=round(raw.get("usd", 0.0), 6),
+        by_type=by_type,
+        by_model=by_model,
+        by_peer=by_peer,
+        **counts,
     )
 
 

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from shared.errors import StaleAttemptError
+from shared.federation.agents import Ownership
 from shared.messages.agents import AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.spend import Spend, TokenUsage
@@ -134,3 +135,13 @@ async def test_a_kill_all_is_reported_before_a_budget_hold(store: StateStore) ->
     hold = await store.held()
     assert hold is not None
     assert hold["kind"] == "budget"
+
+
+async def test_a_federated_agents_spend_counts_for_its_peer(store: StateStore) -> None:
+    await store.create_agent(record("g1"))
+    await store.create_agent(record("g2"))
+    await Ownership(store.redis, store.key()).record("peer-one", "g1")
+    await store.charge("g1", CALL, 0.3, agent_type="worker", limit_usd=None)
+    await store.charge("g2", CALL, 0.5, agent_type="worker", limit_usd=None)  # our own
+    assert await store.peer_spend_today("peer-one") == pytest.approx(0.3)
+    assert await store.peer_spend_today("peer-two") == 0.0
