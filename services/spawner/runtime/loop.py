@@ -129,12 +129,12 @@ class _Run:
             results, notice = [], None
             self.input_tokens += reply.usage.all_input
             self.output_tokens += reply.usage.output
-            if self.meter is not None:  # may raise to stop the run (a budget reached)
-                await self.meter(reply.usage)
             await self.emit(
                 "tokens_used",
                 {"input": self.input_tokens, "output": self.output_tokens, "total": self.tokens},
             )
+            if self.meter is not None:  # may raise to stop the run (a budget reached)
+                await self.meter(reply.usage)
             if self.tokens > self.bounds.max_tokens:
                 return self.outcome(
                     "failed", reason=f"token budget {self.bounds.max_tokens} exceeded"
