@@ -31,10 +31,10 @@ async def test_cli_budgets_and_the_budget_hold(
     (home / "secrets" / "api-token").write_text(OPERATOR)
     (home / "secrets" / "admin-token").write_text(ADMIN)
     monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
-    url = ["--home", str(home), "--url", gateway.url]
 
     async def run(*argv: str) -> tuple[int, str, str]:
-        code = await asyncio.to_thread(main, [*argv[:1], *url, *argv[1:]])
+        args = ["--home", str(home), argv[0], "--url", gateway.url, *argv[1:]]
+        code = await asyncio.to_thread(main, args)
         out, err = capsys.readouterr()
         return code, out, err
 
