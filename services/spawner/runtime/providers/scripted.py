@@ -10,8 +10,8 @@ tool code as a real model's. A plan is a list of steps, one per turn::
      {"text": "I give up"}]                         # a plain end_turn reply
 
 A step may also carry ``"usage": {"input": n, "output": m}`` (and ``"cacheWrite"``,
-``"cacheRead"``; without it, tokens are estimated from text length) and ``"stop_reason"`` (e.g. ``"max_tokens"``). The plan
-comes from ``request.options.plan``, else the JSON/YAML file named by ``MOSAIC_SCRIPT``,
+``"cacheRead"``; without it, tokens are estimated from text length) and
+``"stop_reason"`` (e.g. ``"max_tokens"``). The plan comes from ``request.options.plan``, else the JSON/YAML file named by ``MOSAIC_SCRIPT``,
 else a default that writes ``mosaic-notes/<taskId>.md`` listing the work items.
 """
 
