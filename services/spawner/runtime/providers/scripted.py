@@ -12,7 +12,8 @@ tool code as a real model's. A plan is a list of steps, one per turn::
 A step may also carry ``"usage": {"input": n, "output": m}`` (and ``"cacheWrite"``,
 ``"cacheRead"``; without it, tokens are estimated from text length) and
 ``"stop_reason"`` (e.g. ``"max_tokens"``). The plan comes from ``request.options.plan``,
-else the JSON/YAML file named by ``MOSAIC_SCRIPT``, else a default that writes ``mosaic-notes/<taskId>.md`` listing the work items.
+else the JSON/YAML file named by ``MOSAIC_SCRIPT``, else a default that writes
+``mosaic-notes/<taskId>.md`` listing the work items.
 """
 
 from __future__ import annotations
