@@ -26,6 +26,7 @@ from shared import subjects
 from shared.audit import (
     AUDIT_PREFIX,
     AUDIT_STREAM,
+    KIND_BUDGET_HOLD,
     KIND_GATE_SKIPPED,
     KIND_KILL,
     KIND_KILL_ALL,
@@ -87,6 +88,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             # a task JetStream gave up on: read it, fail it, drop it (services.spawner.exhausted)
             f"$JS.API.STREAM.MSG.GET.{_TASKS}",
             f"$JS.API.STREAM.MSG.DELETE.{_TASKS}",
+            *_audit_write(KIND_BUDGET_HOLD),  # the charge that spent the day's budget
         ],
         "subscribe": [
             f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{_TASKS}.*",

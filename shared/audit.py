@@ -33,6 +33,8 @@ KIND_KILL_ALL = "kill_all"
 """Every agent killed and the queue held (``mosaic.kill.all``)."""
 KIND_RESUME = "resume"
 """A kill-all hold lifted (``POST /agents/resume``)."""
+KIND_BUDGET_HOLD = "budget_hold"
+"""The deployment's daily budget reached: intake held until a resume or the next UTC day."""
 KIND_MERGE = "merge"
 """An agent's change merged into a base branch by the merge queue, with the commit range."""
 

@@ -133,3 +133,24 @@ class ModelSettings(BaseSettings):
         if provider == "anthropic":
             return self.anthropic_model
         return provider
+
+
+class BudgetSettings(BaseSettings):
+    """The deployment's spending limit (docs/operations.md, "Budgets").
+
+    ``MOSAIC_BUDGET_USD_PER_DAY``: the most all agents (their reviewers included) may
+    spend in one UTC day; unset, no daily limit. Once reached, intake holds until an
+    admin's ``POST /agents/resume`` or the next UTC day. ``MOSAIC_BUDGET_ON_EXHAUSTED``:
+    what running agents do then: ``finish`` their task, or ``stop`` at their next model
+    call (ending ``failed`` with reason ``budget``, their work salvaged).
+    """
+
+    model_config = _CONFIG
+
+    mosaic_budget_usd_per_day: float | None = Field(default=None, gt=0)
+    mosaic_budget_on_exhausted: str = Field(default="finish", pattern="^(finish|stop)$")
+
+    @field_validator("mosaic_budget_usd_per_day", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

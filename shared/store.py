@@ -8,6 +8,11 @@ Layout (``<p>`` is the key prefix, ``mosaic`` by default, unique per test):
   capped), and ``...:conversation:dropped`` how many older entries the cap dropped
 - ``<p>:task:<taskId>``  the agent id that owns the task (dedupe of submissions)
 - ``<p>:agents``  sorted set of agent ids by creation time
+- ``<p>:spend:day:<YYYY-MM-DD>``  hash: the UTC day's spend (``usd``, token counts, per
+  agent type, per model and per federation peer), kept ``SPEND_DAYS_KEPT`` days
+- ``<p>:spend:totals``  hash: all-time spend by model and agent type (Prometheus counters)
+- ``<p>:budget:hold:<day>`` / ``<p>:budget:resumed:<day>``  the day's budget hold, and
+  the mark an admin's resume leaves so the day's budget does not hold again
 
 Every state change is one Lua script: check the current values, write the new ones, bump
 ``seq`` and append the event, all or nothing.
@@ -24,6 +29,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptError
+from shared.federation.agents import owner_key
 from shared.lifecycle import agent_sources, task_sources
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
 from shared.messages.base import utcnow
@@ -32,6 +38,11 @@ from shared.messages.conversation import (
     ConversationEntry,
     ConversationPage,
 )
+from shared.messages.spend import Spend, TokenUsage
+from shared.spending import CHARGE, SPEND_FIELDS, TOKEN_FIELDS, Charged, utc_day
+
+SPEND_DAYS_KEPT = 40
+"""How long a day's spend (and its hold) is kept, in days."""
 
 _CREATE = """
 if redis.call('SET', KEYS[2], ARGV[1], 'NX') == false then
@@ -131,7 +142,7 @@ if redis.call('EXISTS', agent) == 1 then
     if value then redis.call('HINCRBY', KEYS[5], field .. ':' .. cjson.decode(value), -1) end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
@@ -170,6 +181,7 @@ class StateStore:
         self._fenced_update = redis.register_script(_FENCED_UPDATE)
         self._fenced_event = redis.register_script(_FENCED_EVENT)
         self._append_conversation = redis.register_script(_APPEND_CONVERSATION)
+        self._charge = redis.register_script(CHARGE)
 
     @property
     def redis(self) -> Redis:
@@ -388,6 +400,7 @@ class StateStore:
                 self.key("agent", agent_id, "lastop"),
                 self.key("agent", agent_id, "conversation"),
                 self.key("agent", agent_id, "conversation", "dropped"),
+                self.key("agent", agent_id, "lastcharge"),
             ],
             args=[agent_id],
         )
@@ -443,9 +456,113 @@ class StateStore:
         return bool(await self._redis.delete(self.key("killall")))
 
     async def held(self) -> dict[str, Any] | None:
-        """The kill-all in force, if any."""
-        raw = await self._redis.get(self.key("killall"))
-        return json.loads(raw) if raw is not None else None
+        """The hold in force, if any: a kill-all (``kind: killall``) or the deployment's
+        spent daily budget (``kind: budget``, until a resume or the next UTC day).
+        Everything that must not start work while one is in force asks here."""
+        killall, budget = await self._redis.mget(
+            self.key("killall"), self.key("budget", "hold", utc_day())
+        )
+        if killall is not None:
+            return {"kind": "killall", **json.loads(killall)}
+        if budget is not None:
+            return {"kind": "budget", **json.loads(budget)}
+        return None
+
+    async def release_budget(self) -> bool:
+        """Lift today's budget hold for the rest of the UTC day (an admin's resume): spend
+        is still counted, but the day's budget does not hold intake again. True if a
+        budget hold was in force."""
+        day = utc_day()
+        ttl = SPEND_DAYS_KEPT * 86_400
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key("budget", "hold", day))
+            pipe.set(self.key("budget", "resumed", day), utcnow().isoformat(), ex=ttl)
+            lifted, _ = await pipe.execute()
+        return bool(lifted)
+
+    async def charge(
+        self,
+        agent_id: str,
+        usage: TokenUsage,
+        usd: float,
+        *,
+        agent_type: str,
+        limit_usd: float | None,
+        fence: int | None = None,
+        charge_id: str | None = None,
+    ) -> Charged:
+        """Add one model call to the agent's spend, the UTC day's and the all-time
+        counters, and hold intake (``held``) when the day's spend reaches ``limit_usd``;
+        all in one step. Idempotent per ``charge_id`` (a resend after a dropped
+        connection is not charged twice); fenced like ``update``."""
+        day = utc_day()
+        amounts: dict[str, float | int] = {"usd": usd}
+        for name in TOKEN_FIELDS:
+            amounts[name] = int(getattr(usage, name))
+        reason = f"daily budget of ${limit_usd:.2f} reached on {day} (UTC)" if limit_usd else ""
+        hold = _enc(
+            {
+                "reason": reason,
+                "requestedBy": "budget",
+                "at": utcnow().isoformat(),
+                "day": day,
+                "limitUsd": limit_usd,
+            }
+        )
+        result = await self._charge(
+            keys=[
+                self.key("agent", agent_id),
+                self.key("spend", "day", day),
+                self.key("budget", "hold", day),
+                self.key("budget", "resumed", day),
+                self.key("spend", "totals"),
+                self.key("agent", agent_id, "lastcharge"),
+                owner_key(self._prefix, agent_id),
+            ],
+            args=[
+                "" if fence is None else fence,
+                _enc(amounts),
+                agent_type,
+                usage.model,
+                "" if limit_usd is None else repr(float(limit_usd)),
+                hold,
+                SPEND_DAYS_KEPT * 86_400,
+                charge_id or uuid.uuid4().hex,
+            ],
+        )
+        if fence is not None:
+            _check_fenced(agent_id, fence, result)
+        elif int(result[0]) == -1:
+            raise NotFoundError(f"no agent {agent_id!r}")
+        return Charged(
+            spend=Spend.model_validate_json(result[1]),
+            day_usd=float(_text(result[2])),
+            held=bool(int(result[3])),
+            newly_held=bool(int(result[4])),
+        )
+
+    async def spend_of_days(self, days: list[str]) -> dict[str, dict[str, float]]:
+        """Each of ``days``' spend hash (``usd``, token counts, ``type:<t>:usd``,
+        ``model:<m>:usd``…), empty for a day with none."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(self.key("spend", "day", day))
+            rows = await pipe.execute()
+        return {
+            day: {_text(k): float(v) for k, v in row.items()}
+            for day, row in zip(days, rows, strict=True)
+        }
+
+    async def peer_spend_today(self, peer_id: str) -> float:
+        """What the agents ``peer_id`` spawned here spent this UTC day, in US dollars."""
+        raw = await self._redis.hget(self.key("spend", "day", utc_day()), f"peer:{peer_id}:usd")
+        return float(raw) if raw is not None else 0.0
+
+    async def spend_totals(self) -> dict[str, float]:
+        """All-time spend counters: ``usd|<model>|<type>`` and
+        ``tokens|<model>|<type>|<kind>`` (never decrease)."""
+        raw = await self._redis.hgetall(self.key("spend", "totals"))
+        return {_text(k): float(v) for k, v in raw.items()}
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """How many agents are in each agent state and task state (kept by the scripts)."""
@@ -490,4 +607,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["StateStore", "utcnow"]
+__all__ = ["SPEND_FIELDS", "Charged", "StateStore", "utc_day", "utcnow"]

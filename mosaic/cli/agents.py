@@ -36,6 +36,11 @@ def cmd_spawn(args: argparse.Namespace) -> int:
         options["timeout"] = args.timeout_s
     if args.merge != "none":
         options["merge"] = args.merge
+    budget = {
+        k: v for k, v in (("tokens", args.budget_tokens), ("usd", args.budget_usd)) if v is not None
+    }
+    if budget:
+        options["budget"] = budget
     if options:
         body["options"] = options
     with connect(args) as client:
@@ -152,6 +157,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default="none",
         help="after the gates pass: push the agent's branch only (none, the default), or "
         "also merge it into the base through the repository's merge queue (queue)",
+    )
+    spawn.add_argument(
+        "--budget-tokens",
+        type=int,
+        help="stop the task once its model calls used this many tokens (failed, reason budget)",
+    )
+    spawn.add_argument(
+        "--budget-usd",
+        type=float,
+        help="stop the task once its model calls cost this many US dollars (reviewer included)",
     )
     spawn.set_defaults(func=cmd_spawn)
 

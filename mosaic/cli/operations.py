@@ -36,11 +36,12 @@ def _hold_line(hold: dict[str, Any]) -> str:
     by = f" by {hold['requestedBy']}" if hold.get("requestedBy") else ""
     at = f" at {hold['at']}" if hold.get("at") else ""
     why = f": {hold['reason']}" if hold.get("reason") else ""
-    return f"HELD{by}{at}{why} (no queued task starts; `mosaic resume` lifts it)"
+    what = "the daily budget is spent" if hold.get("kind") == "budget" else "kill-all"
+    return f"HELD ({what}){by}{at}{why} (no queued task starts; `mosaic resume` lifts it)"
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
-    """Whether intake is held (a kill-all in force)."""
+    """Whether intake is held (a kill-all in force, or the day's budget spent)."""
     with connect(args) as http:
         hold = http.hold_status()
     if args.json:
@@ -139,11 +140,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     queue = sub.add_parser("queue", parents=[common], help="queue depth and task counts")
     queue.set_defaults(func=cmd_queue)
 
-    hold = sub.add_parser("hold", parents=[common], help="whether a kill-all holds intake")
+    hold = sub.add_parser(
+        "hold", parents=[common], help="whether intake is held (kill-all, daily budget)"
+    )
     hold.set_defaults(func=cmd_hold)
 
     resume = sub.add_parser(
-        "resume", parents=[common], help="lift a kill-all: queued tasks start (admin token)"
+        "resume",
+        parents=[common],
+        help="lift a hold (kill-all, daily budget): queued tasks start (admin token)",
     )
     resume.set_defaults(func=cmd_resume)
 

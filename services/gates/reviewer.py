@@ -25,6 +25,7 @@ from services.gates.errors import ReviewerUnavailableError
 from services.gates.mechanical import not_checked, trim
 from shared.gatesfile import AI_REVIEW
 from shared.messages.gates import GateResult
+from shared.messages.spend import TokenUsage
 from shared.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,19 @@ def _render(answer: ReviewAnswer, threshold: float) -> tuple[bool, str]:
     return passed, "\n".join(lines)
 
 
+def _usage(response: Any, requested: str) -> TokenUsage:
+    """The review call's reported usage, each kind apart, for the agent's spend."""
+    usage = response.usage
+    model = response.model if isinstance(getattr(response, "model", None), str) else requested
+    return TokenUsage(
+        model=model or requested,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+    )
+
+
 class Reviewer:
     """Calls the model once per review; ``available`` is false without a provider key."""
 
@@ -219,6 +233,7 @@ class Reviewer:
         except anthropic.APIError as exc:
             raise ReviewerUnavailableError(f"the reviewer model is unreachable: {exc}") from exc
         duration = int((time.monotonic() - started) * 1000)
+        usage = _usage(response, self._model.anthropic_model)
         answer = parse_answer(response.content)
         if isinstance(answer, str):
             log.warning("malformed review answer: %s", answer, extra=log_extra)
@@ -227,6 +242,7 @@ class Reviewer:
                 status="failed",
                 duration_ms=duration,
                 excerpt=trim(f"rejected: {answer}", self._excerpt_chars),
+                usage=usage,
             )
         passed, text = _render(answer, self.threshold)
         log.info(
@@ -242,6 +258,7 @@ class Reviewer:
             duration_ms=duration,
             excerpt=trim(text, self._excerpt_chars),
             figure=answer.confidence,
+            usage=usage,
         )
 
     async def aclose(self) -> None:

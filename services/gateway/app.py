@@ -46,12 +46,13 @@ from services.gateway.routes import (
     quality,
     queue,
     session,
+    spend,
 )
 from services.gateway.settings import GatewaySettings
 from shared.bus import make_broker, make_valkey
 from shared.federation.settings import FederationSettings
 from shared.queue import ensure_stream
-from shared.settings import NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import BudgetSettings, NatsSettings, QualitySettings, ValkeySettings
 from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -66,6 +67,7 @@ ROUTERS: tuple[ModuleType, ...] = (
     control,
     audit,
     queue,
+    spend,
     quality,
     events,
     metrics,
@@ -80,6 +82,7 @@ TAGS = [
     {"name": "killswitch", "description": "The kill-all hold and its release (admins)."},
     {"name": "audit", "description": "The audit trail: kills, kill-alls, resumes, YOLO skips."},
     {"name": "queue", "description": "Queue depth and task counts."},
+    {"name": "spend", "description": "What agents cost per day and task type; the budget."},
     {"name": "quality", "description": "Run the quality gates on a worktree (coordinator API)."},
     {"name": "events", "description": "Live agent events (SSE; WebSocket at /events/ws)."},
     {"name": "metrics", "description": "Prometheus metrics."},
@@ -136,6 +139,7 @@ def create_app(
     valkey: ValkeySettings | None = None,
     quality: QualitySettings | None = None,
     federation_settings: FederationSettings | None = None,
+    budget: BudgetSettings | None = None,
 ) -> FastAPI:
     """Build the gateway; nothing connects until the lifespan starts.
 
@@ -148,6 +152,7 @@ def create_app(
     valkey = valkey or ValkeySettings()
     quality = quality or QualitySettings()
     federation_settings = federation_settings or FederationSettings()
+    budget = budget or BudgetSettings()
     check_tokens(settings)
     gateway_metrics = GatewayMetrics()
 
@@ -180,6 +185,7 @@ def create_app(
             settings=settings,
             spawners=SpawnerRegistry(redis, settings.state_prefix),
             kill_wait_s=settings.kill_wait_s,
+            budget=budget,
         )
         if quality.yolo_mode:
             log.warning("YOLO_MODE is on: quality gates are disabled (the secret scan still runs)")

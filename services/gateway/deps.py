@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 from services.gateway.feed import FeedHub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
-from shared.settings import QualitySettings
+from shared.settings import BudgetSettings, QualitySettings
 from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -33,6 +33,7 @@ class Resources:
     settings: GatewaySettings
     spawners: SpawnerRegistry
     kill_wait_s: float = 5.0
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
 
 
 def resources_of(request: Request) -> Resources:

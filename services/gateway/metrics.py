@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from shared.messages.agents import AgentState, TaskState
 
@@ -85,6 +87,8 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.spend = SpendCollector()
+        r.register(self.spend)
         for transport in ("sse", "ws"):
             self.feed_clients.labels(transport)
             self.events_streamed.labels(transport)
@@ -100,6 +104,42 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class SpendCollector(Collector):
+    """``mosaic_spend_usd_total`` (by model and agent type) and
+    ``mosaic_spend_tokens_total`` (also by kind of token), from the store's all-time
+    counters (``StateStore.spend_totals``), which every spawner's charges add to: so any
+    gateway reports the whole deployment's spend, and a restart loses nothing."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def collect(self) -> list[Metric]:
+        """The two counter families from the last read totals."""
+        usd = CounterMetricFamily(
+            "mosaic_spend_usd",
+            "US dollars spent on model calls (the AI reviewer's included), priced from the "
+            "reported usage with the price table.",
+            labels=["model", "agent_type"],
+        )
+        tokens = CounterMetricFamily(
+            "mosaic_spend_tokens",
+            "Tokens of model calls by kind: input_tokens (uncached), output_tokens, "
+            "cache_write_tokens, cache_read_tokens.",
+            labels=["model", "agent_type", "kind"],
+        )
+        for key, value in sorted(self.totals.items()):
+            parts = key.split("|")
+            if parts[0] == "usd" and len(parts) == 3:
+                usd.add_metric(parts[1:], value)
+            elif parts[0] == "tokens" and len(parts) == 4:
+                tokens.add_metric(parts[1:], value)
+        return [usd, tokens]
+
+    def describe(self) -> list[Metric]:
+        """Described without reading (no Valkey at registration)."""
+        return []
 
 
 class RequestMetrics:

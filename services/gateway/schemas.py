@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from shared.messages.agents import AgentRecord
 from shared.messages.base import CamelModel
@@ -58,3 +58,27 @@ class KillResult(_Out):
     state: str
     killed: bool
     elapsed_ms: float
+
+
+class HoldStatus(_Out):
+    """Whether intake is held (no queued task starts while it is): by a kill-all
+    (``kind: killall``) or by the deployment's spent daily budget (``kind: budget``)."""
+
+    held: bool
+    kind: Literal["killall", "budget"] | None = None
+    reason: str | None = None
+    requested_by: str | None = None
+    at: str | None = None
+
+
+def hold_status(raw: dict[str, Any] | None) -> HoldStatus:
+    """The answer for ``StateStore.held()``'s value."""
+    if raw is None:
+        return HoldStatus(held=False)
+    return HoldStatus(
+        held=True,
+        kind=raw.get("kind"),
+        reason=raw.get("reason"),
+        requested_by=raw.get("requestedBy"),
+        at=raw.get("at"),
+    )

@@ -10,7 +10,7 @@ import uuid
 from nats.js import JetStreamContext
 
 from services.gateway.errors import InvalidInputError
-from shared.errors import BusUnavailableError
+from shared.errors import BusUnavailableError, MosaicError
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 
 class RepositoryMissingError(InvalidInputError):
     """A local repository path that does not exist (known before queueing)."""
+
+
+class BudgetHoldError(MosaicError):
+    """The deployment's daily budget is spent: no task is accepted until an admin's
+    resume or the next UTC day (503, nothing stored)."""
+
+    code = "budget_exhausted"
+    retryable = True
 
 
 def new_agent_id() -> str:
@@ -43,7 +51,9 @@ async def submit(
 ) -> tuple[AgentRecord, bool]:
     """Store and queue a task; returns (record, created). A known task id is not re-queued.
 
-    Raises ``NoSpawnerReadyError`` (503, nothing stored) when spawners run but none can
+    Raises ``BudgetHoldError`` (503, nothing stored) while the deployment's daily budget
+    holds intake (a kill-all's hold queues the task: it waits for the resume). Raises
+    ``NoSpawnerReadyError`` (503, nothing stored) when spawners run but none can
     run an agent (no sandbox, no model): queueing would only hide the reason. With no
     spawner registered at all the task is queued and waits for one.
     """
@@ -57,6 +67,12 @@ async def submit(
         existing = await store.agent_for_task(request.task_id)
         if existing is not None:
             return await store.require_agent(existing), False
+        hold = await store.held()
+        if hold is not None and hold.get("kind") == "budget":
+            raise BudgetHoldError(
+                f"not accepted: intake is held, the deployment's {hold.get('reason')}; an "
+                "admin's POST /agents/resume or the next UTC day lifts it"
+            )
         problem = why_not_ready(await spawners.live())
         if problem is not None:
             raise NoSpawnerReadyError(problem)

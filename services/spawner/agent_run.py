@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from services.spawner import agentgit
 from services.spawner.clients import Gates, GitOps
-from services.spawner.errors import StepFailedError, store_unavailable
+from services.spawner.errors import BudgetExhaustedError, StepFailedError, store_unavailable
 from services.spawner.forecast import Forecast
 from services.spawner.kills import Running
 from services.spawner.mergequeue import MergeQueue
@@ -30,6 +30,7 @@ from services.spawner.runtime.loop import run_agent
 from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.settings import SpawnerSettings
+from services.spawner.spending import SpendMeter, SpendPolicy
 from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironment
 from shared.errors import IllegalTransitionError, MosaicError, StaleAttemptError, is_stale
 from shared.kill_metrics import KILL_LATENCY, KILLS
@@ -84,6 +85,8 @@ class RunContext:
     Docker client) and the tracker's Valkey, so no spawner runs without it."""
     merge_queue: MergeQueue | None = None
     """The merge queues (``options.merge = "queue"``); by default in the tracker's Valkey."""
+    spending: SpendPolicy = field(default_factory=SpendPolicy)
+    """Prices, the deployment's budget and the audit writer every run's spend goes by."""
     forecast: Forecast = field(init=False)
     """The conflict forecast: this process's running agents, told of overlapping pushes."""
 
@@ -124,6 +127,9 @@ class AgentRun:
         self._unchanged = False  # it finished again anyway: complete with nothing pushed
         self._fatal: BaseException | None = None
         self._gate_results: list[dict[str, Any]] = []
+        self._meter = SpendMeter(
+            ctx.spending, self.tracker, task.request, ctx.model.model_name() or "unknown"
+        )
         self.environment: str | None = None
         """What the agent's commands run on, when something more precise than the
         sandbox's default is known (a built environment); recorded as the attempt starts."""
@@ -213,7 +219,8 @@ class AgentRun:
             self._progress,
             self._finish_check,
             notes,
-            self._transcript,
+            transcript=self._transcript,
+            meter=self._meter.worker_call,
         )
         if self._fatal is not None:
             raise self._fatal
@@ -449,6 +456,7 @@ class AgentRun:
             )
         )
         await self._record_gates(decision, phase, commit)
+        await self._meter.gate_calls(decision)  # the reviewer's calls are the task's spend
         return decision
 
     async def _no_git(self, what: str) -> None:
@@ -496,11 +504,15 @@ class AgentRun:
                 await self._back_to_pending(reason)
                 return Verdict.RETRY
             log.error("agent failed: %s", exc.message, extra=self._log)
+            fields: dict[str, Any] = {"completed_at": utcnow(), "error": exc.message}
+            detail: dict[str, Any] = {"error": reason}
+            if isinstance(exc, BudgetExhaustedError):  # stopped, its work salvaged by cleanup
+                fields["stop_reason"] = detail["reason"] = "budget"
             await self.tracker.transition(
                 agent=AgentState.FAILED,
                 task=TaskState.FAILED,
-                fields={"completed_at": utcnow(), "error": exc.message},
-                detail={"error": reason},
+                fields=fields,
+                detail=detail,
                 reason=reason,
             )
         except StaleAttemptError:

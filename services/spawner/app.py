@@ -20,18 +20,22 @@ from nats.aio.subscription import Subscription
 from redis.asyncio import Redis
 
 from services.spawner.agent_run import RunContext
+from services.spawner.budgethold import BudgetPause
 from services.spawner.clients import Gates, GitOps
 from services.spawner.dispatcher import Dispatcher
 from services.spawner.handlers import SpawnerHandlers
 from services.spawner.kills import KillRegistry
 from services.spawner.readiness import Heartbeat, Readiness, assess
 from services.spawner.settings import SpawnerSettings
+from services.spawner.spending import SpendPolicy
 from services.spawner.worker import Worker
 from shared import queue
+from shared.audit import audit
 from shared.bus import make_broker, make_valkey
 from shared.deployment import deployment_id
 from shared.kill_metrics import serve_metrics
 from shared.lifecycle import AGENT_FINAL
+from shared.pricing import PriceSettings, PriceTable
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
@@ -40,7 +44,13 @@ from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.reaper import run_reaper
 from shared.sandbox.settings import SandboxSettings
 from shared.service import add_health, instance_name
-from shared.settings import ModelSettings, NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import (
+    BudgetSettings,
+    ModelSettings,
+    NatsSettings,
+    QualitySettings,
+    ValkeySettings,
+)
 from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -57,6 +67,7 @@ class Serving:
     subs: list[Subscription]
     intake: asyncio.Task[None]
     reaper: asyncio.Task[None] | None
+    budget: BudgetPause
 
     async def close(self, kills: KillRegistry) -> None:
         """Stop taking tasks, hand the runs under way back to the queue, unsubscribe."""
@@ -67,6 +78,7 @@ class Serving:
         if waiting:
             await asyncio.wait(waiting, timeout=20)
         self.intake.cancel()
+        self.budget.close()
         if self.reaper is not None:
             self.reaper.cancel()
         for sub in self.subs:
@@ -102,6 +114,7 @@ async def serve(
     settings: SpawnerSettings,
     model: ModelSettings,
     quality: QualitySettings,
+    prices: PriceTable,
     instance: str,
 ) -> Serving:
     """Take tasks: the run context, the intake, the subscriptions, the reaper."""
@@ -130,13 +143,22 @@ async def serve(
         instance=instance,
         deployment=deployment,
         default_image=readiness.default_image,
+        spending=SpendPolicy(
+            prices=prices,
+            budget=BudgetSettings(),
+            audit=lambda entry: audit(nc.jetstream(), entry),
+        ),
     )
-    worker = Worker(ctx, kills, nc)
+    worker = Worker(ctx, kills, nc, on_budget_hold=lambda: budget.hold())
     dispatcher = Dispatcher(
         nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
     )
+    budget = BudgetPause(dispatcher, store, settings.budget_hold_poll_s)
     subs = await SpawnerHandlers(ctx, kills, dispatcher, nc).subscribe()
-    if await store.held() is not None:
+    hold = await store.held()
+    if hold is not None and hold.get("kind") == "budget":
+        budget.hold()
+    elif hold is not None:
         log.warning("a kill-all is in force: no task starts until an admin resumes")
         kills.halted = True
         dispatcher.pause()
@@ -146,6 +168,7 @@ async def serve(
         subs,
         intake=asyncio.create_task(dispatcher.run()),
         reaper=_start_reaper(factory, store, deployment),
+        budget=budget,
     )
     log.info(
         "spawner ready: %d slots, sandbox %s, provider %s (model %s)",
@@ -174,6 +197,7 @@ def create_app(
     running: list[Running] = []
     sandbox_settings = SandboxSettings()
     model_settings = model or ModelSettings()
+    prices = PriceSettings().table()  # a bad price file stops the spawner here, not mid-run
     instance = instance_name("spawner")
 
     async def start_serving(state: Running) -> None:
@@ -185,6 +209,7 @@ def create_app(
             settings=spawner,
             model=model_settings,
             quality=quality or QualitySettings(),
+            prices=prices,
             instance=instance,
         )
 

@@ -29,6 +29,14 @@ class AgentKilledError(SpawnerError):
     code = "killed"
 
 
+class BudgetExhaustedError(SpawnerError):
+    """The task's budget, or the deployment's daily one, is reached: the agent stops at
+    once and the task ends ``failed`` with reason ``budget`` (never retried)."""
+
+    code = "budget"
+    retryable = False
+
+
 def store_unavailable(exc: Exception) -> MosaicError:
     """A Valkey error inside an attempt, as the retryable failure it is (not a crash)."""
     return MosaicError(f"Valkey unreachable: {type(exc).__name__}: {exc}", code="unavailable",

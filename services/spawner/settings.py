@@ -48,6 +48,9 @@ class SpawnerSettings(BaseSettings):
     """How often a queued agent looks at its position."""
     merge_queue_attempts: int = Field(default=5, ge=1)
     """Integrations of one finish when the base keeps moving under the landing push."""
+    budget_hold_poll_s: float = Field(default=5.0, gt=0)
+    """While the deployment's daily budget holds intake, how often a spawner looks
+    whether it was lifted (an admin's resume, the next UTC day)."""
     state_prefix: str = "mosaic"
 
     def lease_s(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -33,10 +34,19 @@ log = logging.getLogger(__name__)
 class Worker:
     """Handles task messages for one spawner process."""
 
-    def __init__(self, ctx: RunContext, kills: KillRegistry, nc: Client) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        kills: KillRegistry,
+        nc: Client,
+        on_budget_hold: Callable[[], None] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.kills = kills
         self.nc = nc
+        self.on_budget_hold = on_budget_hold
+        """Called when a task meets the deployment's budget hold: the intake pauses
+        until it is lifted (no message spends its deliveries waiting for the next day)."""
 
     async def handle(self, msg: Msg) -> None:
         """Run the task in ``msg`` and settle the message."""
@@ -48,8 +58,11 @@ class Worker:
             return
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
         try:
-            if await self.ctx.tracker.store.held() is not None:
-                await msg.nak(delay=1.0)  # a kill-all is in force: the task waits in the queue
+            hold = await self.ctx.tracker.store.held()
+            if hold is not None:  # a kill-all or the spent daily budget: the task waits
+                if hold.get("kind") == "budget" and self.on_budget_hold is not None:
+                    self.on_budget_hold()
+                await msg.nak(delay=1.0)
                 return
             attempt = await self._claim(task)
         except RedisError:

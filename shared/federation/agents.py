@@ -38,6 +38,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def owner_key(prefix: str, agent_id: str) -> str:
+    """Where the spoke records which peer spawned ``agent_id`` (the store reads it to
+    count a peer's spend: ``StateStore.charge``)."""
+    return ":".join((prefix, "federation", "owner", agent_id))
+
+
 class Ownership:
     """The spoke's record of which peer spawned which agent."""
 
@@ -51,13 +57,13 @@ class Ownership:
     async def record(self, peer_id: str, agent_id: str) -> None:
         """Note that ``peer_id`` spawned ``agent_id`` here."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("owner", agent_id), peer_id)
+            pipe.set(owner_key(self._prefix, agent_id), peer_id)
             pipe.sadd(self._key("peer", peer_id, "agents"), agent_id)
             await pipe.execute()
 
     async def owner_of(self, agent_id: str) -> str | None:
         """The peer that spawned ``agent_id`` here, if a peer did."""
-        value = await self._redis.get(self._key("owner", agent_id))
+        value = await self._redis.get(owner_key(self._prefix, agent_id))
         return _text(value) if value is not None else None
 
     async def agents_of(self, peer_id: str) -> list[str]:

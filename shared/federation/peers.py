@@ -57,7 +57,7 @@ RepoPattern = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
 class PeerLimits(Message):
-    """What a peer may do here: concurrent agents, and which repositories.
+    """What a peer may do here: concurrent agents, which repositories, daily spend.
 
     ``allowedRepositories`` entries are globs (``*``, ``?``, ``[...]``; ``*`` also
     matches ``/``) or, without glob characters, a prefix that matches the repository
@@ -67,6 +67,10 @@ class PeerLimits(Message):
 
     max_agents: int = Field(default=5, ge=0, le=10_000)
     allowed_repositories: Annotated[list[RepoPattern], Field(max_length=100)] = []
+    max_usd_per_day: float | None = Field(default=None, gt=0, le=10_000_000)
+    """The most this peer's agents may spend here in one UTC day (their reviewers'
+    calls included); once reached, its spawns are refused until the next day. Unset: no
+    limit of its own (the deployment's ``MOSAIC_BUDGET_USD_PER_DAY`` still applies)."""
 
     def allows_repository(self, repository: str) -> bool:
         """Whether ``repository`` matches one of the allowed patterns."""

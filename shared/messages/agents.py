@@ -10,6 +10,7 @@ from pydantic import Field
 
 from shared.messages.base import Message, utcnow
 from shared.messages.gates import GateProfile
+from shared.messages.spend import Spend
 
 
 class AgentState(StrEnum):
@@ -103,6 +104,11 @@ class AgentRecord(Message):
     order: kept when the task is retried, handed back or runs out of deliveries."""
     turns: int = 0
     tokens_used: int = 0
+    spend: Spend = Spend()
+    """What its model calls cost so far: every attempt, the AI reviewer's included."""
+    stop_reason: str | None = None
+    """Why it was stopped from outside its work, when it was: ``budget`` (its task's
+    budget or the deployment's daily one was reached)."""
     last_tool: str | None = None
     quality_gates_disabled: bool = False
     gates: list[dict[str, Any]] = []

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from shared.messages.base import Failure, Message
+from shared.messages.spend import TokenUsage
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -56,7 +57,8 @@ class GateResult(Message):
     ``excerpt`` is a trimmed piece of the gate's output, or why it did not run: a gate
     that could not run is ``failed`` with ``not checked: <why>``; only a gate turned off
     in the repository's ``.mosaic/gates.toml`` (or by YOLO mode) is ``skipped``.
-    ``command`` is what ran, when something ran.
+    ``command`` is what ran, when something ran. ``usage`` is what a model call of the
+    gate (the AI review) reported: the spawner charges it to the agent's spend.
     """
 
     name: str
@@ -65,6 +67,7 @@ class GateResult(Message):
     excerpt: str = ""
     figure: float | None = None
     command: str | None = None
+    usage: TokenUsage | None = None
 
 
 class GateDecision(Message):

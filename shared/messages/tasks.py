@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 from shared.ids import ID_PATTERN, check_id
 from shared.messages.base import Message, utcnow
 from shared.messages.gates import GateProfile
+from shared.messages.spend import TaskBudget
 from shared.repository import check_repository
 
 AgentType = Literal["worker", "reviewer", "tester"]
@@ -57,6 +58,10 @@ class TaskOptions(Message):
     merge: MergeMode = "none"
     """After the gates pass: push the agent's branch only (``none``), or also rebase it onto
     the base and fast-forward the base, one agent at a time per repository (``queue``)."""
+    budget: TaskBudget | None = None
+    """The most the task may spend (``{"tokens": n, "usd": x}``, either or both): reaching
+    it stops the agent like a kill, its work salvaged, and the task ends ``failed`` with
+    reason ``budget`` (not retried)."""
 
 
 class SpawnAgentRequest(Message):

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from services.gateway.errors import InvalidInputError
 from services.gateway.federation.runtime import Federation
 from services.gateway.kills import kill_and_wait, live_agents
-from services.gateway.submit import submit
+from services.gateway.submit import BudgetHoldError, submit
 from shared.federation.envelope import Envelope
 from shared.federation.errors import CommandRefusedError, InProgressError
 from shared.federation.messages import AgentRef, KillAllOrder, KillOutcome, Outcome
@@ -70,6 +70,14 @@ class CapExceededError(CommandRefusedError):
 
 GATE_STRENGTH = {"minimal": 0, "standard": 1, "strict": 2}
 """Gate profiles by strength: a peer may ask for the local default or stronger."""
+
+
+class BudgetSpentError(CommandRefusedError):
+    """The peer's daily budget here, or the deployment's, is spent: nothing is stored
+    until the next UTC day (or, for the deployment's, an admin's resume)."""
+
+    code = "budget_exhausted"
+    status = 429
 
 
 class NotReadyError(CommandRefusedError):
@@ -164,6 +172,7 @@ async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
                     f"peer {peer.peer_id} already runs {len(live)} agents here "
                     f"(limit {peer.limits.max_agents})"
                 )
+            await _within_daily_budget(fed, peer)
         elif await fed.ownership.owner_of(existing) != peer.peer_id:
             raise NotYoursError(f"task {task_id} belongs to someone else")
         try:
@@ -180,6 +189,8 @@ async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
             raise InvalidCommandError(f"payload.{exc.message}") from exc
         except NoSpawnerReadyError as exc:
             raise NotReadyError(exc.message) from exc
+        except BudgetHoldError as exc:
+            raise BudgetSpentError(exc.message) from exc
         if created:
             await fed.ownership.record(peer.peer_id, record.agent_id)
     if created:
@@ -202,6 +213,19 @@ async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
         "instance": fed.me,
     }
     return Outcome(ok=True, status=202 if created else 200, result=result)
+
+
+async def _within_daily_budget(fed: Federation, peer: Peer) -> None:
+    """Refuse a new agent once the peer's agents spent its ``maxUsdPerDay`` here today."""
+    limit = peer.limits.max_usd_per_day
+    if limit is None:
+        return
+    spent = await fed.deps.store.peer_spend_today(peer.peer_id)
+    if spent >= limit:
+        raise BudgetSpentError(
+            f"peer {peer.peer_id} spent its daily budget here: ${spent:.4f} of "
+            f"${limit:.2f} (maxUsdPerDay) this UTC day"
+        )
 
 
 async def _kill(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:

@@ -34,7 +34,10 @@ async def audit_trail(
         str | None,
         Query(
             pattern=r"^[a-z][a-z0-9_-]{0,63}$",
-            description="only this kind: kill, kill_all, resume, gate_skipped, federation_…",
+            description=(
+                "only this kind: kill, kill_all, resume, gate_skipped, merge, budget_hold, "
+                "federation_…"
+            ),
         ),
     ] = None,
     agent_id: Annotated[

@@ -30,6 +30,8 @@ router = APIRouter(tags=["metrics"])
     },
 )
 async def metrics(deps: Deps, _: RequireOperator) -> Response:
-    """Gateway metrics, and agents and tasks by state (one Valkey read per scrape)."""
+    """Gateway metrics, agents and tasks by state, and the deployment's spend (two
+    Valkey reads per scrape)."""
     deps.metrics.set_counts(await deps.store.counts())
+    deps.metrics.spend.totals = await deps.store.spend_totals()
     return Response(deps.metrics.render(), media_type=CONTENT_TYPE_LATEST)

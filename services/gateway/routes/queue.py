@@ -1,4 +1,5 @@
-"""``GET /queue``: true counts from JetStream (waiting, in flight) and Valkey (states)."""
+"""``GET /queue``: true counts from JetStream (waiting, in flight) and Valkey (states),
+the intake hold and today's spend."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from fastapi import APIRouter
 from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
+from services.gateway.schemas import HoldStatus, hold_status
 from shared.messages.base import CamelModel
 from shared.queue import band_depths
+from shared.spending import utc_day
 
 
 class BandStats(CamelModel):
@@ -33,6 +36,11 @@ class QueueStats(CamelModel):
     by_priority: list[BandStats]
     agents_by_state: dict[str, int]
     tasks_by_state: dict[str, int]
+    hold: HoldStatus
+    """Whether intake is held, and by what (a kill-all, the spent daily budget)."""
+    spent_today_usd: float
+    """What agents spent this UTC day (``GET /spend`` for the detail)."""
+    budget_usd_per_day: float | None
 
 
 router = APIRouter(tags=["queue"])
@@ -43,6 +51,7 @@ async def queue_stats(deps: Deps, _: RequireOperator) -> QueueStats:
     """Pending, active, completed and failed counts, and the depth of each priority."""
     depths = await band_depths(deps.js)
     counts = await deps.store.counts()
+    today = (await deps.store.spend_of_days([utc_day()])).popitem()[1]
     tasks = counts["task_state"]
     return QueueStats(
         waiting=sum(w for w, _ in depths.values()),
@@ -54,4 +63,7 @@ async def queue_stats(deps: Deps, _: RequireOperator) -> QueueStats:
         by_priority=[BandStats(priority=p, waiting=w, in_flight=f) for p, (w, f) in depths.items()],
         agents_by_state=counts["state"],
         tasks_by_state=tasks,
+        hold=hold_status(await deps.store.held()),
+        spent_today_usd=round(today.get("usd", 0.0), 6),
+        budget_usd_per_day=deps.budget.mosaic_budget_usd_per_day,
     )

@@ -9,7 +9,7 @@ const STATES = ["spawning", "running", "completed", "failed", "killed"];
 const MAX_EVENTS = 60;
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, role: null, agents: new Map(), ws: null, retry: 0, refetch: new Map() };
+const state = { token: null, role: null, agents: new Map(), ws: null, retry: 0, refetch: new Map(), spend: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -98,9 +98,37 @@ async function loadBanners() {
   } catch (_) { /* the feed shows the connection state */ }
   try {
     const hold = await api("GET", "/agents/hold");
+    const budget = hold.kind === "budget";
     $("hold-banner").hidden = !hold.held;
-    $("hold-text").textContent = hold.held ? `${hold.reason || "no reason given"} (${hold.requestedBy || "unknown"}).` : "";
+    $("hold-banner").dataset.kind = hold.kind || "";
+    $("hold-title").textContent = budget ? "Daily budget spent:" : "Kill-all in force:";
+    $("hold-text").textContent = !hold.held ? "" : budget ? `${hold.reason}.`
+      : `${hold.reason || "no reason given"} (${hold.requestedBy || "unknown"}).`;
+    $("hold-lift").textContent = budget
+      ? "No task is accepted until an admin resumes or the next UTC day."
+      : "Queued tasks wait until an admin resumes.";
   } catch (_) { $("hold-banner").hidden = true; }
+  try {
+    state.spend = await api("GET", "/spend?days=1");
+    render();
+  } catch (_) { /* the day total is left out */ }
+}
+
+// What a model call costs, as a person reads it: cents need four places.
+function dollars(usd) {
+  return `$${(usd || 0).toFixed(usd >= 100 ? 2 : 4)}`;
+}
+
+// The spend column: what the agent's model calls cost (the reviewer's included).
+function spendCell(agent) {
+  const spend = agent.spend || {};
+  const tokens = (spend.inputTokens || 0) + (spend.outputTokens || 0)
+    + (spend.cacheWriteTokens || 0) + (spend.cacheReadTokens || 0);
+  const cell = el("td", { class: "spend", title: `input ${spend.inputTokens || 0} · output ${spend.outputTokens || 0} · cache write ${spend.cacheWriteTokens || 0} · cache read ${spend.cacheReadTokens || 0}` },
+    el("span", { class: "usd", text: dollars(spend.usd) }),
+    el("span", { class: "sub", text: `${tokens.toLocaleString()} tokens` }));
+  if (agent.stopReason === "budget") cell.append(el("span", { class: "sub error", text: "stopped: budget" }));
+  return cell;
 }
 
 function refetchSoon(agentId) {
@@ -189,6 +217,7 @@ function describe(event) {
     if (detail.step === "merged") return `merged ${detail.range || ""}`;
     return detail.step || "progress";
   }
+  if (event.kind === "warning" && detail.warning) return `warning: ${detail.warning}`;
   if (event.kind === "overlap") return `overlaps ${String(detail.agentId || "").slice(0, 8)}: ${(detail.files || []).join("; ")}`;
   if (event.kind === "gate") {
     const phase = detail.phase ? `${detail.phase} ` : "";
@@ -288,6 +317,7 @@ function row(agent) {
     el("td", { class: "progress" },
       el("span", { text: `${agent.turns || 0} turns · ${(agent.tokensUsed || 0).toLocaleString()} tokens` }),
       el("span", { class: "sub", text: agent.lastTool ? `last tool: ${agent.lastTool}` : "" })),
+    spendCell(agent),
     runsOn(agent),
     el("td", { class: "uptime", text: uptime(agent) }),
     overlaps(agent),
@@ -344,8 +374,15 @@ function render() {
   $("empty").hidden = agents.length > 0;
   const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
   for (const agent of state.agents.values()) counts[agent.state] = (counts[agent.state] || 0) + 1;
-  $("summary").replaceChildren(...STATES.map((s) =>
-    el("div", { class: "stat", "data-state": s }, el("b", { text: String(counts[s]) }), el("span", { text: s }))));
+  const stats = STATES.map((s) =>
+    el("div", { class: "stat", "data-state": s }, el("b", { text: String(counts[s]) }), el("span", { text: s })));
+  if (state.spend) {
+    const limit = state.spend.limitUsd;
+    stats.push(el("div", { class: "stat", id: "spend-today", "data-held": String(state.spend.hold.kind === "budget") },
+      el("b", { text: dollars(state.spend.today.usd) }),
+      el("span", { text: limit ? `spent today of ${dollars(limit)}` : "spent today (UTC)" })));
+  }
+  $("summary").replaceChildren(...stats);
   renderAgentPage();
 }
 

@@ -24,6 +24,7 @@ from services.spawner.runtime.types import (
     AgentSpec,
     Bounds,
     FinishCheck,
+    Meter,
     ProgressSink,
     TranscriptSink,
 )
@@ -50,6 +51,7 @@ class _Run:
     bounds: Bounds
     progress: ProgressSink
     finish_check: FinishCheck | None
+    meter: Meter | None = None
     turns: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -145,12 +147,14 @@ class _Run:
                 )
             results, notice = [], None
             await self.say_all(self._turn_entries(reply))
-            self.input_tokens += reply.usage.input
+            self.input_tokens += reply.usage.all_input
             self.output_tokens += reply.usage.output
             await self.emit(
                 "tokens_used",
                 {"input": self.input_tokens, "output": self.output_tokens, "total": self.tokens},
             )
+            if self.meter is not None:  # may raise to stop the run (a budget reached)
+                await self.meter(reply.usage)
             if self.tokens > self.bounds.max_tokens:
                 return self.outcome(
                     "failed", reason=f"token budget {self.bounds.max_tokens} exceeded"
@@ -240,13 +244,15 @@ async def run_agent(
     finish_check: FinishCheck | None = None,
     notes: NoteBox | None = None,
     transcript: TranscriptSink | None = None,
+    meter: Meter | None = None,
 ) -> AgentOutcome:
     """Run one agent to its end and close ``provider``; bounds end it ``failed`` naming them.
 
     Cancelling the task running this cancels the model call or the command in flight
     (the sandbox kills its process group) and re-raises ``CancelledError``. Notes posted
     to ``notes`` while it runs reach the model with its next tool result. ``transcript``
-    receives the conversation (redacted, capped) for people to read afterwards.
+    receives the conversation (redacted, capped) for people to read afterwards. ``meter``
+    is told each call's usage before its tool calls run; what it raises ends the run.
     """
     run = _Run(
         spec,
@@ -255,6 +261,7 @@ async def run_agent(
         bounds,
         progress,
         finish_check,
+        meter,
         log={"agent_id": spec.agent_id, "task_id": spec.task_id},
         notes=notes if notes is not None else NoteBox(),
         transcript=transcript,

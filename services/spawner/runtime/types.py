@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.messages.conversation import ConversationEntry
 from shared.messages.tasks import SpawnAgentRequest
+
+if TYPE_CHECKING:
+    from services.spawner.runtime.providers.base import Usage
 
 OutcomeStatus = Literal["finished", "failed"]
 
@@ -66,3 +69,7 @@ FinishCheck = Callable[[str], Awaitable[str | None]]
 """Called with the summary when the agent calls ``finish``: ``None`` accepts; a string
 (gate rejection, merge conflict details) goes back to the model as an error tool result
 and the loop continues, at most ``Bounds.max_finish_attempts`` times."""
+
+Meter = Callable[["Usage"], Awaitable[None]]
+"""Told the usage of every model call as it comes back, before its tool calls run (the
+spawner prices and charges it); raising ends the run with that error (a budget reached)."""

@@ -188,7 +188,7 @@ class AnthropicProvider:
             text=text,
             tool_calls=calls,
             usage=Usage(
-                input=usage.input_tokens + cache_read + cache_write,
+                input=usage.input_tokens,
                 output=usage.output_tokens,
                 cache_read=cache_read,
                 cache_write=cache_write,

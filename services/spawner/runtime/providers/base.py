@@ -36,7 +36,8 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of one model call; ``input`` includes cache reads and writes."""
+    """Tokens of one model call, each kind apart (each has its own price): ``input`` is
+    the uncached input only, as the API reports it."""
 
     input: int = 0
     output: int = 0
@@ -44,9 +45,14 @@ class Usage:
     cache_write: int = 0
 
     @property
+    def all_input(self) -> int:
+        """Every input token: uncached, written to the cache and read from it."""
+        return self.input + self.cache_read + self.cache_write
+
+    @property
     def total(self) -> int:
-        """What the token budget is charged."""
-        return self.input + self.output
+        """What the token budget is charged: every token of the call."""
+        return self.all_input + self.output
 
 
 @dataclass(frozen=True)

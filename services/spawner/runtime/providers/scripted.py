@@ -9,10 +9,11 @@ tool code as a real model's. A plan is a list of steps, one per turn::
      {"tool": "finish", "input": {"summary": "fixed"}},
      {"text": "I give up"}]                         # a plain end_turn reply
 
-A step may also carry ``"usage": {"input": n, "output": m}`` (else tokens are
-estimated from text length) and ``"stop_reason"`` (e.g. ``"max_tokens"``). The plan
-comes from ``request.options.plan``, else the JSON/YAML file named by ``MOSAIC_SCRIPT``,
-else a default that writes ``mosaic-notes/<taskId>.md`` listing the work items.
+A step may also carry ``"usage": {"input": n, "output": m}`` (and ``"cacheWrite"``,
+``"cacheRead"``; without it, tokens are estimated from text length) and
+``"stop_reason"`` (e.g. ``"max_tokens"``). The plan comes from ``request.options.plan``,
+else the JSON/YAML file named by ``MOSAIC_SCRIPT``, else a default that writes
+``mosaic-notes/<taskId>.md`` listing the work items.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class StepUsage(BaseModel):
 
     input: int = Field(default=0, ge=0)
     output: int = Field(default=0, ge=0)
+    cache_write: int = Field(default=0, ge=0, alias="cacheWrite")
+    cache_read: int = Field(default=0, ge=0, alias="cacheRead")
 
 
 class PlanStep(BaseModel):
@@ -167,7 +170,12 @@ class ScriptedProvider:
                 ToolCall(id=f"toolu_scripted_{self.position:04d}", name=step.tool, input=step.input)
             )
         if step.usage is not None:
-            usage = Usage(input=step.usage.input, output=step.usage.output)
+            usage = Usage(
+                input=step.usage.input,
+                output=step.usage.output,
+                cache_write=step.usage.cache_write,
+                cache_read=step.usage.cache_read,
+            )
         else:
             produced = step.text + json.dumps(step.input, default=str) if step.tool else step.text
             usage = Usage(input=_estimate(consumed), output=_estimate(produced))
