@@ -76,10 +76,14 @@ async def _task(body: SpawnAgentRequest, known: str | None, deps: Resources) -> 
     )
 
 
+_HOLD_KINDS = {"killall": "kill-all", "budget": "spent daily budget"}
+"""How each kind of hold the store reports (``StateStore.held``) reads in a sentence."""
+
+
 def _intake(held: dict[str, Any] | None) -> Check:
     if held is None:
         return Check(name=CHECK_INTAKE, ok=True, detail="intake open")
-    kind = str(held.get("kind") or "kill-all")
+    kind = _HOLD_KINDS.get(str(held.get("kind")), "kill-all")
     said = [
         str(held[key])
         for key in ("reason", "requestedBy", "at")
