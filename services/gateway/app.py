@@ -45,8 +45,10 @@ from services.gateway.routes import (
     quality,
     queue,
     session,
+    traces,
 )
 from services.gateway.settings import GatewaySettings
+from services.gateway.traces import SpanCollector
 from shared.bus import make_broker, make_valkey
 from shared.federation.settings import FederationSettings
 from shared.queue import ensure_stream
@@ -61,6 +63,7 @@ ROUTERS: tuple[ModuleType, ...] = (
     health,
     session,
     agents,
+    traces,
     control,
     audit,
     queue,
@@ -165,6 +168,13 @@ def create_app(
             reorder_wait=settings.feed_reorder_wait_s,
         )
         await feed.start()
+        collector = SpanCollector(
+            broker.connection,
+            store,
+            cap=settings.trace_max_spans,
+            ttl_s=settings.trace_ttl_s,
+        )
+        await collector.start()
         app.state.loop = asyncio.get_running_loop()
         app.state.resources = Resources(
             broker=broker,
@@ -184,6 +194,7 @@ def create_app(
         try:
             yield
         finally:
+            await collector.stop()
             await feed.stop()
             await broker.stop()
             await redis.aclose()
