@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from services.gitops import basestatus, changes, commits, conflicts, integrate, worktrees
@@ -20,7 +21,7 @@ from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
 from services.gitops.fencing import Fences
 from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
-from shared import subjects
+from shared import subjects, tracing
 from shared.messages.base import Failure, Message
 from shared.messages.gitops import (
     BaseStatus,
@@ -68,12 +69,25 @@ def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
 
 
 async def answer(
-    body: bytes,
+    message: NatsMessage,
     request_type: type[RequestT],
     reply_type: type[ReplyT],
     work: Callable[[RequestT], Awaitable[ReplyT]],
 ) -> bytes:
-    """Run ``work`` on the decoded request and serialise whatever comes of it."""
+    """Run ``work`` on the decoded request and serialise whatever comes of it, as a span
+    continuing the requester's trace (its context came in the request's headers)."""
+    subject = message.raw_message.subject
+    with tracing.serving(subject.removeprefix("mosaic."), message.headers) as span:
+        return await _answer(message.body, request_type, reply_type, work, span)
+
+
+async def _answer(
+    body: bytes,
+    request_type: type[RequestT],
+    reply_type: type[ReplyT],
+    work: Callable[[RequestT], Awaitable[ReplyT]],
+    span: Span,
+) -> bytes:
     try:
         request = request_type.from_bytes(body)
     except ValidationError as exc:
@@ -87,6 +101,9 @@ async def answer(
         "agent_id": getattr(request, "agent_id", None),
         "task_id": getattr(request, "task_id", None),
     }
+    for key, attribute in (("agent_id", tracing.AGENT_ID), ("task_id", tracing.TASK_ID)):
+        if extra[key]:
+            span.set_attribute(attribute, str(extra[key]))
     try:
         reply = await work(request)
     except GitOpsError as exc:
@@ -98,6 +115,9 @@ async def answer(
             f"internal error: {type(exc).__name__}", code="internal", retryable=True
         )
         reply = error_reply(reply_type, crash)
+    error = getattr(reply, "error", None)
+    if isinstance(error, Failure):
+        span.set_attribute("mosaic.error_code", error.code)
     return reply.to_bytes()
 
 
@@ -111,7 +131,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     )
     async def worktree_create(message: NatsMessage) -> bytes:
         return await answer(
-            message.body,
+            message,
             WorktreeRequested,
             WorktreeReady,
             lambda request: fences.run(request, lambda: worktrees.create_worktree(cache, request)),
@@ -122,7 +142,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     )
     async def worktree_remove(message: NatsMessage) -> bytes:
         return await answer(
-            message.body,
+            message,
             WorktreeRemoveRequested,
             WorktreeRemoved,
             lambda request: fences.run(request, lambda: worktrees.remove_worktree(cache, request)),
@@ -131,7 +151,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def commit(message: NatsMessage) -> bytes:
         return await answer(
-            message.body,
+            message,
             CommitRequested,
             CommitMade,
             lambda request: fences.run(request, lambda: commits.commit(cache, request)),
@@ -144,12 +164,12 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             await announce_push(broker, cache, request, done)
             return done
 
-        return await answer(message.body, PushRequested, PushDone, push_and_announce)
+        return await answer(message, PushRequested, PushDone, push_and_announce)
 
     @broker.subscriber(subjects.GITOPS_CHANGES, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def agent_changes(message: NatsMessage) -> bytes:
         return await answer(
-            message.body,
+            message,
             ChangesRequested,
             ChangesFound,
             lambda request: changes.agent_changes(cache, request),
@@ -160,7 +180,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     )
     async def base_status(message: NatsMessage) -> bytes:
         return await answer(
-            message.body,
+            message,
             BaseStatusRequested,
             BaseStatus,
             lambda request: basestatus.base_status(cache, request),
@@ -169,7 +189,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)
     async def integrate_branch(message: NatsMessage) -> bytes:
         return await answer(
-            message.body,
+            message,
             IntegrateRequested,
             Integrated,
             lambda request: fences.run(request, lambda: integrate.integrate(cache, request)),
@@ -192,7 +212,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
                 await announce_push(broker, cache, where, pushed)
             return landed
 
-        return await answer(message.body, LandRequested, Landed, land_and_announce)
+        return await answer(message, LandRequested, Landed, land_and_announce)
 
 
 async def announce_push(

@@ -14,6 +14,7 @@ import logging
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -21,6 +22,7 @@ from services.spawner.agent_run import AgentRun, RunContext, Verdict
 from services.spawner.exhausted import fail_exhausted, remove_leftovers
 from services.spawner.kills import KillRegistry, Running
 from services.spawner.lease import Lease
+from shared import tracing
 from shared.backoff import backoff_delay
 from shared.errors import IllegalTransitionError, StaleAttemptError
 from shared.lifecycle import AGENT_FINAL, TASK_FINAL
@@ -39,18 +41,33 @@ class Worker:
         self.nc = nc
 
     async def handle(self, msg: Msg) -> None:
-        """Run the task in ``msg`` and settle the message."""
+        """Run the task in ``msg`` and settle the message.
+
+        The delivery is a span of the task's trace (its context came in the message's
+        headers, put there at spawn), so every attempt, retries included, and all it asks
+        of gitops and gates hang under the gateway's ``spawn``.
+        """
         try:
             task = TaskQueued.from_bytes(msg.data)
         except ValidationError:
             log.error("dropping a malformed task message")
             await msg.term()
             return
+        if await self._held():
+            await msg.nak(delay=1.0)  # a kill-all is in force: the task waits in the queue
+            return
+        with tracing.serving(
+            "attempt",
+            msg.headers,
+            kind=SpanKind.CONSUMER,
+            agent_id=task.agent_id,
+            task_id=task.request.task_id,
+        ) as span:
+            await self._handle(msg, task, span)
+
+    async def _handle(self, msg: Msg, task: TaskQueued, span: Span) -> None:
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
         try:
-            if await self.ctx.tracker.store.held() is not None:
-                await msg.nak(delay=1.0)  # a kill-all is in force: the task waits in the queue
-                return
             attempt = await self._claim(task)
         except RedisError:
             log.warning("Valkey unreachable: the task goes back to the queue", extra=ids)
@@ -60,8 +77,10 @@ class Worker:
             log.info("task claimed by another spawner meanwhile", extra=ids)
             return
         if attempt is None:
+            span.set_attribute("mosaic.outcome", "not run (final or taken)")
             await msg.ack()
             return
+        span.set_attribute("mosaic.attempt", attempt)
         current = asyncio.current_task()
         assert current is not None
         running = self.kills.add(task.agent_id, task.request.task_id, current)
@@ -82,6 +101,7 @@ class Worker:
             self.kills.discard(task.agent_id)
         if verdict in (Verdict.RETRY, Verdict.HAND_BACK) and self._last_delivery(msg):
             verdict = await self._exhausted(task, attempt, verdict)
+        span.set_attribute("mosaic.outcome", verdict.value)
         with contextlib.suppress(Exception):
             if verdict is Verdict.DONE:
                 await msg.ack_sync()  # the server confirms: a settled task is never redelivered
@@ -92,6 +112,15 @@ class Worker:
             elif verdict is Verdict.HAND_BACK:
                 await msg.nak()
             # LOST: another spawner owns the task now; its message is not ours to settle
+
+    async def _held(self) -> bool:
+        """Whether a kill-all is in force (checked before a delivery becomes a span, so a
+        task waiting out a hold does not add a span a second). Valkey unreachable counts
+        as not held: the claim meets the same error and gives the task back."""
+        try:
+            return await self.ctx.tracker.store.held() is not None
+        except RedisError:
+            return False
 
     async def _claim(self, task: TaskQueued) -> int | None:
         """Move the task to ``assigned`` here; None when it must not run (final, killed).
