@@ -21,6 +21,7 @@ variables.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -288,6 +290,20 @@ def model_call(system: str, model: str) -> Iterator[Span]:
         attributes={"gen_ai.system": system, "gen_ai.request.model": model},
     ) as current:
         yield current
+
+
+def model_sdk_options(client_type: type) -> dict[str, Any]:
+    """Keyword arguments for a model SDK client (``AsyncAnthropic``) that turn off its own
+    spans and its trace headers to the model API.
+
+    ``model_call`` is the span of a call. The SDK's own would read
+    ``ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE``, and with ``content`` it would put
+    prompts, tool input and file contents into the trace; the trace context has no
+    business reaching a third party either. An SDK without the option gets nothing.
+    """
+    if "open_telemetry" not in inspect.signature(client_type).parameters:
+        return {}
+    return {"open_telemetry": {"traces": {"enabled": False}, "propagation": False}}
 
 
 def record_usage(

@@ -165,6 +165,7 @@ class Reviewer:
                 base_url=model.anthropic_base_url,
                 max_retries=3,
                 timeout=timeout,
+                **tracing.model_sdk_options(AsyncAnthropic),
             )
 
     @property

@@ -9,11 +9,13 @@ with its prefix and tag; auth via ``RequireOperator``/``RequireAdmin``, resource
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -131,6 +133,19 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def _no_framework_telemetry() -> dict[str, Any]:
+    """Turn off FastAPI's own OpenTelemetry (newer FastAPI has it, on by default).
+
+    It would make every request a span (health probes, the live feed) and parent the
+    task's root span (``spawn``, ``shared.tracing``) under the HTTP request's, which
+    belongs to no task; the gateway's spans are its own. An older FastAPI gets nothing.
+    """
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    off = ("tracing", "metrics", "logs", "operation_spans", "auto_configure")
+    return {"telemetry": dict.fromkeys(off, False)}
+
+
 def create_app(
     settings: GatewaySettings | None = None,
     nats: NatsSettings | None = None,
@@ -209,6 +224,7 @@ def create_app(
         dependencies=[Depends(errors.refuse_unknown_query)],
         docs_url="/docs" if settings.gateway_docs else None,
         redoc_url="/redoc" if settings.gateway_docs else None,
+        **_no_framework_telemetry(),
     )
     app.state.settings = settings
     app.state.metrics = gateway_metrics

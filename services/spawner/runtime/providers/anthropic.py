@@ -74,6 +74,7 @@ class AnthropicProvider:
             base_url=settings.anthropic_base_url,
             max_retries=max_retries,
             timeout=request_timeout,
+            **tracing.model_sdk_options(AsyncAnthropic),
         )
         self.model = settings.anthropic_model
         self.max_tokens = settings.anthropic_max_tokens
