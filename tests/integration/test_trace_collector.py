@@ -4,6 +4,7 @@ Valkey by the gateway's collector: capped, with a TTL, malformed batches dropped
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -92,10 +93,8 @@ async def test_a_malformed_batch_is_dropped_and_collecting_goes_on(
     nc = broker.connection
     await nc.publish(subjects.TRACE_SPANS, b'{"spans": [{"traceId": "not hex"}]}')
     await nc.publish(subjects.TRACE_SPANS, b"not json at all")
-    good = (
-        '{"spans": [{"traceId": "%s", "span": {"spanId": "00000000000000aa", "name": "ok",'
-        ' "service": "gates", "start": 1.0, "end": 2.0}}]}' % trace_id
-    )
+    span = {"spanId": "00000000000000aa", "name": "ok", "service": "gates", "start": 1, "end": 2}
+    good = json.dumps({"spans": [{"traceId": trace_id, "span": span}]})
     await nc.publish(subjects.TRACE_SPANS, good.encode())
     [span] = await spans_of(store, trace_id, 1)
     assert (span.name, span.service, span.parent_id) == ("ok", "gates", None)

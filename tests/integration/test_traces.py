@@ -39,6 +39,14 @@ COMMAND_SECRET = "ghp_" + "Q" * 36
 """A token in the agent's command line: user content a span must never show."""
 PROMPT_MARKER = "purple-elephant-prompt-text"
 FILE_MARKER = "content-marker-never-in-a-span"
+COMPLETED_OPERATIONS = (
+    "gitops.worktree.create",
+    "gitops.commit",
+    "gitops.base.status",
+    "gitops.push",
+    "gitops.worktree.remove",
+    "gates.check",
+)
 USAGE = {"input_tokens": 123, "output_tokens": 45, "cache_read_input_tokens": 6}
 
 
@@ -160,7 +168,9 @@ class Tree:
             assert span["attributes"]["mosaic.agent_id"] == agent_id, span
             assert span["end"] >= span["start"] > 1e12  # epoch milliseconds
         roots = [s for s in self.spans if s["parentId"] is None]
-        assert len(roots) == 1, [(s["name"], s["service"], s["spanId"], s["parentId"]) for s in self.spans]
+        assert len(roots) == 1, [
+            (s["name"], s["service"], s["spanId"], s["parentId"]) for s in self.spans
+        ]
         [root] = roots
         self.root = root
         for span in self.spans:  # one tree: every other span's parent is in the trace
@@ -183,7 +193,9 @@ class Tree:
     def served(self, operation: str, service: str, under: dict[str, Any]) -> None:
         """Each ``request <operation>`` under ``under`` has its responder's span, in
         ``service``, as its child."""
-        requests = [s for s in self.named(f"request {operation}") if s["parentId"] == under["spanId"]]
+        requests = [
+            s for s in self.named(f"request {operation}") if s["parentId"] == under["spanId"]
+        ]
         assert requests, f"no request {operation} under {under['name']}"
         for request in requests:
             assert request["service"] == under["service"]
@@ -201,13 +213,15 @@ def assert_no_secret(system: Supervisor, body: dict[str, Any]) -> None:
         "command token": COMMAND_SECRET,
         "task text": PROMPT_MARKER,
         "file content": FILE_MARKER,
-        **{name: value for name, value in system.tokens.items()},
+        **system.tokens,
     }
     passwords = system.config.home / "secrets" / "nats"
-    for path in passwords.iterdir() if passwords.is_dir() else ():
+    assert passwords.is_dir()  # NATS authorization is on: every service has a password
+    for path in passwords.iterdir():
         secrets[f"NATS password of {path.name}"] = path.read_text().strip()
     for what, value in secrets.items():
-        assert value and value not in text, f"the trace holds the {what}"
+        assert value, what
+        assert value not in text, f"the trace holds the {what}"
 
 
 def test_a_completed_tasks_trace_is_one_tree_across_the_services(
@@ -236,7 +250,7 @@ def test_a_completed_tasks_trace_is_one_tree_across_the_services(
     assert attempt["attributes"]["mosaic.attempt"] == 1
     assert attempt["attributes"]["mosaic.outcome"] == "done"
     assert attempt["attributes"]["mosaic.task_id"] == task
-    for operation in ("worktree.create", "commit", "push", "worktree.remove"):
+    for operation in ("worktree.create", "commit", "base.status", "push", "worktree.remove"):
         tree.served(f"gitops.{operation}", "gitops", attempt)
     tree.served("gates.check", "gates", attempt)
     assert tree.one("gates.check")["attributes"]["mosaic.gates.approved"] is True
@@ -254,6 +268,14 @@ def test_a_completed_tasks_trace_is_one_tree_across_the_services(
     assert tree.parent(tool) is attempt
     assert tool["attributes"]["mosaic.tool.error"] is False
     assert tree.services() == {"gateway", "spawner", "gitops", "gates"}
+    assert {s["name"] for s in tree.spans} == {  # nothing else (no library's own spans)
+        "spawn",
+        "attempt",
+        "model claude-trace-test",
+        "tool write_file",
+        *(f"request {op}" for op in COMPLETED_OPERATIONS),
+        *COMPLETED_OPERATIONS,
+    }, sorted({s["name"] for s in tree.spans})
 
     # the events the services recorded carry the trace id
     events = http.get(f"/agents/{agent_id}/events").json()

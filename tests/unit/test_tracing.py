@@ -82,7 +82,8 @@ def test_traceparent_round_trip_gives_the_parent(spans: InMemorySpanExporter) ->
     with tracing.span("later", parent=tracing.parent_from(kept)):
         pass
     root, later = by_name(spans, "root"), by_name(spans, "later")
-    assert later.parent is not None and later.parent.span_id == root.context.span_id
+    assert later.parent is not None
+    assert later.parent.span_id == root.context.span_id
     assert tracing.trace_id_of(kept) == format(root.context.trace_id, "032x")
     assert tracing.trace_id_of("not-a-traceparent") is None
     assert tracing.trace_id_of(None) is None
@@ -90,11 +91,15 @@ def test_traceparent_round_trip_gives_the_parent(spans: InMemorySpanExporter) ->
 
 
 def test_children_inherit_the_task_ids(spans: InMemorySpanExporter) -> None:
-    with tracing.span("attempt", agent_id="a9", task_id="t9"), tracing.span("tool"):
-        with tracing.span("deeper", agent_id="other"):
-            pass
+    with (
+        tracing.span("attempt", agent_id="a9", task_id="t9"),
+        tracing.span("tool"),
+        tracing.span("deeper", agent_id="other"),
+    ):
+        pass
     tool, deeper = by_name(spans, "tool"), by_name(spans, "deeper")
-    assert tool.attributes is not None and deeper.attributes is not None
+    assert tool.attributes is not None
+    assert deeper.attributes is not None
     assert tool.attributes[tracing.AGENT_ID] == "a9"
     assert tool.attributes[tracing.TASK_ID] == "t9"
     assert deeper.attributes[tracing.AGENT_ID] == "other"  # its own id wins
@@ -141,12 +146,14 @@ def test_a_command_is_recorded_as_its_program_only(command: str, word: str) -> N
 
 
 def test_the_wire_form_masks_secrets_and_keeps_the_tree(spans: InMemorySpanExporter) -> None:
-    with tracing.span("root", agent_id="a1", task_id="t1"):
-        with tracing.model_call("anthropic", "claude-test") as model:
-            tracing.record_usage(
-                model, input_tokens=12, output_tokens=34, cache_read=5, stop_reason="tool_use"
-            )
-            model.set_attribute("leak", "token ghp_" + "a" * 36)
+    with (
+        tracing.span("root", agent_id="a1", task_id="t1"),
+        tracing.model_call("anthropic", "claude-test") as model,
+    ):
+        tracing.record_usage(
+            model, input_tokens=12, output_tokens=34, cache_read=5, stop_reason="tool_use"
+        )
+        model.set_attribute("leak", "token ghp_" + "a" * 36)
     root, model_span = by_name(spans, "root"), by_name(spans, "model claude-test")
     message = to_message(model_span, "spawner")
     assert message.trace_id == format(root.context.trace_id, "032x")
