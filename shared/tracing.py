@@ -152,9 +152,13 @@ def publish_spans_with(broker: Publisher) -> None:
         _installed.bus.use(broker)
 
 
+_TRACER = trace.get_tracer("mosaic")
+"""OpenTelemetry's proxy: it follows the provider ``setup`` installs later."""
+
+
 def tracer() -> trace.Tracer:
     """The tracer every Mosaic span comes from."""
-    return trace.get_tracer("mosaic")
+    return _TRACER
 
 
 def _attributes(
