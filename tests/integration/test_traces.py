@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mosaic.client import MosaicClient
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.fakes.messages_api import FakeMessagesAPI, FakeReply, RecordedRequest, reply, tool_use
@@ -282,6 +283,12 @@ def test_a_completed_tasks_trace_is_one_tree_across_the_services(
     assert events[0]["traceId"] == tree.trace_id  # the gateway's creation event
     assert {e["traceId"] for e in events} == {tree.trace_id}
     assert_no_secret(system, tree.__dict__)
+
+    # the Python client reads the same trace
+    with MosaicClient(system.gateway_url, token=system.tokens["MOSAIC_API_TOKEN"]) as client:
+        read = client.get_agent_trace(agent_id)
+    assert read.trace_id == tree.trace_id
+    assert {s.span_id for s in read.spans} >= set(tree.by_id)
 
 
 def test_a_killed_tasks_trace_holds_all_five_services(
