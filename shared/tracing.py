@@ -229,6 +229,11 @@ def serving(
     )
 
 
+def annotate(attributes: Mapping[str, AttributeValue]) -> None:
+    """Add ``attributes`` to the current span (a no-op outside a recorded one)."""
+    trace.get_current_span().set_attributes(attributes)
+
+
 def inject(headers: Mapping[str, str] | None = None) -> dict[str, str]:
     """``headers`` plus the current trace context (``traceparent``, ``tracestate``)."""
     carrier = dict(headers or {})

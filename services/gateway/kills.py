@@ -19,6 +19,8 @@ from shared.messages.agents import AgentEvent, AgentState
 from shared.messages.kill import KillOrdered
 
 _FINAL = {s.value for s in AGENT_FINAL}
+_TRACE_LOOKUP_S = 0.25
+"""How long a kill order waits for its agent's trace context before going out without."""
 
 
 async def kill_and_wait(
@@ -70,9 +72,10 @@ async def _order_kill(deps: Resources, agent_id: str, body: bytes) -> None:
     """Publish one agent's kill order as a span of the agent's own trace (when it has
     one kept), so the killswitch's work on it joins the task's tree."""
     try:
-        parent = tracing.parent_from(await deps.store.agent_trace(agent_id))
-    except Exception:  # a kill never waits on, or fails for, its trace
-        parent = None
+        traceparent = await asyncio.wait_for(deps.store.agent_trace(agent_id), _TRACE_LOOKUP_S)
+    except Exception:  # a kill never waits long on, or fails for, its trace
+        traceparent = None
+    parent = tracing.parent_from(traceparent)
     with tracing.span("kill", kind=SpanKind.PRODUCER, parent=parent, agent_id=agent_id):
         headers = tracing.inject()
         await deps.broker.connection.publish(

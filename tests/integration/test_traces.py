@@ -329,6 +329,7 @@ def test_a_killed_tasks_trace_holds_all_five_services(
     assert tree.services() == {"gateway", "spawner", "gitops", "gates", "killswitch"}
     attempt = tree.one("attempt")
     assert tree.parent(attempt) is tree.root
+    assert attempt["attributes"]["mosaic.killed"] is True
     gates = tree.one("gates.check")
     assert gates["attributes"]["mosaic.gates.approved"] is False
     assert tree.parent(tree.parent(gates)) is attempt
