@@ -21,22 +21,19 @@ from shared.spanbus import SpanBus, to_message
 
 pytestmark = pytest.mark.unit
 
-_EXPORTER = InMemorySpanExporter()
-
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """The process's tracer provider, recording into an in-memory exporter."""
+    """The process's tracer provider, recording into an in-memory exporter for this test
+    only (shut down after it, so later tests in the session do not fill it)."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         tracing.install(provider)
-    if not getattr(provider, "_mosaic_test_exporter", False):
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        provider._mosaic_test_exporter = True  # type: ignore[attr-defined]
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
 
 
 def by_name(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
