@@ -27,6 +27,7 @@ from shared.messages.base import CamelModel
 from shared.messages.checks import PreCheck
 from shared.messages.gates import GateDecision
 from shared.messages.tasks import SpawnAgentRequest
+from shared.messages.traces import AgentTrace
 
 DEFAULT_URL = "http://127.0.0.1:3001"
 
@@ -358,6 +359,10 @@ class MosaicClient(_Base):
         raw = self._send(_Call("GET", f"/agents/{agent_id}/events"))
         return [AgentEvent.model_validate(e) for e in raw]
 
+    def get_agent_trace(self, agent_id: str) -> AgentTrace:
+        """The agent's task trace: its spans across the services, by start time."""
+        return AgentTrace.model_validate(self._send(_Call("GET", f"/agents/{agent_id}/trace")))
+
     def list_agents(
         self,
         state: str | None = None,
@@ -548,6 +553,11 @@ class AsyncMosaicClient(_Base):
         """One agent's stored event history, in order."""
         raw = await self._send(_Call("GET", f"/agents/{agent_id}/events"))
         return [AgentEvent.model_validate(e) for e in raw]
+
+    async def get_agent_trace(self, agent_id: str) -> AgentTrace:
+        """The agent's task trace: its spans across the services, by start time."""
+        raw = await self._send(_Call("GET", f"/agents/{agent_id}/trace"))
+        return AgentTrace.model_validate(raw)
 
     async def list_agents(
         self,

@@ -3,7 +3,8 @@
 Each service connects as its own user and may publish and subscribe only what it needs;
 only ``admin`` may publish ``mosaic.kill.all``, and only the spawner and the killswitch
 (who move agents) may publish ``mosaic.events.>``, the live feed ``kill_and_wait`` trusts.
-Sandboxes get no NATS credentials at all.
+Every service may publish its finished spans on ``mosaic.traces.spans``; only the
+gateway subscribes to them. Sandboxes get no NATS credentials at all.
 Passwords are generated once under ``<home>/secrets/nats/<user>`` (0600) and written,
 with the permissions, to ``<home>/nats/auth.conf`` (0600), which nats-server reads.
 
@@ -62,6 +63,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.GITOPS_DIFF,  # GET /agents/{agentId}/diff (read only)
             subjects.GITOPS_CHECK,  # POST /agents/check
             subjects.SPAWNER_ENVIRONMENT_CHECK,  # POST /agents/check (docker spawners)
+            subjects.TRACE_SPANS,  # its own spans (spawn, kill), collected by a gateway
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
             f"{AUDIT_PREFIX}.>",  # resume and the federation's entries
@@ -71,13 +73,14 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.*",
             f"$JS.API.CONSUMER.DELETE.{AUDIT_STREAM}.*",
         ],
-        "subscribe": [subjects.EVENTS_ALL, _INBOX],
+        "subscribe": [subjects.EVENTS_ALL, subjects.TRACE_SPANS, _INBOX],
     },
     "spawner": {
         "publish": [
             f"{subjects.EVENTS_PREFIX}.>",
             "mosaic.gitops.>",
             subjects.GATES_CHECK,
+            subjects.TRACE_SPANS,
             subjects.health("spawner"),
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
@@ -103,17 +106,27 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "gitops": {
-        "publish": [subjects.health("gitops"), subjects.REPO_PUSHED, *_audit_write(KIND_MERGE)],
+        "publish": [
+            subjects.health("gitops"),
+            subjects.REPO_PUSHED,
+            subjects.TRACE_SPANS,
+            *_audit_write(KIND_MERGE),
+        ],
         "subscribe": ["mosaic.gitops.>", subjects.health("gitops"), _INBOX],
     },
     "gates": {
-        "publish": [subjects.health("gates"), *_audit_write(KIND_GATE_SKIPPED)],
+        "publish": [
+            subjects.health("gates"),
+            subjects.TRACE_SPANS,
+            *_audit_write(KIND_GATE_SKIPPED),
+        ],
         "subscribe": [subjects.GATES_CHECK, subjects.health("gates"), _INBOX],
     },
     "killswitch": {
         "publish": [
             f"{subjects.EVENTS_PREFIX}.>",
             subjects.GITOPS_WORKTREE_REMOVE,
+            subjects.TRACE_SPANS,
             subjects.health("killswitch"),
             *_audit_write(KIND_KILL, KIND_KILL_ALL),
         ],

@@ -6,12 +6,14 @@ import logging
 from typing import TypeVar
 
 from faststream.nats import NatsBroker
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared import tracing
 from shared.errors import BusUnavailableError
 from shared.messages.base import Message
 from shared.replies import refuse_malformed
@@ -23,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
-    """A FastStream NATS broker that reconnects forever (services outlive NATS restarts)
-    and answers a request it cannot read with an error naming the fields (``replies``)."""
-    return NatsBroker(
+    """A FastStream NATS broker that reconnects forever (services outlive NATS restarts),
+    answers a request it cannot read with an error naming the fields (``replies``), and
+    publishes the process's finished spans of tasks (``shared.spanbus``)."""
+    broker = NatsBroker(
         settings.nats_url,
         name=name,
         connect_timeout=int(settings.nats_connect_timeout),
@@ -36,6 +39,8 @@ def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
         log_level=logging.DEBUG,
         middlewares=[refuse_malformed()],
     )
+    tracing.publish_spans_with(broker)
+    return broker
 
 
 def make_valkey(settings: ValkeySettings) -> Redis:
@@ -54,14 +59,27 @@ async def request(
 ) -> ReplyT:
     """Send ``message`` and parse the reply as ``reply_type``.
 
-    Raises ``BusUnavailableError`` (retryable) when nobody answers in time.
+    The request is a client span of the current trace, whose context goes along in the
+    headers, so the responder's span is its child. Raises ``BusUnavailableError``
+    (retryable) when nobody answers in time.
     """
-    try:
-        reply = await broker.request(message.to_bytes(), subject, timeout=timeout)
-    except TimeoutError as exc:
-        raise BusUnavailableError(f"no answer on {subject} within {timeout}s") from exc
-    except Exception as exc:  # nats raises NoRespondersError and friends
-        if type(exc).__name__ in {"NoRespondersError", "TimeoutError", "ConnectionClosedError"}:
-            raise BusUnavailableError(f"no responder on {subject}: {type(exc).__name__}") from exc
-        raise
-    return reply_type.from_bytes(reply.body)
+    with tracing.span(
+        f"request {subject.removeprefix('mosaic.')}",
+        kind=SpanKind.CLIENT,
+        agent_id=getattr(message, "agent_id", None),
+        task_id=getattr(message, "task_id", None),
+        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+    ):
+        try:
+            reply = await broker.request(
+                message.to_bytes(), subject, headers=tracing.inject(), timeout=timeout
+            )
+        except TimeoutError as exc:
+            raise BusUnavailableError(f"no answer on {subject} within {timeout}s") from exc
+        except Exception as exc:  # nats raises NoRespondersError and friends
+            if type(exc).__name__ in {"NoRespondersError", "TimeoutError", "ConnectionClosedError"}:
+                raise BusUnavailableError(
+                    f"no responder on {subject}: {type(exc).__name__}"
+                ) from exc
+            raise
+        return reply_type.from_bytes(reply.body)

@@ -12,7 +12,7 @@ import nats
 from nats.aio.client import Client
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import subjects
+from shared import subjects, tracing
 
 
 class KillOrderSettings(BaseSettings):
@@ -26,17 +26,19 @@ class KillOrderSettings(BaseSettings):
 async def publish_kill(
     nc: Client, subject: str, body: bytes, settings: KillOrderSettings | None = None
 ) -> None:
-    """Publish a kill order on core NATS and flush it (kill-all as the admin if configured)."""
+    """Publish a kill order on core NATS and flush it (kill-all as the admin if configured);
+    the current trace context goes along in the headers."""
     admin_url = (settings or KillOrderSettings()).nats_admin_url
+    headers = tracing.inject()
     if subject != subjects.KILL_ALL or not admin_url:
-        await nc.publish(subject, body)
+        await nc.publish(subject, body, headers=headers or None)
         await nc.flush()
         return
     admin = await nats.connect(
         admin_url, name="kill-all", connect_timeout=2, max_reconnect_attempts=0
     )
     try:
-        await admin.publish(subject, body)
+        await admin.publish(subject, body, headers=headers or None)
         await admin.flush()
     finally:
         await admin.close()

@@ -20,7 +20,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError as JsNotFoundError
 
-from shared import subjects
+from shared import subjects, tracing
 from shared.messages.tasks import TaskQueued
 
 PRIORITIES = range(1, 11)
@@ -75,13 +75,14 @@ async def ensure_consumers(js: JetStreamContext, ack_wait_s: float, max_deliver:
 
 
 async def publish_task(js: JetStreamContext, task: TaskQueued, timeout: float = 5.0) -> PubAck:
-    """Store a task durably; answers only once JetStream has it."""
+    """Store a task durably; answers only once JetStream has it. The current trace
+    context rides along in the headers (every delivery, retries included, continues it)."""
     return await js.publish(
         subjects.task_subject(task.request.priority),
         task.to_bytes(),
         timeout=timeout,
         stream=subjects.TASKS_STREAM,
-        headers={"Nats-Msg-Id": task.request.task_id},
+        headers=tracing.inject({"Nats-Msg-Id": task.request.task_id}),
     )
 
 

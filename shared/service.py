@@ -12,7 +12,7 @@ from collections.abc import Callable
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
-from shared import subjects
+from shared import subjects, tracing
 from shared.logs import configure_logging
 from shared.settings import HomeSettings
 
@@ -40,9 +40,11 @@ def add_health(broker: NatsBroker, service: str) -> None:
 
 
 def run(service: str, create_app: Callable[[], FastStream]) -> None:
-    """Entry point of ``python -m services.<service>``: configure logs, run until SIGTERM."""
+    """Entry point of ``python -m services.<service>``: configure logs and tracing, run
+    until SIGTERM."""
     home = HomeSettings()
     configure_logging(service, home.log_level, home.log_format)
+    tracing.setup(service)
     app = create_app()
     log.info("starting %s", service)
     asyncio.run(app.run())

@@ -13,6 +13,8 @@ Layout (``<p>`` is the key prefix, ``mosaic`` by default, unique per test):
 - ``<p>:spend:totals``  hash: all-time spend by model and agent type (Prometheus counters)
 - ``<p>:budget:hold:<day>`` / ``<p>:budget:resumed:<day>``  the day's budget hold, and
   the mark an admin's resume leaves so the day's budget does not hold again
+- ``<p>:agent:<agentId>:trace``  the ``traceparent`` of the task's root span (TTL)
+- ``<p>:trace:<traceId>:spans``  list of ``TraceSpan`` JSON, capped (TTL)
 
 Every state change is one Lua script: check the current values, write the new ones, bump
 ``seq`` and append the event, all or nothing.
@@ -39,7 +41,9 @@ from shared.messages.conversation import (
     ConversationPage,
 )
 from shared.messages.spend import Spend, TokenUsage
+from shared.messages.traces import TraceSpan
 from shared.spending import CHARGE, SPEND_FIELDS, TOKEN_FIELDS, Charged, utc_day
+from shared.tracing import current_trace_id
 
 SPEND_DAYS_KEPT = 40
 """How long a day's spend (and its hold) is kept, in days."""
@@ -324,6 +328,7 @@ class StateStore:
             kind=kind,
             state=agent.value if agent else (task.value if task else None),
             detail={**(detail or {}), **({"taskState": task.value} if task and agent else {})},
+            trace_id=current_trace_id(),
         )
         flat: list[str] = []
         for name, value in sets.items():
@@ -445,6 +450,34 @@ class StateStore:
             total=int(total),
             dropped=int(dropped or 0),
         )
+
+    async def set_agent_trace(self, agent_id: str, traceparent: str, ttl_s: int) -> None:
+        """Remember the ``traceparent`` of the agent's root span (a kill continues it)."""
+        await self._redis.set(self.key("agent", agent_id, "trace"), traceparent, ex=ttl_s)
+
+    async def agent_trace(self, agent_id: str) -> str | None:
+        """The ``traceparent`` of the agent's root span, None when none is kept."""
+        value = await self._redis.get(self.key("agent", agent_id, "trace"))
+        return _text(value) if value is not None else None
+
+    async def add_trace_spans(
+        self, trace_id: str, spans: list[TraceSpan], *, cap: int, ttl_s: int
+    ) -> None:
+        """Append finished spans to a trace: the newest ``cap`` are kept, for ``ttl_s``
+        after the last one arrived."""
+        if not spans:
+            return
+        key = self.key("trace", trace_id, "spans")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, *(span.model_dump_json() for span in spans))
+            pipe.ltrim(key, -cap, -1)
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def trace_spans(self, trace_id: str) -> list[TraceSpan]:
+        """The kept spans of a trace, in the order they arrived."""
+        raw = await self._redis.lrange(self.key("trace", trace_id, "spans"), 0, -1)
+        return [TraceSpan.model_validate_json(r) for r in raw]
 
     async def hold_all(self, reason: str | None, requested_by: str | None) -> None:
         """Record a kill-all: no task starts until ``release_all`` (survives restarts)."""

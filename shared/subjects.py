@@ -48,6 +48,12 @@ REPO_PUSHED = "mosaic.repo.pushed"
 GATES_QUEUE = "gates"
 GATES_CHECK = "mosaic.gates.check"
 
+# Finished spans of tasks (core NATS, fire-and-forget): every service publishes them
+# (``shared.spanbus``), the gateway keeps them per trace for ``GET /agents/{id}/trace``;
+# one gateway of the queue group stores each batch.
+TRACE_SPANS = "mosaic.traces.spans"
+TRACE_COLLECTORS = "gateway-traces"
+
 # Liveness probes: every service answers ``mosaic.health.<service>``.
 HEALTH_PREFIX = "mosaic.health"
 

@@ -16,6 +16,7 @@ from faststream.nats import NatsBroker
 from shared import subjects
 from shared.messages.agents import AgentEvent, AgentState, EventKind, TaskState
 from shared.store import StateStore
+from shared.tracing import current_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,12 @@ class AgentTracker:
         """Append an event that is not a transition (creation, progress, gate, cleanup)."""
         event = await self.store.append_event(
             AgentEvent(
-                agent_id=agent_id, task_id=task_id, kind=kind, state=state, detail=dict(detail)
+                agent_id=agent_id,
+                task_id=task_id,
+                kind=kind,
+                state=state,
+                detail=dict(detail),
+                trace_id=current_trace_id(),
             ),
             fence=fence,
         )

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gates.errors import ReviewerUnavailableError
 from services.gates.mechanical import not_checked, trim
+from shared import tracing
 from shared.gatesfile import AI_REVIEW
 from shared.messages.gates import GateResult
 from shared.messages.spend import TokenUsage
@@ -178,6 +179,7 @@ class Reviewer:
                 base_url=model.anthropic_base_url,
                 max_retries=3,
                 timeout=timeout,
+                **tracing.model_sdk_options(AsyncAnthropic),
             )
 
     @property
@@ -209,29 +211,38 @@ class Reviewer:
             "content": review_prompt(diff, truncated, work_items),
         }
         started = time.monotonic()
-        try:
-            response = await self._client.messages.create(
-                model=self._model.anthropic_model,
-                max_tokens=min(self._model.anthropic_max_tokens, 4096),
-                system=SYSTEM,
-                tools=[REVIEW_TOOL],
-                tool_choice=_CHOICE,
-                messages=[message],
+        with tracing.model_call("anthropic", self._model.anthropic_model) as span:
+            try:
+                response = await self._client.messages.create(
+                    model=self._model.anthropic_model,
+                    max_tokens=min(self._model.anthropic_max_tokens, 4096),
+                    system=SYSTEM,
+                    tools=[REVIEW_TOOL],
+                    tool_choice=_CHOICE,
+                    messages=[message],
+                )
+            except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+                raise ReviewerUnavailableError(
+                    f"the reviewer model refused the credentials: {exc.message}", retryable=False
+                ) from exc
+            except anthropic.BadRequestError as exc:
+                raise ReviewerUnavailableError(
+                    f"the reviewer request was refused: {exc.message}", retryable=False
+                ) from exc
+            except anthropic.APIStatusError as exc:
+                raise ReviewerUnavailableError(
+                    f"the reviewer model answered {exc.status_code}: {exc.message}"
+                ) from exc
+            except anthropic.APIError as exc:
+                raise ReviewerUnavailableError(f"the reviewer model is unreachable: {exc}") from exc
+            tracing.record_usage(
+                span,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cache_read=response.usage.cache_read_input_tokens or 0,
+                cache_write=response.usage.cache_creation_input_tokens or 0,
+                stop_reason=response.stop_reason,
             )
-        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            raise ReviewerUnavailableError(
-                f"the reviewer model refused the credentials: {exc.message}", retryable=False
-            ) from exc
-        except anthropic.BadRequestError as exc:
-            raise ReviewerUnavailableError(
-                f"the reviewer request was refused: {exc.message}", retryable=False
-            ) from exc
-        except anthropic.APIStatusError as exc:
-            raise ReviewerUnavailableError(
-                f"the reviewer model answered {exc.status_code}: {exc.message}"
-            ) from exc
-        except anthropic.APIError as exc:
-            raise ReviewerUnavailableError(f"the reviewer model is unreachable: {exc}") from exc
         duration = int((time.monotonic() - started) * 1000)
         usage = _usage(response, self._model.anthropic_model)
         answer = parse_answer(response.content)

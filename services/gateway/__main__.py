@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from services.gateway.app import create_app
 from services.gateway.auth import GatewayConfigError
 from services.gateway.settings import GatewaySettings
+from shared import tracing
 from shared.logs import configure_logging
 from shared.settings import HomeSettings
 
@@ -22,6 +23,7 @@ def main() -> int:
     """Run until SIGTERM/SIGINT (uvicorn drains in-flight requests)."""
     home = HomeSettings()
     configure_logging("gateway", home.log_level, home.log_format)
+    tracing.setup("gateway")
     settings = GatewaySettings()
     try:
         app = create_app(settings)

@@ -9,11 +9,13 @@ with its prefix and tag; auth via ``RequireOperator``/``RequireAdmin``, resource
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,8 +49,10 @@ from services.gateway.routes import (
     queue,
     session,
     spend,
+    traces,
 )
 from services.gateway.settings import GatewaySettings
+from services.gateway.traces import SpanCollector
 from shared.bus import make_broker, make_valkey
 from shared.federation.settings import FederationSettings
 from shared.queue import ensure_stream
@@ -64,6 +68,7 @@ ROUTERS: tuple[ModuleType, ...] = (
     session,
     agents,
     agent_page,
+    traces,
     control,
     audit,
     queue,
@@ -133,6 +138,19 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def _no_framework_telemetry() -> dict[str, Any]:
+    """Turn off FastAPI's own OpenTelemetry (newer FastAPI has it, on by default).
+
+    It would make every request a span (health probes, the live feed) and parent the
+    task's root span (``spawn``, ``shared.tracing``) under the HTTP request's, which
+    belongs to no task; the gateway's spans are its own. An older FastAPI gets nothing.
+    """
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    off = ("tracing", "metrics", "logs", "operation_spans", "auto_configure")
+    return {"telemetry": dict.fromkeys(off, False)}
+
+
 def create_app(
     settings: GatewaySettings | None = None,
     nats: NatsSettings | None = None,
@@ -172,6 +190,13 @@ def create_app(
             reorder_wait=settings.feed_reorder_wait_s,
         )
         await feed.start()
+        collector = SpanCollector(
+            broker.connection,
+            store,
+            cap=settings.trace_max_spans,
+            ttl_s=settings.trace_ttl_s,
+        )
+        await collector.start()
         app.state.loop = asyncio.get_running_loop()
         app.state.resources = Resources(
             broker=broker,
@@ -192,6 +217,7 @@ def create_app(
         try:
             yield
         finally:
+            await collector.stop()
             await feed.stop()
             await broker.stop()
             await redis.aclose()
@@ -206,6 +232,7 @@ def create_app(
         dependencies=[Depends(errors.refuse_unknown_query)],
         docs_url="/docs" if settings.gateway_docs else None,
         redoc_url="/redoc" if settings.gateway_docs else None,
+        **_no_framework_telemetry(),
     )
     app.state.settings = settings
     app.state.metrics = gateway_metrics

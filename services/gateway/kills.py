@@ -9,15 +9,18 @@ import asyncio
 import contextlib
 
 from nats.aio.msg import Msg
+from opentelemetry.trace import SpanKind
 
 from services.gateway.deps import Resources
-from shared import subjects
+from shared import subjects, tracing
 from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentState
 from shared.messages.kill import KillOrdered
 
 _FINAL = {s.value for s in AGENT_FINAL}
+_TRACE_LOOKUP_S = 0.25
+"""How long a kill order waits for its agent's trace context before going out without."""
 
 
 async def kill_and_wait(
@@ -45,7 +48,7 @@ async def kill_and_wait(
             await publish_kill(nc, subjects.KILL_ALL, body)
         else:
             for agent_id in agent_ids:
-                await nc.publish(subjects.kill_agent(agent_id), body)
+                await _order_kill(deps, agent_id, body)
         await nc.flush()
         for agent_id in list(pending):  # final before we listened
             record = await deps.store.get_agent(agent_id)
@@ -63,6 +66,21 @@ async def kill_and_wait(
             if record is not None:
                 final[agent_id] = record.state
     return final
+
+
+async def _order_kill(deps: Resources, agent_id: str, body: bytes) -> None:
+    """Publish one agent's kill order as a span of the agent's own trace (when it has
+    one kept), so the killswitch's work on it joins the task's tree."""
+    try:
+        traceparent = await asyncio.wait_for(deps.store.agent_trace(agent_id), _TRACE_LOOKUP_S)
+    except Exception:  # a kill never waits long on, or fails for, its trace
+        traceparent = None
+    parent = tracing.parent_from(traceparent)
+    with tracing.span("kill", kind=SpanKind.PRODUCER, parent=parent, agent_id=agent_id):
+        headers = tracing.inject()
+        await deps.broker.connection.publish(
+            subjects.kill_agent(agent_id), body, headers=headers or None
+        )
 
 
 async def live_agents(deps: Resources, agent_ids: list[str] | None = None) -> list[str]:

@@ -26,6 +26,10 @@ class GatewaySettings(BaseSettings):
     """How long the feed holds a later event while an earlier one of the same agent is late."""
     ws_max_connections: int = Field(default=100, ge=1, le=100_000)
     """Live-feed WebSockets open at once (per gateway process); more are refused."""
+    trace_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    """How long a task's spans are kept after the last one arrived."""
+    trace_max_spans: int = Field(default=5000, ge=10, le=1_000_000)
+    """Spans kept per trace (the newest); a runaway agent cannot fill Valkey."""
     gateway_docs: bool = False
     """Serve the API explorer (``/docs``, ``/redoc``; its assets come from a CDN)."""
     gateway_precheck_timeout_s: float = Field(default=20.0, gt=0, le=600)

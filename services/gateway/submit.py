@@ -8,8 +8,10 @@ import os
 import uuid
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from services.gateway.errors import InvalidInputError
+from shared import tracing
 from shared.errors import BusUnavailableError, MosaicError
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
@@ -48,6 +50,7 @@ async def submit(
     default_profile: str,
     yolo: bool,
     spawners: SpawnerRegistry,
+    trace_ttl_s: int = 7 * 24 * 3600,
 ) -> tuple[AgentRecord, bool]:
     """Store and queue a task; returns (record, created). A known task id is not re-queued.
 
@@ -56,6 +59,10 @@ async def submit(
     ``NoSpawnerReadyError`` (503, nothing stored) when spawners run but none can
     run an agent (no sandbox, no model): queueing would only hide the reason. With no
     spawner registered at all the task is queued and waits for one.
+
+    A created task starts its trace here: the root span (``spawn``) is current while the
+    task is queued, so its context rides in the task message's headers, and its
+    ``traceparent`` is kept for ``trace_ttl_s`` (a kill continues the trace).
     """
     if not connected:  # fail fast: never 202 for a task JetStream may not have stored
         raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
@@ -96,20 +103,35 @@ async def submit(
         return await store.require_agent(agent_id), False
     # The creation event goes into the history before the task is queued, so it is
     # seq 1 even when a spawner picks the task up at once; it is published afterwards.
-    try:
-        event = await store.append_event(
-            AgentEvent(
-                agent_id=record.agent_id,
-                task_id=record.task_id,
-                kind="state",
-                state="spawning",
-                detail={"taskState": "pending"},
+    with tracing.span(
+        "spawn",
+        kind=SpanKind.SERVER,
+        agent_id=record.agent_id,
+        task_id=record.task_id,
+        attributes={
+            "mosaic.agent_type": record.agent_type,
+            "mosaic.priority": record.priority,
+            "mosaic.gate_profile": record.gate_profile,
+        },
+    ):
+        try:
+            traceparent = tracing.current_traceparent()
+            if traceparent is not None:
+                await store.set_agent_trace(record.agent_id, traceparent, trace_ttl_s)
+            event = await store.append_event(
+                AgentEvent(
+                    agent_id=record.agent_id,
+                    task_id=record.task_id,
+                    kind="state",
+                    state="spawning",
+                    detail={"taskState": "pending"},
+                    trace_id=tracing.current_trace_id(),
+                )
             )
-        )
-        await publish_task(js, TaskQueued(agent_id=record.agent_id, request=request))
-    except Exception as exc:
-        await _forget(tracker, record)
-        raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
+            await publish_task(js, TaskQueued(agent_id=record.agent_id, request=request))
+        except Exception as exc:
+            await _forget(tracker, record)
+            raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
     await tracker.announce(event)
     log.info(
         "queued task %s as agent %s",

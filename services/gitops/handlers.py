@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 
 from services.gitops import (
     agentdiff,
@@ -29,7 +30,7 @@ from services.gitops.errors import ConflictError, GitOpsError, SecretFoundError
 from services.gitops.fencing import Fences
 from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
-from shared import subjects
+from shared import subjects, tracing
 from shared.messages.base import Failure, Message
 from shared.messages.checks import RepositoryChecked, RepositoryCheckRequested
 from shared.messages.diffs import DiffFound, DiffRequested
@@ -80,26 +81,39 @@ def error_reply(reply_type: type[ReplyT], exc: GitOpsError) -> ReplyT:
 
 async def answer(
     request: RequestT,
+    message: NatsMessage,
     reply_type: type[ReplyT],
     work: Callable[[RequestT], Awaitable[ReplyT]],
 ) -> ReplyT:
-    """Run ``work`` on the request; a gitops error becomes the reply's ``error``."""
-    extra = {
+    """Run ``work`` on the request, as a span continuing the requester's trace (its
+    context came in the request's headers); a gitops error becomes the reply's ``error``."""
+    ids = {
         "agent_id": getattr(request, "agent_id", None),
         "task_id": getattr(request, "task_id", None),
     }
     name = type(request).__name__
-    try:
-        return await work(request)
-    except GitOpsError as exc:
-        log.info("%s refused: %s (%s)", name, exc.code, exc.message, extra=extra)
-        return error_reply(reply_type, exc)
-    except Exception as exc:
-        log.exception("%s failed unexpectedly", name, extra=extra)
-        crash = GitOpsError(
-            f"internal error: {type(exc).__name__}", code="internal", retryable=True
-        )
-        return error_reply(reply_type, crash)
+    subject = message.raw_message.subject
+    with tracing.serving(
+        subject.removeprefix("mosaic."),
+        message.headers,
+        agent_id=ids["agent_id"],
+        task_id=ids["task_id"],
+    ) as span:
+        try:
+            reply = await work(request)
+        except GitOpsError as exc:
+            log.info("%s refused: %s (%s)", name, exc.code, exc.message, extra=ids)
+            reply = error_reply(reply_type, exc)
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", name, extra=ids)
+            crash = GitOpsError(
+                f"internal error: {type(exc).__name__}", code="internal", retryable=True
+            )
+            reply = error_reply(reply_type, crash)
+        error = getattr(reply, "error", None)
+        if isinstance(error, Failure):
+            span.set_attribute("mosaic.error_code", error.code)
+        return reply
 
 
 def register(broker: NatsBroker, cache: RepoCache) -> None:
@@ -110,9 +124,10 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(
         subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE, max_workers=workers
     )
-    async def worktree_create(request: WorktreeRequested) -> WorktreeReady:
+    async def worktree_create(request: WorktreeRequested, message: NatsMessage) -> WorktreeReady:
         return await answer(
             request,
+            message,
             WorktreeReady,
             lambda request: fences.run(request, lambda: worktrees.create_worktree(cache, request)),
         )
@@ -120,42 +135,48 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(
         subjects.GITOPS_WORKTREE_REMOVE, queue=subjects.GITOPS_QUEUE, max_workers=workers
     )
-    async def worktree_remove(request: WorktreeRemoveRequested) -> WorktreeRemoved:
+    async def worktree_remove(
+        request: WorktreeRemoveRequested, message: NatsMessage
+    ) -> WorktreeRemoved:
         return await answer(
             request,
+            message,
             WorktreeRemoved,
             lambda request: fences.run(request, lambda: worktrees.remove_worktree(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def commit(request: CommitRequested) -> CommitMade:
+    async def commit(request: CommitRequested, message: NatsMessage) -> CommitMade:
         return await answer(
             request,
+            message,
             CommitMade,
             lambda request: fences.run(request, lambda: commits.commit(cache, request)),
         )
 
     @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def push(request: PushRequested) -> PushDone:
+    async def push(request: PushRequested, message: NatsMessage) -> PushDone:
         async def push_and_announce(request: PushRequested) -> PushDone:
             done = await fences.run(request, lambda: conflicts.push(cache, request))
             await announce_push(broker, cache, request, done)
             return done
 
-        return await answer(request, PushDone, push_and_announce)
+        return await answer(request, message, PushDone, push_and_announce)
 
     @broker.subscriber(subjects.GITOPS_CHANGES, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def agent_changes(request: ChangesRequested) -> ChangesFound:
+    async def agent_changes(request: ChangesRequested, message: NatsMessage) -> ChangesFound:
         return await answer(
             request,
+            message,
             ChangesFound,
             lambda request: changes.agent_changes(cache, request),
         )
 
     @broker.subscriber(subjects.GITOPS_DIFF, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def agent_diff(request: DiffRequested) -> DiffFound:
+    async def agent_diff(request: DiffRequested, message: NatsMessage) -> DiffFound:
         return await answer(
             request,
+            message,
             DiffFound,
             lambda request: agentdiff.agent_diff(cache, request),
         )
@@ -163,25 +184,30 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     @broker.subscriber(
         subjects.GITOPS_BASE_STATUS, queue=subjects.GITOPS_QUEUE, max_workers=workers
     )
-    async def base_status(request: BaseStatusRequested) -> BaseStatus:
+    async def base_status(request: BaseStatusRequested, message: NatsMessage) -> BaseStatus:
         return await answer(
             request,
+            message,
             BaseStatus,
             lambda request: basestatus.base_status(cache, request),
         )
 
     @broker.subscriber(subjects.GITOPS_CHECK, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def check_repository(request: RepositoryCheckRequested) -> RepositoryChecked:
+    async def check_repository(
+        request: RepositoryCheckRequested, message: NatsMessage
+    ) -> RepositoryChecked:
         return await answer(
             request,
+            message,
             RepositoryChecked,
             lambda request: precheck.check_repository(cache, request),
         )
 
     @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def integrate_branch(request: IntegrateRequested) -> Integrated:
+    async def integrate_branch(request: IntegrateRequested, message: NatsMessage) -> Integrated:
         return await answer(
             request,
+            message,
             Integrated,
             lambda request: fences.run(request, lambda: integrate.integrate(cache, request)),
         )
@@ -189,7 +215,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
     merges = MergeAudit(broker)
 
     @broker.subscriber(subjects.GITOPS_LAND, queue=subjects.GITOPS_QUEUE, max_workers=workers)
-    async def land(request: LandRequested) -> Landed:
+    async def land(request: LandRequested, message: NatsMessage) -> Landed:
         async def land_and_announce(request: LandRequested) -> Landed:
             landed = await fences.run(request, lambda: merges.land(cache, request))
             if landed.commit is not None:  # the agent branch was pushed too: forecast it
@@ -203,7 +229,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
                 await announce_push(broker, cache, where, pushed)
             return landed
 
-        return await answer(request, Landed, land_and_announce)
+        return await answer(request, message, Landed, land_and_announce)
 
 
 async def announce_push(

@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
+from opentelemetry.trace import SpanKind
 
 from services.killswitch.logic import Killswitch, Outcome
-from shared import subjects
+from shared import subjects, tracing
 from shared.audit import KIND_KILL, KIND_KILL_ALL
 from shared.messages.audit import AuditEntry
 from shared.messages.kill import KillOrdered, KillReport
@@ -59,7 +60,18 @@ class KillHandlers:
         received = time.monotonic()
         agent_id = msg.subject[len(subjects.KILL_AGENT_PREFIX) + 1 :]
         order = KillOrdered.lenient(msg.data)
-        outcome = await self.ks.kill_one(agent_id, order, received)
+        # A span of the agent's trace when the order carried its context (the gateway's
+        # kill does): what the killswitch did, and its cleanup requests, join the task.
+        with tracing.serving(
+            "killswitch.kill", msg.headers, kind=SpanKind.CONSUMER, agent_id=agent_id
+        ) as span:
+            outcome = await self.ks.kill_one(agent_id, order, received)
+            span.set_attributes(
+                {
+                    "mosaic.kill.by": outcome.by,
+                    "mosaic.kill.state": outcome.state.value if outcome.state else "unknown",
+                }
+            )
         log.warning(
             "kill of %s: %s by %s in %.0f ms (reason: %s)",
             agent_id,

@@ -31,6 +31,7 @@ from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import AgentOutcome, AgentSpec, Bounds
 from services.spawner.settings import SpawnerSettings
 from services.spawner.spending import SpendMeter, SpendPolicy
+from shared import tracing
 from shared.environments import NO_ENVIRONMENT, Environments, PreparedEnvironment
 from shared.errors import IllegalTransitionError, MosaicError, StaleAttemptError, is_stale
 from shared.kill_metrics import KILL_LATENCY, KILLS
@@ -559,6 +560,7 @@ class AgentRun:
     async def _killed(self) -> None:
         order = self.running.order
         reason = order.reason if order and order.reason else "no reason given"
+        tracing.annotate({"mosaic.killed": True})
         if self._sandbox is not None:
             with contextlib.suppress(Exception):  # the killswitch may have removed it already
                 await self._sandbox.kill()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -22,6 +23,7 @@ from services.spawner.agent_run import AgentRun, RunContext, Verdict
 from services.spawner.exhausted import fail_exhausted, remove_leftovers
 from services.spawner.kills import KillRegistry, Running
 from services.spawner.lease import Lease
+from shared import tracing
 from shared.backoff import backoff_delay
 from shared.errors import IllegalTransitionError, StaleAttemptError
 from shared.lifecycle import AGENT_FINAL, TASK_FINAL
@@ -49,21 +51,33 @@ class Worker:
         until it is lifted (no message spends its deliveries waiting for the next day)."""
 
     async def handle(self, msg: Msg) -> None:
-        """Run the task in ``msg`` and settle the message."""
+        """Run the task in ``msg`` and settle the message.
+
+        The delivery is a span of the task's trace (its context came in the message's
+        headers, put there at spawn), so every attempt, retries included, and all it asks
+        of gitops and gates hang under the gateway's ``spawn``.
+        """
         try:
             task = TaskQueued.from_bytes(msg.data)
         except ValidationError:
             log.error("dropping a malformed task message")
             await msg.term()
             return
+        if await self._held():
+            await msg.nak(delay=1.0)  # a kill-all or the spent budget: the task waits
+            return
+        with tracing.serving(
+            "attempt",
+            msg.headers,
+            kind=SpanKind.CONSUMER,
+            agent_id=task.agent_id,
+            task_id=task.request.task_id,
+        ) as span:
+            await self._handle(msg, task, span)
+
+    async def _handle(self, msg: Msg, task: TaskQueued, span: Span) -> None:
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
         try:
-            hold = await self.ctx.tracker.store.held()
-            if hold is not None:  # a kill-all or the spent daily budget: the task waits
-                if hold.get("kind") == "budget" and self.on_budget_hold is not None:
-                    self.on_budget_hold()
-                await msg.nak(delay=1.0)
-                return
             attempt = await self._claim(task)
         except RedisError:
             log.warning("Valkey unreachable: the task goes back to the queue", extra=ids)
@@ -73,8 +87,10 @@ class Worker:
             log.info("task claimed by another spawner meanwhile", extra=ids)
             return
         if attempt is None:
+            span.set_attribute("mosaic.outcome", "not run (final or taken)")
             await msg.ack()
             return
+        span.set_attribute("mosaic.attempt", attempt)
         current = asyncio.current_task()
         assert current is not None
         running = self.kills.add(task.agent_id, task.request.task_id, current)
@@ -95,6 +111,7 @@ class Worker:
             self.kills.discard(task.agent_id)
         if verdict in (Verdict.RETRY, Verdict.HAND_BACK) and self._last_delivery(msg):
             verdict = await self._exhausted(task, attempt, verdict)
+        span.set_attribute("mosaic.outcome", verdict.value)
         with contextlib.suppress(Exception):
             if verdict is Verdict.DONE:
                 await msg.ack_sync()  # the server confirms: a settled task is never redelivered
@@ -105,6 +122,20 @@ class Worker:
             elif verdict is Verdict.HAND_BACK:
                 await msg.nak()
             # LOST: another spawner owns the task now; its message is not ours to settle
+
+    async def _held(self) -> bool:
+        """Whether intake is held: a kill-all, or the spent daily budget, which also
+        pauses this spawner's intake until it is lifted (``on_budget_hold``). Checked
+        before a delivery becomes a span, so a task waiting out a hold does not add a
+        span a second. Valkey unreachable counts as not held: the claim meets the same
+        error and gives the task back."""
+        try:
+            hold = await self.ctx.tracker.store.held()
+        except RedisError:
+            return False
+        if hold is not None and hold.get("kind") == "budget" and self.on_budget_hold is not None:
+            self.on_budget_hold()
+        return hold is not None
 
     async def _claim(self, task: TaskQueued) -> int | None:
         """Move the task to ``assigned`` here; None when it must not run (final, killed).

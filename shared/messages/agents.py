@@ -51,6 +51,8 @@ class AgentEvent(Message):
     previous: str | None = None
     at: datetime = Field(default_factory=utcnow)
     detail: dict[str, Any] = {}
+    trace_id: str | None = None
+    """The trace (OpenTelemetry, 32 hex digits) the event was recorded in, when traced."""
 
 
 class AgentOverlap(Message):

@@ -124,6 +124,7 @@ async def spawn(
         default_profile=deps.quality.default_gate_profile,
         yolo=deps.quality.yolo_mode,
         spawners=deps.spawners,
+        trace_ttl_s=deps.settings.trace_ttl_s,
     )
     accepted = SpawnAccepted(
         agent_id=record.agent_id,

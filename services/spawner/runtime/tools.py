@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.spawner.runtime import tool_handlers as handlers
 from services.spawner.runtime.providers.base import ToolCall, ToolDefinition, ToolResult
-from shared import secrets_rules
+from shared import secrets_rules, tracing
 from shared.messages.tasks import AgentType
 from shared.sandbox.base import Sandbox, SandboxError, SandboxGoneError
 
@@ -207,10 +207,32 @@ def summarize(name: str, data: ToolInput | None, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _tool_name(data: ToolInput) -> str:
+    for name, (model, _) in _TOOLS.items():
+        if isinstance(data, model):
+            return name
+    return type(data).__name__
+
+
 async def execute(
     sandbox: Sandbox, call_id: str, data: ToolInput, *, log_extra: dict[str, str]
 ) -> ToolResult:
-    """Run one validated, non-finish tool call through the sandbox."""
+    """Run one validated, non-finish tool call through the sandbox, as a span of the
+    task's trace: the tool's name and, for a command, only its program (never its
+    arguments, output or environment)."""
+    name = _tool_name(data)
+    command = tracing.command_word(data.command) if isinstance(data, RunCommandInput) else None
+    with tracing.span(
+        f"tool {name}", attributes={"mosaic.tool": name, "mosaic.command": command}
+    ) as span:
+        result = await _execute(sandbox, call_id, data, log_extra=log_extra)
+        span.set_attribute("mosaic.tool.error", result.is_error)
+        return result
+
+
+async def _execute(
+    sandbox: Sandbox, call_id: str, data: ToolInput, *, log_extra: dict[str, str]
+) -> ToolResult:
     try:
         if isinstance(data, ListFilesInput):
             text, error = await handlers.list_files(sandbox, data.path)

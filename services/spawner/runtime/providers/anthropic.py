@@ -26,6 +26,7 @@ from services.spawner.runtime.providers.base import (
     Usage,
 )
 from services.spawner.runtime.types import AgentSpec
+from shared import tracing
 from shared.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class AnthropicProvider:
             base_url=settings.anthropic_base_url,
             max_retries=max_retries,
             timeout=request_timeout,
+            **tracing.model_sdk_options(AsyncAnthropic),
         )
         self.model = settings.anthropic_model
         self.max_tokens = settings.anthropic_max_tokens
@@ -158,18 +160,27 @@ class AnthropicProvider:
     ) -> ModelTurn:
         """Send the tool results (and notice), return Claude's reply as a ``ModelTurn``."""
         self._add_user_turn(results, notice)
-        try:
-            response = await self._client.messages.create(
-                model=self.model,
-                max_tokens=self.max_tokens,
-                system=self._system,  # type: ignore[arg-type]
-                tools=self._tools,  # type: ignore[arg-type]
-                messages=self._request_messages(),  # type: ignore[arg-type]
+        with tracing.model_call("anthropic", self.model) as span:
+            try:
+                response = await self._client.messages.create(
+                    model=self.model,
+                    max_tokens=self.max_tokens,
+                    system=self._system,  # type: ignore[arg-type]
+                    tools=self._tools,  # type: ignore[arg-type]
+                    messages=self._request_messages(),  # type: ignore[arg-type]
+                )
+            except anthropic.APIError as exc:
+                error = self._translate(exc)
+                logger.warning("model call failed: %s", error.message, extra=self._log)
+                raise error from None
+            tracing.record_usage(
+                span,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cache_read=response.usage.cache_read_input_tokens or 0,
+                cache_write=response.usage.cache_creation_input_tokens or 0,
+                stop_reason=response.stop_reason,
             )
-        except anthropic.APIError as exc:
-            error = self._translate(exc)
-            logger.warning("model call failed: %s", error.message, extra=self._log)
-            raise error from None
         blocks = [b for b in (_block_param(block) for block in response.content) if b is not None]
         self.messages.append(
             {"role": "assistant", "content": blocks or [{"type": "text", "text": "…"}]}
