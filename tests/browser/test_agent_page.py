@@ -130,7 +130,18 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
     assert first.find_element(By.TAG_NAME, "pre").text.strip()  # its output
     assert "approved" in driver.find_element(By.CSS_SELECTOR, "#gate-runs h3").text
 
-    # the timeline: from the events while no trace is recorded
+    # the timeline: the task's trace, service by service (traces are on by default), then
+    # the agent's events
+    def traced_services(d: Any) -> set[str]:
+        items = d.find_elements(By.CSS_SELECTOR, "#timeline ol.trace li")
+        return {str(i.get_attribute("data-service")) for i in items}
+
+    wait_for(
+        driver,
+        lambda d: {"gateway", "spawner", "gitops", "gates"} <= traced_services(d),
+        "the trace's spans of gateway, spawner, gitops and gates",
+    )
+    assert "from trace" in driver.find_element(By.ID, "timeline-source").text
     events = driver.find_elements(By.CSS_SELECTOR, "#timeline .timeline-events li")
     timeline_kinds = {e.get_attribute("data-kind") for e in events}
     assert {"state", "progress", "gate"} <= timeline_kinds, timeline_kinds

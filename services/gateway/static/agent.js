@@ -1,13 +1,13 @@
 // The agent's page (#/agents/<id>, so it can be linked and reloaded): what it runs on and
 // spends, its conversation (paged), its diff against the base, each gate's output and its
-// timeline (the trace when the gateway has one, else its events), with the list's Kill.
+// timeline (the trace when the gateway has one, and its events), with the list's Kill.
 // Live from the same feed as the list: app.js hands every event to pageEvent().
 // Shares app.js's globals (state, $, el, api, kill, describe, uptime, FINAL).
 "use strict";
 
 const PAGE_SIZE = 50;
 const AGENT_HASH = /^#\/agents\/([A-Za-z0-9_-]{1,64})$/;
-const page = { agentId: null, events: [], seqs: new Set(), conversation: { offset: 0, total: 0, follow: true }, traced: false, timers: new Map() };
+const page = { agentId: null, events: [], seqs: new Set(), conversation: { offset: 0, total: 0, follow: true }, traced: false, trace: null, timers: new Map() };
 
 // ---- routing -------------------------------------------------------------------
 
@@ -31,7 +31,7 @@ function agentLink(agentId) {
 
 async function openPage(agentId) {
   for (const timer of page.timers.values()) clearTimeout(timer);
-  Object.assign(page, { agentId, events: [], seqs: new Set(), conversation: { offset: 0, total: 0, follow: true }, traced: false, timers: new Map() });
+  Object.assign(page, { agentId, events: [], seqs: new Set(), conversation: { offset: 0, total: 0, follow: true }, traced: false, trace: null, settled: false, timers: new Map() });
   document.title = `Agent ${agentId} · Mosaic Orchestrator`;
   for (const id of ["conversation", "diff-files", "gate-runs", "timeline", "page-facts"]) $(id).replaceChildren();
   for (const id of ["diff-patch", "diff-source", "timeline-source", "conversation-position", "page-task"]) $(id).textContent = "";
@@ -239,21 +239,28 @@ async function loadTimeline() {
   try {  // the trace, when this gateway records them and it has spans
     const trace = await api("GET", path("trace"));
     if (page.agentId !== agentId) return;
-    if (Array.isArray(trace.spans) && trace.spans.length) {
-      page.traced = true;
-      renderTrace(trace);
-      return;
-    }
-  } catch (_) { /* no trace here: the events tell the story */ }
+    page.trace = Array.isArray(trace.spans) && trace.spans.length ? trace : null;
+  } catch (_) { page.trace = null; /* no trace here: the events tell the story */ }
+  page.traced = page.trace !== null;
   try {
     const events = await api("GET", path("events"));
     if (page.agentId !== agentId) return;
-    page.traced = false;
     for (const event of events) addEvent(event);
-    renderEvents();
+    renderTimeline();
+    if (!page.settled) {  // a trace's last spans arrive a moment after its end: look once more
+      page.settled = true;
+      soon("trace", 2500, loadTimeline);
+    }
   } catch (error) {
     if (page.agentId === agentId) $("timeline").replaceChildren(el("p", { class: "empty", text: `Could not load the timeline: ${error.message}` }));
   }
+}
+
+// The trace's spans (where the time went, service by service) above the agent's events
+// (what happened to it); the events alone when no trace is kept.
+function renderTimeline() {
+  $("timeline-source").textContent = page.trace ? `from trace ${page.trace.traceId || ""} and the agent's events` : "from the agent's events";
+  $("timeline").replaceChildren(...(page.trace ? [traceList(page.trace)] : []), eventList());
 }
 
 function addEvent(event) {
@@ -263,17 +270,16 @@ function addEvent(event) {
   page.events.sort((a, b) => a.seq - b.seq);
 }
 
-function renderEvents() {
-  $("timeline-source").textContent = "from the agent's events";
+function eventList() {
   const first = page.events.length ? Date.parse(page.events[0].at) : 0;
-  $("timeline").replaceChildren(el("ol", { class: "timeline-events" }, ...page.events.map((event) => {
+  return el("ol", { class: "timeline-events" }, ...page.events.map((event) => {
     const after = Math.max(0, (Date.parse(event.at) - first) / 1000);
     return el("li", { "data-kind": event.kind, "data-seq": String(event.seq) },
       el("time", { text: new Date(event.at).toLocaleTimeString() }),
       el("span", { class: "sub inline offset", text: `+${after.toFixed(1)} s` }),
       el("span", { class: "entry-kind", text: event.kind }),
       el("span", { text: describe(event) }));
-  })));
+  }));
 }
 
 // A span's time in ms: ISO text, or a number in ns, ms or s (whatever the exporter chose).
@@ -285,8 +291,7 @@ function millis(value) {
   return value * 1000;
 }
 
-function renderTrace(trace) {
-  $("timeline-source").textContent = `from trace ${trace.traceId || ""}`;
+function traceList(trace) {
   const spans = trace.spans.map((span) => ({ ...span, from: millis(span.start), to: millis(span.end) }))
     .filter((span) => !Number.isNaN(span.from));
   const start = Math.min(...spans.map((s) => s.from));
@@ -302,7 +307,7 @@ function renderTrace(trace) {
     return value;
   };
   spans.sort((a, b) => a.from - b.from);
-  $("timeline").replaceChildren(el("ol", { class: "trace" }, ...spans.map((span) => {
+  return el("ol", { class: "trace" }, ...spans.map((span) => {
     const bar = el("span", { class: "bar", "data-service": span.service || "" });
     const to = Number.isNaN(span.to) ? span.from : span.to;
     bar.style.left = `${((span.from - start) / total) * 100}%`;
@@ -311,8 +316,8 @@ function renderTrace(trace) {
       el("span", { class: "sub inline", text: `${span.service || ""} · ${Math.round(to - span.from)} ms` }));
     label.style.paddingLeft = `${level(span) * 0.9}rem`;
     const attributes = Object.entries(span.attributes || {}).map(([k, v]) => `${k}=${v}`).join("\n");
-    return el("li", { "data-span-id": span.spanId || "", title: attributes }, label, el("span", { class: "track" }, bar));
-  })));
+    return el("li", { "data-span-id": span.spanId || "", "data-service": span.service || "", title: attributes }, label, el("span", { class: "track" }, bar));
+  }));
 }
 
 // ---- live ----------------------------------------------------------------------
@@ -331,8 +336,9 @@ function refreshPage() {
 function pageEvent(event) {
   if (!page.agentId || event.agentId !== page.agentId) return;
   renderAgentPage();
-  if (page.traced) soon("trace", 2000, loadTimeline);
-  else { addEvent(event); renderEvents(); }
+  addEvent(event);
+  renderTimeline();
+  if (page.traced || event.kind === "state") soon("trace", 2000, loadTimeline);
   if (page.conversation.follow && (event.kind === "progress" || event.kind === "state")) soon("conversation", 300, () => loadConversation());
   if (event.kind === "gate") soon("gates", 200, loadGates);
   const changes = event.kind === "state" || event.kind === "gate" || (event.kind === "progress" && event.detail && event.detail.step === "tool_called");
