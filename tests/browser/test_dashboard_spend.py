@@ -76,8 +76,15 @@ def test_spend_per_agent_the_day_total_and_the_budget_hold(
         total = "#spend-today b"
         wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, total).text == "$0.0180",
                  "the day's total")  # fmt: skip
-        label = driver.find_element(By.CSS_SELECTOR, "#spend-today span").text
-        assert label.lower() == "spent today of $0.0500"
+        # the summary re-renders on every event: read it where a stale element is retried
+        wait_for(
+            driver,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, "#spend-today span").text.lower()
+                == "spent today of $0.0500"
+            ),
+            "the day's total against the budget",
+        )
         assert not driver.find_element(By.ID, "hold-banner").is_displayed()
 
         big = http.post("/agents/spawn", json=task(remote_repo, f"b-{unique}", 400)).json()
@@ -86,8 +93,14 @@ def test_spend_per_agent_the_day_total_and_the_budget_hold(
                  "the big agent's spend")  # fmt: skip
         wait_for(driver, lambda d: d.find_element(By.ID, "hold-banner").is_displayed(),
                  "the budget's hold banner")  # fmt: skip
-        assert driver.find_element(By.ID, "hold-title").text == "Daily budget spent:"
-        assert "daily budget of $0.05 reached" in driver.find_element(By.ID, "hold-text").text
+        wait_for(
+            driver,
+            lambda d: (
+                d.find_element(By.ID, "hold-title").text == "Daily budget spent:"
+                and "daily budget of $0.05 reached" in d.find_element(By.ID, "hold-text").text
+            ),
+            "the banner naming the budget",
+        )
         wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, total).text == "$0.0540",
                  "the day's total after the second agent")  # fmt: skip
         ARTIFACTS.mkdir(exist_ok=True)
