@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TypeVar
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -41,6 +43,41 @@ def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
     )
     tracing.publish_spans_with(broker)
     return broker
+
+
+_FLUSHES: set[asyncio.Task[None]] = set()
+"""Flushes still waiting for their PONG after their caller stopped waiting."""
+
+
+async def flush(nc: Client, timeout: float) -> None:
+    """``nc.flush()`` that its caller may stop waiting for (time-out, cancellation).
+
+    nats-py answers a PONG by resolving the oldest ping's future; when the caller of
+    ``flush`` was cancelled, that future is cancelled too, and the late PONG raises
+    ``InvalidStateError`` inside the client's read loop, which then dies: the connection
+    stays "connected" and no message or reply reaches the process again (a spawner whose
+    lease was stopped mid-flush wedged this way). So the flush runs in its own task that
+    nobody cancels, and the caller waits for it at most ``timeout``.
+    """
+    task = asyncio.ensure_future(nc.flush(timeout=_FLUSH_LIMIT_S))
+    _FLUSHES.add(task)
+    task.add_done_callback(_FLUSHES.discard)
+    task.add_done_callback(_consume)
+    await asyncio.wait_for(asyncio.shield(task), timeout)
+
+
+FLUSH_WAIT_S = 10.0
+"""How long a kill order's publisher waits for the server to confirm it (nats-py's
+default flush time-out)."""
+
+_FLUSH_LIMIT_S = 60
+"""nats-py's own wait for the PONG: long, so its time-out (which cancels the ping's
+future too) is reached only by a connection that is gone anyway."""
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a flush that failed after its caller left is not news
 
 
 def make_valkey(settings: ValkeySettings) -> Redis:

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import subjects, tracing
+from shared.bus import FLUSH_WAIT_S, flush
 
 
 class KillOrderSettings(BaseSettings):
@@ -32,7 +33,7 @@ async def publish_kill(
     headers = tracing.inject()
     if subject != subjects.KILL_ALL or not admin_url:
         await nc.publish(subject, body, headers=headers or None)
-        await nc.flush()
+        await flush(nc, FLUSH_WAIT_S)
         return
     admin = await nats.connect(
         admin_url, name="kill-all", connect_timeout=2, max_reconnect_attempts=0

@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from services.gateway.deps import Resources
 from shared import subjects, tracing
+from shared.bus import FLUSH_WAIT_S, flush
 from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentState
@@ -49,7 +50,7 @@ async def kill_and_wait(
         else:
             for agent_id in agent_ids:
                 await _order_kill(deps, agent_id, body)
-        await nc.flush()
+        await flush(nc, FLUSH_WAIT_S)
         for agent_id in list(pending):  # final before we listened
             record = await deps.store.get_agent(agent_id)
             if record is not None and record.state in AGENT_FINAL:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from shared.bus import flush
+
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +57,7 @@ class Lease:
             started = time.monotonic()
             with contextlib.suppress(Exception):  # disconnected: the lease runs down
                 await self._msg.in_progress()
-                await asyncio.wait_for(self._nc.flush(), self._flush_wait)
+                await flush(self._nc, self._flush_wait)
                 # While nats-py reconnects, flush can return with no round trip made
                 # (the chaos suite's cut showed it): only a connected client confirms.
                 if self._nc.is_connected:
