@@ -5,7 +5,7 @@ that need an agent to move drive its state through ``AgentTracker`` as a service
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,3 +128,28 @@ def spawn_body(repo: Path | str, task_id: str, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+CliRun = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> CliRun:
+    """``mosaic`` as a user runs it: a home whose secrets hold the operator and admin
+    tokens (no ``$MOSAIC_TOKEN``); answers ``(exit code, stdout, stderr)``."""
+    from mosaic.cli import main
+
+    home = tmp_path / "home"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "api-token").write_text(OPERATOR)
+    (home / "secrets" / "admin-token").write_text(ADMIN)
+    monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, ["--home", str(home), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -5,15 +5,13 @@ refused naming the budget; ``mosaic status`` shows the agent's spend."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
-from mosaic.cli import main
 from shared.messages.spend import TokenUsage
-from tests.integration.gateway.conftest import ADMIN, OPERATOR, Gateway
+from tests.integration.gateway.conftest import ADMIN, CliRun, Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -22,21 +20,10 @@ async def test_cli_budgets_and_the_budget_hold(
     gateway: Gateway,
     remote_repo: Path,
     unique: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli: CliRun,
 ) -> None:
-    home = tmp_path / "home"
-    (home / "secrets").mkdir(parents=True)
-    (home / "secrets" / "api-token").write_text(OPERATOR)
-    (home / "secrets" / "admin-token").write_text(ADMIN)
-    monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
-
     async def run(*argv: str) -> tuple[int, str, str]:
-        args = ["--home", str(home), argv[0], "--url", gateway.url, *argv[1:]]
-        code = await asyncio.to_thread(main, args)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return await cli(argv[0], "--url", gateway.url, *argv[1:])
 
     spawn = ("spawn", "--repo", str(remote_repo), "--item", "x", "--json")
     code, _, err = await run(*spawn, "--budget-tokens", "0")

@@ -21,7 +21,7 @@ from mosaic.client import (
 )
 from mosaic.embedded import free_port
 from shared.kill_metrics import KILLS, MetricsSettings, serve_metrics
-from tests.integration.gateway.conftest import ADMIN, OPERATOR, Gateway, spawn_body
+from tests.integration.gateway.conftest import OPERATOR, CliRun, Gateway, spawn_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -83,22 +83,10 @@ async def test_cli_commands(
     gateway: Gateway,
     remote_repo: Path,
     unique: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli: CliRun,
 ) -> None:
-    home = tmp_path / "home"
-    (home / "secrets").mkdir(parents=True)
-    (home / "secrets" / "api-token").write_text(OPERATOR)
-    (home / "secrets" / "admin-token").write_text(ADMIN)
-    monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
-    base = ["--home", str(home)]
     url = ["--url", gateway.url]
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        code = await asyncio.to_thread(main, [*base, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
+    run = cli
 
     code, out, _ = await run(
         "spawn", *url, "--repo", str(remote_repo), "--item", "Add a greeting",
@@ -187,22 +175,11 @@ async def test_cli_operations_commands(
     gateway: Gateway,
     remote_repo: Path,
     unique: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli: CliRun,
 ) -> None:
     """Every HTTP operation has its command: queue, events, hold, resume, audit, check."""
-    home = tmp_path / "home"
-    (home / "secrets").mkdir(parents=True)
-    (home / "secrets" / "api-token").write_text(OPERATOR)
-    (home / "secrets" / "admin-token").write_text(ADMIN)
-    monkeypatch.delenv("MOSAIC_TOKEN", raising=False)
     url = ["--url", gateway.url]
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        code = await asyncio.to_thread(main, ["--home", str(home), *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
+    run = cli
 
     code, out, err = await run(
         "spawn", *url, "--repo", str(remote_repo), "--item", "x", "--task-id", f"ops-{unique}",
