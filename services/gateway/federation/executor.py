@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from services.gateway.errors import InvalidInputError
+from services.gateway.federation.peers import Peer
 from services.gateway.federation.runtime import Federation
 from services.gateway.kills import kill_and_wait, live_agents
 from services.gateway.submit import BudgetHoldError, submit
 from shared.federation.envelope import Envelope
 from shared.federation.errors import CommandRefusedError, InProgressError
 from shared.federation.messages import AgentRef, KillAllOrder, KillOutcome, Outcome
-from shared.federation.peers import Peer
 from shared.federation.settings import FederationSettings
 from shared.messages.agents import AgentRecord, AgentState
 from shared.messages.kill import KillOrdered

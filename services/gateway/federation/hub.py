@@ -16,6 +16,7 @@ from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.errors import ErrorResponse, error_response
 from services.gateway.federation import trail
 from services.gateway.federation.errors import FederationRoute, RemoteRefusedError
+from services.gateway.federation.peers import Peer, PeerLimits, PeerState
 from services.gateway.federation.runtime import Fed, Federation
 from services.gateway.federation.schemas import (
     FederatedKillAll,
@@ -40,7 +41,6 @@ from shared.federation.messages import (
     KillOutcome,
     Outcome,
 )
-from shared.federation.peers import Peer, PeerLimits, PeerState
 from shared.ids import AGENT_ID_PATTERN
 from shared.messages.agents import AgentRecord, AgentState
 from shared.messages.base import utcnow

@@ -25,7 +25,9 @@ from services.gateway.errors import ErrorResponse
 from services.gateway.federation import trail
 from services.gateway.federation.errors import FederationRoute
 from services.gateway.federation.executor import execute, requester
+from services.gateway.federation.peers import Peer, PeerState
 from services.gateway.federation.ratelimit import RateLimitedError
+from services.gateway.federation.replay import Claim
 from services.gateway.federation.runtime import Fed, Federation
 from shared.federation.envelope import (
     COMMAND_TYPES,
@@ -44,8 +46,6 @@ from shared.federation.errors import (
     UnknownPeerError,
 )
 from shared.federation.messages import Confirm, Hello, HelloAnswer, Outcome, OutcomeError
-from shared.federation.peers import Peer, PeerState
-from shared.federation.replay import Claim
 
 log = logging.getLogger(__name__)
 

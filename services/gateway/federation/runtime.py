@@ -13,11 +13,11 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 
 from services.gateway.deps import Resources, resources_of
+from services.gateway.federation.peers import PeerRegistry
 from services.gateway.federation.ratelimit import SourceBuckets
+from services.gateway.federation.replay import ReplayGuard
 from shared.federation.agents import Ownership, RemoteAgents
 from shared.federation.identity import Identity, load_or_create_identity
-from shared.federation.peers import PeerRegistry
-from shared.federation.replay import ReplayGuard
 from shared.federation.settings import FederationSettings
 from shared.settings import HomeSettings
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from services.gateway.federation.peers import PeerId, PeerLimits, PeerUrl, PublicKey
 from shared.federation.agents import RemoteAgent
 from shared.federation.messages import KillOutcome
-from shared.federation.peers import PeerId, PeerLimits, PeerUrl, PublicKey
 from shared.messages.agents import AgentRecord
 from shared.messages.base import Message
 

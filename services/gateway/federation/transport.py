@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from services.gateway.federation.peers import Peer
 from services.gateway.federation.runtime import Federation
 from shared.backoff import backoff_delay
 from shared.federation.envelope import (
@@ -32,7 +33,6 @@ from shared.federation.errors import (
     PeerUnreachableError,
 )
 from shared.federation.messages import Outcome
-from shared.federation.peers import Peer
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.gateway.federation.peers import PeerLimits
 from shared.federation.envelope import (
     SIGNING_CONTEXT,
     Envelope,
@@ -33,7 +34,6 @@ from shared.federation.identity import (
     load_or_create_identity,
     verify,
 )
-from shared.federation.peers import PeerLimits
 
 pytestmark = pytest.mark.unit
 

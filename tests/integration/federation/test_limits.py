@@ -15,10 +15,10 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
+from services.gateway.federation.peers import Peer, PeerLimits, PeerRegistry, PeerState
 from shared.audit import AUDIT_STREAM
 from shared.federation.envelope import check_signature, parse, seal
 from shared.federation.identity import Identity
-from shared.federation.peers import Peer, PeerLimits, PeerRegistry, PeerState
 from shared.federation.settings import FederationSettings
 from tests.integration.gateway.conftest import Gateway, spawn_body, start_gateway
 

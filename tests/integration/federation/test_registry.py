@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from services.gateway.federation.peers import Peer, PeerLimits, PeerRegistry, PeerState
+from services.gateway.federation.replay import Claim, ReplayGuard
 from shared.federation.envelope import seal
 from shared.federation.errors import (
     InProgressError,
@@ -13,8 +15,6 @@ from shared.federation.errors import (
     UnknownPeerError,
 )
 from shared.federation.identity import Identity
-from shared.federation.peers import Peer, PeerLimits, PeerRegistry, PeerState
-from shared.federation.replay import Claim, ReplayGuard
 
 pytestmark = pytest.mark.integration
 
