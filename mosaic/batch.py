@@ -3,7 +3,7 @@
 
 Only the answer and its small rules live here; the calls are the client's own
 (``check``, ``spawn_agent``), so the HTTP models are those of the gateway
-(``shared.messages.checks.PreCheck``) and of ``mosaic.client``.
+(``shared.messages.checks.PreCheck``, ``shared.messages.http``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any, get_args
 from mosaic.cli.common import client_options, connect, print_json, table
 from mosaic.cli.views import describe
 from shared.messages.gates import GatePhase, GateProfile
+from shared.messages.http import HoldStatus
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -30,13 +31,13 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hold_line(hold: dict[str, Any]) -> str:
-    if not hold.get("held"):
+def _hold_line(hold: HoldStatus) -> str:
+    if not hold.held:
         return "no hold: queued tasks start"
-    by = f" by {hold['requestedBy']}" if hold.get("requestedBy") else ""
-    at = f" at {hold['at']}" if hold.get("at") else ""
-    why = f": {hold['reason']}" if hold.get("reason") else ""
-    what = "the daily budget is spent" if hold.get("kind") == "budget" else "kill-all"
+    by = f" by {hold.requested_by}" if hold.requested_by else ""
+    at = f" at {hold.at}" if hold.at else ""
+    why = f": {hold.reason}" if hold.reason else ""
+    what = "the daily budget is spent" if hold.kind == "budget" else "kill-all"
     return f"HELD ({what}){by}{at}{why} (no queued task starts; `mosaic resume` lifts it)"
 
 

@@ -15,12 +15,12 @@ from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
 from services.gateway.kills import kill_and_wait
 from services.gateway.precheck import precheck
-from services.gateway.schemas import AgentList, KillResult, SpawnAccepted
 from services.gateway.submit import submit
 from shared.ids import AGENT_ID_PATTERN, ID_MAX_LENGTH
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.checks import PreCheck
+from shared.messages.http import AgentList, KillResult, SpawnAccepted
 from shared.messages.kill import KillOrdered
 from shared.messages.tasks import SpawnAgentRequest
 

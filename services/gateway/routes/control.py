@@ -10,10 +10,11 @@ from fastapi import APIRouter
 from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
-from services.gateway.schemas import HoldStatus, hold_status
+from services.gateway.schemas import hold_status
 from shared import subjects
 from shared.audit import KIND_RESUME, audit
 from shared.messages.audit import AuditEntry
+from shared.messages.http import HoldStatus
 from shared.messages.kill import KillOrdered
 
 router = APIRouter(prefix="/agents", tags=["killswitch"])

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
-from services.gateway.schemas import HoldStatus, hold_status
+from services.gateway.schemas import hold_status
 from shared.messages.base import CamelModel
+from shared.messages.http import HoldStatus
 from shared.queue import band_depths
 from shared.spending import utc_day
 

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query
 from services.gateway.auth import RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
-from services.gateway.schemas import HoldStatus, hold_status
+from services.gateway.schemas import hold_status
 from shared.messages.base import CamelModel, utcnow
+from shared.messages.http import HoldStatus
 from shared.messages.spend import Spend
 from shared.spending import TOKEN_FIELDS
 from shared.store import SPEND_DAYS_KEPT
