@@ -214,7 +214,9 @@ class BwrapSandbox(HostBackedSandbox):
         *,
         sized: bool = True,
     ) -> None:
-        super().__init__(spec, groups, cgroup.join if cgroup is not None else None)
+        super().__init__(
+            spec, groups, cgroup.join if cgroup is not None else None, die_with_parent=True
+        )
         self.cgroup = cgroup
         """Bounds all its commands together (pids, memory, CPU) where one could be made."""
         self.env = command_env(spec, path=DEFAULT_PATH, home=HOME, tmpdir="/tmp")  # noqa: S108

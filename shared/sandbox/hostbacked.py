@@ -46,10 +46,14 @@ class HostBackedSandbox:
         spec: SandboxSpec,
         groups: ProcessGroupRegistry | None = None,
         join: Callable[[], None] | None = None,
+        *,
+        die_with_parent: bool = False,
     ) -> None:
         self.spec = spec
         self._files = WorktreeFiles(spec.worktree, spec.limits, writable=spec.writable)
-        self._processes = ProcessGroups(spec.agent_id, groups, join)
+        self._processes = ProcessGroups(
+            spec.agent_id, groups, join, die_with_parent=die_with_parent
+        )
         self._closed = False
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -27,6 +28,7 @@ _READ_CHUNK = 65_536
 _SETTLE_S = 2.0
 """How long a kill waits for the killed leader's children to be dead."""
 _SETTLE_POLL_S = 0.005
+_PR_SET_PDEATHSIG = 1
 
 
 def user_process_count(uid: int | None = None) -> int:
@@ -66,6 +68,40 @@ def rlimit_setter(limits: Limits, join: Callable[[], None] | None = None) -> Cal
     return apply
 
 
+def parent_death_guard() -> Callable[[], None]:
+    """A ``preexec_fn`` step, run first in the child: it is SIGKILLed when the process
+    that started it dies, and exits at once if that process died already.
+
+    bwrap's ``--die-with-parent`` takes effect only once bwrap runs. A spawner SIGKILLed
+    between ``fork`` and that moment (the preexec steps and the ``exec``: tens of
+    milliseconds on a loaded machine) left the sandbox running under init, unrecorded in
+    the registry, so neither the killswitch nor the reaper could find it: the chaos
+    suite's kill-all found one agent's sandbox alive for its whole command. The signal
+    set here survives ``exec``; comparing the parent pid covers a parent that died
+    before it was set. The kernel sends it when the forking *thread* exits: asyncio
+    forks in its event loop's thread, which lives as long as the service.
+    """
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def apply() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return apply
+
+
+def preexec_steps(*steps: Callable[[], None]) -> Callable[[], None]:
+    """One ``preexec_fn`` running ``steps`` in order."""
+
+    def apply() -> None:
+        for step in steps:
+            step()
+
+    return apply
+
+
 async def exited(proc: asyncio.subprocess.Process) -> None:
     """Wait for the leader to exit; unlike ``proc.wait()``, not for its pipes to close
     (a background child holding stdout would otherwise hold the caller too)."""
@@ -98,9 +134,15 @@ class ProcessGroups:
         agent_id: str,
         registry: ProcessGroupRegistry | None = None,
         join: Callable[[], None] | None = None,
+        *,
+        die_with_parent: bool = False,
     ) -> None:
         self._agent_id = agent_id
         self._join = join
+        self._die_with_parent = die_with_parent
+        """Each leader dies with this process (``parent_death_guard``): for bwrap, whose
+        namespace ends with its leader; not for ``none``, whose other processes would be
+        left behind without a living leader to find them by."""
         """Run in each child before ``exec`` (``SandboxCgroup.join``), when given."""
         self.registry = registry
         """Where live groups are recorded for the killswitch (``shared.sandbox.procgroups``)."""
@@ -194,7 +236,7 @@ class ProcessGroups:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=rlimit_setter(limits, self._join),
+                preexec_fn=self._preexec(limits),
             )
         )
         generation = self._kills
@@ -210,6 +252,12 @@ class ProcessGroups:
         if self._kills != generation:
             killpg(proc.pid)
         return proc
+
+    def _preexec(self, limits: Limits) -> Callable[[], None]:
+        limited = rlimit_setter(limits, self._join)
+        if not self._die_with_parent:
+            return limited
+        return preexec_steps(parent_death_guard(), limited)
 
     def kill(self) -> None:
         """SIGKILL every running command's group (and any being started)."""
