@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,10 +143,13 @@ def leftover_processes(
     home: Path, system_pids: set[int], busy: frozenset[int] = frozenset()
 ) -> list[str]:
     """Live processes that belong to an agent of this system: a sandbox or command whose
-    command line or working directory lies under ``home`` (bwrap names the worktree it
-    binds; a ``none`` sandbox's command runs in it), other than the servers and services
-    and the children of ``busy`` (gitops' and gates' own git and gate commands)."""
-    mine = str(home)
+    command line or working directory names one of its agent repositories
+    (``<home>/repos/<name>_worktrees/...``: bwrap names the worktree it binds, a ``none``
+    sandbox's command runs in it), other than the servers and services and the children
+    of ``busy`` (gitops' and gates' own git and gate commands). A spawner's start-up
+    probe (``bwrap <view> -- /bin/true``) names ``home`` only to hide it, so it is no
+    agent's (counting it made a restarted spawner look like a live agent)."""
+    mine = re.compile(re.escape(str(home / "repos")) + r"/[^/\s]+_worktrees/")
     skip = set(system_pids) | {os.getpid()}
     for pid in busy:
         with contextlib.suppress(psutil.Error):
@@ -159,7 +163,7 @@ def leftover_processes(
             continue
         cmdline = " ".join(info.get("cmdline") or [])
         cwd = info.get("cwd") or ""
-        if mine in cmdline or cwd.startswith(mine):
+        if mine.search(cmdline) or mine.match(cwd + "/"):
             found.append(f"{info['pid']}: {cmdline[:160]}")
     return found
 

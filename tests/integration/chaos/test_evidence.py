@@ -117,6 +117,16 @@ def test_a_process_left_in_a_worktree_and_the_worktree_are_found(tmp_path: Path)
     assert leftover_processes(tmp_path, set()) == []
 
 
+def test_a_process_naming_home_but_no_worktree_is_no_agents(tmp_path: Path) -> None:
+    """Like a spawner's start-up probe, which names the home only to hide it."""
+    hider = subprocess.Popen(["sh", "-c", "sleep 60", "--tmpfs", str(tmp_path)])
+    try:
+        assert leftover_processes(tmp_path, set()) == []
+    finally:
+        hider.kill()
+        hider.wait()
+
+
 def test_a_corrupt_cache_fails_fsck(remote_repo: Path, tmp_path: Path) -> None:
     cache = tmp_path / "repos" / "remote-1"
     git(tmp_path, "clone", "-q", "--bare", str(remote_repo), str(cache))
