@@ -57,13 +57,15 @@ def valkey_server_binary() -> Path:
     return path
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, name: str) -> None:
-    """Block until ``port`` accepts connections or the process dies."""
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], timeout: float, name: str, host: str = "127.0.0.1"
+) -> None:
+    """Block until ``host:port`` accepts connections or the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EmbeddedServerError(f"{name} exited with code {proc.returncode} at start")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.02)
     raise EmbeddedServerError(f"{name} did not listen on port {port} within {timeout}s")
@@ -78,6 +80,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     data_dir: Path
     args: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    """The address it listens on (a cluster node in a network namespace has its own)."""
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
@@ -96,7 +100,22 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for_port(self.port, self.proc, timeout, self.name)
+        wait_for_port(self.port, self.proc, timeout, self.name, self.host)
+
+    def kill(self) -> None:
+        """SIGKILL the server and reap it (a crash, for failover tests)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def start_again(self, timeout: float = 15.0) -> None:
+        """Start a stopped or killed server again, same arguments, same data."""
+        if self.proc.poll() is None:
+            raise EmbeddedServerError(f"{self.name} on port {self.port} is still running")
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, self.proc, timeout, self.name, self.host)
 
     def suspend(self) -> None:
         """SIGSTOP the server (for outage tests); ``resume`` continues it."""
