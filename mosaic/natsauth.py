@@ -43,8 +43,13 @@ _TASKS = subjects.TASKS_STREAM
 
 
 def _stream_admin(stream: str) -> list[str]:
-    """Look up and create one stream (never delete or purge it)."""
-    return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
+    """Look up, create and update one stream (raise its replicas on a grown cluster;
+    never delete or purge it)."""
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.CREATE.{stream}",
+        f"$JS.API.STREAM.UPDATE.{stream}",
+    ]
 
 
 def _audit_write(*kinds: str) -> list[str]:
@@ -217,7 +222,11 @@ def write_config(home: Path) -> Path:
 
 
 def url_for(server_url: str, user: str, password: str) -> str:
-    """``nats://user:password@host:port`` from a server URL without credentials."""
+    """``nats://user:password@host:port`` from a server URL without credentials; for a
+    cluster's comma-separated node list, each node with the credentials."""
+    if "," in server_url:
+        nodes = [part.strip() for part in server_url.split(",") if part.strip()]
+        return ",".join(url_for(node, user, password) for node in nodes)
     parts = urlsplit(server_url)
     host = parts.hostname or "127.0.0.1"
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
@@ -227,7 +236,9 @@ def url_for(server_url: str, user: str, password: str) -> str:
 
 
 def redact(url: str) -> str:
-    """A NATS URL with its password hidden, for printing."""
+    """A NATS URL (or a comma-separated node list) with its password hidden, for printing."""
+    if "," in url:
+        return ",".join(redact(part.strip()) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -26,6 +26,7 @@ from mosaic.embedded import ServerProcess, free_port, start_nats, start_valkey
 from mosaic.secretfiles import ensure_secret, secrets_dir
 from mosaic.serviceenv import service_environment
 from shared import subjects
+from shared.natsurls import parse_nats_url
 
 SERVICES = ("gitops", "gates", "killswitch", "spawner", "gateway")
 _PR_SET_PDEATHSIG = 1
@@ -240,7 +241,11 @@ class Supervisor:
 
     async def _probe(self, name: str) -> bool:
         try:
-            nc = await nats.connect(self.nats_url, connect_timeout=1, max_reconnect_attempts=0)
+            nc = await nats.connect(
+                **parse_nats_url(self.nats_url).connect_options(),
+                connect_timeout=1,
+                max_reconnect_attempts=0,
+            )
         except Exception:
             return False
         try:
