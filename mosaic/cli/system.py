@@ -22,6 +22,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         nats_url=os.environ.get("NATS_URL"),
         valkey_url=os.environ.get("VALKEY_URL"),
         gateway_port=pick_gateway_port(args.port or int(os.environ.get("GATEWAY_PORT", 0))),
+        cluster=3 if args.cluster else 0,
     )
     supervisor = Supervisor(config)
     stop = threading.Event()
@@ -32,6 +33,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Mosaic is up. Gateway: {supervisor.gateway_url}")
         print(f"  NATS:    {redact(supervisor.nats_url)}  (mosaic creds nats --user admin)")
         print(f"  Valkey:  {redact(supervisor.valkey_url)}")
+        if supervisor.valkey_group is not None:
+            print(f"  Sentinels: {supervisor.valkey_group.sentinel_addresses} (primary + replica)")
         print(f"  Secrets: {config.home / 'secrets'} (api-token, admin-token, valkey-password)")
         print(f"  Logs:    {supervisor.logs}")
         health = supervisor.health()
@@ -86,6 +89,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="start the embedded system (NATS, Valkey, five services)")
     up.add_argument("--port", type=int, help="gateway port (default 3001, or a free one)")
+    up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run three NATS nodes (streams with 3 replicas) and Valkey with a replica and "
+        "three sentinels, all on this machine (docs/deploy.md, 'Cluster')",
+    )
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service in the foreground")
