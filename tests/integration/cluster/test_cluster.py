@@ -101,7 +101,10 @@ def test_kill_all_published_on_node_3_as_admin_kills_every_agent_within_a_second
     with admin(cluster) as http:
         agents = [spawn(http, remote_repo, f"ka-{unique}-{n}", sleeper(120)) for n in range(4)]
         wait_state(http, agents, {"running"}, timeout=90)
-        assert all(agent_processes(a) for a in agents)
+        deadline = time.monotonic() + 30
+        while not all(agent_processes(a) for a in agents):  # each one's command started
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         url = cluster.nats_url_for("admin").split(",")[2]
         assert f":{node3.client_port}" in url
         started = time.monotonic()
