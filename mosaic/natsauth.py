@@ -39,6 +39,14 @@ SERVICE_USERS = ("gateway", "spawner", "gitops", "gates", "killswitch")
 USERS = (ADMIN, *SERVICE_USERS)
 
 _INBOX = "_INBOX.>"
+_REPLIES = _INBOX
+"""Every service may publish replies to inboxes, not only through ``allow_responses``:
+a server grants that right for the requests it delivered itself, so in a cluster a
+reply sent after the responder's connection moved to another node (its node died
+mid-request) was refused there as a permissions violation, the requester waited out its
+time-out (gitops: 120 s) and nats-py dropped the responder's connection again. Inbox
+names are random and seen only by whoever got the request (and the subscribers of its
+subject), so what this adds in practice is answering what it was asked, after a move."""
 _TASKS = subjects.TASKS_STREAM
 
 
@@ -60,6 +68,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     ADMIN: {"publish": [">"], "subscribe": [">"]},
     "gateway": {
         "publish": [
+            _REPLIES,
             subjects.TASKS_ALL,
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_RESUME,
@@ -82,6 +91,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "spawner": {
         "publish": [
+            _REPLIES,
             f"{subjects.EVENTS_PREFIX}.>",
             "mosaic.gitops.>",
             subjects.GATES_CHECK,
@@ -112,6 +122,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "gitops": {
         "publish": [
+            _REPLIES,
             subjects.health("gitops"),
             subjects.REPO_PUSHED,
             subjects.TRACE_SPANS,
@@ -121,6 +132,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "gates": {
         "publish": [
+            _REPLIES,
             subjects.health("gates"),
             subjects.TRACE_SPANS,
             *_audit_write(KIND_GATE_SKIPPED),
@@ -129,6 +141,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "killswitch": {
         "publish": [
+            _REPLIES,
             f"{subjects.EVENTS_PREFIX}.>",
             subjects.GITOPS_WORKTREE_REMOVE,
             subjects.TRACE_SPANS,
