@@ -22,6 +22,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mosaic.embedded import free_port
+from mosaic.natscluster import NatsCluster
 from mosaic.supervisor import Supervisor, SystemConfig
 from mosaic.valkeyha import current_primary
 from shared import subjects
@@ -125,8 +126,12 @@ def test_nats_node_killed_mid_run_loses_no_task_and_catches_up_when_back(
 ) -> None:
     nodes = cluster.nats_cluster
     assert nodes is not None
+    # the node gitops is connected to: its answers in flight must still arrive after it
+    # moves (a reply is refused by a node that did not deliver the request, unless
+    # allowed), and any node may lead TASKS, which is printed
     leader = asyncio.run(stream_info(cluster, subjects.TASKS_STREAM)).cluster.leader
-    victim = nodes.server(leader)  # the TASKS stream's leader: the worst node to lose
+    name = node_of(nodes, "gitops")
+    victim = nodes.server(name)
     with admin(cluster) as http:
         agents = [
             spawn(http, remote_repo, f"nk-{unique}-{n}", working(3, f"nk{n}"))
@@ -136,8 +141,9 @@ def test_nats_node_killed_mid_run_loses_no_task_and_catches_up_when_back(
         victim.kill()
         killed_at = time.monotonic()
         records = wait_state(http, agents, FINAL, timeout=180)
+        role = "gitops' node, TASKS leader" if name == leader else "gitops' node"
         print(
-            f"\nNATS node {leader} (TASKS leader) SIGKILLed: {AGENTS} agents final "
+            f"\nNATS node {name} ({role}) SIGKILLed: {AGENTS} agents final "
             f"{time.monotonic() - killed_at:.1f}s later"
         )
         assert_pushed_once(remote_repo, records)
@@ -146,13 +152,13 @@ def test_nats_node_killed_mid_run_loses_no_task_and_catches_up_when_back(
     for log in cluster.logs.glob("*.log"):  # a late reply after a move was once refused
         assert "permissions violation" not in log.read_text(errors="replace"), log
     victim.start_again()
-    nodes.wait_current(60, names=[leader])
+    nodes.wait_current(60, names=[name])
     deadline = time.monotonic() + 30
     while True:
         info = asyncio.run(stream_info(cluster, subjects.TASKS_STREAM))
         peers = {p.name: p for p in info.cluster.replicas}
-        back = info.cluster.leader == leader or (
-            leader in peers and peers[leader].current and not peers[leader].offline
+        back = info.cluster.leader == name or (
+            name in peers and peers[name].current and not peers[name].offline
         )
         if back:
             break
@@ -202,6 +208,15 @@ def test_valkey_primary_killed_mid_run_promotes_the_replica_and_loses_no_task(
             time.sleep(0.2)
     finally:
         client.close()
+
+
+def node_of(nodes: NatsCluster, client: str) -> str:
+    """The node a client (by its connection name) is connected to, from ``/connz``."""
+    for node in nodes.nodes:
+        connz = httpx.get(f"http://{node.host}:{node.monitor_port}/connz", timeout=5).json()
+        if any(c.get("name") == client for c in connz.get("connections") or []):
+            return node.name
+    raise AssertionError(f"no node has a connection named {client!r}")
 
 
 class GapProbe(threading.Thread):
