@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,8 +192,11 @@ def start_sentinel(
     down_after_ms: int = DOWN_AFTER_MS,
     failover_timeout_ms: int = FAILOVER_TIMEOUT_MS,
     timeout: float = 15.0,
+    host: str = "127.0.0.1",
+    command_prefix: Sequence[str] = (),
 ) -> ServerProcess:
-    """Start one sentinel watching ``primary`` (its config 0600 under ``data_dir``)."""
+    """Start one sentinel watching ``primary`` (its config 0600 under ``data_dir``),
+    listening on ``host`` (``command_prefix``: as for ``start_valkey``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = data_dir / "sentinel.conf"
@@ -207,9 +211,11 @@ def start_sentinel(
             quorum=quorum,
             down_after_ms=down_after_ms,
             failover_timeout_ms=failover_timeout_ms,
+            bind=host,
         ),
     )
     args = [
+        *command_prefix,
         str(valkey_server_binary()),
         str(conf),
         "--sentinel",
@@ -219,8 +225,8 @@ def start_sentinel(
         "warning",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, proc, timeout, "valkey-sentinel")
-    return ServerProcess("valkey-sentinel", port, proc, data_dir, args)
+    wait_for_port(port, proc, timeout, "valkey-sentinel", host)
+    return ServerProcess("valkey-sentinel", port, proc, data_dir, args, host)
 
 
 async def current_primary(group: ValkeyReplicaSet) -> tuple[str, int]:
