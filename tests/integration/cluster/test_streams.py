@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
+from nats.js.api import ConsumerConfig, StreamConfig
 
 from mosaic.embedded import ServerProcess
 from mosaic.natscluster import NatsCluster, start_nats_cluster
@@ -72,10 +74,19 @@ async def test_an_r1_stream_is_raised_to_three_and_keeps_its_messages(
     assert (await js.stream_info(name)).config.num_replicas == 1
     for i in range(5):
         await js.publish(f"{name.lower()}.x", str(i).encode(), stream=name)
+    await js.add_consumer(name, ConsumerConfig(durable_name="band"))  # inherits replicas
     await ensure_stream(js, config(name))  # auto on three nodes: the cluster grew
     info = await js.stream_info(name)
     assert info.config.num_replicas == 3
     assert info.state.messages == 5
+    deadline = time.monotonic() + 20
+    while True:  # its durable consumer follows the stream to three replicas
+        consumer = await js.consumer_info(name, "band")
+        if consumer.cluster is not None and len(consumer.cluster.replicas or []) == 2:
+            break
+        assert time.monotonic() < deadline, consumer.cluster
+        await asyncio.sleep(0.2)
+    assert consumer.num_pending == 5
     await ensure_stream(js, config(name), StreamSettings(mosaic_stream_replicas="1"))
     assert (await js.stream_info(name)).config.num_replicas == 3  # never shrunk
 
