@@ -13,6 +13,7 @@ from mosaic.cli.common import home
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start NATS, Valkey (unless NATS_URL / VALKEY_URL are set) and the five services."""
+    from mosaic.embedded import EmbeddedServerError
     from mosaic.natsauth import redact
     from mosaic.spawners import any_ready, describe
     from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
@@ -35,7 +36,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  Valkey:  {redact(supervisor.valkey_url)}")
         if supervisor.valkey_group is not None:
             print(f"  Sentinels: {supervisor.valkey_group.sentinel_addresses} (primary + replica)")
-        print(f"  Secrets: {config.home / 'secrets'} (api-token, admin-token, valkey-password)")
+        secrets = "api-token, admin-token, valkey-password" + (
+            ", nats-route-password" if config.cluster else ""
+        )
+        print(f"  Secrets: {config.home / 'secrets'} ({secrets})")
         print(f"  Logs:    {supervisor.logs}")
         health = supervisor.health()
         for line in describe(health):
@@ -53,6 +57,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if proc.poll() is not None:
                     print(f"{name} exited ({proc.returncode}); restarting", file=sys.stderr)
                     supervisor.start_service(name)
+            if config.cluster:  # a node rejoins its cluster with its data (docs/deploy.md)
+                for name, server in supervisor.servers.items():
+                    if server.proc.poll() is not None:
+                        code = server.proc.returncode
+                        print(f"{name} exited ({code}); restarting", file=sys.stderr)
+                        try:
+                            server.start_again()
+                        except EmbeddedServerError as exc:
+                            print(f"{name}: {exc}; trying again", file=sys.stderr)
     finally:
         print("Stopping…")
         supervisor.stop()
