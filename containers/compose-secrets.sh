@@ -4,7 +4,8 @@
 # so running it again changes nothing; one exported in the shell wins over the file.
 #   MOSAIC_API_TOKEN, MOSAIC_ADMIN_TOKEN        gateway bearer tokens (operator, admin)
 #   NATS_<USER>_PASSWORD                        one per NATS user (containers/nats/auth.conf)
-#   VALKEY_PASSWORD                             Valkey's requirepass
+#   VALKEY_PASSWORD                             Valkey's requirepass (and the sentinels')
+#   NATS_ROUTE_PASSWORD                         NATS nodes' routes (compose.cluster.yaml)
 # Which service receives which: docs/deploy.md ("Secrets"). The model key
 # (ANTHROPIC_API_KEY) is yours to add.
 set -euo pipefail
@@ -13,7 +14,7 @@ file=${1:-$root/.env}
 umask 077
 touch "$file"
 chmod 600 "$file"
-names=(MOSAIC_API_TOKEN MOSAIC_ADMIN_TOKEN VALKEY_PASSWORD)
+names=(MOSAIC_API_TOKEN MOSAIC_ADMIN_TOKEN VALKEY_PASSWORD NATS_ROUTE_PASSWORD)
 for user in admin gateway spawner gitops gates killswitch; do
     names+=("NATS_${user^^}_PASSWORD")
 done

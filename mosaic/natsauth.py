@@ -39,12 +39,25 @@ SERVICE_USERS = ("gateway", "spawner", "gitops", "gates", "killswitch")
 USERS = (ADMIN, *SERVICE_USERS)
 
 _INBOX = "_INBOX.>"
+_REPLIES = _INBOX
+"""Every service may publish replies to inboxes, not only through ``allow_responses``:
+a server grants that right for the requests it delivered itself, so in a cluster a
+reply sent after the responder's connection moved to another node (its node died
+mid-request) was refused there as a permissions violation, the requester waited out its
+time-out (gitops: 120 s) and nats-py dropped the responder's connection again. Inbox
+names are random and seen only by whoever got the request (and the subscribers of its
+subject), so what this adds in practice is answering what it was asked, after a move."""
 _TASKS = subjects.TASKS_STREAM
 
 
 def _stream_admin(stream: str) -> list[str]:
-    """Look up and create one stream (never delete or purge it)."""
-    return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
+    """Look up, create and update one stream (raise its replicas on a grown cluster;
+    never delete or purge it)."""
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.CREATE.{stream}",
+        f"$JS.API.STREAM.UPDATE.{stream}",
+    ]
 
 
 def _audit_write(*kinds: str) -> list[str]:
@@ -55,6 +68,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     ADMIN: {"publish": [">"], "subscribe": [">"]},
     "gateway": {
         "publish": [
+            _REPLIES,
             subjects.TASKS_ALL,
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_RESUME,
@@ -77,6 +91,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "spawner": {
         "publish": [
+            _REPLIES,
             f"{subjects.EVENTS_PREFIX}.>",
             "mosaic.gitops.>",
             subjects.GATES_CHECK,
@@ -107,6 +122,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "gitops": {
         "publish": [
+            _REPLIES,
             subjects.health("gitops"),
             subjects.REPO_PUSHED,
             subjects.TRACE_SPANS,
@@ -116,6 +132,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "gates": {
         "publish": [
+            _REPLIES,
             subjects.health("gates"),
             subjects.TRACE_SPANS,
             *_audit_write(KIND_GATE_SKIPPED),
@@ -124,6 +141,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "killswitch": {
         "publish": [
+            _REPLIES,
             f"{subjects.EVENTS_PREFIX}.>",
             subjects.GITOPS_WORKTREE_REMOVE,
             subjects.TRACE_SPANS,
@@ -217,7 +235,11 @@ def write_config(home: Path) -> Path:
 
 
 def url_for(server_url: str, user: str, password: str) -> str:
-    """``nats://user:password@host:port`` from a server URL without credentials."""
+    """``nats://user:password@host:port`` from a server URL without credentials; for a
+    cluster's comma-separated node list, each node with the credentials."""
+    if "," in server_url:
+        nodes = [part.strip() for part in server_url.split(",") if part.strip()]
+        return ",".join(url_for(node, user, password) for node in nodes)
     parts = urlsplit(server_url)
     host = parts.hostname or "127.0.0.1"
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
@@ -227,7 +249,9 @@ def url_for(server_url: str, user: str, password: str) -> str:
 
 
 def redact(url: str) -> str:
-    """A NATS URL with its password hidden, for printing."""
+    """A NATS URL (or a comma-separated node list) with its password hidden, for printing."""
+    if "," in url:
+        return ",".join(redact(part.strip()) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -23,9 +23,12 @@ import nats
 
 from mosaic import natsauth
 from mosaic.embedded import ServerProcess, free_port, start_nats, start_valkey
+from mosaic.natscluster import NatsCluster, start_nats_cluster
 from mosaic.secretfiles import ensure_secret, secrets_dir
 from mosaic.serviceenv import service_environment
+from mosaic.valkeyha import ValkeyReplicaSet, start_valkey_replica_set
 from shared import subjects
+from shared.natsurls import parse_nats_url
 
 SERVICES = ("gitops", "gates", "killswitch", "spawner", "gateway")
 _PR_SET_PDEATHSIG = 1
@@ -52,6 +55,9 @@ class SystemConfig:
     services: tuple[str, ...] = SERVICES
     nats_auth: bool = True
     """Run our own nats-server with per-service users (ignored when ``nats_url`` is given)."""
+    cluster: int = 0
+    """Nodes of our own NATS cluster (``mosaic up --cluster``: 3), with Valkey as a
+    primary, a replica and three sentinels; 0 runs one nats-server and one Valkey."""
 
 
 def ensure_tokens(home: Path) -> dict[str, str]:
@@ -65,6 +71,8 @@ def ensure_tokens(home: Path) -> dict[str, str]:
 
 VALKEY_PASSWORD_FILE = "valkey-password"  # noqa: S105 (a file name)
 """The embedded Valkey's password, under ``<home>/secrets`` (0600)."""
+NATS_ROUTE_PASSWORD_FILE = "nats-route-password"  # noqa: S105 (a file name)
+"""The password NATS cluster nodes authenticate their routes with (0600)."""
 
 
 class Supervisor:
@@ -84,6 +92,12 @@ class Supervisor:
         self.valkey_url = config.valkey_url or ""
         """Where Valkey is; for the embedded server, with its password in it."""
         self.logs = config.home / "logs"
+        self.nats_cluster: NatsCluster | None = None
+        """The NATS nodes, when the supervisor runs a cluster."""
+        self.valkey_group: ValkeyReplicaSet | None = None
+        """The Valkey primary, replica and sentinels, when it runs them."""
+        self.cluster_env: dict[str, str] = {}
+        """Settings every service gets for the cluster (sentinels, stream replicas)."""
 
     @property
     def gateway_url(self) -> str:
@@ -112,6 +126,9 @@ class Supervisor:
     def _start_nats(self) -> None:
         """Our own nats-server; with authorization unless ``config.nats_auth`` is off."""
         home = self.config.home
+        if self.config.cluster:
+            self._start_nats_cluster()
+            return
         conf = natsauth.write_config(home) if self.config.nats_auth else None
         self.servers["nats"] = start_nats(home / "nats", config_file=conf)
         self.nats_server_url = f"nats://127.0.0.1:{self.servers['nats'].port}"
@@ -121,10 +138,47 @@ class Supervisor:
             natsauth.record_server(home, self.nats_server_url)
             self.nats_url = self.nats_url_for(natsauth.ADMIN)
 
+    def _start_nats_cluster(self) -> None:
+        """``config.cluster`` nodes with the same users on each; routes authenticate with
+        a generated password (``<home>/secrets/nats-route-password``)."""
+        home = self.config.home
+        auth = ""
+        if self.config.nats_auth:
+            self.nats_passwords = natsauth.ensure_passwords(home)
+            auth = natsauth.render_config(self.nats_passwords)
+        cluster = start_nats_cluster(
+            home / "nats-cluster",
+            self.config.cluster,
+            route_password=ensure_secret(home, NATS_ROUTE_PASSWORD_FILE),
+            extra_config=auth,
+            logs_dir=self.logs,
+        )
+        self.nats_cluster = cluster
+        for node, server in zip(cluster.nodes, cluster.servers, strict=True):
+            self.servers[f"nats-{node.name}"] = server
+        self.nats_server_url = cluster.url
+        self.nats_url = cluster.url
+        self.cluster_env["MOSAIC_STREAM_REPLICAS"] = str(min(3, cluster.size))
+        if self.nats_passwords:
+            natsauth.record_server(home, cluster.url)
+            self.nats_url = self.nats_url_for(natsauth.ADMIN)
+
     def _start_valkey(self) -> None:
-        """Our own valkey-server, always with a password (generated once, 0600)."""
+        """Our own valkey-server, always with a password (generated once, 0600); in a
+        cluster, a primary, a replica and three sentinels (``mosaic.valkeyha``)."""
         home = self.config.home
         password = ensure_secret(home, VALKEY_PASSWORD_FILE)
+        if self.config.cluster:
+            group = start_valkey_replica_set(home / "valkey-ha", password)
+            self.valkey_group = group
+            for i, sentinel in enumerate(group.sentinels, 1):
+                self.servers[f"valkey-sentinel-{i}"] = sentinel
+            for i, server in enumerate(group.data, 1):
+                self.servers[f"valkey-{i}"] = server
+            self.valkey_url = group.url
+            self.cluster_env["VALKEY_SENTINELS"] = group.sentinel_addresses
+            self.cluster_env["VALKEY_SENTINEL_MASTER"] = group.master_name
+            return
         self.servers["valkey"] = start_valkey(home / "valkey", password=password)
         self.valkey_url = f"redis://:{password}@127.0.0.1:{self.servers['valkey'].port}/0"
 
@@ -148,6 +202,7 @@ class Supervisor:
         if self.nats_passwords:
             credentials["NATS_ADMIN_URL"] = self.nats_url_for(natsauth.ADMIN)  # kill-all
         env = service_environment(service, inherited, credentials)
+        env.update(self.cluster_env)
         env.update(
             MOSAIC_HOME=str(self.config.home),
             GATEWAY_PORT=str(self.config.gateway_port),
@@ -240,7 +295,11 @@ class Supervisor:
 
     async def _probe(self, name: str) -> bool:
         try:
-            nc = await nats.connect(self.nats_url, connect_timeout=1, max_reconnect_attempts=0)
+            nc = await nats.connect(
+                **parse_nats_url(self.nats_url).connect_options(),
+                connect_timeout=1,
+                max_reconnect_attempts=0,
+            )
         except Exception:
             return False
         try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError as JsNotFoundError
 
+from shared import streams
 from shared.messages.audit import AuditEntry
 
 AUDIT_STREAM = "AUDIT"
@@ -63,15 +63,9 @@ def stream_config() -> StreamConfig:
 
 
 async def ensure_audit_stream(js: JetStreamContext) -> None:
-    """Create the ``AUDIT`` stream if missing (idempotent, safe to race)."""
-    try:
-        await js.stream_info(AUDIT_STREAM)
-    except JsNotFoundError:
-        try:
-            await js.add_stream(stream_config())
-        except Exception:
-            # Another writer may have created it between the two calls.
-            await js.stream_info(AUDIT_STREAM)
+    """Create the ``AUDIT`` stream if missing, with the cluster's replicas
+    (``shared.streams``; idempotent, safe to race)."""
+    await streams.ensure_stream(js, stream_config())
 
 
 async def audit(js: JetStreamContext, entry: AuditEntry, timeout: float = 5.0) -> PubAck:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TypeVar
 
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsSecurity, NatsToken, NatsUserPassword
 from nats.aio.client import Client
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
@@ -18,8 +18,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared import tracing
 from shared.errors import BusUnavailableError
 from shared.messages.base import Message
+from shared.natsurls import parse_nats_url
 from shared.replies import refuse_malformed
 from shared.settings import NatsSettings, ValkeySettings
+from shared.valkeysentinel import make_sentinel_valkey
 
 ReplyT = TypeVar("ReplyT", bound=Message)
 
@@ -27,11 +29,20 @@ log = logging.getLogger(__name__)
 
 
 def make_broker(settings: NatsSettings, name: str) -> NatsBroker:
-    """A FastStream NATS broker that reconnects forever (services outlive NATS restarts),
+    """A FastStream NATS broker over every node ``NATS_URL`` lists (``shared.natsurls``)
+    that reconnects forever, to whichever node answers (services outlive NATS restarts
+    and the loss of a cluster node),
     answers a request it cannot read with an error naming the fields (``replies``), and
     publishes the process's finished spans of tasks (``shared.spanbus``)."""
+    nodes = parse_nats_url(settings.nats_url)
+    security: NatsSecurity | None = None
+    if nodes.user is not None and nodes.password is None:
+        security = NatsToken(nodes.user)
+    elif nodes.user is not None and nodes.password is not None:
+        security = NatsUserPassword(nodes.user, nodes.password)
     broker = NatsBroker(
-        settings.nats_url,
+        list(nodes.servers),
+        security=security,
         name=name,
         connect_timeout=int(settings.nats_connect_timeout),
         max_reconnect_attempts=-1,
@@ -81,7 +92,10 @@ def _consume(task: asyncio.Task[None]) -> None:
 
 
 def make_valkey(settings: ValkeySettings) -> Redis:
-    """A Valkey client that retries dropped connections with backoff."""
+    """A Valkey client that retries dropped connections with backoff; with
+    ``VALKEY_SENTINELS``, one that asks the sentinels for the primary (``make_sentinel_valkey``)."""
+    if settings.valkey_sentinels:
+        return make_sentinel_valkey(settings)
     return Redis.from_url(
         settings.valkey_url,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),

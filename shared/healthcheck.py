@@ -26,6 +26,7 @@ import nats
 from nats.aio.msg import Msg
 
 from shared import subjects
+from shared.natsurls import parse_nats_url
 from shared.settings import NatsSettings
 
 SERVICES = ("gateway", "spawner", "gitops", "gates", "killswitch")
@@ -61,7 +62,10 @@ async def check_bus(service: str, url: str, timeout: float, hostname: str) -> No
     """Raise ``HealthCheckError`` unless ``service`` on ``hostname`` answers its probe."""
     try:
         nc = await nats.connect(
-            url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=0
+            **parse_nats_url(url).connect_options(),
+            connect_timeout=timeout,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
         )
     except Exception as exc:  # any connect failure means unhealthy
         raise HealthCheckError(f"cannot reach NATS: {exc}") from exc

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import subjects, tracing
 from shared.bus import FLUSH_WAIT_S, flush
+from shared.natsurls import parse_nats_url
 
 
 class KillOrderSettings(BaseSettings):
@@ -36,7 +37,10 @@ async def publish_kill(
         await flush(nc, FLUSH_WAIT_S)
         return
     admin = await nats.connect(
-        admin_url, name="kill-all", connect_timeout=2, max_reconnect_attempts=0
+        **parse_nats_url(admin_url).connect_options(),
+        name="kill-all",
+        connect_timeout=2,
+        max_reconnect_attempts=0,
     )
     try:
         await admin.publish(subject, body, headers=headers or None)

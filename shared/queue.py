@@ -20,7 +20,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError as JsNotFoundError
 
-from shared import subjects, tracing
+from shared import streams, subjects, tracing
 from shared.messages.tasks import TaskQueued
 
 PRIORITIES = range(1, 11)
@@ -45,11 +45,9 @@ def consumer_name(priority: int) -> str:
 
 
 async def ensure_stream(js: JetStreamContext) -> None:
-    """Create the stream if missing (idempotent, safe to race)."""
-    try:
-        await js.stream_info(subjects.TASKS_STREAM)
-    except JsNotFoundError:
-        await js.add_stream(stream_config())
+    """Create the stream if missing, with the cluster's replicas (``shared.streams``;
+    idempotent, safe to race)."""
+    await streams.ensure_stream(js, stream_config())
 
 
 async def ensure_consumers(js: JetStreamContext, ack_wait_s: float, max_deliver: int) -> None:

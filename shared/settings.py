@@ -39,6 +39,28 @@ class ValkeySettings(BaseSettings):
     model_config = _CONFIG
 
     valkey_url: str = "redis://127.0.0.1:6379/0"
+    valkey_sentinels: str | None = None
+    """``host:port,host:port``: find the primary through these sentinels (Valkey with a
+    replica and failover). The password and db still come from ``VALKEY_URL`` (whose
+    host is then unused); the sentinels take the same password."""
+    valkey_sentinel_master: str = "mosaic"
+    """The name the sentinels know the primary by."""
+
+    @field_validator("valkey_sentinels", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``VALKEY_SENTINELS`` as (host, port) pairs; a bad entry raises ``ValueError``
+        naming the setting."""
+        pairs: list[tuple[str, int]] = []
+        for entry in (self.valkey_sentinels or "").split(","):
+            host, _, port = entry.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"VALKEY_SENTINELS: {entry.strip()!r} is not host:port")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
 
 
 class HomeSettings(BaseSettings):

@@ -13,6 +13,7 @@ from mosaic.cli.common import home
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start NATS, Valkey (unless NATS_URL / VALKEY_URL are set) and the five services."""
+    from mosaic.embedded import EmbeddedServerError
     from mosaic.natsauth import redact
     from mosaic.spawners import any_ready, describe
     from mosaic.supervisor import Supervisor, SystemConfig, pick_gateway_port
@@ -22,6 +23,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         nats_url=os.environ.get("NATS_URL"),
         valkey_url=os.environ.get("VALKEY_URL"),
         gateway_port=pick_gateway_port(args.port or int(os.environ.get("GATEWAY_PORT", 0))),
+        cluster=3 if args.cluster else 0,
     )
     supervisor = Supervisor(config)
     stop = threading.Event()
@@ -32,7 +34,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Mosaic is up. Gateway: {supervisor.gateway_url}")
         print(f"  NATS:    {redact(supervisor.nats_url)}  (mosaic creds nats --user admin)")
         print(f"  Valkey:  {redact(supervisor.valkey_url)}")
-        print(f"  Secrets: {config.home / 'secrets'} (api-token, admin-token, valkey-password)")
+        if supervisor.valkey_group is not None:
+            print(f"  Sentinels: {supervisor.valkey_group.sentinel_addresses} (primary + replica)")
+        secrets = "api-token, admin-token, valkey-password" + (
+            ", nats-route-password" if config.cluster else ""
+        )
+        print(f"  Secrets: {config.home / 'secrets'} ({secrets})")
         print(f"  Logs:    {supervisor.logs}")
         health = supervisor.health()
         for line in describe(health):
@@ -50,6 +57,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if proc.poll() is not None:
                     print(f"{name} exited ({proc.returncode}); restarting", file=sys.stderr)
                     supervisor.start_service(name)
+            if config.cluster:  # a node rejoins its cluster with its data (docs/deploy.md)
+                for name, server in supervisor.servers.items():
+                    if server.proc.poll() is not None:
+                        code = server.proc.returncode
+                        print(f"{name} exited ({code}); restarting", file=sys.stderr)
+                        try:
+                            server.start_again()
+                        except EmbeddedServerError as exc:
+                            print(f"{name}: {exc}; trying again", file=sys.stderr)
     finally:
         print("Stopping…")
         supervisor.stop()
@@ -86,6 +102,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="start the embedded system (NATS, Valkey, five services)")
     up.add_argument("--port", type=int, help="gateway port (default 3001, or a free one)")
+    up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run three NATS nodes (streams with 3 replicas) and Valkey with a replica and "
+        "three sentinels, all on this machine (docs/deploy.md, 'Cluster')",
+    )
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service in the foreground")

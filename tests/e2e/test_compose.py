@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"gateway", "spawner", "gitops", "gates", "killswitch"}
 PASSWORDS = {
     "VALKEY_PASSWORD": "vpw",
+    "NATS_ROUTE_PASSWORD": "routepw",
     **{f"NATS_{u.upper()}_PASSWORD": f"{u}pw" for u in ("admin", *sorted(SERVICES))},
 }
 
@@ -43,7 +44,9 @@ def compose_cli() -> list[str]:
     pytest.skip(reason)
 
 
-def config(tmp_path: Path, *extra: str) -> dict[str, object]:
+def config(
+    tmp_path: Path, *extra: str, files: tuple[str, ...] = ("compose.yaml",)
+) -> dict[str, object]:
     env = {
         **os.environ,
         **PASSWORDS,
@@ -52,7 +55,7 @@ def config(tmp_path: Path, *extra: str) -> dict[str, object]:
         "MOSAIC_HOST_HOME": str(tmp_path / "home"),
     }
     result = subprocess.run(
-        [*compose_cli(), "-f", str(ROOT / "compose.yaml"), "config", *extra],
+        [*compose_cli(), *[a for f in files for a in ("-f", str(ROOT / f))], "config", *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -110,3 +113,30 @@ def test_compose_builds_every_image_from_one_dockerfile(tmp_path: Path) -> None:
     assert {svc["build"]["dockerfile"] for svc in services.values() if "build" in svc} == {
         "containers/services.Dockerfile"
     }
+
+
+def test_cluster_file_resolves_three_nodes_a_replica_and_sentinels(tmp_path: Path) -> None:
+    spec = config(tmp_path, files=("compose.yaml", "compose.cluster.yaml"))
+    services = spec["services"]
+    assert isinstance(services, dict)
+    nodes = ("nats", "nats-2", "nats-3")
+    sentinels = ("sentinel-1", "sentinel-2", "sentinel-3")
+    assert {*nodes, "valkey", "valkey-replica", *sentinels} <= set(services)
+    assert {services[n]["environment"]["NATS_NODE_NAME"] for n in nodes} == {
+        "nats-1",
+        "nats-2",
+        "nats-3",
+    }
+    for node in nodes:
+        assert services[node]["environment"]["NATS_ROUTE_PASSWORD"] == "routepw"
+        assert "/data" in json.dumps(services[node]["volumes"])
+    for name in SERVICES:
+        env = services[name]["environment"]
+        urls = env["NATS_URL"].split(",")
+        assert urls == [f"nats://{name}:{name}pw@{n}:4222" for n in nodes]
+        assert env["VALKEY_SENTINELS"] == ",".join(f"{s}:26379" for s in sentinels)
+        assert env["MOSAIC_STREAM_REPLICAS"] == "3"
+        depends = services[name]["depends_on"]
+        assert depends["nats"]["condition"] == "service_healthy", name
+    assert services["valkey-replica"]["environment"]["VALKEY_REPLICA_OF"] == "valkey"
+    assert "appendonly" in json.dumps(services["valkey-replica"]["command"])
