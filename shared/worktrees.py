@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.backoff import RetryPolicy
 from shared.errors import BusUnavailableError
+from shared.messages.agents import AgentPatch
 from shared.messages.gitops import WorktreeRemoved, WorktreeRemoveRequested
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,9 @@ not answer (restarting, say) is asked once more before the reaper's next pass.""
 
 @dataclass(frozen=True)
 class Retired:
-    """What retiring did: the record's new fields and the ``cleanup`` event's detail."""
+    """What retiring did: the record's patch and the ``cleanup`` event's detail."""
 
-    fields: dict[str, Any]
+    patch: AgentPatch
     detail: dict[str, Any]
 
 
@@ -53,9 +54,8 @@ async def retire_worktree(
     if removed.error is not None:
         log.warning("worktree removal refused: %s", removed.error.message, extra=extra)
         return None
-    fields: dict[str, Any] = {"worktree": None}
     detail: dict[str, Any] = {"worktree": "removed" if removed.removed else "absent"}
     if removed.salvage_branch:
-        fields["salvage_branch"] = removed.salvage_branch
         detail["salvageBranch"] = removed.salvage_branch
-    return Retired(fields, detail)
+        return Retired(AgentPatch(worktree=None, salvage_branch=removed.salvage_branch), detail)
+    return Retired(AgentPatch(worktree=None), detail)

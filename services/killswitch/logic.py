@@ -37,7 +37,6 @@ from shared.worktrees import RemoveWorktree, retire_worktree
 
 log = logging.getLogger(__name__)
 
-_FINAL_VALUES = frozenset(f'"{s.value}"' for s in AGENT_FINAL)
 _HELD_TASK_STATES = frozenset({TaskState.ASSIGNED, TaskState.EXECUTING})
 
 
@@ -155,20 +154,14 @@ class Killswitch:
         deadline = time.monotonic() + grace
         pending = list(agent_ids)
         final: dict[str, AgentState] = {}
-        redis = self.store.redis
         while pending:
-            async with redis.pipeline(transaction=False) as pipe:
-                for agent_id in pending:
-                    pipe.hget(self.store.key("agent", agent_id), "state")
-                states = await pipe.execute()
+            states = await self.store.states(pending)
             still: list[str] = []
-            for agent_id, raw in zip(pending, states, strict=True):
-                text = raw.decode() if isinstance(raw, bytes) else raw
-                if text in _FINAL_VALUES:
-                    final[agent_id] = AgentState(text.strip('"'))
-                elif text is None:
-                    continue  # deleted meanwhile: nothing to kill
-                else:
+            for agent_id in pending:
+                state = states.get(agent_id)
+                if state in AGENT_FINAL:
+                    final[agent_id] = state
+                elif state is not None:  # None: deleted meanwhile, nothing to kill
                     still.append(agent_id)
             pending = still
             if not pending or time.monotonic() >= deadline:
@@ -241,7 +234,7 @@ class Killswitch:
             )
             if retired is not None:
                 detail |= retired.detail
-                await self.store.update(agent_id, retired.fields)
+                await self.store.update(agent_id, retired.patch)
         await self.tracker.record(agent_id, record.task_id, "cleanup", detail)
 
     def _done(

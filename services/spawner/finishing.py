@@ -27,6 +27,7 @@ from services.spawner.runtime import tools
 from services.spawner.spending import SpendMeter
 from services.spawner.workspace import Worktree
 from shared.environments import PreparedEnvironment
+from shared.messages.agents import AgentPatch
 from shared.messages.gates import GateCheckRequested, GateDecision, GatePhase
 from shared.messages.gitops import CommitMade, CommitRequested, PushRequested
 from shared.sandbox.base import Sandbox
@@ -173,7 +174,7 @@ class Finish:
             for r in decision.results
         ]
         tracker = self._attempt.tracker
-        await tracker.update({"gates": results})
+        await tracker.update(AgentPatch(gates=results))
         detail: dict[str, Any] = {
             "approved": decision.approved,
             "yolo": decision.yolo,

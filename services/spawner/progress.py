@@ -13,6 +13,7 @@ from typing import Any
 from services.spawner.attempt import Attempt
 from services.spawner.kills import Running
 from shared.errors import StaleAttemptError
+from shared.messages.agents import AgentPatch
 from shared.messages.conversation import ConversationEntry
 
 
@@ -37,16 +38,16 @@ class Progress:
             await asyncio.sleep(0)
 
     async def _write(self, kind: str, detail: dict[str, Any]) -> None:
-        fields: dict[str, Any] = {}
+        patch: AgentPatch | None = None
         if kind == "turn_started":
-            fields["turns"] = detail.get("turn", 0)
+            patch = AgentPatch(turns=detail.get("turn", 0))
         elif kind == "tool_called":
-            fields["last_tool"] = detail.get("tool")
+            patch = AgentPatch(last_tool=detail.get("tool"))
         elif kind == "tokens_used":
-            fields["tokens_used"] = detail.get("total", 0)
+            patch = AgentPatch(tokens_used=detail.get("total", 0))
         tracker = self._attempt.tracker
-        if fields:
-            await tracker.update(fields)
+        if patch is not None:
+            await tracker.update(patch)
         await tracker.record("progress", {"step": kind, **detail})
 
     async def transcript(self, entries: list[ConversationEntry]) -> None:

@@ -78,7 +78,7 @@ class Retirement:
             if retired is not None:
                 self._detail |= retired.detail
                 try:
-                    await attempt.tracker.update(retired.fields)
+                    await attempt.tracker.update(retired.patch)
                 except (MosaicError, RedisError):
                     log.warning("could not record the worktree's removal", extra=attempt.log,
                                 exc_info=True)  # fmt: skip

@@ -121,3 +121,42 @@ class AgentRecord(Message):
     """``<old base>..<new base>``: the commits its queued merge added to the base branch."""
     overlaps: tuple[AgentOverlap, ...] = ()
     """Pushed branches of other agents that overlap this agent's changes, newest last."""
+
+
+class AgentPatch(Message):
+    """Fields of an agent's record written outside a state change (progress, paths, the
+    worktree's retirement): ``StateStore.update`` writes only the fields given, so
+    ``AgentPatch(worktree=None)`` clears the worktree and leaves the rest alone.
+
+    Identity, states, attempts and spend are not here: they change only through the
+    store's atomic scripts (``transition``, ``charge``). Each field has the type it has
+    in ``AgentRecord`` (a unit test holds the two together).
+    """
+
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: str | None = None
+    agent_branch: str | None = None
+    pushed_branch: str | None = None
+    pushed_commit: str | None = None
+    worktree: str | None = None
+    salvage_branch: str | None = None
+    sandbox: str | None = None
+    unsafe: bool = False
+    environment: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    spawner: str | None = None
+    turns: int = 0
+    tokens_used: int = 0
+    stop_reason: str | None = None
+    last_tool: str | None = None
+    quality_gates_disabled: bool = False
+    gates: list[dict[str, Any]] = []
+    merge_queue_position: int | None = None
+    merged_range: str | None = None
+    overlaps: tuple[AgentOverlap, ...] = ()
+
+    def written(self) -> dict[str, Any]:
+        """The fields given, by their record names (what an update writes)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
