@@ -39,6 +39,9 @@ class ValkeySettings(BaseSettings):
     model_config = _CONFIG
 
     valkey_url: str = "redis://127.0.0.1:6379/0"
+    state_prefix: str = "mosaic"
+    """Every key of this system starts with ``<state_prefix>:`` (``STATE_PREFIX``): the
+    same in every service, so it is read here once."""
 
 
 class HomeSettings(BaseSettings):

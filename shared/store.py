@@ -195,6 +195,11 @@ class StateStore:
         self._charge = redis.register_script(CHARGE)
 
     @property
+    def prefix(self) -> str:
+        """What every key of this store starts with (``ValkeySettings.state_prefix``)."""
+        return self._prefix
+
+    @property
     def redis(self) -> Redis:
         """The underlying client, for callers that keep their own keys."""
         return self._redis
