@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.spawner.merging import Where
 from shared.messages.gitops import WorktreeRemoveRequested, WorktreeRequested
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
 from shared.tracker import AgentTracker, AttemptTracker
@@ -48,15 +49,14 @@ class Attempt:
         """The branch its work is based on and pushed to."""
         return self.request.context.branch
 
+    def place(self, *, fenced: bool = True) -> Where:
+        """Where the attempt works, with its fencing token unless ``fenced`` is False."""
+        number = self.number if fenced else None
+        return Where(self.agent_id, self.task_id, self.repository, self.base_branch, number)
+
     def where(self) -> dict[str, Any]:
         """The fields every fenced gitops request of this attempt carries."""
-        return {
-            "agent_id": self.agent_id,
-            "task_id": self.task_id,
-            "repository": self.repository,
-            "base_branch": self.base_branch,
-            "attempt": self.number,
-        }
+        return self.place().fenced()
 
     def worktree_requested(self) -> WorktreeRequested:
         """The ask for this attempt's worktree."""

@@ -21,7 +21,7 @@ from services.spawner.finish_policy import (
     Resolve,
     SendBack,
 )
-from services.spawner.merging import Where, merge_through_queue, pre_push_check
+from services.spawner.merging import merge_through_queue, pre_push_check
 from services.spawner.run_context import RunContext
 from services.spawner.runtime import tools
 from services.spawner.spending import SpendMeter
@@ -117,20 +117,18 @@ class Finish:
         if attempt.request.options.merge == "queue":
             if ctx.merge_queue is None:
                 raise AssertionError("RunContext always has its merge queue")
-            where = Where(attempt.agent_id, attempt.task_id, attempt.repository,
-                          attempt.base_branch, attempt.number)  # fmt: skip
             result = await merge_through_queue(
                 ctx.gitops,
                 ctx.merge_queue,
                 attempt.tracker,
-                where,
+                attempt.place(),
                 self.check_gates,
                 ctx.settings.merge_queue_attempts,
             )
             return self._policy.merged(result)
         pre_push = await pre_push_check(
             ctx.gitops,
-            Where(attempt.agent_id, attempt.task_id, attempt.repository, attempt.base_branch),
+            attempt.place(fenced=False),
             self._worktree.base_commit,
             self._worktree.path,
             self.check_gates,
