@@ -124,8 +124,9 @@ class GitError(MosaicError):
     code = "git_failed"
 
 
-class GitTimedOut(GitError):
-    """A git command ran past its time limit and was killed."""
+class GitTimeoutError(GitError):
+    """A git command ran past its time limit and was killed (retryable: the same command
+    on a less busy host or remote may finish). The one timeout error of every git runner."""
 
     code = "timeout"
     retryable = True
@@ -264,7 +265,7 @@ class Git:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise GitTimedOut(f"git {_verb(command)} took longer than {limit}s") from exc
+            raise GitTimeoutError(f"git {_verb(command)} took longer than {limit}s") from exc
         except OSError as exc:
             raise GitError(f"git {_verb(command)} could not start: {exc}", retryable=True) from exc
         return GitResult(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))

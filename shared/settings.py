@@ -39,6 +39,9 @@ class ValkeySettings(BaseSettings):
     model_config = _CONFIG
 
     valkey_url: str = "redis://127.0.0.1:6379/0"
+    state_prefix: str = "mosaic"
+    """Every key of this system starts with ``<state_prefix>:`` (``STATE_PREFIX``): the
+    same in every service, so it is read here once."""
     valkey_sentinels: str | None = None
     """``host:port,host:port``: find the primary through these sentinels (Valkey with a
     replica and failover). The password and db still come from ``VALKEY_URL`` (whose

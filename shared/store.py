@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,14 @@ from redis.asyncio import Redis
 from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptError
 from shared.federation.agents import owner_key
 from shared.lifecycle import agent_sources, task_sources
-from shared.messages.agents import AgentEvent, AgentRecord, AgentState, EventKind, TaskState
+from shared.messages.agents import (
+    AgentEvent,
+    AgentPatch,
+    AgentRecord,
+    AgentState,
+    EventKind,
+    TaskState,
+)
 from shared.messages.base import utcnow
 from shared.messages.conversation import (
     CONVERSATION_MAX_ENTRIES,
@@ -188,6 +195,11 @@ class StateStore:
         self._charge = redis.register_script(CHARGE)
 
     @property
+    def prefix(self) -> str:
+        """What every key of this store starts with (``ValkeySettings.state_prefix``)."""
+        return self._prefix
+
+    @property
     def redis(self) -> Redis:
         """The underlying client, for callers that keep their own keys."""
         return self._redis
@@ -243,6 +255,19 @@ class StateStore:
                     out.append(AgentRecord.model_validate(data))
         return out
 
+    async def states(self, agent_ids: Sequence[str]) -> dict[str, AgentState]:
+        """The state of each of ``agent_ids`` that exists, in one pipelined read (a
+        poll over many agents reads one field each, not their records)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.hget(self.key("agent", agent_id), "state")
+            raw = await pipe.execute()
+        return {
+            agent_id: AgentState(json.loads(value))
+            for agent_id, value in zip(agent_ids, raw, strict=True)
+            if value is not None
+        }
+
     async def require_agent(self, agent_id: str) -> AgentRecord:
         """The agent's record, or ``NotFoundError``."""
         record = await self.get_agent(agent_id)
@@ -264,18 +289,15 @@ class StateStore:
         """How many agent records exist."""
         return int(await self._redis.zcard(self.key("agents")))
 
-    async def update(
-        self, agent_id: str, fields: Mapping[str, Any], *, fence: int | None = None
-    ) -> None:
-        """Write non-state fields (progress, paths); state only moves via ``transition``.
+    async def update(self, agent_id: str, patch: AgentPatch, *, fence: int | None = None) -> None:
+        """Write the fields ``patch`` gives; state only moves via ``transition``.
 
         With ``fence`` (the writer's attempt) the write is refused with
         ``StaleAttemptError`` once a later attempt has claimed the task.
         """
+        fields = patch.written()
         if not fields:
             return
-        if {"state", "task_state", "attempts"} & set(fields):
-            raise ValueError("state fields and attempts change only through transition()")
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _enc(_jsonable(value))]

@@ -14,7 +14,7 @@ from typing import Any
 from faststream.nats import NatsBroker
 
 from shared import subjects
-from shared.messages.agents import AgentEvent, AgentState, EventKind, TaskState
+from shared.messages.agents import AgentEvent, AgentPatch, AgentState, EventKind, TaskState
 from shared.store import StateStore
 from shared.tracing import current_trace_id
 
@@ -161,7 +161,7 @@ class AttemptTracker:
         raise_if_cancelled()
         return event
 
-    async def update(self, fields: Mapping[str, Any]) -> None:
+    async def update(self, patch: AgentPatch) -> None:
         """A fenced write of non-state fields."""
-        await self.store.update(self.agent_id, fields, fence=self.attempt)
+        await self.store.update(self.agent_id, patch, fence=self.attempt)
         raise_if_cancelled()

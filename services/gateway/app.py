@@ -181,7 +181,7 @@ def create_app(
         js = broker.connection.jetstream()
         await ensure_stream(js)
         redis = make_valkey(valkey)
-        store = StateStore(redis, prefix=settings.state_prefix)
+        store = StateStore(redis, prefix=valkey.state_prefix)
         feed = FeedHub(
             broker.connection,
             store,
@@ -208,7 +208,7 @@ def create_app(
             feed=feed,
             metrics=gateway_metrics,
             settings=settings,
-            spawners=SpawnerRegistry(redis, settings.state_prefix),
+            spawners=SpawnerRegistry(redis, valkey.state_prefix),
             kill_wait_s=settings.kill_wait_s,
             budget=budget,
         )

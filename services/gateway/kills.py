@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from nats.aio.msg import Msg
 from opentelemetry.trace import SpanKind
@@ -18,6 +19,8 @@ from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentState
 from shared.messages.kill import KillOrdered
+
+log = logging.getLogger(__name__)
 
 _FINAL = {s.value for s in AGENT_FINAL}
 _TRACE_LOOKUP_S = 0.25
@@ -67,6 +70,23 @@ async def kill_and_wait(
             if record is not None:
                 final[agent_id] = record.state
     return final
+
+
+async def hold_recorded(deps: Resources, wait_s: float, poll_s: float = 0.01) -> bool:
+    """Wait (at most ``wait_s``) until the kill-all's hold is in Valkey. The killswitch
+    owns the hold and records it when the order reaches it; a kill-all answers only
+    once it is there, so a spawn right after the answer is held. False (logged) when
+    it never came: no killswitch is running, and nothing holds the queue."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        hold = await deps.store.held()
+        if hold is not None and hold.get("kind") == "killall":
+            return True
+        if asyncio.get_running_loop().time() >= deadline:
+            log.error("kill-all: no hold recorded within %.1fs (is the killswitch running?)",
+                      wait_s)  # fmt: skip
+            return False
+        await asyncio.sleep(poll_s)
 
 
 async def _order_kill(deps: Resources, agent_id: str, body: bytes) -> None:

@@ -17,7 +17,6 @@ class GatewaySettings(BaseSettings):
     mosaic_admin_token: SecretStr | None = None
     kill_wait_s: float = 5.0
     max_body_bytes: int = 1_000_000
-    state_prefix: str = "mosaic"
     feed_queue_size: int = Field(default=1000, ge=1, le=100_000)
     """Events buffered per feed client; a client that falls this far behind is dropped."""
     feed_heartbeat_s: float = Field(default=15.0, gt=0)

@@ -59,13 +59,6 @@ class AuthFailedError(GitOpsError):
     code = "auth_failed"
 
 
-class GitTimeoutError(GitOpsError):
-    """A git command ran past its time limit and was killed."""
-
-    code = "timeout"
-    retryable = True
-
-
 class BranchNotFoundError(GitOpsError):
     """The base branch does not exist on the remote."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from services.gitops.errors import GitCommandError, GitTimeoutError, WorktreeTamperedError
+from services.gitops.errors import GitCommandError, GitOpsError, WorktreeTamperedError
 from shared import agentrepo
 from shared.agentrepo import AgentRepo
 from shared.git import (
@@ -19,7 +19,7 @@ from shared.git import (
     GitError,
     GitResult,
     GitTamperedError,
-    GitTimedOut,
+    GitTimeoutError,
     nested_repositories,
     operator_env,
     redact,
@@ -63,8 +63,8 @@ class GitRunner(Git):
     ) -> GitResult:
         try:
             return super().run(*args, ok=ok, env=env, timeout=timeout, stdin=stdin)
-        except GitTimedOut as exc:
-            raise GitTimeoutError(exc.message) from exc
+        except GitTimeoutError as exc:  # shared.git's, in gitops' base for the reply
+            raise GitOpsError(exc.message, code=exc.code, retryable=exc.retryable) from exc
         except GitTamperedError as exc:
             raise WorktreeTamperedError(exc.message) from exc
         except GitError as exc:

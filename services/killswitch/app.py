@@ -67,9 +67,9 @@ async def start(
 ) -> Running:
     """Open Valkey and Docker, subscribe to the kill subjects, start the reaper."""
     redis = make_valkey(valkey)
-    store = StateStore(redis, prefix=settings.state_prefix)
+    store = StateStore(redis, prefix=valkey.state_prefix)
     stopper = Stopper(
-        ProcessGroupRegistry(redis, settings.state_prefix),
+        ProcessGroupRegistry(redis, valkey.state_prefix),
         use_docker=settings.killswitch_docker,
         docker_timeout_s=settings.docker_timeout_s,
         deployment=await deployment_id(store),

@@ -20,24 +20,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.killswitch.settings import KillswitchSettings
 from services.killswitch.stopper import Stopped, Stopper
-from shared.errors import IllegalTransitionError, MosaicError
+from shared.errors import IllegalTransitionError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
-from shared.messages.gitops import WorktreeRemoved, WorktreeRemoveRequested
+from shared.messages.gitops import WorktreeRemoveRequested
 from shared.messages.kill import KillOrdered
 from shared.tracker import AgentTracker
+from shared.worktrees import RemoveWorktree, retire_worktree
 
 log = logging.getLogger(__name__)
 
-RemoveWorktree = Callable[[WorktreeRemoveRequested], Awaitable[WorktreeRemoved]]
-_FINAL_VALUES = frozenset(f'"{s.value}"' for s in AGENT_FINAL)
 _HELD_TASK_STATES = frozenset({TaskState.ASSIGNED, TaskState.EXECUTING})
 
 
@@ -155,20 +154,14 @@ class Killswitch:
         deadline = time.monotonic() + grace
         pending = list(agent_ids)
         final: dict[str, AgentState] = {}
-        redis = self.store.redis
         while pending:
-            async with redis.pipeline(transaction=False) as pipe:
-                for agent_id in pending:
-                    pipe.hget(self.store.key("agent", agent_id), "state")
-                states = await pipe.execute()
+            states = await self.store.states(pending)
             still: list[str] = []
-            for agent_id, raw in zip(pending, states, strict=True):
-                text = raw.decode() if isinstance(raw, bytes) else raw
-                if text in _FINAL_VALUES:
-                    final[agent_id] = AgentState(text.strip('"'))
-                elif text is None:
-                    continue  # deleted meanwhile: nothing to kill
-                else:
+            for agent_id in pending:
+                state = states.get(agent_id)
+                if state in AGENT_FINAL:
+                    final[agent_id] = state
+                elif state is not None:  # None: deleted meanwhile, nothing to kill
                     still.append(agent_id)
             pending = still
             if not pending or time.monotonic() >= deadline:
@@ -225,33 +218,23 @@ class Killswitch:
     async def cleanup(self, record: AgentRecord, stopped: Stopped | None = None) -> None:
         """What a spawner's own cleanup would do: worktree, live keys, a ``cleanup`` event."""
         agent_id = record.agent_id
-        extra = {"agent_id": agent_id, "task_id": record.task_id}
         detail: dict[str, object] = {"by": "killswitch"}
         if stopped is not None and stopped.containers:
             detail["sandbox"] = "removed"
         await self.stopper.groups.clear(agent_id)
         if record.worktree or record.task_state in _HELD_TASK_STATES:
-            try:
-                removed = await self._remove_worktree(
-                    WorktreeRemoveRequested(
-                        agent_id=agent_id,
-                        task_id=record.task_id,
-                        repository=record.repository,
-                        base_branch=record.branch,
-                    )
-                )
-            except MosaicError as exc:
-                log.warning("worktree removal failed (%s); the reaper retries", exc, extra=extra)
-            else:
-                if removed.error is not None:
-                    log.warning("worktree removal refused: %s", removed.error.message, extra=extra)
-                else:
-                    detail["worktree"] = "removed" if removed.removed else "absent"
-                    fields: dict[str, object] = {"worktree": None}
-                    if removed.salvage_branch:
-                        fields["salvage_branch"] = removed.salvage_branch
-                        detail["salvageBranch"] = removed.salvage_branch
-                    await self.store.update(agent_id, fields)
+            retired = await retire_worktree(
+                self._remove_worktree,
+                WorktreeRemoveRequested(
+                    agent_id=agent_id,
+                    task_id=record.task_id,
+                    repository=record.repository,
+                    base_branch=record.branch,
+                ),
+            )
+            if retired is not None:
+                detail |= retired.detail
+                await self.store.update(agent_id, retired.patch)
         await self.tracker.record(agent_id, record.task_id, "cleanup", detail)
 
     def _done(

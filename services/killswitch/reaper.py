@@ -55,10 +55,7 @@ async def reap_once(ks: Killswitch) -> ReapReport:
             ):
                 report.containers += 1
                 log.warning("reaped container %s", container_id[:12], extra={"agent_id": agent_id})
-    pattern = store.key("agent", "*", "pgids")
-    async for raw in store.redis.scan_iter(match=pattern, count=500):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        agent_id = key.split(":")[-2]
+    async for agent_id in ks.stopper.groups.agent_ids():
         record = await store.get_agent(agent_id)
         if record is not None and record.state not in AGENT_FINAL:
             continue

@@ -11,7 +11,6 @@ class KillswitchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    state_prefix: str = "mosaic"
     kill_grace_s: float = Field(default=1.0, ge=0)
     """How long the owning spawner gets to end an agent before the killswitch does."""
     kill_poll_s: float = Field(default=0.025, gt=0)

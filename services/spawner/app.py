@@ -111,6 +111,7 @@ async def serve(
     readiness: Readiness,
     kills: KillRegistry,
     *,
+    prefix: str,
     settings: SpawnerSettings,
     model: ModelSettings,
     quality: QualitySettings,
@@ -120,7 +121,7 @@ async def serve(
     """Take tasks: the run context, the intake, the subscriptions, the reaper."""
     assert readiness.factory is not None
     nc = broker.connection
-    store = StateStore(redis, prefix=settings.state_prefix)
+    store = StateStore(redis, prefix=prefix)
     factory = readiness.factory
     if factory.unsafe:
         log.warning(
@@ -129,7 +130,7 @@ async def serve(
         )
     if isinstance(factory, (HostSandboxFactory, BwrapSandboxFactory)) and factory.groups is None:
         # so the killswitch can end this spawner's commands if it hangs or dies
-        factory.groups = ProcessGroupRegistry(redis, settings.state_prefix)
+        factory.groups = ProcessGroupRegistry(redis, prefix)
     serve_metrics()
     deployment = await deployment_id(store)
     ctx = RunContext(
@@ -190,6 +191,7 @@ def create_app(
 ) -> FastStream:
     """Build the spawner; it connects and starts taking tasks only when run."""
     spawner = settings or SpawnerSettings()
+    valkey = valkey or ValkeySettings()
     broker = make_broker(nats or NatsSettings(), "spawner")
     add_health(broker, "spawner")
     app = FastStream(broker)
@@ -206,6 +208,7 @@ def create_app(
             state.redis,
             state.readiness,
             kills,
+            prefix=valkey.state_prefix,
             settings=spawner,
             model=model_settings,
             quality=quality or QualitySettings(),
@@ -216,10 +219,10 @@ def create_app(
     @app.on_startup
     async def prepare() -> None:
         # Before the broker starts, so the record exists once the health probe answers.
-        redis = make_valkey(valkey or ValkeySettings())
+        redis = make_valkey(valkey)
         readiness = await assess(model_settings, sandbox_settings, sandboxes)
         heartbeat = Heartbeat(
-            SpawnerRegistry(redis, spawner.state_prefix),
+            SpawnerRegistry(redis, valkey.state_prefix),
             readiness.capability(instance, spawner.spawner_concurrency),
             spawner.spawner_heartbeat_s,
             spawner.spawner_record_ttl_s,

@@ -22,6 +22,7 @@ from shared.messages.base import utcnow
 from shared.messages.gitops import WorktreeRemoveRequested
 from shared.messages.tasks import TaskQueued
 from shared.tracker import AgentTracker
+from shared.worktrees import retire_worktree
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +59,22 @@ async def remove_leftovers(gitops: GitOps, tracker: AgentTracker, task: TaskQueu
     here without a run of its own: no run's cleanup will, and the record names no
     worktree for the reaper when the attempt died before it said it was running."""
     request = task.request
+    retired = await retire_worktree(
+        gitops.remove_worktree,
+        WorktreeRemoveRequested(
+            agent_id=task.agent_id,
+            task_id=request.task_id,
+            repository=request.context.repository,
+            base_branch=request.context.branch,
+        ),
+    )
+    if retired is None:  # logged: the reaper finds it if the record names the worktree
+        return
     try:
-        removed = await gitops.remove_worktree(
-            WorktreeRemoveRequested(
-                agent_id=task.agent_id,
-                task_id=request.task_id,
-                repository=request.context.repository,
-                base_branch=request.context.branch,
-            )
-        )
-        if removed.error is not None:
-            raise MosaicError(removed.error.message)
-        fields: dict[str, object] = {"worktree": None}
-        if removed.salvage_branch:
-            fields["salvage_branch"] = removed.salvage_branch
-        await tracker.store.update(task.agent_id, fields)
+        await tracker.store.update(task.agent_id, retired.patch)
     except MosaicError:
-        log.warning("could not remove what the crashed attempt left", exc_info=True,
-                    extra={"agent_id": task.agent_id})  # fmt: skip
+        log.warning("could not record the removal of what the crashed attempt left",
+                    exc_info=True, extra={"agent_id": task.agent_id})  # fmt: skip
 
 
 async def on_max_deliveries(

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from services.spawner.clients import GitOps
 from services.spawner.overlap import find_overlaps, note_text
 from services.spawner.runtime.notes import NoteBox
-from shared.messages.agents import AgentOverlap
+from shared.messages.agents import AgentOverlap, AgentPatch
 from shared.messages.gitops import ChangesRequested, RepoPushed
 from shared.tracker import AgentTracker
 
@@ -136,7 +136,7 @@ class Forecast:
         record = await store.get_agent(watched.agent_id)
         if record is not None:
             kept = tuple(o for o in record.overlaps if o.agent_id != pushed.agent_id)
-            await store.update(watched.agent_id, {"overlaps": (*kept, entry)})
+            await store.update(watched.agent_id, AgentPatch(overlaps=(*kept, entry)))
         await self._tracker.record(
             watched.agent_id,
             watched.task_id,

@@ -42,12 +42,12 @@ class SpawnerHandlers:
             log.warning("kill ordered", extra={"agent_id": agent_id})
 
     async def on_kill_all(self, msg: Msg) -> None:
-        """``mosaic.kill.all``: stop taking tasks, cancel every run here, hold the queue."""
+        """``mosaic.kill.all``: stop taking tasks and cancel every run here (the queue's
+        hold is the killswitch's to record: ``services.killswitch.logic``)."""
         self.dispatcher.pause()
         order = KillOrdered.lenient(msg.data)
         killed = self.kills.kill_all(order)
         log.warning("kill-all ordered: %d agents here; intake paused", len(killed))
-        await self.ctx.tracker.store.hold_all(order.reason, order.requested_by)
 
     async def on_resume(self, _: Msg) -> None:
         """``mosaic.kill.resume``: take tasks again once the hold is really gone."""

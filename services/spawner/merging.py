@@ -29,6 +29,7 @@ from typing import Any
 from services.spawner.clients import GitOps
 from services.spawner.errors import StepFailedError
 from services.spawner.mergequeue import MergeQueue
+from shared.messages.agents import AgentPatch
 from shared.messages.base import Failure
 from shared.messages.gates import GateDecision, GatePhase
 from shared.messages.gitops import (
@@ -108,7 +109,7 @@ async def merge_through_queue(
     key = queue.queue_key(where.repository, where.base_branch)
 
     async def show(position: int) -> None:
-        await tracker.update({"merge_queue_position": position})
+        await tracker.update(AgentPatch(merge_queue_position=position))
         await tracker.record(
             "progress",
             {"step": "merge_queue", "position": position, "baseBranch": where.base_branch},
@@ -118,7 +119,7 @@ async def merge_through_queue(
         async with queue.turn(key, where.agent_id, show):
             return await _integrate_and_land(gitops, tracker, where, check, attempts)
     finally:
-        await tracker.update({"merge_queue_position": None})
+        await tracker.update(AgentPatch(merge_queue_position=None))
 
 
 async def _integrate_and_land(
@@ -189,7 +190,7 @@ async def _record_merge(tracker: AttemptTracker, where: Where, landed: Landed) -
         "commit": landed.commit,
         "baseBranch": where.base_branch,
     }
-    await tracker.update({"merged_range": landed.range})
+    await tracker.update(AgentPatch(merged_range=landed.range))
     await tracker.record("progress", detail)
     if landed.error is not None:  # merged, but the audit trail did not take the entry
         await tracker.record("warning", {"merge": landed.error.message})

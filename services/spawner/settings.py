@@ -51,7 +51,6 @@ class SpawnerSettings(BaseSettings):
     budget_hold_poll_s: float = Field(default=5.0, gt=0)
     """While the deployment's daily budget holds intake, how often a spawner looks
     whether it was lifted (an admin's resume, the next UTC day)."""
-    state_prefix: str = "mosaic"
 
     def lease_s(self) -> float:
         """The lease in seconds: ``task_lease_s``, capped by the ack wait."""

@@ -67,8 +67,8 @@ class AgentOverlap(Message):
     at: datetime = Field(default_factory=utcnow)
 
 
-class AgentRecord(Message):
-    """The agent as stored in Valkey and shown by ``GET /agents/{agentId}/status``."""
+class AgentHead(Message):
+    """What an agent is, fixed when it is created: its ids, task, repository, priority."""
 
     agent_id: str
     task_id: str
@@ -80,6 +80,12 @@ class AgentRecord(Message):
     priority: int
     gate_profile: GateProfile
     created_at: datetime
+
+
+class AgentProgress(Message):
+    """The fields of an agent's record written as it runs, outside a state change too
+    (progress, paths, the worktree's retirement): what an ``AgentPatch`` may carry."""
+
     started_at: datetime | None = None
     completed_at: datetime | None = None
     error: str | None = None
@@ -99,15 +105,8 @@ class AgentRecord(Message):
     model: str | None = None
     """The model name (``scripted`` for scripted plans)."""
     spawner: str | None = None
-    attempts: int = 0
-    """The current attempt's number: the fencing token every write of an attempt carries."""
-    attempt_reasons: list[str] = []
-    """How each attempt that did not complete ended ("attempt 1: timeout after 8s"), in
-    order: kept when the task is retried, handed back or runs out of deliveries."""
     turns: int = 0
     tokens_used: int = 0
-    spend: Spend = Spend()
-    """What its model calls cost so far: every attempt, the AI reviewer's included."""
     stop_reason: str | None = None
     """Why it was stopped from outside its work, when it was: ``budget`` (its task's
     budget or the deployment's daily one was reached)."""
@@ -121,3 +120,27 @@ class AgentRecord(Message):
     """``<old base>..<new base>``: the commits its queued merge added to the base branch."""
     overlaps: tuple[AgentOverlap, ...] = ()
     """Pushed branches of other agents that overlap this agent's changes, newest last."""
+
+
+class AgentRecord(AgentProgress, AgentHead):
+    """The agent as stored in Valkey and shown by ``GET /agents/{agentId}/status``: its
+    head, its progress, and what only the store's atomic scripts change (attempts, spend)."""
+
+    attempts: int = 0
+    """The current attempt's number: the fencing token every write of an attempt carries."""
+    attempt_reasons: list[str] = []
+    """How each attempt that did not complete ended ("attempt 1: timeout after 8s"), in
+    order: kept when the task is retried, handed back or runs out of deliveries."""
+    spend: Spend = Spend()
+    """What its model calls cost so far: every attempt, the AI reviewer's included."""
+
+
+class AgentPatch(AgentProgress):
+    """An update of an agent's record: ``StateStore.update`` writes only the fields
+    given, so ``AgentPatch(worktree=None)`` clears the worktree and leaves the rest alone.
+    Identity, states, attempts and spend are not here: they change only through the
+    store's atomic scripts (``transition``, ``charge``)."""
+
+    def written(self) -> dict[str, Any]:
+        """The fields given, by their record names (what an update writes)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}

@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -120,6 +121,12 @@ class ProcessGroupRegistry:
     async def clear(self, agent_id: str) -> None:
         """The agent has ended: drop its set."""
         await self._redis.delete(self.key(agent_id))
+
+    async def agent_ids(self) -> AsyncIterator[str]:
+        """Every agent with recorded groups (a scan: the reaper's pass, not a hot path)."""
+        async for raw in self._redis.scan_iter(match=self.key("*"), count=500):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            yield key.removeprefix(f"{self._prefix}:agent:").removesuffix(":pgids")
 
     async def members(self, agent_id: str) -> list[str]:
         """Every recorded group of the agent (on any host)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import IllegalTransitionError, StaleAttemptError
-from shared.messages.agents import AgentEvent, AgentState, TaskState
+from shared.messages.agents import AgentEvent, AgentPatch, AgentState, TaskState
 from shared.store import StateStore
 from tests.integration.test_store import make_record
 
@@ -44,7 +44,7 @@ async def test_a_stale_attempt_can_neither_transition_update_nor_record(
             "a1", task_id="t1", agent=AgentState.COMPLETED, task=TaskState.COMPLETED, fence=1
         )
     with pytest.raises(StaleAttemptError):
-        await store.update("a1", {"pushed_branch": "mosaic/stale"}, fence=1)
+        await store.update("a1", AgentPatch(pushed_branch="mosaic/stale"), fence=1)
     with pytest.raises(StaleAttemptError):
         await store.append_event(
             AgentEvent(agent_id="a1", task_id="t1", kind="progress", detail={}), fence=1
@@ -54,7 +54,7 @@ async def test_a_stale_attempt_can_neither_transition_update_nor_record(
     assert len(await store.events("a1")) == events_before
 
     # the current attempt writes normally
-    await store.update("a1", {"turns": 3}, fence=2)
+    await store.update("a1", AgentPatch(turns=3), fence=2)
     await store.transition(
         "a1", task_id="t1", agent=AgentState.RUNNING, task=TaskState.EXECUTING, fence=2
     )
@@ -89,8 +89,8 @@ async def test_attempt_reasons_accumulate_in_order(store: StateStore) -> None:
         "attempt 1: gates/unavailable",
         "attempt 2: gates/unavailable",
     ]
-    with pytest.raises(ValueError, match="attempts"):
-        await store.update("a1", {"attempts": 9})
+    with pytest.raises(ValueError, match="attempts"):  # not a field a patch can carry
+        await store.update("a1", AgentPatch(attempts=9))  # type: ignore[call-arg]
 
 
 async def test_a_transition_sent_again_is_answered_not_refused(store: StateStore) -> None:

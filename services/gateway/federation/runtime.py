@@ -83,7 +83,7 @@ def federation_of(request: Request) -> Federation:
     runtime: FederationRuntime = request.app.state.federation
     deps = resources_of(request)
     redis = deps.store.redis
-    prefix = deps.settings.state_prefix
+    prefix = deps.store.prefix
     return Federation(
         runtime=runtime,
         deps=deps,

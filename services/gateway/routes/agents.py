@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from services.gateway.auth import RequireAdmin, RequireOperator
 from services.gateway.deps import Deps
 from services.gateway.errors import ErrorResponse
-from services.gateway.kills import kill_and_wait
+from services.gateway.kills import hold_recorded, kill_and_wait
 from services.gateway.precheck import precheck
 from services.gateway.submit import submit
 from shared.ids import AGENT_ID_PATTERN, ID_MAX_LENGTH
@@ -251,6 +251,7 @@ async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     live = [r.agent_id for r in records if r.state not in AGENT_FINAL and r.task_state != "pending"]
     order = KillOrdered(reason="kill-all via HTTP", requested_by="http:admin")
     final = await kill_and_wait(deps, live, order, kill_all=True)
+    await hold_recorded(deps, deps.kill_wait_s)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
     return [
         KillResult(

@@ -87,7 +87,7 @@ async def test_a_spawn_over_the_deployments_caps_is_refused(
     runtime = spoke.app.state.federation
     me = runtime.identity.instance_id
     peer = Identity.generate(f"capped-{secrets.token_hex(3)}")
-    registry = PeerRegistry(spoke.store.redis, spoke.settings.state_prefix)
+    registry = PeerRegistry(spoke.store.redis, spoke.store.prefix)
     limits = PeerLimits(max_agents=5, allowed_repositories=[str(remote_repo.parent)])
     await registry.register(
         Peer(

@@ -51,14 +51,13 @@ async def start_gateway(
     settings = GatewaySettings(
         mosaic_api_token=OPERATOR,
         mosaic_admin_token=ADMIN,
-        state_prefix=prefix,
         kill_wait_s=overrides.pop("kill_wait_s", 1.0),
         **overrides,
     )
     app = create_app(
         settings,
         NatsSettings(nats_url=nats_url),
-        ValkeySettings(valkey_url=valkey_url),
+        ValkeySettings(valkey_url=valkey_url, state_prefix=prefix),
         QualitySettings(yolo_mode=yolo),
         federation or FederationSettings(federation_enabled=False),
     )

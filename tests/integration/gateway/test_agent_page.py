@@ -20,6 +20,7 @@ from services.spawner.runtime.providers import make_provider
 from services.spawner.runtime.types import Bounds
 from shared import subjects
 from shared.bus import make_broker, request
+from shared.messages.agents import AgentPatch
 from shared.messages.conversation import ENTRY_MAX_CHARS, ConversationEntry
 from shared.messages.diffs import DiffFound, DiffRequested
 from shared.messages.gitops import (
@@ -273,7 +274,7 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     assert gone.json()["error"]["code"] == "no_diff"
 
     await gateway.store.update(
-        agent_id, {"pushed_commit": pushed.commit, "pushed_branch": pushed.remote_branch}
+        agent_id, AgentPatch(pushed_commit=pushed.commit, pushed_branch=pushed.remote_branch)
     )
     after = await operator.get(path)
     assert after.status_code == 200, after.text
@@ -327,8 +328,8 @@ async def test_diff_of_a_merged_agent_is_what_its_merge_added(
     )  # fmt: skip
     await gateway.store.update(
         agent_id,
-        {"pushed_commit": landed.head, "pushed_branch": landed.remote_branch,
-         "merged_range": landed.range},
+        AgentPatch(pushed_commit=landed.head, pushed_branch=landed.remote_branch,
+                   merged_range=landed.range),
     )  # fmt: skip
     naive = await request(
         gitops, subjects.GITOPS_DIFF,

@@ -21,6 +21,7 @@ from mosaic.client import (
 )
 from mosaic.embedded import free_port
 from shared.kill_metrics import KILLS, MetricsSettings, serve_metrics
+from shared.messages.agents import AgentPatch
 from tests.integration.gateway.conftest import OPERATOR, CliRun, Gateway, spawn_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -148,14 +149,14 @@ async def test_cli_spawns_into_the_merge_queue_and_shows_the_position(
         await run("spawn", *url, "--repo", str(remote_repo), "--item", "x", "--merge", "squash")
     assert "squash" in capsys.readouterr().err
     # what the spawner writes while the agent waits, then after its merge
-    await gateway.store.update(agent_id, {"merge_queue_position": 3})
+    await gateway.store.update(agent_id, AgentPatch(merge_queue_position=3))
     code, out, _ = await run("agents", *url)
     assert "MERGE" in out
     assert "queue #3" in out
     code, out, _ = await run("status", *url, agent_id)
     assert "mergeQueuePosition  3" in out
     merged = f"{'a' * 40}..{'b' * 40}"
-    await gateway.store.update(agent_id, {"merge_queue_position": None, "merged_range": merged})
+    await gateway.store.update(agent_id, AgentPatch(merge_queue_position=None, merged_range=merged))
     code, out, _ = await run("agents", *url)
     assert "merged aaaaaaa..bbbbbbb" in out
     assert "queue #" not in out

@@ -26,13 +26,8 @@ from tests.integration.gateway.conftest import ADMIN, OPERATOR
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def _settings(prefix: str = "fuzz") -> GatewaySettings:
-    return GatewaySettings(
-        mosaic_api_token=OPERATOR,
-        mosaic_admin_token=ADMIN,
-        state_prefix=prefix,
-        kill_wait_s=0.05,
-    )
+def _settings() -> GatewaySettings:
+    return GatewaySettings(mosaic_api_token=OPERATOR, mosaic_admin_token=ADMIN, kill_wait_s=0.05)
 
 
 # The document comes from the app itself (building the app opens no connection).
@@ -76,9 +71,9 @@ def gates_service(nats_url: str) -> Iterator[None]:
 def base_url(nats_url: str, valkey_url: str, gates_service: None) -> Iterator[str]:
     """A gateway in a thread of its own (schemathesis calls it synchronously)."""
     app = create_app(
-        _settings(f"fuzz{free_port()}"),
+        _settings(),
         NatsSettings(nats_url=nats_url),
-        ValkeySettings(valkey_url=valkey_url),
+        ValkeySettings(valkey_url=valkey_url, state_prefix=f"fuzz{free_port()}"),
         QualitySettings(),
     )
     port = free_port()

@@ -59,7 +59,7 @@ def capability(instance: str, *, ready: bool = True, sandbox: str = "bwrap") -> 
 
 
 async def ready_spawner(gateway: Gateway, **kw: Any) -> None:
-    registry = SpawnerRegistry(gateway.store.redis, gateway.settings.state_prefix)
+    registry = SpawnerRegistry(gateway.store.redis, gateway.store.prefix)
     await registry.publish(capability("spawner-1", **kw), ttl_s=60)
 
 
@@ -93,7 +93,7 @@ async def snapshot(gateway: Gateway) -> tuple[int, dict[bytes, bytes | str]]:
     js = gateway.broker.connection.jetstream()
     info = await js.stream_info(subjects.TASKS_STREAM)
     redis = gateway.store.redis
-    keys = [k async for k in redis.scan_iter(match=f"{gateway.settings.state_prefix}:*")]
+    keys = [k async for k in redis.scan_iter(match=f"{gateway.store.prefix}:*")]
     return info.state.messages, {k: await redis.type(k) for k in sorted(keys)}
 
 

@@ -40,7 +40,7 @@ def capability(instance: str, *, ready: bool, unsafe: bool = False) -> SpawnerCa
 
 
 def registry(gateway: Gateway) -> SpawnerRegistry:
-    return SpawnerRegistry(gateway.store.redis, gateway.settings.state_prefix)
+    return SpawnerRegistry(gateway.store.redis, gateway.store.prefix)
 
 
 async def test_not_ready_spawners_refuse_spawn_with_their_reason_and_store_nothing(

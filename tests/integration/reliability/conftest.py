@@ -78,8 +78,8 @@ async def make_spawner(
         await broker.start()
         redis = Redis.from_url(valkey_url)
         opened.append((broker, redis))
-        spawner_settings = SpawnerSettings(state_prefix=f"t{unique}", **settings)
-        store = StateStore(redis, prefix=spawner_settings.state_prefix)
+        spawner_settings = SpawnerSettings(**settings)
+        store = StateStore(redis, prefix=f"t{unique}")
         ctx = RunContext(
             tracker=AgentTracker(store, broker),
             gitops=GitOps(broker, 30),
