@@ -59,9 +59,10 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_RESUME,
             f"{subjects.HEALTH_PREFIX}.>",
-            subjects.GATES_CHECK,  # POST /api/quality/check
-            subjects.GITOPS_DIFF,  # GET /agents/{agentId}/diff (read only)
+            subjects.GATES_CHECK_ANY_HOST,  # POST /api/quality/check (the agent's host)
+            subjects.gitops_any_host(subjects.GitOp.DIFF),  # GET /agents/{agentId}/diff
             subjects.GITOPS_CHECK,  # POST /agents/check
+            subjects.GITOPS_REPOSITORY_EXISTS,  # POST /agents: a local repository path
             subjects.SPAWNER_ENVIRONMENT_CHECK,  # POST /agents/check (docker spawners)
             subjects.TRACE_SPANS,  # its own spans (spawn, kill), collected by a gateway
             *_stream_admin(_TASKS),
@@ -78,8 +79,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "spawner": {
         "publish": [
             f"{subjects.EVENTS_PREFIX}.>",
-            "mosaic.gitops.>",
-            subjects.GATES_CHECK,
+            f"{subjects.GITOPS_PREFIX}.*.>",  # its host's gitops (and a crashed attempt's)
+            subjects.GATES_CHECK_ANY_HOST,
             subjects.TRACE_SPANS,
             subjects.health("spawner"),
             *_stream_admin(_TASKS),
@@ -112,7 +113,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TRACE_SPANS,
             *_audit_write(KIND_MERGE),
         ],
-        "subscribe": ["mosaic.gitops.>", subjects.health("gitops"), _INBOX],
+        "subscribe": [f"{subjects.GITOPS_PREFIX}.>", subjects.health("gitops"), _INBOX],
     },
     "gates": {
         "publish": [
@@ -120,12 +121,12 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TRACE_SPANS,
             *_audit_write(KIND_GATE_SKIPPED),
         ],
-        "subscribe": [subjects.GATES_CHECK, subjects.health("gates"), _INBOX],
+        "subscribe": [subjects.GATES_CHECK_ANY_HOST, subjects.health("gates"), _INBOX],
     },
     "killswitch": {
         "publish": [
             f"{subjects.EVENTS_PREFIX}.>",
-            subjects.GITOPS_WORKTREE_REMOVE,
+            subjects.gitops_any_host(subjects.GitOp.WORKTREE_REMOVE),
             subjects.TRACE_SPANS,
             subjects.health("killswitch"),
             *_audit_write(KIND_KILL, KIND_KILL_ALL),

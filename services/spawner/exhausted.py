@@ -59,6 +59,9 @@ async def remove_leftovers(gitops: GitOps, tracker: AgentTracker, task: TaskQueu
     worktree for the reaper when the attempt died before it said it was running."""
     request = task.request
     try:
+        record = await tracker.store.get_agent(task.agent_id)
+        if record is not None and record.host:  # the crashed attempt's host has its worktree
+            gitops = gitops.at(record.host)
         removed = await gitops.remove_worktree(
             WorktreeRemoveRequested(
                 agent_id=task.agent_id,

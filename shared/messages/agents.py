@@ -99,6 +99,9 @@ class AgentRecord(Message):
     model: str | None = None
     """The model name (``scripted`` for scripted plans)."""
     spawner: str | None = None
+    host: str | None = None
+    """The host whose spawner took the task (``MOSAIC_HOST_ID``): its worktree, sandbox and
+    gate runs are there, and its gitops and gates questions are asked of that host."""
     attempts: int = 0
     """The current attempt's number: the fencing token every write of an attempt carries."""
     attempt_reasons: list[str] = []

@@ -110,3 +110,18 @@ class EnvironmentChecked(Message):
     detail: str = ""
     spawner: str | None = None
     error: Failure | None = None
+
+
+class RepositoryPathRequested(Message):
+    """Is there a directory at ``path`` (a local repository named by a task)? Asked of
+    any host's gitops at submit: the gateway never reads the workspace or the disk."""
+
+    path: str = Field(min_length=1, max_length=4096)
+
+
+class RepositoryPathFound(Message):
+    """gitops's answer: whether ``path`` is a directory on its host (``host``)."""
+
+    exists: bool = False
+    host: str | None = None
+    error: Failure | None = None
