@@ -35,6 +35,8 @@ from shared.messages.base import Failure, Message
 from shared.messages.checks import (
     RepositoryChecked,
     RepositoryCheckRequested,
+    RepositoryPathFound,
+    RepositoryPathRequested,
 )
 from shared.messages.diffs import DiffFound, DiffRequested
 from shared.messages.gitops import (
@@ -206,6 +208,19 @@ def register(broker: NatsBroker, cache: RepoCache, host: str) -> None:
             message,
             RepositoryChecked,
             lambda request: precheck.check_repository(cache, request),
+        )
+
+    @broker.subscriber(
+        subjects.GITOPS_REPOSITORY_EXISTS, queue=subjects.GITOPS_ANY_QUEUE, max_workers=workers
+    )
+    async def repository_exists(
+        request: RepositoryPathRequested, message: NatsMessage
+    ) -> RepositoryPathFound:
+        return await answer(
+            request,
+            message,
+            RepositoryPathFound,
+            lambda request: precheck.path_exists(request, host),
         )
 
     @broker.subscriber(mine(GitOp.INTEGRATE), queue=queue, max_workers=workers)
