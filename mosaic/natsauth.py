@@ -42,6 +42,11 @@ _INBOX = "_INBOX.>"
 _TASKS = subjects.TASKS_STREAM
 
 
+def _health(service: str) -> list[str]:
+    """A service's probe subjects: any host's and its own host's."""
+    return [subjects.health(service), f"{subjects.health(service)}.*"]
+
+
 def _stream_admin(stream: str) -> list[str]:
     """Look up and create one stream (never delete or purge it)."""
     return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
@@ -82,7 +87,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.GITOPS_PREFIX}.*.>",  # its host's gitops (and a crashed attempt's)
             subjects.GATES_CHECK_ANY_HOST,
             subjects.TRACE_SPANS,
-            subjects.health("spawner"),
+            *_health("spawner"),
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
             f"$JS.API.CONSUMER.CREATE.{_TASKS}.>",
@@ -102,39 +107,39 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TASKS_ALL,
             subjects.REPO_PUSHED,
             subjects.SPAWNER_ENVIRONMENT_CHECK,
-            subjects.health("spawner"),
+            *_health("spawner"),
             _INBOX,
         ],
     },
     "gitops": {
         "publish": [
-            subjects.health("gitops"),
+            *_health("gitops"),
             subjects.REPO_PUSHED,
             subjects.TRACE_SPANS,
             *_audit_write(KIND_MERGE),
         ],
-        "subscribe": [f"{subjects.GITOPS_PREFIX}.>", subjects.health("gitops"), _INBOX],
+        "subscribe": [f"{subjects.GITOPS_PREFIX}.>", *_health("gitops"), _INBOX],
     },
     "gates": {
         "publish": [
-            subjects.health("gates"),
+            *_health("gates"),
             subjects.TRACE_SPANS,
             *_audit_write(KIND_GATE_SKIPPED),
         ],
-        "subscribe": [subjects.GATES_CHECK_ANY_HOST, subjects.health("gates"), _INBOX],
+        "subscribe": [subjects.GATES_CHECK_ANY_HOST, *_health("gates"), _INBOX],
     },
     "killswitch": {
         "publish": [
             f"{subjects.EVENTS_PREFIX}.>",
             subjects.gitops_any_host(subjects.GitOp.WORKTREE_REMOVE),
             subjects.TRACE_SPANS,
-            subjects.health("killswitch"),
+            *_health("killswitch"),
             *_audit_write(KIND_KILL, KIND_KILL_ALL),
         ],
         "subscribe": [
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_ALL,
-            subjects.health("killswitch"),
+            *_health("killswitch"),
             _INBOX,
         ],
     },

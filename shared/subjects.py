@@ -122,8 +122,14 @@ def kill_agent(agent_id: str) -> str:
 
 
 def health(service: str) -> str:
-    """The request/reply subject a service answers health probes on."""
+    """The request/reply subject a service answers health probes on (any host's)."""
     return f"{HEALTH_PREFIX}.{service}"
+
+
+def health_on(service: str, host: str) -> str:
+    """``mosaic.health.<service>.<host>``: the probe of one host's instance of a service
+    (``mosaic up --join`` waits for its own host's, not another's)."""
+    return f"{HEALTH_PREFIX}.{service}.{_host(host)}"
 
 
 _HOST = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
