@@ -25,7 +25,13 @@ from services.gateway.settings import GatewaySettings
 from services.gitops.app import create_app as create_gitops
 from shared.bus import make_broker
 from shared.federation.settings import FederationSettings
-from shared.settings import HomeSettings, NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import (
+    HomeSettings,
+    HostSettings,
+    NatsSettings,
+    QualitySettings,
+    ValkeySettings,
+)
 from shared.store import StateStore
 from shared.tracker import AgentTracker
 
@@ -86,8 +92,10 @@ async def start_gateway(
             await server.serve()
             return
         with tempfile.TemporaryDirectory(prefix="gw-gitops-") as home:
-            gitops = create_gitops(
-                NatsSettings(nats_url=nats_url), HomeSettings(mosaic_home=Path(home))
+            gitops = create_gitops(  # a host of its own: tests' own gitops keep theirs
+                NatsSettings(nats_url=nats_url),
+                HomeSettings(mosaic_home=Path(home)),
+                host=HostSettings(mosaic_host_id="gateway-fixture"),
             )
             assert gitops.broker is not None
             async with gitops.broker:
