@@ -138,6 +138,7 @@ def test_the_joined_hosts_run_their_own_services_only(hosts: dict[str, Superviso
 def test_thirty_agents_across_three_hosts_each_on_its_own_workspace(
     hosts: dict[str, Supervisor], remote: Path
 ) -> None:
+    began = time.monotonic()
     with admin(hosts["h1"]) as http:
         ids = [
             spawn(
@@ -152,6 +153,7 @@ def test_thirty_agents_across_three_hosts_each_on_its_own_workspace(
             for n in range(30)
         ]
         records = wait_state(http, ids, {"completed", "failed", "killed"}, timeout=180)
+    print(f"30 agents over three hosts ended in {time.monotonic() - began:.1f}s")
     not_completed = {a: (r["state"], r.get("error")) for a, r in records.items()
                      if r["state"] != "completed"}  # fmt: skip
     assert not not_completed, not_completed
