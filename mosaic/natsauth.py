@@ -68,7 +68,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.gitops_any_host(subjects.GitOp.DIFF),  # GET /agents/{agentId}/diff
             subjects.GITOPS_CHECK,  # POST /agents/check
             subjects.GITOPS_REPOSITORY_EXISTS,  # POST /agents: a local repository path
-            subjects.SPAWNER_ENVIRONMENT_CHECK,  # POST /agents/check (docker spawners)
+            subjects.SPAWNER_ENVIRONMENT_CHECK_ANY_HOST,  # POST /agents/check (docker)
             subjects.TRACE_SPANS,  # its own spans (spawn, kill), collected by a gateway
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
@@ -106,7 +106,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.KILL_RESUME,
             subjects.TASKS_ALL,
             subjects.REPO_PUSHED,
-            subjects.SPAWNER_ENVIRONMENT_CHECK,
+            subjects.SPAWNER_ENVIRONMENT_CHECK_ANY_HOST,
             *_health("spawner"),
             _INBOX,
         ],

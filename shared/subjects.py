@@ -65,10 +65,21 @@ def gitops_queue(host: str) -> str:
     return f"gitops-{_host(host)}"
 
 
-# Environment pre-check (queue group ``spawner-env``): a docker spawner says whether a
-# repository's environment image is cached or buildable on its host (POST /agents/check).
-SPAWNER_ENV_QUEUE = "spawner-env"
-SPAWNER_ENVIRONMENT_CHECK = "mosaic.spawner.environment.check"
+# Environment pre-check: a docker spawner says whether a repository's environment image
+# is cached or buildable on its host (POST /agents/check), asked of the host whose gitops
+# read the repository (its path is on that host): ``spawner_environment_check(host)``.
+SPAWNER_ENVIRONMENT_CHECK_ANY_HOST = "mosaic.spawner.*.environment.check"
+
+
+def spawner_environment_check(host: str) -> str:
+    """``mosaic.spawner.<host>.environment.check`` (queue group ``spawner_env_queue``)."""
+    return f"mosaic.spawner.{_host(host)}.environment.check"
+
+
+def spawner_env_queue(host: str) -> str:
+    """The queue group of one host's docker spawners for environment checks."""
+    return f"spawner-env-{_host(host)}"
+
 
 # A push landed (core NATS, advisory): gitops publishes, spawners forecast conflicts.
 REPO_PUSHED = "mosaic.repo.pushed"

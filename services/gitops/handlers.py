@@ -207,7 +207,7 @@ def register(broker: NatsBroker, cache: RepoCache, host: str) -> None:
             request,
             message,
             RepositoryChecked,
-            lambda request: precheck.check_repository(cache, request),
+            lambda request: precheck.check_repository(cache, request, host),
         )
 
     @broker.subscriber(

@@ -43,9 +43,15 @@ _SKIPPED = NOT_CHECKED + ": the {0} check failed"
 
 
 async def check_repository(
-    cache: RepoCache, request: RepositoryCheckRequested
+    cache: RepoCache, request: RepositoryCheckRequested, host: str
 ) -> RepositoryChecked:
-    """The repository, branch, gates and environment checks of one task (see the module)."""
+    """The repository, branch, gates and environment checks of one task (see the module),
+    naming this ``host`` (the repository path it gives is on its disk)."""
+    checked = await _check(cache, request)
+    return checked.model_copy(update={"host": host})
+
+
+async def _check(cache: RepoCache, request: RepositoryCheckRequested) -> RepositoryChecked:
     url = validate_repository(request.repository)
     validate_branch(request.branch, cache.tool_runner())
     try:  # the clone or fetch writes: under the repository's lock, like a worktree's

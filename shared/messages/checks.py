@@ -90,6 +90,8 @@ class RepositoryChecked(Message):
     commit: str | None = None
     environment_source: str | None = None
     repo_path: str | None = None
+    host: str | None = None
+    """The host whose gitops answered: ``repo_path`` is on that host's disk."""
     """gitops's cache repository (where a spawner on its host reads the declaration)."""
     error: Failure | None = None
 

@@ -218,8 +218,12 @@ def test_only_the_gateway_asks_spawners_about_environments(sup: Supervisor) -> N
     no other service may."""
     asked = json.dumps({"repoPath": "/r", "commit": "0" * 40}).encode()
     for user in ("spawner", "gitops", "gates", "killswitch"):
-        answer = raw_publish(sup.nats_url_for(user), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+        answer = raw_publish(
+            sup.nats_url_for(user), subjects.spawner_environment_check(host_id()), asked
+        )
         assert "Permissions Violation for Publish" in answer, (user, answer)
-    answer = raw_publish(sup.nats_url_for("gateway"), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+    answer = raw_publish(
+        sup.nats_url_for("gateway"), subjects.spawner_environment_check(host_id()), asked
+    )
     assert "-ERR" not in answer, answer
     assert "PONG" in answer, answer
