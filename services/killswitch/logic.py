@@ -54,7 +54,8 @@ class Outcome:
     ``already`` (final before the order), ``unknown`` (no such agent),
     ``other`` (it reached another final state first, such as ``completed``),
     ``requeued`` (a kill-all found it handed back to the queue, where it waits),
-    ``elsewhere`` (another host runs it: that host's killswitch ends it).
+    ``elsewhere`` (another host runs it, or another host's killswitch marked it while it
+    was queued: that killswitch answers and audits).
     """
 
     agent_id: str
@@ -99,6 +100,8 @@ class Killswitch:
             if await self._kill_queued(record, order):
                 return self._done(agent_id, AgentState.KILLED, "killswitch", received, "agent")
             record = await self.store.get_agent(agent_id) or record  # claimed meanwhile
+            if record.state in AGENT_FINAL:  # another host's killswitch marked it first
+                return Outcome(agent_id, record.state, "elsewhere", time.monotonic() - received)
         if not self.runs_here(record):
             return Outcome(agent_id, record.state, "elsewhere", time.monotonic() - received)
         final = await self._wait_final([agent_id], self.settings.kill_grace_s)

@@ -12,6 +12,7 @@ request of an agent) say which hosts' gitops touched it.
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,13 @@ from mosaic import natsauth
 from mosaic.embedded import free_port
 from mosaic.supervisor import HOST_SERVICES, Supervisor, SystemConfig
 from tests.conftest import STDLIB_GATES, TEST_APP, git
-from tests.integration.killswitch.helpers import admin, agent_processes, sleeper, wait_state
+from tests.integration.killswitch.helpers import (
+    admin,
+    agent_processes,
+    events,
+    sleeper,
+    wait_state,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -195,3 +202,47 @@ def test_kill_all_kills_the_agents_of_every_host(
             print(f"kill-all over 3 hosts: {len(ids)} agents killed in {elapsed:.2f}s")
         finally:
             assert http.post("/agents/resume").status_code == 200
+
+
+def test_a_hung_spawners_agent_is_ended_by_its_own_hosts_killswitch(
+    hosts: dict[str, Supervisor], remote: Path
+) -> None:
+    """Host h2's spawner hangs: h2's killswitch ends its agent (sandbox, worktree through
+    h2's gitops); the other hosts' killswitches leave it alone and say nothing."""
+    with admin(hosts["h1"]) as http:
+        ids = [spawn(http, remote, f"hung-{n}", sleeper(120)) for n in range(SLOTS * 3)]
+        running = wait_state(http, ids, {"running"}, timeout=90)
+        agent_id = next(a for a, r in running.items() if r["host"] == "h2")
+        others = [a for a in ids if a != agent_id]
+        for other in others:  # only the one agent of h2 stays
+            assert http.post(f"/agents/{other}/kill").status_code == 200
+        hosts["h2"].stop_service("spawner", signal.SIGSTOP)
+        try:
+            answer = http.post(f"/agents/{agent_id}/kill")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["state"] == "killed"
+            deadline = time.monotonic() + 10
+            while agent_processes(agent_id) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert agent_processes(agent_id) == []
+            killed = [e for e in events(http, agent_id) if e.get("state") == "killed"]
+            assert killed[0]["detail"]["by"] == "killswitch"
+            worktree = str(running[agent_id]["worktree"])
+            assert worktree.startswith(str(hosts["h2"].config.home)), worktree
+            deadline = time.monotonic() + 20
+            while Path(worktree).exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not Path(worktree).exists(), "h2's gitops did not remove the worktree"
+        finally:
+            hosts["h2"].stop_service("spawner", signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        kills: list[dict[str, Any]] = []
+        while not kills and time.monotonic() < deadline:
+            audit = http.get("/audit", params={"agentId": agent_id}).json()
+            kills = [a for a in audit if a["kind"] == "kill"]
+            time.sleep(0.2)
+        time.sleep(1.0)  # another host's entry, if one were written, has arrived too
+        kills = [a for a in http.get("/audit", params={"agentId": agent_id}).json()
+                 if a["kind"] == "kill"]  # fmt: skip
+        assert [a["detail"]["host"] for a in kills] == ["h2"], kills
+        assert kills[0]["detail"]["byKillswitch"] == 1
