@@ -79,6 +79,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Superv
         )
     )
     started: dict[str, Supervisor] = {}
+    began = time.monotonic()
     try:
         first.start(timeout=120)
         started["h1"] = first
@@ -98,6 +99,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Superv
             )
             joined.start(timeout=120)
             started[host] = joined
+        print(f"\nthree hosts up in {time.monotonic() - began:.1f}s")
         yield started
     finally:
         for host in reversed(list(started)):
