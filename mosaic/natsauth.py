@@ -50,6 +50,11 @@ subject), so what this adds in practice is answering what it was asked, after a 
 _TASKS = subjects.TASKS_STREAM
 
 
+def _health(service: str) -> list[str]:
+    """A service's probe subjects: any host's and its own host's."""
+    return [subjects.health(service), f"{subjects.health(service)}.*"]
+
+
 def _stream_admin(stream: str) -> list[str]:
     """Look up, create and update one stream (raise its replicas on a grown cluster;
     never delete or purge it)."""
@@ -73,10 +78,11 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_RESUME,
             f"{subjects.HEALTH_PREFIX}.>",
-            subjects.GATES_CHECK,  # POST /api/quality/check
-            subjects.GITOPS_DIFF,  # GET /agents/{agentId}/diff (read only)
+            subjects.GATES_CHECK_ANY_HOST,  # POST /api/quality/check (the agent's host)
+            subjects.gitops_any_host(subjects.GitOp.DIFF),  # GET /agents/{agentId}/diff
             subjects.GITOPS_CHECK,  # POST /agents/check
-            subjects.SPAWNER_ENVIRONMENT_CHECK,  # POST /agents/check (docker spawners)
+            subjects.GITOPS_REPOSITORY_EXISTS,  # POST /agents: a local repository path
+            subjects.SPAWNER_ENVIRONMENT_CHECK_ANY_HOST,  # POST /agents/check (docker)
             subjects.TRACE_SPANS,  # its own spans (spawn, kill), collected by a gateway
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
@@ -93,10 +99,10 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "publish": [
             _REPLIES,
             f"{subjects.EVENTS_PREFIX}.>",
-            "mosaic.gitops.>",
-            subjects.GATES_CHECK,
+            f"{subjects.GITOPS_PREFIX}.*.>",  # its host's gitops (and a crashed attempt's)
+            subjects.GATES_CHECK_ANY_HOST,
             subjects.TRACE_SPANS,
-            subjects.health("spawner"),
+            *_health("spawner"),
             *_stream_admin(_TASKS),
             f"$JS.API.CONSUMER.INFO.{_TASKS}.*",
             f"$JS.API.CONSUMER.CREATE.{_TASKS}.>",
@@ -115,43 +121,43 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.KILL_RESUME,
             subjects.TASKS_ALL,
             subjects.REPO_PUSHED,
-            subjects.SPAWNER_ENVIRONMENT_CHECK,
-            subjects.health("spawner"),
+            subjects.SPAWNER_ENVIRONMENT_CHECK_ANY_HOST,
+            *_health("spawner"),
             _INBOX,
         ],
     },
     "gitops": {
         "publish": [
             _REPLIES,
-            subjects.health("gitops"),
+            *_health("gitops"),
             subjects.REPO_PUSHED,
             subjects.TRACE_SPANS,
             *_audit_write(KIND_MERGE),
         ],
-        "subscribe": ["mosaic.gitops.>", subjects.health("gitops"), _INBOX],
+        "subscribe": [f"{subjects.GITOPS_PREFIX}.>", *_health("gitops"), _INBOX],
     },
     "gates": {
         "publish": [
             _REPLIES,
-            subjects.health("gates"),
+            *_health("gates"),
             subjects.TRACE_SPANS,
             *_audit_write(KIND_GATE_SKIPPED),
         ],
-        "subscribe": [subjects.GATES_CHECK, subjects.health("gates"), _INBOX],
+        "subscribe": [subjects.GATES_CHECK_ANY_HOST, *_health("gates"), _INBOX],
     },
     "killswitch": {
         "publish": [
             _REPLIES,
             f"{subjects.EVENTS_PREFIX}.>",
-            subjects.GITOPS_WORKTREE_REMOVE,
+            subjects.gitops_any_host(subjects.GitOp.WORKTREE_REMOVE),
             subjects.TRACE_SPANS,
-            subjects.health("killswitch"),
+            *_health("killswitch"),
             *_audit_write(KIND_KILL, KIND_KILL_ALL),
         ],
         "subscribe": [
             f"{subjects.KILL_AGENT_PREFIX}.*",
             subjects.KILL_ALL,
-            subjects.health("killswitch"),
+            *_health("killswitch"),
             _INBOX,
         ],
     },

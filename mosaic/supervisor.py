@@ -31,6 +31,9 @@ from shared import subjects
 from shared.natsurls import parse_nats_url
 
 SERVICES = ("gitops", "gates", "killswitch", "spawner", "gateway")
+HOST_SERVICES = ("gitops", "gates", "killswitch", "spawner")
+"""What every host runs over its own workspace (``mosaic up --join``): the gateway runs
+once, against the shared NATS and Valkey."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -58,6 +61,9 @@ class SystemConfig:
     cluster: int = 0
     """Nodes of our own NATS cluster (``mosaic up --cluster``: 3), with Valkey as a
     primary, a replica and three sentinels; 0 runs one nats-server and one Valkey."""
+    host_id: str | None = None
+    """``MOSAIC_HOST_ID`` of every service started here (None: the services' default,
+    this machine's name). A joining host names itself; its probes ask its own instances."""
 
 
 def ensure_tokens(home: Path) -> dict[str, str]:
@@ -111,7 +117,9 @@ class Supervisor:
         self.logs.mkdir(parents=True, exist_ok=True)
         secrets_dir(home)
         try:
-            if not self.nats_url:
+            if self.nats_url:
+                self._use_given_nats()
+            else:
                 self._start_nats()
             if not self.valkey_url:
                 self._start_valkey()
@@ -163,6 +171,17 @@ class Supervisor:
             natsauth.record_server(home, cluster.url)
             self.nats_url = self.nats_url_for(natsauth.ADMIN)
 
+    def _use_given_nats(self) -> None:
+        """A NATS server given by URL (another host's, when joining): when the URL carries
+        no credentials and ``<home>/secrets/nats`` holds the users' passwords (copied from
+        the first host), each service connects as its own user, as on the first host."""
+        folder = natsauth.passwords_dir(self.config.home)
+        if "@" in self.nats_url or not folder.is_dir():
+            return
+        self.nats_server_url = self.nats_url
+        self.nats_passwords = natsauth.ensure_passwords(self.config.home)
+        self.nats_url = self.nats_url_for(natsauth.ADMIN)
+
     def _start_valkey(self) -> None:
         """Our own valkey-server, always with a password (generated once, 0600); in a
         cluster, a primary, a replica and three sentinels (``mosaic.valkeyha``)."""
@@ -208,6 +227,8 @@ class Supervisor:
             GATEWAY_PORT=str(self.config.gateway_port),
             PYTHONUNBUFFERED="1",
         )
+        if self.config.host_id is not None:
+            env["MOSAIC_HOST_ID"] = self.config.host_id
         return env
 
     def start_service(
@@ -303,7 +324,9 @@ class Supervisor:
         except Exception:
             return False
         try:
-            await nc.request(subjects.health(name), b"", timeout=0.5)
+            host = self.config.host_id
+            probe = subjects.health(name) if host is None else subjects.health_on(name, host)
+            await nc.request(probe, b"", timeout=0.5)
             return True
         except Exception:
             return False

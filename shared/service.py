@@ -14,7 +14,7 @@ from faststream.nats import NatsBroker
 
 from shared import subjects, tracing
 from shared.logs import configure_logging
-from shared.settings import HomeSettings
+from shared.settings import HomeSettings, host_id
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,23 @@ def instance_name(service: str) -> str:
 
 
 def add_health(broker: NatsBroker, service: str) -> None:
-    """Answer ``mosaic.health.<service>`` so ``mosaic up`` and tests can probe liveness."""
+    """Answer ``mosaic.health.<service>`` and ``mosaic.health.<service>.<host>`` (this
+    process's ``MOSAIC_HOST_ID``) so ``mosaic up`` and tests can probe liveness."""
     started = time.monotonic()
     name = instance_name(service)
+    host = host_id()
 
-    @broker.subscriber(subjects.health(service))
     async def health() -> dict[str, object]:
         return {
             "service": service,
             "instance": name,
+            "host": host,
             "status": "ok",
             "uptime": round(time.monotonic() - started, 3),
         }
+
+    broker.subscriber(subjects.health(service))(health)
+    broker.subscriber(subjects.health_on(service, host))(health)
 
 
 def run(service: str, create_app: Callable[[], FastStream]) -> None:

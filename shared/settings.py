@@ -7,6 +7,8 @@ it has them: ``NATS_URL``, ``VALKEY_URL``, ``YOLO_MODE``, ``GATEWAY_PORT``.
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -29,6 +31,55 @@ class NatsSettings(BaseSettings):
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout: int = 5
+
+
+HOST_ID_ENV = "MOSAIC_HOST_ID"
+HOST_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+"""A host id is one NATS subject token (no dot, no wildcard, no space): lowercase letters,
+digits, ``_`` and ``-``, at most 63 characters."""
+
+
+def sanitise_host_id(name: str) -> str:
+    """A valid host id made from a machine name: its first label, lowercased, every other
+    character ``-`` (``Build-01.example.org`` gives ``build-01``); ``host`` if nothing is left."""
+    label = name.strip().split(".", 1)[0].lower()
+    cleaned = re.sub(r"[^a-z0-9_-]", "-", label).strip("-_")[:63]
+    return cleaned if cleaned and HOST_ID_PATTERN.match(cleaned) else "host"
+
+
+def default_host_id() -> str:
+    """The host id when ``MOSAIC_HOST_ID`` is not set: this machine's name, sanitised.
+
+    Every service of one machine reads the same name, so one host alone needs no setting;
+    containers each have a name of their own, so compose sets ``MOSAIC_HOST_ID``."""
+    return sanitise_host_id(socket.gethostname())
+
+
+class HostSettings(BaseSettings):
+    """Which host this process serves (``MOSAIC_HOST_ID``): the spawner, gitops, gates and
+    killswitch of one host share its workspace and answer its host-scoped subjects
+    (``shared.subjects.gitops``, ``gates_check``). See docs/deploy.md, "Many hosts"."""
+
+    model_config = _CONFIG
+
+    mosaic_host_id: str = Field(default_factory=default_host_id)
+
+    @field_validator("mosaic_host_id", mode="before")
+    @classmethod
+    def _valid_token(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return default_host_id()  # MOSAIC_HOST_ID= (empty) means unset
+        if not isinstance(value, str) or not HOST_ID_PATTERN.match(value):
+            raise ValueError(
+                f"{HOST_ID_ENV} must be lowercase letters, digits, '_' or '-' (starting with "
+                f"a letter or digit, at most 63): it is one NATS subject token; got {value!r}"
+            )
+        return value
+
+
+def host_id() -> str:
+    """This process's host id (``MOSAIC_HOST_ID`` or the machine's name, sanitised)."""
+    return HostSettings().mosaic_host_id
 
 
 class ValkeySettings(BaseSettings):

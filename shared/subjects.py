@@ -6,6 +6,9 @@ core NATS (never JetStream) so a kill bypasses every queue.
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
+
 # Durable work: JetStream stream with one subject per priority (JetStream has no
 # message priority, so the spawner drains the bands from highest to lowest).
 TASKS_STREAM = "TASKS"
@@ -23,30 +26,84 @@ KILL_AGENT_PREFIX = "mosaic.kill.agent"
 KILL_AGENT_ANY = f"{KILL_AGENT_PREFIX}.*"
 KILL_RESUME = "mosaic.kill.resume"
 
-# Gitops request/reply (queue group ``gitops``).
-GITOPS_QUEUE = "gitops"
-GITOPS_WORKTREE_CREATE = "mosaic.gitops.worktree.create"
-GITOPS_WORKTREE_REMOVE = "mosaic.gitops.worktree.remove"
-GITOPS_COMMIT = "mosaic.gitops.commit"
-GITOPS_PUSH = "mosaic.gitops.push"
-GITOPS_BASE_STATUS = "mosaic.gitops.base.status"
-GITOPS_INTEGRATE = "mosaic.gitops.integrate"
-GITOPS_LAND = "mosaic.gitops.land"
-GITOPS_CHANGES = "mosaic.gitops.changes"
-GITOPS_DIFF = "mosaic.gitops.diff"  # an agent's diff for people (the gateway asks)
+# Gitops request/reply. Every question about an agent's repository goes to the gitops of
+# the host that runs the agent (its workspace is there): ``gitops(host, GitOp.X)``, in
+# that host's queue group ``gitops_queue(host)``. Read-only questions any host can answer
+# about a remote (the pre-check, whether a local repository path exists) stay unscoped.
+GITOPS_PREFIX = "mosaic.gitops"
 GITOPS_CHECK = "mosaic.gitops.check"  # read-only pre-check of a repository (POST /agents/check)
+GITOPS_REPOSITORY_EXISTS = "mosaic.gitops.repository.exists"  # a local path, at submit
+GITOPS_ANY_QUEUE = "gitops"  # the queue group of the unscoped questions (every host's gitops)
 
-# Environment pre-check (queue group ``spawner-env``): a docker spawner says whether a
-# repository's environment image is cached or buildable on its host (POST /agents/check).
-SPAWNER_ENV_QUEUE = "spawner-env"
-SPAWNER_ENVIRONMENT_CHECK = "mosaic.spawner.environment.check"
+
+class GitOp(StrEnum):
+    """The host-scoped gitops operations (the last tokens of their subjects)."""
+
+    WORKTREE_CREATE = "worktree.create"
+    WORKTREE_REMOVE = "worktree.remove"
+    COMMIT = "commit"
+    PUSH = "push"
+    BASE_STATUS = "base.status"
+    INTEGRATE = "integrate"
+    LAND = "land"
+    CHANGES = "changes"
+    DIFF = "diff"  # an agent's diff for people (the gateway asks the agent's host)
+
+
+def gitops(host: str, operation: GitOp) -> str:
+    """``mosaic.gitops.<host>.<operation>``: a request to one host's gitops."""
+    return f"{GITOPS_PREFIX}.{_host(host)}.{operation.value}"
+
+
+def gitops_any_host(operation: GitOp) -> str:
+    """``mosaic.gitops.*.<operation>``: the operation on every host (NATS permissions)."""
+    return f"{GITOPS_PREFIX}.*.{operation.value}"
+
+
+def gitops_queue(host: str) -> str:
+    """The queue group of one host's gitops instances (they share its workspace)."""
+    return f"gitops-{_host(host)}"
+
+
+# Environment pre-check: a docker spawner says whether a repository's environment image
+# is cached or buildable on its host (POST /agents/check), asked of the host whose gitops
+# read the repository (its path is on that host): ``spawner_environment_check(host)``.
+SPAWNER_ENVIRONMENT_CHECK_ANY_HOST = "mosaic.spawner.*.environment.check"
+
+
+def spawner_environment_check(host: str) -> str:
+    """``mosaic.spawner.<host>.environment.check`` (queue group ``spawner_env_queue``)."""
+    return f"mosaic.spawner.{_host(host)}.environment.check"
+
+
+def spawner_env_queue(host: str) -> str:
+    """The queue group of one host's docker spawners for environment checks."""
+    return f"spawner-env-{_host(host)}"
+
 
 # A push landed (core NATS, advisory): gitops publishes, spawners forecast conflicts.
 REPO_PUSHED = "mosaic.repo.pushed"
 
-# Gates request/reply (queue group ``gates``).
-GATES_QUEUE = "gates"
-GATES_CHECK = "mosaic.gates.check"
+# Gates request/reply: a check runs in the worktree, so on the agent's host.
+GATES_PREFIX = "mosaic.gates"
+GATES_CHECK_ANY_HOST = f"{GATES_PREFIX}.*.check"  # every host's (NATS permissions)
+
+
+def gates_check(host: str) -> str:
+    """``mosaic.gates.<host>.check``: a gate check on one host's gates service."""
+    return f"{GATES_PREFIX}.{_host(host)}.check"
+
+
+def gates_queue(host: str) -> str:
+    """The queue group of one host's gates instances."""
+    return f"gates-{_host(host)}"
+
+
+def killswitch_queue(host: str) -> str:
+    """The queue group of one host's killswitch instances: every host's killswitch gets
+    each kill order (it ends only its own host's agents), one instance per host."""
+    return f"killswitch-{_host(host)}"
+
 
 # Finished spans of tasks (core NATS, fire-and-forget): every service publishes them
 # (``shared.spanbus``), the gateway keeps them per trace for ``GET /agents/{id}/trace``;
@@ -76,5 +133,21 @@ def kill_agent(agent_id: str) -> str:
 
 
 def health(service: str) -> str:
-    """The request/reply subject a service answers health probes on."""
+    """The request/reply subject a service answers health probes on (any host's)."""
     return f"{HEALTH_PREFIX}.{service}"
+
+
+def health_on(service: str, host: str) -> str:
+    """``mosaic.health.<service>.<host>``: the probe of one host's instance of a service
+    (``mosaic up --join`` waits for its own host's, not another's)."""
+    return f"{HEALTH_PREFIX}.{service}.{_host(host)}"
+
+
+_HOST = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _host(host: str) -> str:
+    """``host`` when it is one safe subject token (``shared.settings.HOST_ID_PATTERN``)."""
+    if not _HOST.match(host):
+        raise ValueError(f"not a host id (one subject token, [a-z0-9_-]): {host!r}")
+    return host

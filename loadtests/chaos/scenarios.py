@@ -18,6 +18,7 @@ from loadtests.chaos.inflight import InFlight
 from loadtests.chaos.proxy import CuttableProxy
 from loadtests.chaos.stage import Stage, progress
 from loadtests.chaos.workload import MAX_RETRIES, Workload, unfinished
+from shared import subjects
 
 Result = tuple[list[Check], dict[str, Any]]
 
@@ -46,7 +47,7 @@ async def _judge(
     return rows, {"outcome": vars(result), "leftovers": vars(found), "refused": workload.refused}
 
 
-REQUESTS = {"gitops": ("mosaic.gitops.>",), "gates": ("mosaic.gates.check",)}
+REQUESTS = {"gitops": ("mosaic.gitops.>",), "gates": (subjects.GATES_CHECK_ANY_HOST,)}
 """The request subjects of the services killed mid-request (``shared.subjects``)."""
 
 

@@ -1,4 +1,5 @@
-"""The gates service's factory: answers ``mosaic.gates.check`` in the ``gates`` queue group."""
+"""The gates service's factory: answers ``mosaic.gates.<host>.check`` for its host's
+agents (queue group ``gates-<host>``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from shared.bus import make_broker
 from shared.messages.audit import AuditEntry
 from shared.sandbox.base import SandboxError
 from shared.service import add_health, instance_name
-from shared.settings import HomeSettings, ModelSettings, NatsSettings
+from shared.settings import HomeSettings, HostSettings, ModelSettings, NatsSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def create_app(
     model: ModelSettings | None = None,
     home: HomeSettings | None = None,
     sandboxes: SandboxSource | None = None,
+    host: HostSettings | None = None,
 ) -> FastStream:
     """Build the gates service; nothing connects and no sandbox is chosen until it runs.
 
@@ -60,7 +62,8 @@ def create_app(
         root,
         actor=instance_name("gates"),
     )
-    register(broker, checker, settings.gates_concurrency)
+    host_id = (host or HostSettings()).mosaic_host_id
+    register(broker, checker, settings.gates_concurrency, host_id)
 
     @app.after_startup
     async def pick_sandbox() -> None:
@@ -70,7 +73,13 @@ def create_app(
             kind = "NONE"
             log.error("gates: no sandbox can run gate commands; every check fails: %s", exc)
         review = "on" if reviewer.available else "unavailable (no provider key): fails closed"
-        log.info("gates ready: sandbox %s, AI review %s, worktrees under %s", kind, review, root)
+        log.info(
+            "gates ready on host %s: sandbox %s, AI review %s, worktrees under %s",
+            host_id,
+            kind,
+            review,
+            root,
+        )
 
     @app.on_shutdown
     async def close() -> None:

@@ -15,10 +15,13 @@ from shared.messages.gates import GateCheckRequested, GateDecision
 log = logging.getLogger(__name__)
 
 
-def register(broker: NatsBroker, checker: GateChecker, concurrency: int) -> None:
-    """Attach the gates handlers to ``broker``; ``checker`` decides."""
+def register(broker: NatsBroker, checker: GateChecker, concurrency: int, host: str) -> None:
+    """Attach the gates handlers to ``broker``; ``checker`` decides. A check runs in an
+    agent's worktree, so it is asked of the agent's host: ``mosaic.gates.<host>.check``."""
 
-    @broker.subscriber(subjects.GATES_CHECK, queue=subjects.GATES_QUEUE, max_workers=concurrency)
+    @broker.subscriber(
+        subjects.gates_check(host), queue=subjects.gates_queue(host), max_workers=concurrency
+    )
     async def check(request: GateCheckRequested, message: NatsMessage) -> GateDecision:
         with tracing.serving(
             "gates.check",

@@ -12,7 +12,8 @@ from nats.js import JetStreamContext
 from services.gateway.feed import FeedHub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
-from shared.settings import BudgetSettings, QualitySettings
+from shared.messages.agents import AgentRecord
+from shared.settings import BudgetSettings, QualitySettings, host_id
 from shared.spawners import SpawnerRegistry
 from shared.store import StateStore
 from shared.tracker import AgentTracker
@@ -34,6 +35,13 @@ class Resources:
     spawners: SpawnerRegistry
     kill_wait_s: float = 5.0
     budget: BudgetSettings = field(default_factory=BudgetSettings)
+    host: str = field(default_factory=host_id)
+    """The gateway's host (``MOSAIC_HOST_ID``): asked about a worktree named by path, or of
+    an agent whose record names no host. An agent's questions go to the agent's host."""
+
+    def host_of(self, record: AgentRecord) -> str:
+        """The host whose gitops and gates hold ``record``'s worktree."""
+        return record.host or self.host
 
 
 def resources_of(request: Request) -> Resources:

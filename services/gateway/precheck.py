@@ -195,16 +195,16 @@ async def _image(
 
 async def _ask_docker_spawner(repository: RepositoryChecked, deps: Resources) -> Check:
     """A docker spawner's word on the declared environment: cached, buildable, or not."""
-    if repository.repo_path is None or repository.commit is None:
-        return Check(name=CHECK_IMAGE, ok=False, detail=f"{NOT_CHECKED}: gitops named no commit")
+    if repository.repo_path is None or repository.commit is None or repository.host is None:
+        why = f"{NOT_CHECKED}: gitops named no commit or host"
+        return Check(name=CHECK_IMAGE, ok=False, detail=why)
+    subject = subjects.spawner_environment_check(repository.host)  # where repo_path is
     asked = EnvironmentCheckRequested(repo_path=repository.repo_path, commit=repository.commit)
     timeout = deps.settings.gateway_precheck_timeout_s
     try:
-        answer = await request(
-            deps.broker, subjects.SPAWNER_ENVIRONMENT_CHECK, asked, EnvironmentChecked, timeout
-        )
+        answer = await request(deps.broker, subject, asked, EnvironmentChecked, timeout)
     except BusUnavailableError as exc:
-        why = f"{NOT_CHECKED}: no docker spawner answered ({exc.message})"
+        why = f"{NOT_CHECKED}: no docker spawner of host {repository.host} answered ({exc.message})"
         return Check(name=CHECK_IMAGE, ok=False, detail=why)
     if answer.error is not None:
         why = f"{NOT_CHECKED}: {answer.spawner}: {answer.error.code}: {answer.error.message}"

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import uuid
 
+from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 
 from services.gateway.errors import InvalidInputError
-from shared import tracing
+from shared import subjects, tracing
+from shared.bus import request as ask
 from shared.errors import BusUnavailableError, MosaicError
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
+from shared.messages.checks import RepositoryPathFound, RepositoryPathRequested
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
 from shared.queue import publish_task
 from shared.repository import local_path
@@ -41,16 +42,41 @@ def new_agent_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+async def _require_directory(broker: NatsBroker, path: str, timeout: float) -> None:
+    """Ask gitops (any host's: the gateway reads no disk) whether a local repository path
+    exists; ``RepositoryMissingError`` when it does not, ``BusUnavailableError`` (503, not
+    accepted) when no gitops answers: a path nobody could check is not taken on trust."""
+    try:
+        found = await ask(
+            broker,
+            subjects.GITOPS_REPOSITORY_EXISTS,
+            RepositoryPathRequested(path=path),
+            RepositoryPathFound,
+            timeout,
+        )
+    except BusUnavailableError as exc:
+        raise BusUnavailableError(
+            f"could not check the repository path {path}: no gitops answered ({exc.message}); "
+            "task not accepted"
+        ) from exc
+    if found.error is not None:
+        raise RepositoryMissingError("context.repository", found.error.message)
+    if not found.exists:
+        where = f" on host {found.host}" if found.host else ""
+        raise RepositoryMissingError("context.repository", f"no repository at {path}{where}")
+
+
 async def submit(
     request: SpawnAgentRequest,
     *,
     tracker: AgentTracker,
     js: JetStreamContext,
-    connected: bool,
+    broker: NatsBroker,
     default_profile: str,
     yolo: bool,
     spawners: SpawnerRegistry,
     trace_ttl_s: int = 7 * 24 * 3600,
+    path_timeout_s: float = 10.0,
 ) -> tuple[AgentRecord, bool]:
     """Store and queue a task; returns (record, created). A known task id is not re-queued.
 
@@ -64,11 +90,11 @@ async def submit(
     task is queued, so its context rides in the task message's headers, and its
     ``traceparent`` is kept for ``trace_ttl_s`` (a kill continues the trace).
     """
-    if not connected:  # fail fast: never 202 for a task JetStream may not have stored
+    if not broker.connection.is_connected:  # never 202 for a task JetStream may not store
         raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
     path = local_path(request.context.repository)
-    if path is not None and not await asyncio.to_thread(os.path.isdir, path):
-        raise RepositoryMissingError("context.repository", f"no repository at {path}")
+    if path is not None:
+        await _require_directory(broker, path, path_timeout_s)
     store = tracker.store
     try:
         existing = await store.agent_for_task(request.task_id)

@@ -32,7 +32,12 @@ from services.gitops.mergeaudit import MergeAudit
 from services.gitops.repos import RepoCache
 from shared import subjects, tracing
 from shared.messages.base import Failure, Message
-from shared.messages.checks import RepositoryChecked, RepositoryCheckRequested
+from shared.messages.checks import (
+    RepositoryChecked,
+    RepositoryCheckRequested,
+    RepositoryPathFound,
+    RepositoryPathRequested,
+)
 from shared.messages.diffs import DiffFound, DiffRequested
 from shared.messages.gitops import (
     BaseStatus,
@@ -54,6 +59,7 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
+from shared.subjects import GitOp
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +122,19 @@ async def answer(
         return reply
 
 
-def register(broker: NatsBroker, cache: RepoCache) -> None:
-    """Subscribe the gitops handlers (queue group ``gitops``) on ``broker``."""
+def register(broker: NatsBroker, cache: RepoCache, host: str) -> None:
+    """Subscribe the gitops handlers on ``broker``: the agents' operations on this host's
+    subjects (``mosaic.gitops.<host>.…``, queue group ``gitops-<host>``: the instances of
+    one host share its workspace), the read-only questions any host answers unscoped."""
     workers = max(2, cache.settings.max_concurrency)
+    queue = subjects.gitops_queue(host)
+
+    def mine(operation: GitOp) -> str:
+        return subjects.gitops(host, operation)
+
     fences = Fences(cache.root / ".fences")  # every request of an attempt is fenced
 
-    @broker.subscriber(
-        subjects.GITOPS_WORKTREE_CREATE, queue=subjects.GITOPS_QUEUE, max_workers=workers
-    )
+    @broker.subscriber(mine(GitOp.WORKTREE_CREATE), queue=queue, max_workers=workers)
     async def worktree_create(request: WorktreeRequested, message: NatsMessage) -> WorktreeReady:
         return await answer(
             request,
@@ -132,9 +143,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: fences.run(request, lambda: worktrees.create_worktree(cache, request)),
         )
 
-    @broker.subscriber(
-        subjects.GITOPS_WORKTREE_REMOVE, queue=subjects.GITOPS_QUEUE, max_workers=workers
-    )
+    @broker.subscriber(mine(GitOp.WORKTREE_REMOVE), queue=queue, max_workers=workers)
     async def worktree_remove(
         request: WorktreeRemoveRequested, message: NatsMessage
     ) -> WorktreeRemoved:
@@ -145,7 +154,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: fences.run(request, lambda: worktrees.remove_worktree(cache, request)),
         )
 
-    @broker.subscriber(subjects.GITOPS_COMMIT, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(mine(GitOp.COMMIT), queue=queue, max_workers=workers)
     async def commit(request: CommitRequested, message: NatsMessage) -> CommitMade:
         return await answer(
             request,
@@ -154,7 +163,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: fences.run(request, lambda: commits.commit(cache, request)),
         )
 
-    @broker.subscriber(subjects.GITOPS_PUSH, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(mine(GitOp.PUSH), queue=queue, max_workers=workers)
     async def push(request: PushRequested, message: NatsMessage) -> PushDone:
         async def push_and_announce(request: PushRequested) -> PushDone:
             done = await fences.run(request, lambda: conflicts.push(cache, request))
@@ -163,7 +172,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
 
         return await answer(request, message, PushDone, push_and_announce)
 
-    @broker.subscriber(subjects.GITOPS_CHANGES, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(mine(GitOp.CHANGES), queue=queue, max_workers=workers)
     async def agent_changes(request: ChangesRequested, message: NatsMessage) -> ChangesFound:
         return await answer(
             request,
@@ -172,7 +181,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: changes.agent_changes(cache, request),
         )
 
-    @broker.subscriber(subjects.GITOPS_DIFF, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(mine(GitOp.DIFF), queue=queue, max_workers=workers)
     async def agent_diff(request: DiffRequested, message: NatsMessage) -> DiffFound:
         return await answer(
             request,
@@ -181,9 +190,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: agentdiff.agent_diff(cache, request),
         )
 
-    @broker.subscriber(
-        subjects.GITOPS_BASE_STATUS, queue=subjects.GITOPS_QUEUE, max_workers=workers
-    )
+    @broker.subscriber(mine(GitOp.BASE_STATUS), queue=queue, max_workers=workers)
     async def base_status(request: BaseStatusRequested, message: NatsMessage) -> BaseStatus:
         return await answer(
             request,
@@ -192,7 +199,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             lambda request: basestatus.base_status(cache, request),
         )
 
-    @broker.subscriber(subjects.GITOPS_CHECK, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(subjects.GITOPS_CHECK, queue=subjects.GITOPS_ANY_QUEUE, max_workers=workers)
     async def check_repository(
         request: RepositoryCheckRequested, message: NatsMessage
     ) -> RepositoryChecked:
@@ -200,10 +207,23 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
             request,
             message,
             RepositoryChecked,
-            lambda request: precheck.check_repository(cache, request),
+            lambda request: precheck.check_repository(cache, request, host),
         )
 
-    @broker.subscriber(subjects.GITOPS_INTEGRATE, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(
+        subjects.GITOPS_REPOSITORY_EXISTS, queue=subjects.GITOPS_ANY_QUEUE, max_workers=workers
+    )
+    async def repository_exists(
+        request: RepositoryPathRequested, message: NatsMessage
+    ) -> RepositoryPathFound:
+        return await answer(
+            request,
+            message,
+            RepositoryPathFound,
+            lambda request: precheck.path_exists(request, host),
+        )
+
+    @broker.subscriber(mine(GitOp.INTEGRATE), queue=queue, max_workers=workers)
     async def integrate_branch(request: IntegrateRequested, message: NatsMessage) -> Integrated:
         return await answer(
             request,
@@ -214,7 +234,7 @@ def register(broker: NatsBroker, cache: RepoCache) -> None:
 
     merges = MergeAudit(broker)
 
-    @broker.subscriber(subjects.GITOPS_LAND, queue=subjects.GITOPS_QUEUE, max_workers=workers)
+    @broker.subscriber(mine(GitOp.LAND), queue=queue, max_workers=workers)
     async def land(request: LandRequested, message: NatsMessage) -> Landed:
         async def land_and_announce(request: LandRequested) -> Landed:
             landed = await fences.run(request, lambda: merges.land(cache, request))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
-from services.gitops.errors import GitOpsError
+from services.gitops.errors import GitOpsError, InvalidRepositoryError
 from services.gitops.repos import RepoCache
 from services.gitops.validation import validate_branch, validate_repository
 from shared.environments import RepositoryEnvironmentError, read_declaration
@@ -31,6 +32,8 @@ from shared.messages.checks import (
     Check,
     RepositoryChecked,
     RepositoryCheckRequested,
+    RepositoryPathFound,
+    RepositoryPathRequested,
 )
 from shared.repository import local_path
 
@@ -40,9 +43,15 @@ _SKIPPED = NOT_CHECKED + ": the {0} check failed"
 
 
 async def check_repository(
-    cache: RepoCache, request: RepositoryCheckRequested
+    cache: RepoCache, request: RepositoryCheckRequested, host: str
 ) -> RepositoryChecked:
-    """The repository, branch, gates and environment checks of one task (see the module)."""
+    """The repository, branch, gates and environment checks of one task (see the module),
+    naming this ``host`` (the repository path it gives is on its disk)."""
+    checked = await _check(cache, request)
+    return checked.model_copy(update={"host": host})
+
+
+async def _check(cache: RepoCache, request: RepositoryCheckRequested) -> RepositoryChecked:
     url = validate_repository(request.repository)
     validate_branch(request.branch, cache.tool_runner())
     try:  # the clone or fetch writes: under the repository's lock, like a worktree's
@@ -53,6 +62,16 @@ async def check_repository(
     # reads only (a ref, then objects that never change): outside the lock, so checks of
     # one repository do not queue behind each other or behind its agents' pushes
     return await asyncio.to_thread(_read, cache, url, request.branch)
+
+
+async def path_exists(request: RepositoryPathRequested, host: str) -> RepositoryPathFound:
+    """Whether a local repository path named by a task is a directory here (submit asks
+    before queueing; the gateway itself reads no disk). Only absolute paths are looked at."""
+    path = local_path(request.path)
+    if path is None or not path.startswith("/"):
+        raise InvalidRepositoryError(f"not a local repository path: {request.path!r}")
+    exists = await asyncio.to_thread(os.path.isdir, path)
+    return RepositoryPathFound(exists=exists, host=host)
 
 
 def _read(cache: RepoCache, url: str, branch: str) -> RepositoryChecked:

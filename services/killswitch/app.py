@@ -27,14 +27,12 @@ from shared.messages.audit import AuditEntry
 from shared.messages.gitops import WorktreeRemoved, WorktreeRemoveRequested
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.service import add_health, instance_name
-from shared.settings import NatsSettings, ValkeySettings
+from shared.settings import HostSettings, NatsSettings, ValkeySettings
 from shared.store import StateStore
+from shared.subjects import GitOp
 from shared.tracker import AgentTracker
 
 log = logging.getLogger(__name__)
-
-QUEUE_GROUP = "killswitch"
-"""Several killswitch instances share each order (spawners get every order: no group)."""
 
 
 @dataclass
@@ -63,9 +61,13 @@ class Running:
 
 
 async def start(
-    broker: NatsBroker, settings: KillswitchSettings, valkey: ValkeySettings
+    broker: NatsBroker, settings: KillswitchSettings, valkey: ValkeySettings, host: str
 ) -> Running:
-    """Open Valkey and Docker, subscribe to the kill subjects, start the reaper."""
+    """Open Valkey and Docker, subscribe to the kill subjects, start the reaper.
+
+    Each order reaches one killswitch instance of every host (queue group
+    ``killswitch-<host>``; spawners get every order: no group), which ends that host's
+    agents: their sandboxes and worktrees are only reachable there."""
     redis = make_valkey(valkey)
     store = StateStore(redis, prefix=valkey.state_prefix)
     stopper = Stopper(
@@ -77,23 +79,29 @@ async def start(
 
     async def remove_worktree(req: WorktreeRemoveRequested) -> WorktreeRemoved:
         return await request(
-            broker, subjects.GITOPS_WORKTREE_REMOVE, req, WorktreeRemoved, settings.gitops_timeout_s
+            broker,
+            subjects.gitops(host, GitOp.WORKTREE_REMOVE),
+            req,
+            WorktreeRemoved,
+            settings.gitops_timeout_s,
         )
 
     async def write_audit(entry: AuditEntry) -> object:
         return await audit(broker.connection.jetstream(), entry)
 
-    ks = Killswitch(AgentTracker(store, broker), stopper, remove_worktree, settings)
+    ks = Killswitch(AgentTracker(store, broker), stopper, remove_worktree, settings, host)
     handlers = KillHandlers(ks, write_audit, instance_name("killswitch"))
     nc = broker.connection
     subs = [
         await nc.subscribe(
             subjects.KILL_AGENT_ANY,
-            queue=QUEUE_GROUP,
+            queue=subjects.killswitch_queue(host),
             cb=handlers.concurrently(handlers.on_kill_one),
         ),
         await nc.subscribe(
-            subjects.KILL_ALL, queue=QUEUE_GROUP, cb=handlers.concurrently(handlers.on_kill_all)
+            subjects.KILL_ALL,
+            queue=subjects.killswitch_queue(host),
+            cb=handlers.concurrently(handlers.on_kill_all),
         ),
     ]
     stop = asyncio.Event()
@@ -105,6 +113,7 @@ def create_app(
     settings: KillswitchSettings | None = None,
     nats: NatsSettings | None = None,
     valkey: ValkeySettings | None = None,
+    host: HostSettings | None = None,
 ) -> FastStream:
     """Build the killswitch; raw subscriptions so a malformed body still kills (an order
     is read leniently), each order handled in its own task so one kill's grace never
@@ -117,9 +126,10 @@ def create_app(
 
     @app.after_startup
     async def started() -> None:
-        running.append(await start(broker, settings, valkey or ValkeySettings()))
+        host_id = (host or HostSettings()).mosaic_host_id
+        running.append(await start(broker, settings, valkey or ValkeySettings(), host_id))
         serve_metrics()
-        log.info("killswitch ready (grace %.1fs)", settings.kill_grace_s)
+        log.info("killswitch of host %s ready (grace %.1fs)", host_id, settings.kill_grace_s)
 
     @app.on_shutdown
     async def shutdown() -> None:

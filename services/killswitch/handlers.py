@@ -66,6 +66,9 @@ class KillHandlers:
             "killswitch.kill", msg.headers, kind=SpanKind.CONSUMER, agent_id=agent_id
         ) as span:
             outcome = await self.ks.kill_one(agent_id, order, received)
+            if outcome.by == "elsewhere":  # another host's killswitch answers and audits
+                span.set_attribute("mosaic.kill.by", "elsewhere")
+                return
             span.set_attributes(
                 {
                     "mosaic.kill.by": outcome.by,
@@ -88,7 +91,7 @@ class KillHandlers:
                 actor=order.requested_by or "nats",
                 reason=order.reason or "",
                 agent_id=agent_id,
-                detail={"subject": msg.subject, **_describe([outcome])},
+                detail={"subject": msg.subject, "host": self.ks.host, **_describe([outcome])},
             )
         )
 
@@ -109,7 +112,7 @@ class KillHandlers:
                 kind=KIND_KILL_ALL,
                 actor=order.requested_by or "nats",
                 reason=order.reason or "",
-                detail={"subject": msg.subject, **_describe(outcomes)},
+                detail={"subject": msg.subject, "host": self.ks.host, **_describe(outcomes)},
             )
         )
 

@@ -13,6 +13,11 @@ Order of events for one agent:
 
 Kill-all first records the hold (no queued task starts until resume), then does 2-3
 for every agent a spawner holds. Queued agents stay queued.
+
+Every host runs a killswitch (``MOSAIC_HOST_ID``), and every host's killswitch gets each
+order (queue group per host): it ends only the agents its host runs (``record.host``),
+where their sandboxes and worktrees are, and leaves the others (``elsewhere``) to theirs.
+Queued agents (no host yet) are marked by whichever killswitch is first.
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ class Outcome:
     ``by``: ``spawner`` (its spawner ended it), ``killswitch`` (this service did),
     ``already`` (final before the order), ``unknown`` (no such agent),
     ``other`` (it reached another final state first, such as ``completed``),
-    ``requeued`` (a kill-all found it handed back to the queue, where it waits).
+    ``requeued`` (a kill-all found it handed back to the queue, where it waits),
+    ``elsewhere`` (another host runs it, or another host's killswitch marked it while it
+    was queued: that killswitch answers and audits).
     """
 
     agent_id: str
@@ -70,7 +77,10 @@ class Killswitch:
         stopper: Stopper,
         remove_worktree: RemoveWorktree,
         settings: KillswitchSettings,
+        host: str,
     ) -> None:
+        self.host = host
+        """This killswitch's host: it ends the agents running here, no others."""
         self.tracker = tracker
         self.store = tracker.store
         self.stopper = stopper
@@ -85,8 +95,14 @@ class Killswitch:
             return Outcome(agent_id, None, "unknown", time.monotonic() - received)
         if record.state in AGENT_FINAL:
             return Outcome(agent_id, record.state, "already", time.monotonic() - received)
-        if record.task_state == TaskState.PENDING and await self._kill_queued(record, order):
-            return self._done(agent_id, AgentState.KILLED, "killswitch", received, "agent")
+        if record.task_state == TaskState.PENDING:
+            if await self._kill_queued(record, order):
+                return self._done(agent_id, AgentState.KILLED, "killswitch", received, "agent")
+            record = await self.store.get_agent(agent_id) or record  # claimed meanwhile
+            if record.state in AGENT_FINAL:  # another host's killswitch marked it first
+                return Outcome(agent_id, record.state, "elsewhere", time.monotonic() - received)
+        if not self.runs_here(record):
+            return Outcome(agent_id, record.state, "elsewhere", time.monotonic() - received)
         final = await self._wait_final([agent_id], self.settings.kill_grace_s)
         if agent_id in final:
             by = "spawner" if final[agent_id] == AgentState.KILLED else "other"
@@ -127,8 +143,17 @@ class Killswitch:
         """Live agents whose task a spawner has claimed (``assigned`` or ``executing``)."""
         records = await self.records(await self.store.list_agent_ids(0, 10_000_000))
         return [
-            r for r in records if r.state not in AGENT_FINAL and r.task_state in _HELD_TASK_STATES
+            r
+            for r in records
+            if r.state not in AGENT_FINAL
+            and r.task_state in _HELD_TASK_STATES
+            and self.runs_here(r)
         ]
+
+    def runs_here(self, record: AgentRecord) -> bool:
+        """Whether the agent's task was taken on this host (a record from before hosts
+        were recorded names none: every host's killswitch looks after it)."""
+        return record.host is None or record.host == self.host
 
     async def records(self, agent_ids: Iterable[str]) -> list[AgentRecord]:
         """The records of ``agent_ids`` that exist (pipelined reads)."""

@@ -3,8 +3,9 @@
 A pass removes sandbox containers of agents that are final (or unknown), SIGKILLs and
 forgets process groups still recorded for final agents, and asks gitops to remove
 worktrees that final agents still hold (after ``reap_min_age_s``, so a spawner's own
-cleanup goes first). Agents stuck ``assigned``/``executing`` because their spawner died
-are not touched: JetStream redelivers their task after the ack wait.
+cleanup goes first), each host's killswitch only its own host's. Agents stuck
+``assigned``/``executing`` because their spawner died are not touched: JetStream
+redelivers their task after the ack wait.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ async def reap_once(ks: Killswitch) -> ReapReport:
     client = await ks.stopper.client()
     for agent_id, ids in by_agent.items():
         record = await store.get_agent(agent_id)
-        if record is not None and record.state not in AGENT_FINAL:
+        if record is not None and (record.state not in AGENT_FINAL or not ks.runs_here(record)):
             continue
         for container_id in ids:
             if client is not None and await asyncio.to_thread(
@@ -64,8 +65,8 @@ async def reap_once(ks: Killswitch) -> ReapReport:
         await ks.stopper.groups.clear(agent_id)
     now = utcnow()
     for record in await ks.records(await store.list_agent_ids(0, 10_000_000)):
-        if record.state not in AGENT_FINAL or not record.worktree:
-            continue
+        if record.state not in AGENT_FINAL or not record.worktree or not ks.runs_here(record):
+            continue  # another host's worktree is that host's killswitch's to reap
         ended = record.completed_at or record.created_at
         if (now - ended).total_seconds() < ks.settings.reap_min_age_s:
             continue

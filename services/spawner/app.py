@@ -46,6 +46,7 @@ from shared.sandbox.settings import SandboxSettings
 from shared.service import add_health, instance_name
 from shared.settings import (
     BudgetSettings,
+    HostSettings,
     ModelSettings,
     NatsSettings,
     QualitySettings,
@@ -117,6 +118,7 @@ async def serve(
     quality: QualitySettings,
     prices: PriceTable,
     instance: str,
+    host: str,
 ) -> Serving:
     """Take tasks: the run context, the intake, the subscriptions, the reaper."""
     assert readiness.factory is not None
@@ -135,8 +137,8 @@ async def serve(
     deployment = await deployment_id(store)
     ctx = RunContext(
         tracker=AgentTracker(store, broker),
-        gitops=GitOps(broker, settings.gitops_timeout_s),
-        gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts),
+        gitops=GitOps(broker, settings.gitops_timeout_s, host),
+        gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts, host),
         sandboxes=factory,
         model=model,
         quality=quality,
@@ -188,8 +190,10 @@ def create_app(
     model: ModelSettings | None = None,
     quality: QualitySettings | None = None,
     sandboxes: SandboxFactory | None = None,
+    host: HostSettings | None = None,
 ) -> FastStream:
-    """Build the spawner; it connects and starts taking tasks only when run."""
+    """Build the spawner; it connects and starts taking tasks only when run. Its agents'
+    worktrees and gate runs are asked of its host's gitops and gates (``MOSAIC_HOST_ID``)."""
     spawner = settings or SpawnerSettings()
     valkey = valkey or ValkeySettings()
     broker = make_broker(nats or NatsSettings(), "spawner")
@@ -201,6 +205,7 @@ def create_app(
     model_settings = model or ModelSettings()
     prices = PriceSettings().table()  # a bad price file stops the spawner here, not mid-run
     instance = instance_name("spawner")
+    host_id = (host or HostSettings()).mosaic_host_id
 
     async def start_serving(state: Running) -> None:
         state.serving = await serve(
@@ -214,6 +219,7 @@ def create_app(
             quality=quality or QualitySettings(),
             prices=prices,
             instance=instance,
+            host=host_id,
         )
 
     @app.on_startup

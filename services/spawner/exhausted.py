@@ -13,6 +13,7 @@ import logging
 
 from nats.js import JetStreamContext
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from services.spawner.clients import GitOps
 from shared import subjects
@@ -59,6 +60,12 @@ async def remove_leftovers(gitops: GitOps, tracker: AgentTracker, task: TaskQueu
     here without a run of its own: no run's cleanup will, and the record names no
     worktree for the reaper when the attempt died before it said it was running."""
     request = task.request
+    try:
+        record = await tracker.store.get_agent(task.agent_id)
+    except (MosaicError, RedisError):
+        record = None
+    if record is not None and record.host:  # the crashed attempt's host has its worktree
+        gitops = gitops.at(record.host)
     retired = await retire_worktree(
         gitops.remove_worktree,
         WorktreeRemoveRequested(

@@ -85,8 +85,8 @@ class SpawnerHandlers:
         if self.ctx.sandboxes.kind == "docker":  # only a docker host has images to check
             subs.append(
                 await self.nc.subscribe(
-                    subjects.SPAWNER_ENVIRONMENT_CHECK,
-                    queue=subjects.SPAWNER_ENV_QUEUE,
+                    subjects.spawner_environment_check(self.ctx.host),
+                    queue=subjects.spawner_env_queue(self.ctx.host),
                     cb=self.on_environment_check,
                 )
             )

@@ -41,6 +41,11 @@ class RunContext:
     forecast: Forecast = field(init=False)
     """The conflict forecast: this process's running agents, told of overlapping pushes."""
 
+    @property
+    def host(self) -> str:
+        """The host this spawner runs agents on: its gitops's and gates's host."""
+        return self.gitops.host
+
     def __post_init__(self) -> None:
         self.forecast = Forecast(self.tracker, self.gitops)
         if self.environments is None:

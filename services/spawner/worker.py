@@ -172,7 +172,7 @@ class Worker:
                 task.agent_id,
                 task_id=tid,
                 task=TaskState.ASSIGNED,
-                fields={"spawner": self.ctx.instance, "attempts": attempt},
+                fields={"spawner": self.ctx.instance, "host": self.ctx.host, "attempts": attempt},
                 fence=record.attempts,
             )
         except (IllegalTransitionError, StaleAttemptError):

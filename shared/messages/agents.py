@@ -105,6 +105,9 @@ class AgentProgress(Message):
     model: str | None = None
     """The model name (``scripted`` for scripted plans)."""
     spawner: str | None = None
+    host: str | None = None
+    """The host whose spawner took the task (``MOSAIC_HOST_ID``): its worktree, sandbox and
+    gate runs are there, and its gitops and gates questions are asked of that host."""
     turns: int = 0
     tokens_used: int = 0
     stop_reason: str | None = None

@@ -90,6 +90,8 @@ class RepositoryChecked(Message):
     commit: str | None = None
     environment_source: str | None = None
     repo_path: str | None = None
+    host: str | None = None
+    """The host whose gitops answered: ``repo_path`` is on that host's disk."""
     """gitops's cache repository (where a spawner on its host reads the declaration)."""
     error: Failure | None = None
 
@@ -109,4 +111,19 @@ class EnvironmentChecked(Message):
     ok: bool = False
     detail: str = ""
     spawner: str | None = None
+    error: Failure | None = None
+
+
+class RepositoryPathRequested(Message):
+    """Is there a directory at ``path`` (a local repository named by a task)? Asked of
+    any host's gitops at submit: the gateway never reads the workspace or the disk."""
+
+    path: str = Field(min_length=1, max_length=4096)
+
+
+class RepositoryPathFound(Message):
+    """gitops's answer: whether ``path`` is a directory on its host (``host``)."""
+
+    exists: bool = False
+    host: str | None = None
     error: Failure | None = None

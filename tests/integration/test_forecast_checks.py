@@ -19,11 +19,18 @@ from shared.bus import make_broker, request
 from shared.messages.agents import AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.gitops import CommitMade, PushDone, RepoPushed, WorktreeReady
-from shared.settings import GitSettings, HomeSettings, NatsSettings
+from shared.settings import GitSettings, HomeSettings, NatsSettings, host_id
 from shared.store import StateStore
+from shared.subjects import GitOp
 from shared.tracker import AgentTracker
 from tests.conftest import git
 from tests.integration.gitops.conftest import commit_req, push_req, wt_req
+
+
+def on_host(operation: GitOp) -> str:
+    """The subject of ``operation`` on this machine's host (the services' default)."""
+    return subjects.gitops(host_id(), operation)
+
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +66,7 @@ def calc_remote(remote_repo: Path, tmp_path: Path) -> Path:
 
 
 async def worktree(bus: NatsBroker, repo: Path, agent: str, line: int, text: str) -> None:
-    ready = await request(bus, subjects.GITOPS_WORKTREE_CREATE, wt_req(repo, agent),
+    ready = await request(bus, on_host(GitOp.WORKTREE_CREATE), wt_req(repo, agent),
                           WorktreeReady, 20)  # fmt: skip
     assert ready.error is None
     lines = CALC.splitlines(keepends=True)
@@ -100,15 +107,21 @@ async def test_a_push_concerns_overlapping_agents_here_once(
     await worktree(bus, calc_remote, other_base, 8, "eight too")  # same line, another base
     for agent in (near, far, other_base):
         await record(store, agent, calc_remote)
-    made = await request(bus, subjects.GITOPS_COMMIT, commit_req(calc_remote, pusher),
+    made = await request(bus, on_host(GitOp.COMMIT), commit_req(calc_remote, pusher),
                          CommitMade, 20)  # fmt: skip
     assert made.error is None
-    done = await request(bus, subjects.GITOPS_PUSH, push_req(calc_remote, pusher), PushDone, 20)
+    done = await request(
+        bus,
+        on_host(GitOp.PUSH),
+        push_req(calc_remote, pusher),
+        PushDone,
+        20,
+    )
     assert done.error is None
     data = await asyncio.wait_for(heard.get(), 20)
     await sub.unsubscribe()
 
-    forecast = Forecast(AgentTracker(store, bus), GitOps(bus, 20))
+    forecast = Forecast(AgentTracker(store, bus), GitOps(bus, 20, host_id()))
     repo = str(calc_remote)
     with (
         forecast.watching(near, "t1", repo, "main") as near_notes,

@@ -78,7 +78,8 @@ async def diff(agent_id: AgentId, deps: Deps, _: RequireOperator) -> AgentDiff |
         pushed_commit=record.pushed_commit,
         merged_from=_merged_from(record.merged_range),
     )
-    found = await request(deps.broker, subjects.GITOPS_DIFF, asked, DiffFound, DIFF_TIMEOUT_S)
+    subject = subjects.gitops(deps.host_of(record), subjects.GitOp.DIFF)  # its worktree's host
+    found = await request(deps.broker, subject, asked, DiffFound, DIFF_TIMEOUT_S)
     if found.error is not None:
         if found.error.code in _NO_DIFF:
             return error_response(404, "no_diff", f"agent {agent_id}: {found.error.message}")

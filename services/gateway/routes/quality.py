@@ -62,14 +62,19 @@ class QualityCheckRequest(CamelModel):
     },
 )
 async def check(body: QualityCheckRequest, deps: Deps, _: RequireOperator) -> GateDecision:
-    """Approve or reject a worktree with one result per gate (YOLO comes from the server)."""
+    """Approve or reject a worktree with one result per gate (YOLO comes from the server).
+
+    An agent's worktree is checked by the gates of its host (its record's ``host``); a
+    worktree named by path by the gates of the gateway's host (``MOSAIC_HOST_ID``)."""
     worktree, agent_id, task_id = body.worktree, body.agent_id, body.task_id
     profile = body.profile or deps.quality.default_gate_profile
+    host = deps.host  # a worktree named by path: on the gateway's host
     if agent_id is not None:
         record = await deps.store.require_agent(agent_id)
         if not record.worktree:
             raise HTTPException(409, f"agent {agent_id} has no worktree now ({record.state})")
         worktree, task_id = record.worktree, record.task_id
+        host = deps.host_of(record)
         profile = body.profile or record.gate_profile
     assert worktree is not None
     asked = GateCheckRequested(
@@ -83,7 +88,7 @@ async def check(body: QualityCheckRequest, deps: Deps, _: RequireOperator) -> Ga
         work_items=tuple(body.work_items),
     )
     decision = await request(
-        deps.broker, subjects.GATES_CHECK, asked, GateDecision, CHECK_TIMEOUT_S
+        deps.broker, subjects.gates_check(host), asked, GateDecision, CHECK_TIMEOUT_S
     )
     if decision.error is not None:
         status = 422 if decision.error.code in _CLIENT_ERRORS else 503

@@ -91,6 +91,7 @@ function facts(agent) {
   rows.push(["Provider", model || "not started"]);
   rows.push(["Sandbox", agent.sandbox ? (agent.unsafe ? `${agent.sandbox} · UNSAFE (no sandbox)` : agent.sandbox) : "not started",
     { class: "sandbox-fact", "data-unsafe": String(Boolean(agent.unsafe)) }]);
+  rows.push(["Host", agent.host || "not started", { class: "host-fact mono" }]);
   rows.push(["Environment", agent.environment || "not started"]);
   if (agent.spend) rows.push(["Spend", spendText(agent.spend), { class: "spend" }]);
   rows.push(["Progress", `${agent.turns || 0} turns · ${(agent.tokensUsed || 0).toLocaleString()} tokens${agent.lastTool ? ` · last tool ${agent.lastTool}` : ""}`]);

@@ -360,6 +360,7 @@ function runsOn(agent) {
   if (agent.unsafe) sandbox.title = "no sandbox (MOSAIC_SANDBOX=none): commands run as host processes";
   const model = agent.model && agent.model !== agent.provider ? `${agent.provider} · ${agent.model}` : agent.provider;
   cell.append(sandbox,
+    el("span", { class: "sub host", text: agent.host ? `on ${agent.host}` : "" }),
     el("span", { class: "sub environment", text: agent.environment || "" }),
     el("span", { class: "sub model", text: model || "" }));
   return cell;

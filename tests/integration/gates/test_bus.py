@@ -18,7 +18,7 @@ from shared.messages.audit import AuditEntry
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.sandbox.host import HostSandboxFactory
 from shared.sandbox.settings import SandboxSettings
-from shared.settings import HomeSettings, NatsSettings
+from shared.settings import HomeSettings, NatsSettings, host_id
 from tests.integration.gates.conftest import NO_MODEL, NO_SUCH_IMAGE, gates_settings
 from tests.integration.gates.samples import apply_defect, build_sample, gates_toml
 
@@ -76,7 +76,7 @@ async def test_a_check_over_the_bus_rejects_a_failing_test(
     ask = GateCheckRequested(
         agent_id=f"bus-{unique}", task_id="t", worktree=str(work), profile="minimal"
     )
-    decision = await request(client, subjects.GATES_CHECK, ask, GateDecision, 60)
+    decision = await request(client, subjects.gates_check(host_id()), ask, GateDecision, 60)
     assert not decision.approved
     assert decision.error is None
     (tests,) = decision.results
@@ -97,7 +97,7 @@ async def test_yolo_skips_every_gate_and_audits_each_skip(
     ask = GateCheckRequested(
         agent_id=agent, task_id=f"task-{unique}", worktree=str(work), profile="strict", yolo=True
     )
-    decision = await request(client, subjects.GATES_CHECK, ask, GateDecision, 30)
+    decision = await request(client, subjects.gates_check(host_id()), ask, GateDecision, 30)
     assert decision.approved
     assert decision.yolo
     assert [r.status for r in decision.results] == ["skipped"] * 6
@@ -117,7 +117,7 @@ async def test_yolo_skips_every_gate_and_audits_each_skip(
 
 async def test_bad_request_body_gets_no_crash(client: NatsBroker) -> None:
     ask = GateCheckRequested(agent_id="x", task_id="t", worktree="/nonexistent/wt")
-    decision = await request(client, subjects.GATES_CHECK, ask, GateDecision, 10)
+    decision = await request(client, subjects.gates_check(host_id()), ask, GateDecision, 10)
     assert decision.error is not None
     assert decision.error.code == "bad_worktree"
     # the service still answers health probes
@@ -144,7 +144,9 @@ async def test_without_a_sandbox_the_service_answers_every_check_with_the_reason
             await caller.start()
             ask = GateCheckRequested(agent_id="x", task_id="t", worktree=str(work))
             for _ in range(2):  # tried again each time, failing closed each time
-                decision = await request(caller, subjects.GATES_CHECK, ask, GateDecision, 30)
+                decision = await request(
+                    caller, subjects.gates_check(host_id()), ask, GateDecision, 30
+                )
                 assert not decision.approved
                 assert decision.error is not None
                 assert NO_SUCH_IMAGE in decision.error.message

@@ -1,10 +1,13 @@
 """A real gateway (uvicorn on a free port, in the test's event loop) against the session's
-nats-server and valkey-server, with its own key prefix per test. No spawner runs: tests
-that need an agent to move drive its state through ``AgentTracker`` as a service would."""
+nats-server and valkey-server, with its own key prefix per test, and a real gitops beside
+it (the gateway asks gitops whether a task's local repository path exists). No spawner
+runs: tests that need an agent to move drive its state through ``AgentTracker`` as a
+service would."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +22,16 @@ from faststream.nats import NatsBroker
 from mosaic.embedded import free_port
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from services.gitops.app import create_app as create_gitops
 from shared.bus import make_broker
 from shared.federation.settings import FederationSettings
-from shared.settings import NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import (
+    HomeSettings,
+    HostSettings,
+    NatsSettings,
+    QualitySettings,
+    ValkeySettings,
+)
 from shared.store import StateStore
 from shared.tracker import AgentTracker
 
@@ -47,6 +57,7 @@ async def start_gateway(
     nats_url: str, valkey_url: str, prefix: str, **overrides: Any
 ) -> tuple[Gateway, uvicorn.Server, asyncio.Task[None]]:
     yolo = overrides.pop("yolo", False)
+    with_gitops: bool = overrides.pop("with_gitops", True)
     federation: FederationSettings | None = overrides.pop("federation", None)
     settings = GatewaySettings(
         mosaic_api_token=OPERATOR,
@@ -73,7 +84,24 @@ async def start_gateway(
         )
     )
     server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
+
+    async def serve() -> None:
+        """The gateway, and while it runs the gitops it asks (stopped with it)."""
+        if not with_gitops:
+            await server.serve()
+            return
+        with tempfile.TemporaryDirectory(prefix="gw-gitops-") as home:
+            gitops = create_gitops(  # a host of its own: tests' own gitops keep theirs
+                NatsSettings(nats_url=nats_url),
+                HomeSettings(mosaic_home=Path(home)),
+                host=HostSettings(mosaic_host_id="gateway-fixture"),
+            )
+            assert gitops.broker is not None
+            async with gitops.broker:
+                await gitops.broker.start()
+                await server.serve()
+
+    task = asyncio.create_task(serve())
     while not server.started:
         if task.done():
             task.result()

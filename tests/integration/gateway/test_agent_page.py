@@ -35,10 +35,17 @@ from shared.messages.gitops import (
 )
 from shared.sandbox.base import Limits, SandboxSpec
 from shared.sandbox.host import HostSandboxFactory
-from shared.settings import GitSettings, HomeSettings, ModelSettings, NatsSettings
+from shared.settings import GitSettings, HomeSettings, ModelSettings, NatsSettings, host_id
+from shared.subjects import GitOp
 from tests.fakes.agents import Progress, make_spec
 from tests.integration.gateway.conftest import Gateway, spawn_body
 from tests.integration.gitops.conftest import commit_req, push_req, rm_req, wt_req
+
+
+def on_host(operation: GitOp) -> str:
+    """The subject of ``operation`` on this machine's host (the services' default)."""
+    return subjects.gitops(host_id(), operation)
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -224,7 +231,7 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
     assert agent_id in before.json()["error"]["message"]
 
     ready = await request(
-        gitops, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, agent_id, task_id),
+        gitops, on_host(GitOp.WORKTREE_CREATE), wt_req(remote_repo, agent_id, task_id),
         WorktreeReady, 20,
     )  # fmt: skip
     assert ready.error is None, ready.error
@@ -255,16 +262,24 @@ async def test_diff_from_the_workspace_then_from_the_pushed_commit(
 
     (work / "notes.md").unlink()  # the push scan would refuse it
     made = await request(
-        gitops, subjects.GITOPS_COMMIT, commit_req(remote_repo, agent_id, task_id), CommitMade, 20
+        gitops,
+        on_host(GitOp.COMMIT),
+        commit_req(remote_repo, agent_id, task_id),
+        CommitMade,
+        20,
     )
     assert made.error is None, made.error
     pushed = await request(
-        gitops, subjects.GITOPS_PUSH, push_req(remote_repo, agent_id, task_id), PushDone, 20
+        gitops,
+        on_host(GitOp.PUSH),
+        push_req(remote_repo, agent_id, task_id),
+        PushDone,
+        20,
     )
     assert pushed.error is None, pushed.error
     assert pushed.commit is not None
     removed = await request(
-        gitops, subjects.GITOPS_WORKTREE_REMOVE, rm_req(remote_repo, agent_id, task_id),
+        gitops, on_host(GitOp.WORKTREE_REMOVE), rm_req(remote_repo, agent_id, task_id),
         WorktreeRemoved, 20,
     )  # fmt: skip
     assert removed.error is None, removed.error
@@ -300,30 +315,38 @@ async def test_diff_of_a_merged_agent_is_what_its_merge_added(
     agent_id, task_id = await new_agent(operator, remote_repo, f"merged-{unique}")
     where = {"agent_id": agent_id, "task_id": task_id, "repository": str(remote_repo)}
     ready = await request(
-        gitops, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, agent_id, task_id),
+        gitops, on_host(GitOp.WORKTREE_CREATE), wt_req(remote_repo, agent_id, task_id),
         WorktreeReady, 20,
     )  # fmt: skip
     (Path(ready.path or "") / "merged.txt").write_text("merged\n")
     made = await request(
-        gitops, subjects.GITOPS_COMMIT, commit_req(remote_repo, agent_id, task_id), CommitMade, 20
+        gitops,
+        on_host(GitOp.COMMIT),
+        commit_req(remote_repo, agent_id, task_id),
+        CommitMade,
+        20,
     )
     assert made.error is None, made.error
     done = await request(
-        gitops, subjects.GITOPS_INTEGRATE, IntegrateRequested(**where), Integrated, 20
+        gitops,
+        on_host(GitOp.INTEGRATE),
+        IntegrateRequested(**where),
+        Integrated,
+        20,
     )
     assert done.error is None, done.error
     assert done.commit
     assert done.base_commit
     assert done.head
     landed = await request(
-        gitops, subjects.GITOPS_LAND,
+        gitops, on_host(GitOp.LAND),
         LandRequested(**where, commit=done.commit, onto=done.base_commit, head=done.head),
         Landed, 20,
     )  # fmt: skip
     assert landed.error is None, landed.error
     assert landed.range
     await request(
-        gitops, subjects.GITOPS_WORKTREE_REMOVE, rm_req(remote_repo, agent_id, task_id),
+        gitops, on_host(GitOp.WORKTREE_REMOVE), rm_req(remote_repo, agent_id, task_id),
         WorktreeRemoved, 20,
     )  # fmt: skip
     await gateway.store.update(
@@ -332,7 +355,7 @@ async def test_diff_of_a_merged_agent_is_what_its_merge_added(
                    merged_range=landed.range),
     )  # fmt: skip
     naive = await request(
-        gitops, subjects.GITOPS_DIFF,
+        gitops, on_host(GitOp.DIFF),
         DiffRequested(**where, pushed_commit=landed.head), DiffFound, 20,
     )  # fmt: skip
     assert naive.error is None, naive.error

@@ -20,7 +20,7 @@ from schemathesis.checks import positive_data_acceptance
 from mosaic.embedded import free_port
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from shared.settings import NatsSettings, QualitySettings, ValkeySettings
+from shared.settings import HomeSettings, NatsSettings, QualitySettings, ValkeySettings
 from tests.integration.gateway.conftest import ADMIN, OPERATOR
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -50,19 +50,25 @@ class AdminToken:
 
 
 @pytest.fixture(scope="module")
-def gates_service(nats_url: str) -> Iterator[None]:
-    """A real gates service, so POST /api/quality/check has someone to ask."""
+def gates_service(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real gates service, so POST /api/quality/check has someone to ask, and a real
+    gitops, so POST /agents/spawn can ask whether a local repository path exists."""
     from services.gates.app import create_app as create_gates
+    from services.gitops.app import create_app as create_gitops
 
     gates = create_gates(NatsSettings(nats_url=nats_url))
+    gitops = create_gitops(
+        NatsSettings(nats_url=nats_url), HomeSettings(mosaic_home=tmp_path_factory.mktemp("g"))
+    )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    broker = gates.broker
-    assert broker is not None
-    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(15)
+    brokers = [b for b in (gates.broker, gitops.broker) if b is not None]
+    for broker in brokers:
+        asyncio.run_coroutine_threadsafe(broker.start(), loop).result(15)
     yield
-    asyncio.run_coroutine_threadsafe(broker.stop(), loop).result(15)
+    for broker in brokers:
+        asyncio.run_coroutine_threadsafe(broker.stop(), loop).result(15)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 

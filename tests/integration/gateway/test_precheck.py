@@ -5,6 +5,7 @@ Spawner readiness is written with ``SpawnerRegistry`` as a spawner's heartbeat w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from shared.messages.spawners import SpawnerCapability
 from shared.settings import NO_MODEL, GitSettings, HomeSettings, NatsSettings
 from shared.spawners import SpawnerRegistry
 from tests.conftest import git
-from tests.integration.gateway.conftest import Gateway, spawn_body
+from tests.integration.gateway.conftest import Gateway, spawn_body, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -210,7 +211,7 @@ async def test_environment_files_are_validated_and_need_a_docker_spawner(
     await ready_spawner(gateway, sandbox="docker")
     checks = by_name(await check(gateway, body))
     assert checks["image"][0] is False
-    assert checks["image"][1].startswith("not checked: no docker spawner answered")
+    assert checks["image"][1].startswith("not checked: no docker spawner of host")
 
 
 async def test_a_known_task_id_fails_the_task_check(
@@ -243,10 +244,22 @@ async def test_malformed_bodies_get_the_spawn_422_and_a_token_is_required(
 
 
 async def test_without_gitops_the_repository_checks_fail_and_say_why(
-    gateway: Gateway, remote_repo: Path, unique: str
+    nats_url: str, valkey_url: str, remote_repo: Path, unique: str
 ) -> None:
-    await ready_spawner(gateway)
-    checks = by_name(await check(gateway, spawn_body(remote_repo, f"ng-{unique}")))
-    for name in ("repository", "branch", "gates", "environment"):
-        assert checks[name][0] is False
-        assert "gitops did not answer" in checks[name][1]
+    gateway, server, task = await start_gateway(
+        nats_url, valkey_url, f"ng{unique}", with_gitops=False
+    )
+    try:
+        await ready_spawner(gateway)
+        checks = by_name(await check(gateway, spawn_body(remote_repo, f"ng-{unique}")))
+        for name in ("repository", "branch", "gates", "environment"):
+            assert checks[name][0] is False
+            assert "gitops did not answer" in checks[name][1]
+        async with gateway.client() as http:  # nor is a task on a path nobody checked taken
+            answer = await http.post("/agents/spawn", json=spawn_body(remote_repo, f"n-{unique}"))
+        assert answer.status_code == 503, answer.text
+        assert "no gitops answered" in answer.json()["error"]["message"]
+        assert await gateway.store.agent_for_task(f"n-{unique}") is None
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

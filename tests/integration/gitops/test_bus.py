@@ -20,9 +20,16 @@ from shared.messages.gitops import (
     WorktreeReady,
     WorktreeRemoved,
 )
-from shared.settings import GitSettings, HomeSettings, NatsSettings
+from shared.settings import GitSettings, HomeSettings, NatsSettings, host_id
+from shared.subjects import GitOp
 from tests.conftest import git
 from tests.integration.gitops.conftest import align, commit_req, push_req, rm_req, wt_req
+
+
+def on_host(operation: GitOp) -> str:
+    """The subject of ``operation`` on this machine's host (the services' default)."""
+    return subjects.gitops(host_id(), operation)
+
 
 pytestmark = pytest.mark.integration
 
@@ -47,27 +54,43 @@ async def client(nats_url: str, tmp_path: Path) -> AsyncIterator[NatsBroker]:
 
 async def test_full_flow_over_the_bus(client: NatsBroker, remote_repo: Path) -> None:
     ready = await request(
-        client, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, "bus1"), WorktreeReady, 20
+        client,
+        on_host(GitOp.WORKTREE_CREATE),
+        wt_req(remote_repo, "bus1"),
+        WorktreeReady,
+        20,
     )
     assert ready.error is None
     assert ready.branch == "mosaic/agent-bus1"
     root = Path(ready.path or "")
     (root / "feature.py").write_text("VALUE = 42\n")
     made = await request(
-        client, subjects.GITOPS_COMMIT, commit_req(remote_repo, "bus1"), CommitMade, 20
+        client,
+        on_host(GitOp.COMMIT),
+        commit_req(remote_repo, "bus1"),
+        CommitMade,
+        20,
     )
     assert made.error is None
     align(root, made.commit)
     assert git(root, "log", "-1", "--format=%an <%ae>") == "Bus Agent <bus@test.invalid>"
     assert git(root, "status", "--porcelain") == ""
     pushed = await request(
-        client, subjects.GITOPS_PUSH, push_req(remote_repo, "bus1"), PushDone, 20
+        client,
+        on_host(GitOp.PUSH),
+        push_req(remote_repo, "bus1"),
+        PushDone,
+        20,
     )
     assert pushed.error is None
     assert pushed.remote_branch == "mosaic/agent-bus1"
     assert pushed.commit == made.commit
     removed = await request(
-        client, subjects.GITOPS_WORKTREE_REMOVE, rm_req(remote_repo, "bus1"), WorktreeRemoved, 20
+        client,
+        on_host(GitOp.WORKTREE_REMOVE),
+        rm_req(remote_repo, "bus1"),
+        WorktreeRemoved,
+        20,
     )
     assert removed.removed
     assert removed.salvage_branch is None
@@ -75,18 +98,26 @@ async def test_full_flow_over_the_bus(client: NatsBroker, remote_repo: Path) -> 
 
 async def test_errors_travel_as_failures(client: NatsBroker, remote_repo: Path) -> None:
     bad = await request(
-        client, subjects.GITOPS_WORKTREE_CREATE, wt_req("ext::sh", "bus2"), WorktreeReady, 20
+        client,
+        on_host(GitOp.WORKTREE_CREATE),
+        wt_req("ext::sh", "bus2"),
+        WorktreeReady,
+        20,
     )
     assert bad.error is not None
     assert bad.error.code == "invalid_repository"
     assert bad.path is None
 
     ready = await request(
-        client, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, "bus3"), WorktreeReady, 20
+        client,
+        on_host(GitOp.WORKTREE_CREATE),
+        wt_req(remote_repo, "bus3"),
+        WorktreeReady,
+        20,
     )
     key = "sk-ant-" + "api03-" + "Zx9Qw7Lm2Np4Rt6Vy8Ab1Cd3Ef5Gh7Ij9Kl0Mn2Op4Qr6St8Uv"
     (Path(ready.path or "") / "leak.py").write_text(f'KEY = "{key}"\n')
-    raw = await client.request(commit_req(remote_repo, "bus3").to_bytes(), subjects.GITOPS_COMMIT,
+    raw = await client.request(commit_req(remote_repo, "bus3").to_bytes(), on_host(GitOp.COMMIT),
                                timeout=20)  # fmt: skip
     assert key not in raw.body.decode()
     wire = json.loads(raw.body)
@@ -97,7 +128,7 @@ async def test_errors_travel_as_failures(client: NatsBroker, remote_repo: Path) 
 
 
 async def test_malformed_request_still_gets_an_answer(client: NatsBroker) -> None:
-    raw = await client.request(b'{"agentId": 1}', subjects.GITOPS_PUSH, timeout=20)
+    raw = await client.request(b'{"agentId": 1}', on_host(GitOp.PUSH), timeout=20)
     reply = PushDone.from_bytes(raw.body)
     assert reply.error is not None
     assert reply.error.code == "invalid_request"
@@ -131,7 +162,7 @@ async def test_twenty_concurrent_creates_over_the_bus(
         *(
             request(
                 client,
-                subjects.GITOPS_WORKTREE_CREATE,
+                on_host(GitOp.WORKTREE_CREATE),
                 wt_req(remote_repo, f"many{i}"),
                 WorktreeReady,
                 30,
@@ -152,15 +183,27 @@ async def test_a_stale_attempt_can_neither_integrate_nor_land(
 
     where = {"agent_id": "fq", "task_id": "t1", "repository": str(remote_repo)}
     ready = await request(
-        client, subjects.GITOPS_WORKTREE_CREATE, wt_req(remote_repo, "fq"), WorktreeReady, 20
+        client,
+        on_host(GitOp.WORKTREE_CREATE),
+        wt_req(remote_repo, "fq"),
+        WorktreeReady,
+        20,
     )
     (Path(ready.path or "") / "fq.txt").write_text("fq\n")
     made = await request(
-        client, subjects.GITOPS_COMMIT, commit_req(remote_repo, "fq"), CommitMade, 20
+        client,
+        on_host(GitOp.COMMIT),
+        commit_req(remote_repo, "fq"),
+        CommitMade,
+        20,
     )
     assert made.commit
     done = await request(
-        client, subjects.GITOPS_INTEGRATE, IntegrateRequested(**where, attempt=2), Integrated, 20
+        client,
+        on_host(GitOp.INTEGRATE),
+        IntegrateRequested(**where, attempt=2),
+        Integrated,
+        20,
     )
     assert done.error is None
     assert done.commit
@@ -169,20 +212,32 @@ async def test_a_stale_attempt_can_neither_integrate_nor_land(
     before = git(remote_repo, "rev-parse", "main")
 
     stale = await request(
-        client, subjects.GITOPS_INTEGRATE, IntegrateRequested(**where, attempt=1), Integrated, 20
+        client,
+        on_host(GitOp.INTEGRATE),
+        IntegrateRequested(**where, attempt=1),
+        Integrated,
+        20,
     )
     assert stale.error is not None
     assert stale.error.code == "stale_attempt"
     land = {"commit": done.commit, "onto": done.base_commit, "head": done.head}
     refused = await request(
-        client, subjects.GITOPS_LAND, LandRequested(**where, **land, attempt=1), Landed, 20
+        client,
+        on_host(GitOp.LAND),
+        LandRequested(**where, **land, attempt=1),
+        Landed,
+        20,
     )
     assert refused.error is not None
     assert refused.error.code == "stale_attempt"
     assert git(remote_repo, "rev-parse", "main") == before
 
     landed = await request(
-        client, subjects.GITOPS_LAND, LandRequested(**where, **land, attempt=2), Landed, 20
+        client,
+        on_host(GitOp.LAND),
+        LandRequested(**where, **land, attempt=2),
+        Landed,
+        20,
     )
     assert landed.error is None
     assert git(remote_repo, "rev-parse", "main") == done.commit

@@ -29,10 +29,17 @@ from shared.messages.gitops import (
     RepoPushed,
     WorktreeReady,
 )
-from shared.settings import GitSettings, HomeSettings, NatsSettings
+from shared.settings import GitSettings, HomeSettings, NatsSettings, host_id
+from shared.subjects import GitOp
 from tests.conftest import git
 from tests.integration.gitops.attack import ATTACK
 from tests.integration.gitops.conftest import commit_req, push_req, wt_req
+
+
+def on_host(operation: GitOp) -> str:
+    """The subject of ``operation`` on this machine's host (the services' default)."""
+    return subjects.gitops(host_id(), operation)
+
 
 pytestmark = pytest.mark.integration
 
@@ -208,15 +215,19 @@ async def test_a_push_is_announced_and_changes_are_asked_over_the_bus(
     try:
         for agent in ("pa", "pb"):
             ready = await request(
-                bus, subjects.GITOPS_WORKTREE_CREATE, wt_req(calc_remote, agent), WorktreeReady, 20
+                bus,
+                on_host(GitOp.WORKTREE_CREATE),
+                wt_req(calc_remote, agent),
+                WorktreeReady,
+                20,
             )
             assert ready.error is None
         pa = Path(ready.path or "").parent / "agent-pa-t1"
         (pa / "calc.txt").write_text(CALC.replace("line 4\n", "four\n"))
-        made = await request(bus, subjects.GITOPS_COMMIT, commit_req(calc_remote, "pa"),
+        made = await request(bus, on_host(GitOp.COMMIT), commit_req(calc_remote, "pa"),
                              CommitMade, 20)  # fmt: skip
         assert made.error is None
-        pushed = await request(bus, subjects.GITOPS_PUSH, push_req(calc_remote, "pa"),
+        pushed = await request(bus, on_host(GitOp.PUSH), push_req(calc_remote, "pa"),
                                PushDone, 20)  # fmt: skip
         assert pushed.error is None
         event = RepoPushed.from_bytes(await asyncio.wait_for(announced.get(), 20))
@@ -229,12 +240,12 @@ async def test_a_push_is_announced_and_changes_are_asked_over_the_bus(
 
         pb = Path(ready.path or "")
         (pb / "calc.txt").write_text(CALC.replace("line 5\n", "five\n"))  # not committed
-        mine = await request(bus, subjects.GITOPS_CHANGES, changes_req(calc_remote, "pb"),
+        mine = await request(bus, on_host(GitOp.CHANGES), changes_req(calc_remote, "pb"),
                              ChangesFound, 20)  # fmt: skip
         assert mine.error is None
         assert mine.base_commit == event.base_commit
         assert mine.files == (FileChange(path="calc.txt", ranges=(r(5, 5),)),)
-        bad = await request(bus, subjects.GITOPS_CHANGES, changes_req(calc_remote, "nobody"),
+        bad = await request(bus, on_host(GitOp.CHANGES), changes_req(calc_remote, "nobody"),
                             ChangesFound, 20)  # fmt: skip
         assert bad.error is not None
         assert bad.error.code == "worktree_not_found"

@@ -23,6 +23,8 @@ import pytest
 from mosaic.cli import main as mosaic_main
 from mosaic.supervisor import Supervisor
 from shared import subjects
+from shared.settings import host_id
+from shared.subjects import GitOp
 from tests.integration.killswitch.helpers import (
     admin,
     sleeper,
@@ -31,6 +33,12 @@ from tests.integration.killswitch.helpers import (
     system,
     wait_state,
 )
+
+
+def on_host(operation: GitOp) -> str:
+    """The subject of ``operation`` on this machine's host (the services' default)."""
+    return subjects.gitops(host_id(), operation)
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -188,17 +196,17 @@ def test_only_gitops_announces_pushes(sup: Supervisor) -> None:
 def test_the_gateway_may_ask_gitops_to_read_and_nothing_else(sup: Supervisor) -> None:
     """The agent page's diff and the pre-check are the gateway's gitops subjects: they
     read, and it cannot ask gitops to create, commit, push, remove or merge anything."""
-    for subject in (subjects.GITOPS_DIFF, subjects.GITOPS_CHECK):
+    for subject in (on_host(GitOp.DIFF), subjects.GITOPS_CHECK):
         answer = raw_publish(sup.nats_url_for("gateway"), subject, b"{}")
         assert "-ERR" not in answer, answer
         assert "PONG" in answer, answer
     for subject in (
-        subjects.GITOPS_WORKTREE_CREATE,
-        subjects.GITOPS_COMMIT,
-        subjects.GITOPS_PUSH,
-        subjects.GITOPS_WORKTREE_REMOVE,
-        subjects.GITOPS_LAND,
-        subjects.GITOPS_CHANGES,
+        on_host(GitOp.WORKTREE_CREATE),
+        on_host(GitOp.COMMIT),
+        on_host(GitOp.PUSH),
+        on_host(GitOp.WORKTREE_REMOVE),
+        on_host(GitOp.LAND),
+        on_host(GitOp.CHANGES),
     ):
         answer = raw_publish(sup.nats_url_for("gateway"), subject, b"{}")
         assert "Permissions Violation for Publish" in answer, (subject, answer)
@@ -210,8 +218,12 @@ def test_only_the_gateway_asks_spawners_about_environments(sup: Supervisor) -> N
     no other service may."""
     asked = json.dumps({"repoPath": "/r", "commit": "0" * 40}).encode()
     for user in ("spawner", "gitops", "gates", "killswitch"):
-        answer = raw_publish(sup.nats_url_for(user), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+        answer = raw_publish(
+            sup.nats_url_for(user), subjects.spawner_environment_check(host_id()), asked
+        )
         assert "Permissions Violation for Publish" in answer, (user, answer)
-    answer = raw_publish(sup.nats_url_for("gateway"), subjects.SPAWNER_ENVIRONMENT_CHECK, asked)
+    answer = raw_publish(
+        sup.nats_url_for("gateway"), subjects.spawner_environment_check(host_id()), asked
+    )
     assert "-ERR" not in answer, answer
     assert "PONG" in answer, answer

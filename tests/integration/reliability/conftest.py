@@ -30,7 +30,14 @@ from shared.messages.agents import AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
 from shared.sandbox.host import HostSandboxFactory
-from shared.settings import GitSettings, HomeSettings, ModelSettings, NatsSettings, QualitySettings
+from shared.settings import (
+    GitSettings,
+    HomeSettings,
+    ModelSettings,
+    NatsSettings,
+    QualitySettings,
+    host_id,
+)
 from shared.store import StateStore
 from shared.tracker import AgentTracker
 
@@ -82,8 +89,8 @@ async def make_spawner(
         store = StateStore(redis, prefix=f"t{unique}")
         ctx = RunContext(
             tracker=AgentTracker(store, broker),
-            gitops=GitOps(broker, 30),
-            gates=Gates(broker, 5, 1),
+            gitops=GitOps(broker, 30, host_id()),
+            gates=Gates(broker, 5, 1, host_id()),
             sandboxes=HostSandboxFactory(tmp_path),
             model=model or ModelSettings(mosaic_provider="scripted"),
             quality=QualitySettings(),

@@ -13,7 +13,7 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from services.gates.app import create_app
 from shared import subjects
 from shared.messages.gates import GateCheckRequested, GateDecision
-from shared.settings import HomeSettings, NatsSettings
+from shared.settings import HomeSettings, NatsSettings, host_id
 
 pytestmark = pytest.mark.unit
 
@@ -30,7 +30,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[NatsBroker]:
 
 
 async def decide(broker: NatsBroker, body: bytes) -> GateDecision:
-    reply = await broker.request(body, subjects.GATES_CHECK, timeout=30)
+    reply = await broker.request(body, subjects.gates_check(host_id()), timeout=30)
     return GateDecision.model_validate_json(reply.body)
 
 

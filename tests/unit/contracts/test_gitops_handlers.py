@@ -27,20 +27,27 @@ from shared.messages.gitops import (
     WorktreeRemoveRequested,
     WorktreeRequested,
 )
-from shared.settings import HomeSettings, NatsSettings
+from shared.settings import HomeSettings, NatsSettings, host_id
+from shared.subjects import GitOp
+
+
+def on_host(operation: GitOp) -> str:
+    """The subject of ``operation`` on this machine's host (the services' default)."""
+    return subjects.gitops(host_id(), operation)
+
 
 pytestmark = pytest.mark.unit
 
 REPLIES: dict[str, type[Message]] = {
-    subjects.GITOPS_WORKTREE_CREATE: WorktreeReady,
-    subjects.GITOPS_WORKTREE_REMOVE: WorktreeRemoved,
-    subjects.GITOPS_COMMIT: CommitMade,
-    subjects.GITOPS_PUSH: PushDone,
-    subjects.GITOPS_CHANGES: ChangesFound,
-    subjects.GITOPS_BASE_STATUS: BaseStatus,
-    subjects.GITOPS_INTEGRATE: Integrated,
-    subjects.GITOPS_LAND: Landed,
-    subjects.GITOPS_DIFF: DiffFound,
+    on_host(GitOp.WORKTREE_CREATE): WorktreeReady,
+    on_host(GitOp.WORKTREE_REMOVE): WorktreeRemoved,
+    on_host(GitOp.COMMIT): CommitMade,
+    on_host(GitOp.PUSH): PushDone,
+    on_host(GitOp.CHANGES): ChangesFound,
+    on_host(GitOp.BASE_STATUS): BaseStatus,
+    on_host(GitOp.INTEGRATE): Integrated,
+    on_host(GitOp.LAND): Landed,
+    on_host(GitOp.DIFF): DiffFound,
     subjects.GITOPS_CHECK: RepositoryChecked,
 }
 REQUIRED: dict[str, str] = {
@@ -88,7 +95,7 @@ async def test_an_id_that_cannot_name_a_branch_is_refused(
     broker: NatsBroker, remote_repo: Path
 ) -> None:
     asked = WorktreeRequested(agent_id="../escape", task_id="t1", repository=str(remote_repo))
-    reply = await ask(broker, subjects.GITOPS_WORKTREE_CREATE, asked.to_bytes())
+    reply = await ask(broker, on_host(GitOp.WORKTREE_CREATE), asked.to_bytes())
     assert isinstance(reply, WorktreeReady)
     assert reply.error is not None
     assert reply.error.code == "invalid_request"
@@ -101,7 +108,7 @@ async def test_a_worktree_is_made_then_removed(
     asked = WorktreeRequested(
         agent_id="a1b2c3", task_id="t1", repository=str(remote_repo), attempt=1
     )
-    made = await ask(broker, subjects.GITOPS_WORKTREE_CREATE, asked.to_bytes())
+    made = await ask(broker, on_host(GitOp.WORKTREE_CREATE), asked.to_bytes())
     assert isinstance(made, WorktreeReady)
     assert made.error is None, made.error
     assert made.path is not None
@@ -109,19 +116,19 @@ async def test_a_worktree_is_made_then_removed(
     assert made.branch == "mosaic/agent-a1b2c3"
     assert Path(made.path).is_relative_to(tmp_path / "home")
 
-    again = await ask(broker, subjects.GITOPS_WORKTREE_CREATE, asked.to_bytes())  # a resend
+    again = await ask(broker, on_host(GitOp.WORKTREE_CREATE), asked.to_bytes())  # a resend
     assert isinstance(again, WorktreeReady)
     assert (again.error, again.reused) == (None, True)
 
     remove = WorktreeRemoveRequested(
         agent_id="a1b2c3", task_id="t1", repository=str(remote_repo), attempt=2
     )
-    removed = await ask(broker, subjects.GITOPS_WORKTREE_REMOVE, remove.to_bytes())
+    removed = await ask(broker, on_host(GitOp.WORKTREE_REMOVE), remove.to_bytes())
     assert isinstance(removed, WorktreeRemoved)
     assert (removed.error, removed.removed) == (None, True)
     assert not Path(made.path).exists()
 
-    late = await ask(broker, subjects.GITOPS_WORKTREE_CREATE, asked.to_bytes())
+    late = await ask(broker, on_host(GitOp.WORKTREE_CREATE), asked.to_bytes())
     assert isinstance(late, WorktreeReady)
     assert late.error is not None
     assert late.error.code == "stale_attempt"  # attempt 1 after attempt 2 was seen
@@ -131,7 +138,7 @@ async def test_an_unknown_repository_is_answered_with_its_reason(
     broker: NatsBroker, tmp_path: Path
 ) -> None:
     asked = WorktreeRequested(agent_id="a1", task_id="t1", repository=str(tmp_path / "nowhere.git"))
-    reply = await ask(broker, subjects.GITOPS_WORKTREE_CREATE, asked.to_bytes())
+    reply = await ask(broker, on_host(GitOp.WORKTREE_CREATE), asked.to_bytes())
     assert isinstance(reply, WorktreeReady)
     assert reply.error is not None
     assert reply.error.code in {"repo_not_found", "invalid_repository"}
