@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import TypeVar
 
 from faststream.nats import NatsBroker
 
+from services.spawner.admission import Admission
 from services.spawner.errors import StepFailedError
 from shared import subjects
 from shared.backoff import backoff_delay
 from shared.bus import request
 from shared.errors import BusUnavailableError
-from shared.messages.base import Failure
+from shared.messages.base import Failure, Message
 from shared.messages.gates import GateCheckRequested, GateDecision
 from shared.messages.gitops import (
     BaseStatus,
@@ -35,36 +38,43 @@ from shared.messages.gitops import (
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=Message)
+
 
 class GitOps:
-    """The gitops service, as the spawner sees it."""
+    """The gitops service, as the spawner sees it. With ``admission``, every request is
+    counted in flight and its answer time adjusts the intake's limit (admission.py)."""
 
-    def __init__(self, broker: NatsBroker, timeout: float) -> None:
+    def __init__(
+        self, broker: NatsBroker, timeout: float, admission: Admission | None = None
+    ) -> None:
         self._broker = broker
         self._timeout = timeout
+        self._admission = admission
+
+    async def _ask(self, subject: str, req: Message, reply: type[R]) -> R:
+        tracked = self._admission.track() if self._admission else contextlib.nullcontext()
+        async with tracked:
+            return await request(self._broker, subject, req, reply, self._timeout)
 
     async def create_worktree(self, req: WorktreeRequested) -> WorktreeReady:
         """A worktree for the agent, or ``StepFailedError``."""
-        reply = await request(
-            self._broker, subjects.GITOPS_WORKTREE_CREATE, req, WorktreeReady, self._timeout
-        )
+        reply = await self._ask(subjects.GITOPS_WORKTREE_CREATE, req, WorktreeReady)
         if reply.error is not None:
             raise StepFailedError("worktree", reply.error)
         return reply
 
     async def commit(self, req: CommitRequested) -> CommitMade:
         """Commit (after the secret scan); a failure is returned, not raised, for the agent."""
-        return await request(self._broker, subjects.GITOPS_COMMIT, req, CommitMade, self._timeout)
+        return await self._ask(subjects.GITOPS_COMMIT, req, CommitMade)
 
     async def push(self, req: PushRequested) -> PushDone:
         """Conflict check then push; conflicts come back in the reply."""
-        return await request(self._broker, subjects.GITOPS_PUSH, req, PushDone, self._timeout)
+        return await self._ask(subjects.GITOPS_PUSH, req, PushDone)
 
     async def base_status(self, req: BaseStatusRequested) -> BaseStatus:
         """The agent branch against the freshly fetched base, or ``StepFailedError``."""
-        reply = await request(
-            self._broker, subjects.GITOPS_BASE_STATUS, req, BaseStatus, self._timeout
-        )
+        reply = await self._ask(subjects.GITOPS_BASE_STATUS, req, BaseStatus)
         if reply.error is not None:
             raise StepFailedError("base status", reply.error)
         return reply
@@ -72,48 +82,54 @@ class GitOps:
     async def integrate(self, req: IntegrateRequested) -> Integrated:
         """The agent branch rebased onto the base in a scratch repository; conflicts in the
         reply (``conflicts``), any other failure raised as ``StepFailedError``."""
-        reply = await request(
-            self._broker, subjects.GITOPS_INTEGRATE, req, Integrated, self._timeout
-        )
+        reply = await self._ask(subjects.GITOPS_INTEGRATE, req, Integrated)
         if reply.error is not None and not reply.conflicts:
             raise StepFailedError("integrate", reply.error)
         return reply
 
     async def land(self, req: LandRequested) -> Landed:
         """The integrated commit pushed to the base (``moved`` when the base moved first)."""
-        reply = await request(self._broker, subjects.GITOPS_LAND, req, Landed, self._timeout)
+        reply = await self._ask(subjects.GITOPS_LAND, req, Landed)
         if reply.error is not None and reply.commit is None:
             raise StepFailedError("land", reply.error)
         return reply
 
     async def changes(self, req: ChangesRequested) -> ChangesFound:
         """The agent's current changes against its base (for the conflict forecast)."""
-        return await request(
-            self._broker, subjects.GITOPS_CHANGES, req, ChangesFound, self._timeout
-        )
+        return await self._ask(subjects.GITOPS_CHANGES, req, ChangesFound)
 
     async def remove_worktree(self, req: WorktreeRemoveRequested) -> WorktreeRemoved:
         """Remove the worktree, salvaging unpushed work."""
-        return await request(
-            self._broker, subjects.GITOPS_WORKTREE_REMOVE, req, WorktreeRemoved, self._timeout
-        )
+        return await self._ask(subjects.GITOPS_WORKTREE_REMOVE, req, WorktreeRemoved)
 
 
 class Gates:
     """The gates service; retried with backoff, never skipped when it does not answer."""
 
-    def __init__(self, broker: NatsBroker, timeout: float, attempts: int) -> None:
+    def __init__(
+        self,
+        broker: NatsBroker,
+        timeout: float,
+        attempts: int,
+        admission: Admission | None = None,
+    ) -> None:
         self._broker = broker
         self._timeout = timeout
         self._attempts = attempts
+        self._admission = admission
 
     async def check(self, req: GateCheckRequested) -> GateDecision:
         """The decision; ``StepFailedError('gates unavailable')`` after the last attempt."""
         for attempt in range(1, self._attempts + 1):
+            # counted in flight; a check's length (it runs tests) is no congestion signal
+            tracked = (
+                self._admission.track(signal=False) if self._admission else contextlib.nullcontext()
+            )
             try:
-                return await request(
-                    self._broker, subjects.GATES_CHECK, req, GateDecision, self._timeout
-                )
+                async with tracked:
+                    return await request(
+                        self._broker, subjects.GATES_CHECK, req, GateDecision, self._timeout
+                    )
             except BusUnavailableError:
                 if attempt == self._attempts:
                     break
