@@ -70,5 +70,5 @@ def _rate(rounds: int, seconds: float) -> dict[str, Any]:
     return {
         "rounds": rounds,
         "seconds": round(seconds, 3),
-        "per_second": round(rounds / seconds, 1) if seconds else 0.0,
+        "per_second": round(rounds / seconds, 2) if seconds else 0.0,
     }
