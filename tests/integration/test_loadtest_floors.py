@@ -7,6 +7,7 @@ import asyncio
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from redis.asyncio import Redis
 
 from loadtests import bare, gitfloor
@@ -29,7 +30,7 @@ async def test_bare_endpoint_writes_valkey_and_publishes_once_per_request(
     nc = await nats.connect(nats_url)
     seen: list[bytes] = []
 
-    async def count(msg: nats.aio.msg.Msg) -> None:
+    async def count(msg: Msg) -> None:
         seen.append(msg.data)
 
     sub = await nc.subscribe(bare.SUBJECT, cb=count)
