@@ -124,5 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         or result.get("failed", 0)
         or result.get("submit_errors")
         or result.get("errors")
+        or result.get("unfinished")
     )
     return 1 if bad else 0

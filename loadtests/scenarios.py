@@ -144,18 +144,22 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
         started = time.monotonic()
         ids, errors = await submit_all(http, bodies, parallel=ACCEPT_CONNECTIONS)
         accept_s = time.monotonic() - started
-        await wait_until(
-            http,
-            lambda s: (
-                not (
-                    s["tasksByState"].get("pending", 0)
-                    or s["tasksByState"].get("assigned", 0)
-                    or s["tasksByState"].get("executing", 0)
-                )
-            ),
-            timeout,
-            f"dispatch {tasks}",
-        )
+        unfinished = None
+        try:
+            await wait_until(
+                http,
+                lambda s: (
+                    not (
+                        s["tasksByState"].get("pending", 0)
+                        or s["tasksByState"].get("assigned", 0)
+                        or s["tasksByState"].get("executing", 0)
+                    )
+                ),
+                timeout,
+                f"dispatch {tasks}",
+            )
+        except TimeoutError as exc:  # report what ran so far; the run still fails
+            unfinished = str(exc)
         got = await records(http, ids)
     created = [t for r in got if (t := first_at(r, "spawning"))]
     running = [t for r in got if (t := first_at(r, "running"))]
@@ -175,6 +179,7 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
         )[:5],
         "accept_seconds": round(accept_s, 3),
         "dispatch_span_seconds": round(span, 3),
+        "unfinished": unfinished,
     }
 
 
