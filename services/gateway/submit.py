@@ -71,18 +71,16 @@ async def submit(
         raise RepositoryMissingError("context.repository", f"no repository at {path}")
     store = tracker.store
     try:
-        # three independent reads, one round trip of waiting (the accept path, issue 20)
-        existing, hold, live = await asyncio.gather(
-            store.agent_for_task(request.task_id), store.held(), spawners.live()
-        )
+        existing = await store.agent_for_task(request.task_id)
         if existing is not None:
             return await store.require_agent(existing), False
+        hold = await store.held()
         if hold is not None and hold.get("kind") == "budget":
             raise BudgetHoldError(
                 f"not accepted: intake is held, the deployment's {hold.get('reason')}; an "
                 "admin's POST /agents/resume or the next UTC day lifts it"
             )
-        problem = why_not_ready(live)
+        problem = why_not_ready(await spawners.live())
         if problem is not None:
             raise NoSpawnerReadyError(problem)
         record = AgentRecord(
