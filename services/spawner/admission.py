@@ -3,15 +3,16 @@
 With 1000 free slots the intake used to take 1000 tasks at once; every agent then asked
 gitops for a worktree at the same moment and the last ones timed out inside gitops. Here
 the intake admits a new task only while the requests in flight to gitops and gates (plus
-tasks admitted but not yet answered by them once) are fewer than ``limit``, and the limit
+tasks admitted that have not made their first one yet) are fewer than ``limit``, and the limit
 adapts like a TCP window (AIMD): each gitops answer quicker than ``target_s`` raises it by
 ``1/limit`` (about +1 per round of answers), an answer slower than that or a request that
 got none cuts it by ``decrease`` (at most once per ``target_s``, so one slow burst counts
 once). Tasks the spawner does not take wait in JetStream, where waiting costs nothing.
 
 The requests are counted where they are made (``track``, in ``clients.py``). A task's
-admission ticket is ended by its first tracked answer, or when its handler ends
-(``admitted``), found through a context variable so the agent's code needs no part in it.
+admission ticket is ended when its first tracked request starts (that request counts it
+from then on) or when its handler ends (``admitted``); ``track`` finds it through a
+context variable, so the agent's code needs no part in it.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ ADMISSION_LIMIT = Gauge(
 )
 ADMISSION_IN_FLIGHT = Gauge(
     "mosaic_spawner_admission_in_flight",
-    "gitops/gates requests in flight plus admitted tasks not yet answered once",
+    "gitops/gates requests in flight plus admitted tasks that have not made one yet",
 )
 
 
 class Ticket:
-    """One admitted task until its first dependency answer (or its end)."""
+    """One admitted task until its first dependency request (or its end)."""
 
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
@@ -114,6 +115,9 @@ class Admission:
         limit (gitops; gates run tests, whose length says nothing about congestion). A
         request that raised (no answer) always cuts the limit."""
         self._changed(+1)
+        ticket = _TICKET.get()
+        if ticket is not None:
+            ticket.close()  # the task is counted by its request from now on, not twice
         started = time.monotonic()
         try:
             yield
@@ -131,9 +135,6 @@ class Admission:
                 ADMISSION_LIMIT.set(self.limit)
         finally:
             self._changed(-1)
-            ticket = _TICKET.get()
-            if ticket is not None:
-                ticket.close()
 
     def _cut(self, why: str) -> None:
         now = time.monotonic()

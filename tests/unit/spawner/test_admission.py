@@ -9,16 +9,18 @@ import pytest
 from services.spawner.admission import Admission
 
 
-async def test_admits_up_to_the_limit_then_waits_for_a_first_answer() -> None:
+async def test_admits_up_to_the_limit_then_waits_for_room() -> None:
     admission = Admission(100, initial=2)
     first, second = await admission.admit(), await admission.admit()
     waiting = asyncio.ensure_future(admission.admit())
     await asyncio.sleep(0.05)
-    assert not waiting.done(), "a third task is admitted while two wait for their first answer"
+    assert not waiting.done(), "a third task is admitted while two have not been served"
     with admission.admitted(first):
         async with admission.track():
-            pass  # the first task's first gitops answer ends its ticket
-    third = await asyncio.wait_for(waiting, 1)
+            assert admission.in_flight == 2, "a task in its first request counts once"
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+    third = await asyncio.wait_for(waiting, 1)  # the first task's request was answered
     assert admission.in_flight == 2
     second.close()
     third.close()
