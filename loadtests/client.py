@@ -49,9 +49,15 @@ async def queue(http: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def wait_until(
-    http: httpx.AsyncClient, done: Any, timeout: float, label: str, quiet: bool = False
+    http: httpx.AsyncClient,
+    done: Any,
+    timeout: float,
+    label: str,
+    quiet: bool = False,
+    interval: float = 0.5,
 ) -> dict[str, Any]:
-    """Poll ``/queue`` until ``done(stats)``; prints a progress line while waiting."""
+    """Poll ``/queue`` every ``interval`` seconds until ``done(stats)``; prints a progress
+    line while waiting. A latency measured with it is only as fine as ``interval``."""
     deadline = time.monotonic() + timeout
     stats = await queue(http)
     while not done(stats):
@@ -65,7 +71,7 @@ async def wait_until(
                 f"  killed {agents.get('killed', 0):4d} "
             )
             sys.stderr.flush()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(interval)
         stats = await queue(http)
     if not quiet:
         sys.stderr.write("\n")

@@ -211,8 +211,13 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         t0 = time.perf_counter()
         report = (await admin.post("/agents/kill-all")).json()
         rest = ids[1:]
-        await wait_until(
-            admin, lambda st: not st["agentsByState"].get("running", 0), 60, "kill-all", quiet=True
+        await wait_until(  # polled every 20 ms: the goal is < 0.3 s, a 0.5 s poll hid it
+            admin,
+            lambda st: not st["agentsByState"].get("running", 0),
+            60,
+            "kill-all",
+            quiet=True,
+            interval=0.02,
         )
         await _sandboxes_gone(sandbox, rest, 60)
         kill_all = time.perf_counter() - t0
