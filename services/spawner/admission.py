@@ -5,9 +5,10 @@ gitops for a worktree at the same moment and the last ones timed out inside gito
 the intake admits a new task only while the requests in flight to gitops and gates (plus
 tasks admitted that have not made their first one yet) are fewer than ``limit``, and the limit
 adapts like a TCP window (AIMD): each gitops answer quicker than ``target_s`` raises it by
-``1/limit`` (about +1 per round of answers), an answer slower than that or a request that
-got none cuts it by ``decrease`` (at most once per ``target_s``, so one slow burst counts
-once). Tasks the spawner does not take wait in JetStream, where waiting costs nothing.
+``1/limit`` (about +1 per round of answers), a gitops answer slower than that or a gitops
+request that got none cuts it by ``decrease`` (at most once per ``target_s``, so one slow
+burst counts once). Tasks the spawner does not take wait in JetStream, where waiting
+costs nothing.
 
 The requests are counted where they are made (``track``, in ``clients.py``). A task's
 admission ticket is ended when its first tracked request starts (that request counts it
@@ -111,9 +112,10 @@ class Admission:
 
     @asynccontextmanager
     async def track(self, *, signal: bool = True) -> AsyncIterator[None]:
-        """Count one dependency request while it runs. ``signal``: its latency adjusts the
-        limit (gitops; gates run tests, whose length says nothing about congestion). A
-        request that raised (no answer) always cuts the limit."""
+        """Count one dependency request while it runs. ``signal``: its outcome adjusts the
+        limit, an answer by its time, a request that raised (no answer) by a cut (gitops;
+        gates run tests, whose length says nothing about congestion, and their absence
+        has its own retries and ends the attempt, so a gates check only counts)."""
         self._changed(+1)
         ticket = _TICKET.get()
         if ticket is not None:
@@ -124,7 +126,8 @@ class Admission:
         except asyncio.CancelledError:
             raise  # the agent was stopped: says nothing about the dependency
         except Exception:
-            self._cut(f"a request got no answer after {time.monotonic() - started:.1f}s")
+            if signal:
+                self._cut(f"a request got no answer after {time.monotonic() - started:.1f}s")
             raise
         else:
             elapsed = time.monotonic() - started

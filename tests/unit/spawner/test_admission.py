@@ -57,12 +57,16 @@ async def test_a_request_without_answer_cuts_the_limit_and_is_not_hidden() -> No
     assert admission.in_flight == 0
 
 
-async def test_gates_checks_count_in_flight_but_their_length_does_not_cut() -> None:
+async def test_gates_checks_count_in_flight_but_neither_length_nor_failure_cuts() -> None:
     admission = Admission(100, initial=3, target_s=0.01)
     async with admission.track(signal=False):
         await asyncio.sleep(0.03)
         assert admission.in_flight == 1
+    with pytest.raises(TimeoutError):
+        async with admission.track(signal=False):
+            raise TimeoutError("no answer on mosaic.gates.check")
     assert admission.limit == 3
+    assert admission.in_flight == 0
 
 
 async def test_a_stopped_agent_does_not_cut_the_limit() -> None:
