@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtests import precheck, report, scenarios
+from loadtests import precheck, ratios, report, scenarios
 from loadtests.chaos import runner as chaos
 from loadtests.resources import Sampler
 from loadtests.target import Target, embedded, make_repository
@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(name: str, target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    result = await _scenario(name, target, args)
+    await ratios.attach(name, target, result, args.sandbox)
+    return result
+
+
+async def _scenario(name: str, target: Target, args: argparse.Namespace) -> dict[str, Any]:
     if name in ("concurrency", "smoke"):
         return await scenarios.concurrency(target, args.agents, args.timeout)
     if name == "dispatch":
@@ -118,5 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         or result.get("failed", 0)
         or result.get("submit_errors")
         or result.get("errors")
+        or result.get("unfinished")
     )
     return 1 if bad else 0

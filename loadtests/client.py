@@ -49,9 +49,15 @@ async def queue(http: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def wait_until(
-    http: httpx.AsyncClient, done: Any, timeout: float, label: str, quiet: bool = False
+    http: httpx.AsyncClient,
+    done: Any,
+    timeout: float,
+    label: str,
+    quiet: bool = False,
+    interval: float = 0.5,
 ) -> dict[str, Any]:
-    """Poll ``/queue`` until ``done(stats)``; prints a progress line while waiting."""
+    """Poll ``/queue`` every ``interval`` seconds until ``done(stats)``; prints a progress
+    line while waiting. A latency measured with it is only as fine as ``interval``."""
     deadline = time.monotonic() + timeout
     stats = await queue(http)
     while not done(stats):
@@ -65,7 +71,7 @@ async def wait_until(
                 f"  killed {agents.get('killed', 0):4d} "
             )
             sys.stderr.flush()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(interval)
         stats = await queue(http)
     if not quiet:
         sys.stderr.write("\n")
@@ -80,11 +86,24 @@ async def records(
 
     async def one(agent_id: str) -> dict[str, Any]:
         async with gate:
-            record: dict[str, Any] = (await http.get(f"/agents/{agent_id}/status")).json()
-            record["events"] = (await http.get(f"/agents/{agent_id}/events")).json()
+            record: dict[str, Any] = (await _get(http, f"/agents/{agent_id}/status")).json()
+            record["events"] = (await _get(http, f"/agents/{agent_id}/events")).json()
         return record
 
     return list(await asyncio.gather(*(one(i) for i in ids)))
+
+
+async def _get(http: httpx.AsyncClient, path: str, attempts: int = 3) -> httpx.Response:
+    """GET, again on a transport error: a pooled connection idle past the server's
+    keep-alive can be closed just as it is reused (after a long wait, most are)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await http.get(path)
+        except httpx.TransportError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 def first_at(record: dict[str, Any], state: str) -> float | None:

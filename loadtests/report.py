@@ -43,6 +43,12 @@ def table(result: dict[str, Any]) -> str:
                     f"p99 {value['p99_ms']} ms  (n={value['count']})",
                 )
             )
+        elif isinstance(value, dict) and "per_second" in value:
+            extra = f" ({value['seconds']} s)" if "seconds" in value else ""
+            rows.append((key, f"{value['per_second']} /s{extra}"))
+        elif isinstance(value, dict) and "docker_create_start" in value:
+            for part in ("docker_create_start", "docker_kill"):
+                rows.append((f"{key}.{part}", f"p50 {value[part].get('p50_ms')} ms"))
         elif not isinstance(value, dict | list):
             rows.append((key, str(value)))
     resources = result.get("resources", {}).get("processes", {})

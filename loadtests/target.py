@@ -69,6 +69,7 @@ def embedded(
         "SPAWNER_CONCURRENCY": str(concurrency),
         "LOG_LEVEL": "WARNING",
         "GITOPS_MAX_CONCURRENCY": "64",
+        "SPAWNER_ADMISSION": "true",
         **(extra_env or {}),
     }
     config = SystemConfig(home=home, gateway_port=free_port(), env=env)

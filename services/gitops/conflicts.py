@@ -46,8 +46,8 @@ async def push(cache: RepoCache, request: PushRequested) -> PushDone:
     """Fetch, check the agent branch merges cleanly into the base, push it."""
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())
-    return await cache.run_locked(
-        ref.repository, _push, cache, ref, request.base_branch, urgent=True
+    return await cache.run_for_agent(
+        ref.repository, ref.agent_id, _push, cache, ref, request.base_branch, urgent=True
     )
 
 

@@ -60,10 +60,12 @@ async def integrate(cache: RepoCache, request: IntegrateRequested) -> Integrated
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())
     if request.discard:
-        await cache.run_locked(ref.repository, remove_scratch, cache, ref, urgent=True)
+        await cache.run_for_agent(
+            ref.repository, ref.agent_id, remove_scratch, cache, ref, urgent=True
+        )
         return Integrated()
-    return await cache.run_locked(
-        ref.repository, _integrate, cache, ref, request.base_branch, urgent=True
+    return await cache.run_for_agent(
+        ref.repository, ref.agent_id, _integrate, cache, ref, request.base_branch, urgent=True
     )
 
 
@@ -177,7 +179,9 @@ async def land(cache: RepoCache, request: LandRequested) -> Landed:
     for name, value in (("commit", request.commit), ("onto", request.onto), ("head", request.head)):
         if not _SHA.match(value):
             raise InvalidRequestError(f"{name} must be a full commit id, got {value[:60]!r}")
-    return await cache.run_locked(ref.repository, _land, cache, ref, request, urgent=True)
+    return await cache.run_for_agent(
+        ref.repository, ref.agent_id, _land, cache, ref, request, urgent=True
+    )
 
 
 def _land(cache: RepoCache, ref: WorktreeRef, request: LandRequested) -> Landed:

@@ -54,8 +54,8 @@ async def check_repository(
 async def _check(cache: RepoCache, request: RepositoryCheckRequested) -> RepositoryChecked:
     url = validate_repository(request.repository)
     validate_branch(request.branch, cache.tool_runner())
-    try:  # the clone or fetch writes: under the repository's lock, like a worktree's
-        await cache.run_locked(url, cache.ensure, url, request.branch)
+    try:  # the clone or fetch takes the repository's remote lock itself
+        await asyncio.to_thread(cache.ensure, url, request.branch)
     except GitOpsError as exc:
         failed = Check(name=CHECK_REPOSITORY, ok=False, detail=_unreachable(url, exc))
         return RepositoryChecked(checks=(failed, *_not_checked(CHECK_REPOSITORY)))

@@ -4,10 +4,19 @@ Layout under ``<MOSAIC_HOME>/repos``::
 
     <name>-<hash>/              bare clone; remote branches in refs/remotes/origin/*
     <name>-<hash>_worktrees/    agent worktrees (see worktrees.py)
-    .locks/<name>-<hash>.lock   flock file: one git writer per repository, across processes
+    .locks/<name>-<hash>.lock          flock: the clone and fetches of the repository
+    .locks/<name>-<hash>.agent-<n>.lock flock: one agent's work (n: a stripe of its id)
 
 Local branches (``refs/heads/*``) in a cache repository are ours: agent branches
 ``mosaic/agent-<id>`` and salvage branches ``mosaic/salvage/<id>``.
+
+Locking (docs/git.md, "Locking"): a lock is held only where git needs one. Each agent's
+work (its repository, its branch, its push) runs under that agent's lock, so agents on
+one repository work in parallel; what they share is written by git under git's own ref
+locks, which we let wait for each other (``LOCK_WAIT_CONFIG``) instead of failing. The
+clone and fetches run under the repository's remote lock, and a fetch that began after a
+caller asked serves that caller too: many agents waiting on one base branch share one
+fetch.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -59,6 +69,23 @@ _NOT_FOUND = re.compile(
 )
 
 
+AGENT_LOCK_STRIPES = 64
+"""Agents' flock files per repository (an agent's id picks one): a bounded set of files,
+and two agents share one only by chance, for the length of one request."""
+
+LOCK_WAIT_ENV = {
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "core.filesRefLockTimeout",
+    "GIT_CONFIG_VALUE_0": "10000",
+    "GIT_CONFIG_KEY_1": "core.packedRefsTimeout",
+    "GIT_CONFIG_VALUE_1": "10000",
+}
+"""Agents' git commands on one cache run in parallel: when two update refs at the same
+moment (a fetch and a push both touching ``refs/remotes/origin/*``, two deletions
+rewriting ``packed-refs``), git waits up to 10 s for the other's ref lock instead of
+failing at once (its defaults are 0 and 1 s)."""
+
+
 def classify_remote_error(url: str, exc: GitCommandError) -> GitOpsError:
     """Turn a failed fetch/push into the error a caller can act on."""
     text = exc.message
@@ -87,6 +114,8 @@ class RepoCache:
         self._locks: dict[str, PriorityLock] = {}
         self._worktree_locks: dict[str, asyncio.Lock] = {}
         self._fetched_at: dict[str, float] = {}
+        self._remote_locks: dict[str, threading.Lock] = {}
+        self._runners: dict[tuple[str, bool], GitRunner] = {}
 
     def worktree_lock(self, path: Path) -> asyncio.Lock:
         """An in-process lock for work inside one worktree (commits of one agent)."""
@@ -117,63 +146,110 @@ class RepoCache:
 
     def runner(self, url: str, *, network: bool = False) -> GitRunner:
         """A safe git runner on the cache repository of ``url`` (no work tree)."""
-        timeout = self.settings.network_timeout if network else self.settings.local_timeout
-        return GitRunner(self.repo_path(url), timeout=timeout)
+        key = (url, network)
+        runner = self._runners.get(key)
+        if runner is None:  # one per repository: it reads the repository's config once
+            timeout = self.settings.network_timeout if network else self.settings.local_timeout
+            runner = GitRunner(self.repo_path(url), timeout=timeout, env=LOCK_WAIT_ENV)
+            self._runners[key] = runner
+        return runner
 
     def tool_runner(self) -> GitRunner:
         """A runner outside any repository (``check-ref-format``, ``init``)."""
         self.root.mkdir(parents=True, exist_ok=True)
         return GitRunner(None, cwd=self.root, timeout=self.settings.local_timeout)
 
-    async def run_locked(
-        self, url: str, fn: Callable[..., T], *args: Any, urgent: bool = False
+    async def run_for_agent(
+        self, url: str, agent_id: str, fn: Callable[..., T], *args: Any, urgent: bool = False
     ) -> T:
-        """Run blocking ``fn(*args)`` in a thread while holding the repository's lock.
+        """Run blocking ``fn(*args)`` in a thread while holding the lock of ``agent_id``'s
+        work in the repository of ``url``.
 
-        ``urgent`` work (pushes and removals of finishing agents) is served before queued
-        worktree creations. In-process callers queue on an asyncio lock (so they do not
-        each park a thread);
-        the flock, taken and released in the same thread as the work, keeps other gitops
-        processes out and stays held until the work really ends, even if we are cancelled.
+        Agents do not wait for each other here: only one agent's own requests are put in
+        order (``urgent`` ones, its push and removal, before a queued creation). In-process
+        callers queue on an asyncio lock (so they do not each park a thread); the flock,
+        taken and released in the same thread as the work, keeps other gitops processes
+        out and stays held until the work really ends, even if we are cancelled.
         """
         slug = self.slug(url)
-        lock = self._locks.setdefault(slug, PriorityLock())
+        key = f"{slug}:{agent_id}"
+        lock = self._locks.setdefault(key, PriorityLock())
+        stripe = int(hashlib.sha256(agent_id.encode()).hexdigest()[:8], 16) % AGENT_LOCK_STRIPES
         lock_dir = self.root / ".locks"
-        async with lock.hold(URGENT if urgent else NORMAL):
-            lock_dir.mkdir(parents=True, exist_ok=True)
-            work = asyncio.ensure_future(
-                asyncio.to_thread(_call_with_flock, lock_dir / f"{slug}.lock", fn, *args)
-            )
-            return await asyncio.shield(work)
+        try:
+            async with lock.hold(URGENT if urgent else NORMAL):
+                lock_dir.mkdir(parents=True, exist_ok=True)
+                path = lock_dir / f"{slug}.agent-{stripe}.lock"
+                work = asyncio.ensure_future(asyncio.to_thread(_call_with_flock, path, fn, *args))
+                return await asyncio.shield(work)
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]  # nobody holds or awaits it: one entry per live agent
+
+    def _remote_lock(self, url: str) -> threading.Lock:
+        return self._remote_locks.setdefault(self.slug(url), threading.Lock())
+
+    def _with_remote_lock(self, url: str, fn: Callable[[], T]) -> T:
+        """``fn()`` holding the repository's remote lock (in-process and flock): clones
+        and fetches of one repository run one at a time."""
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with self._remote_lock(url):
+            return _call_with_flock(lock_dir / f"{self.slug(url)}.lock", fn)
 
     def ensure(self, url: str, branch: str | None = None) -> Path:
-        """Clone ``url`` if the cache lacks it, else fetch (only ``branch`` when given).
+        """Clone ``url`` if the cache lacks it, else fetch (only ``branch`` when given)
+        unless this instance fetched it in the last ``fetch_max_age`` seconds.
 
-        Call under ``run_locked``.
+        Blocking; takes the repository's remote lock itself.
         """
         validate_repository(url)
         path = self.repo_path(url)
-        if (path / "HEAD").is_file():
-            key = f"{path.name}:{branch or '*'}"
-            age = time.monotonic() - self._fetched_at.get(key, float("-inf"))
-            if age > self.settings.fetch_max_age:
-                self.fetch(url, branch)
+        if not (path / "HEAD").is_file():
+
+            def clone_once() -> None:
+                if not (path / "HEAD").is_file():  # another caller's clone may have won
+                    self._clone(url, path)
+
+            self._with_remote_lock(url, clone_once)
             return path
-        self._clone(url, path)
+        key = f"{path.name}:{branch or '*'}"
+        age = time.monotonic() - self._fetched_at.get(key, float("-inf"))
+        if age > self.settings.fetch_max_age:
+            self.fetch(url, branch)
         return path
 
     def fetch(self, url: str, branch: str | None = None) -> None:
         """Bring ``refs/remotes/origin/*`` up to date (pruning deleted branches), or only
         ``refs/remotes/origin/<branch>``: the remote gathers one branch per agent, and a
         worktree or a conflict check needs just the base, so fetching everything would
-        make every push cost more than the last."""
+        make every push cost more than the last.
+
+        One fetch of a repository at a time; a caller that waited while a fetch of the
+        same refs began and ended after it asked is served by that fetch (its refs are
+        at least as new as when it asked), so a crowd waiting on one base pays one fetch.
+        """
+        asked = time.monotonic()
+        key = f"{self.slug(url)}:{branch or '*'}"
+
+        def once() -> None:
+            if self._fetched_at.get(key, float("-inf")) >= asked:
+                return  # a fetch that began after we asked has ended meanwhile
+            began = time.monotonic()
+            self._fetch(url, branch)
+            self._fetched_at[key] = began
+
+        self._with_remote_lock(url, once)
+
+    def _fetch(self, url: str, branch: str | None) -> None:
         runner = self.runner(url, network=True)
         if branch is None:
-            args = ("fetch", "--quiet", "--prune", "--no-tags", "origin")
+            args = ("fetch", "--quiet", "--no-write-fetch-head", "--prune", "--no-tags", "origin")
         else:
             args = (
                 "fetch",
                 "--quiet",
+                "--no-write-fetch-head",
                 "--no-tags",
                 "origin",
                 f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
@@ -184,7 +260,6 @@ class RepoCache:
             if branch is not None and "couldn't find remote ref" in str(exc).lower():
                 return  # the caller checks the ref and names the missing branch
             raise classify_remote_error(url, exc) from exc
-        self._fetched_at[f"{self.slug(url)}:{branch or '*'}"] = time.monotonic()
 
     def _clone(self, url: str, path: Path) -> None:
         # Clone into a scratch directory and rename: a cache directory that exists is

@@ -7,11 +7,12 @@ branch is imported into it (``sync_branch``) before anything is committed or pus
 and nothing on the host ever writes into the agent's repository after ``create``.
 
 Every path is derived from (repository, agent id, task id), so any gitops instance can
-serve any request. Creation and removal hold the repository lock (see repos.py).
+serve any request. Creation and removal hold the agent's lock (see repos.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -174,7 +175,8 @@ async def list_worktrees(cache: RepoCache, repository: str) -> list[WorktreeInfo
     url = validate_repository(repository)
     if not (cache.repo_path(url) / "HEAD").is_file():
         return []
-    return await cache.run_locked(url, list_worktrees_sync, cache, url)
+    # reads only (directory entries, HEAD files): no lock, no agent waits for a listing
+    return await asyncio.to_thread(list_worktrees_sync, cache, url)
 
 
 async def create_worktree(cache: RepoCache, request: WorktreeRequested) -> WorktreeReady:
@@ -182,7 +184,9 @@ async def create_worktree(cache: RepoCache, request: WorktreeRequested) -> Workt
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     validate_branch(request.base_branch, cache.tool_runner())
     retry = request.attempt is not None and request.attempt > 1
-    return await cache.run_locked(ref.repository, _create, cache, ref, request.base_branch, retry)
+    return await cache.run_for_agent(
+        ref.repository, ref.agent_id, _create, cache, ref, request.base_branch, retry
+    )
 
 
 def _create(
@@ -289,10 +293,16 @@ def _empty_dir(path: Path) -> bool:
 
 
 def _holder(cache: RepoCache, ref: WorktreeRef) -> Path | None:
-    """Another of this agent's repositories (another task) on the same branch."""
-    for info in list_worktrees_sync(cache, ref.repository):
-        if info.branch == ref.branch and info.path != ref.path:
-            return info.path
+    """Another of this agent's repositories (another task) on the same branch.
+
+    Only this agent's entries are read (``agent-<agentId>-*``; ids hold no glob
+    characters), not every agent's: a create costs the same with 1000 agents around."""
+    root = cache.worktrees_root(ref.repository)
+    for path in sorted(root.glob(f"agent-{ref.agent_id}-*")):
+        if path == ref.path or not agentrepo.is_agent_repository(path):
+            continue
+        if agentrepo.head_branch(AgentRepo(path, ref.repo)) == ref.branch:
+            return path
     return None
 
 
@@ -301,7 +311,7 @@ async def remove_worktree(cache: RepoCache, request: WorktreeRemoveRequested) ->
     ref = locate(cache, request.repository, request.agent_id, request.task_id)
     if not (ref.repo / "HEAD").is_file():
         return WorktreeRemoved(removed=False)
-    return await cache.run_locked(ref.repository, _remove, cache, ref, urgent=True)
+    return await cache.run_for_agent(ref.repository, ref.agent_id, _remove, cache, ref, urgent=True)
 
 
 def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:

@@ -19,6 +19,7 @@ from faststream.nats import NatsBroker
 from nats.aio.subscription import Subscription
 from redis.asyncio import Redis
 
+from services.spawner.admission import Admission
 from services.spawner.agent_run import RunContext
 from services.spawner.budgethold import BudgetPause
 from services.spawner.clients import Gates, GitOps
@@ -135,10 +136,19 @@ async def serve(
         factory.groups = ProcessGroupRegistry(redis, prefix)
     serve_metrics()
     deployment = await deployment_id(store)
+    admission = (
+        Admission(
+            settings.spawner_concurrency,
+            initial=settings.spawner_admission_initial,
+            target_s=settings.spawner_admission_target_s,
+        )
+        if settings.spawner_admission
+        else None
+    )
     ctx = RunContext(
         tracker=AgentTracker(store, broker),
-        gitops=GitOps(broker, settings.gitops_timeout_s, host),
-        gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts, host),
+        gitops=GitOps(broker, settings.gitops_timeout_s, host, admission),
+        gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts, host, admission),
         sandboxes=factory,
         model=model,
         quality=quality,
@@ -154,7 +164,7 @@ async def serve(
     )
     worker = Worker(ctx, kills, nc, on_budget_hold=lambda: budget.hold())
     dispatcher = Dispatcher(
-        nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s
+        nc, settings.spawner_concurrency, worker.handle, settings.task_idle_poll_s, admission
     )
     budget = BudgetPause(dispatcher, store, settings.budget_hold_poll_s)
     subs = await SpawnerHandlers(ctx, kills, dispatcher, nc).subscribe()

@@ -1,4 +1,5 @@
-"""Takes tasks from JetStream in priority order, never more than the free slots.
+"""Takes tasks from JetStream in priority order, never more than the free slots, and,
+with admission control (admission.py), only while its dependencies keep up.
 
 Each priority band has its own durable consumer; a probe is a ``no_wait`` pull of one
 message, highest band first, so a waiting priority-1 task always goes before a
@@ -20,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from services.spawner.admission import Admission, Ticket
 from shared import queue, subjects
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,17 @@ Handler = Callable[[Msg], Awaitable[None]]
 class Dispatcher:
     """Pulls tasks into at most ``slots`` concurrent handlers."""
 
-    def __init__(self, nc: Client, slots: int, handle: Handler, idle_wait_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        slots: int,
+        handle: Handler,
+        idle_wait_s: float = 0.25,
+        admission: Admission | None = None,
+    ) -> None:
         self._nc = nc
         self._slots = asyncio.Semaphore(slots)
+        self._admission = admission
         self._handle = handle
         self._idle_wait_s = idle_wait_s
         self._doorbell = asyncio.Event()
@@ -71,17 +81,18 @@ class Dispatcher:
             while not self._stopping:
                 await self._paused.wait()
                 await self._slots.acquire()
+                ticket = await self._admission.admit() if self._admission else None
                 if not self._paused.is_set():  # paused while we waited for a slot
-                    self._slots.release()
+                    self._give_back(ticket)
                     continue
                 self._doorbell.clear()
                 msg = await self._next_quietly()
                 if msg is None:
-                    self._slots.release()
+                    self._give_back(ticket)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._doorbell.wait(), self._idle_wait_s)
                     continue
-                task = asyncio.create_task(self._run_one(msg))
+                task = asyncio.create_task(self._run_one(msg, ticket))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
         finally:
@@ -95,9 +106,21 @@ class Dispatcher:
         self._doorbell.set()
         self._paused.set()
 
-    async def _run_one(self, msg: Msg) -> None:
+    def _give_back(self, ticket: Ticket | None) -> None:
+        """A slot (and admission) taken for a task that was not taken after all."""
+        if ticket is not None:
+            ticket.close()
+        self._slots.release()
+
+    async def _run_one(self, msg: Msg, ticket: Ticket | None) -> None:
+        admitted = (
+            self._admission.admitted(ticket)
+            if self._admission and ticket
+            else contextlib.nullcontext()
+        )
         try:
-            await self._handle(msg)
+            with admitted:
+                await self._handle(msg)
         except Exception:
             log.exception("task handler crashed; the task will be redelivered")
         finally:

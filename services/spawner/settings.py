@@ -30,6 +30,14 @@ class SpawnerSettings(BaseSettings):
     retry_base_delay_s: float = 2.0
     retry_max_delay_s: float = 300.0
     gitops_timeout_s: float = 120.0
+    spawner_admission: bool = False
+    """Admission control (admission.py): take tasks only while the gitops and gates
+    requests in flight stay under an adaptive limit; off (the default until the retry
+    test that fails with it on is understood, docs/queue.md): a task per free slot."""
+    spawner_admission_initial: int = Field(default=8, ge=1)
+    """The limit a spawner starts with (it then adapts, up to ``spawner_concurrency``)."""
+    spawner_admission_target_s: float = Field(default=5.0, gt=0)
+    """A gitops answer slower than this cuts the limit; quicker ones raise it."""
     gates_timeout_s: float = 900.0
     gates_attempts: int = 4
     agent_max_turns: int = 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ async def test_base_status_shows_whether_the_agent_rebased_onto_a_newer_base(
     assert status.base == seed
     assert status.merge_base == seed  # it builds on the base it started from
     moved = push_to_remote(remote_repo, tmp_path, {"README.md": "# moved\n"})
-    await cache.run_locked(url, cache.fetch, url, "main")  # as for a conflict
+    await asyncio.to_thread(cache.fetch, url, "main")  # as for a conflict
     git(path, "update-ref", "refs/remotes/origin/main", moved)  # as the spawner points it
     git(path, "-c", "user.name=a", "-c", "user.email=a@a", "rebase", "-q", "origin/main")
     await commits.commit(cache, commit_req(remote_repo, "st", message="after rebase"))

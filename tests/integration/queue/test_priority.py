@@ -9,6 +9,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from services.spawner.admission import Admission
 from services.spawner.dispatcher import Dispatcher
 from shared import queue
 from shared.messages.tasks import SpawnAgentRequest, TaskContext, TaskQueued
@@ -106,3 +107,40 @@ async def test_never_more_tasks_in_flight_than_slots(nc: Client) -> None:
     await dispatcher.stop()
     await runner
     assert peak == 4
+
+
+async def test_admission_keeps_tasks_in_jetstream_while_dependencies_lag(nc: Client) -> None:
+    """With 50 free slots but an admission limit of 3, only 3 tasks are taken while their
+    first dependency answer is pending; each answer lets one more in, none is lost."""
+    js = nc.jetstream()
+    await queue.ensure_consumers(js, ack_wait_s=30, max_deliver=5)
+    for n in range(12):
+        await queue.publish_task(js, queued(n, 5))
+    admission = Admission(50, initial=3, target_s=60)
+    answer = asyncio.Event()
+    taken = 0
+    finished = 0
+
+    async def handle(msg: Msg) -> None:
+        nonlocal taken, finished
+        taken += 1
+        async with admission.track():  # the agent's first gitops request, answered late
+            await answer.wait()
+        finished += 1
+        await msg.ack()
+
+    dispatcher = Dispatcher(nc, slots=50, handle=handle, admission=admission)
+    runner = asyncio.create_task(dispatcher.run())
+    for _ in range(1000):  # a loaded machine: give the intake up to 10 s to take 3
+        if taken >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(1.0)  # time to take more, if it would
+    assert taken == 3, "admitted beyond the limit while no dependency had answered"
+    answer.set()
+    while finished < 12:
+        await asyncio.sleep(0.01)
+    await dispatcher.stop()
+    await runner
+    assert taken == 12
+    assert admission.in_flight == 0

@@ -1,0 +1,64 @@
+"""Each scenario's figure beside its floor, measured in the same run.
+
+The machine is shared and noisy: an absolute figure says little, its ratio to what the
+plain operation costs at the same moment says how much the system adds. After a scenario
+ends (its system still up), ``attach`` measures that scenario's floors and adds them and
+the ratios to the result, under keys ``floor_*`` and ``*_over_*``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loadtests import bare, gitfloor
+from loadtests.client import task_body
+from loadtests.scenarios import ACCEPT_CONNECTIONS, docker_floor
+from loadtests.target import Target
+
+
+def _ratio(value: float | None, floor: float | None) -> str | None:
+    if not value or not floor:
+        return None
+    return f"{value / floor:.2f}x"
+
+
+async def bare_floor(target: Target, requests: int) -> dict[str, Any]:
+    """The bare endpoint's accept rate for ``requests`` spawn bodies (embedded system only:
+    it needs the servers' URLs)."""
+    if not (target.nats_url and target.valkey_url):
+        return {"unavailable": "no NATS/Valkey URL (a --url target)"}
+    plan = [{"tool": "finish", "input": {"summary": "nothing to do"}}]
+    bodies = [task_body(str(target.repository), f"bare-{n}", plan) for n in range(requests)]
+    return await bare.accept_rate(target.nats_url, target.valkey_url, bodies, ACCEPT_CONNECTIONS)
+
+
+async def attach(name: str, target: Target, result: dict[str, Any], sandbox: str) -> None:
+    """Measure ``name``'s floors now and put them and the ratios into ``result``."""
+    if name in ("concurrency", "smoke"):
+        agents = int(result["agents"])
+        floor = await asyncio.to_thread(gitfloor.serial_git_cycles, agents)
+        result["floor_serial_git_cycles"] = floor
+        result["wall_over_serial_git"] = _ratio(result["wall_seconds"], floor["seconds"])
+        if sandbox == "docker":
+            docker = await asyncio.to_thread(docker_floor)
+            result["floor_docker"] = docker
+            start = docker.get("docker_create_start", {}).get("p50_ms")
+            spawn = result["spawn_latency"].get("p50_ms")
+            result["spawn_p50_over_docker_create_start"] = _ratio(spawn, start)
+    elif name == "dispatch":
+        worktrees = await asyncio.to_thread(gitfloor.worktree_add_remove, 100)
+        result["floor_worktree_add_remove"] = worktrees
+        result["start_rate_over_worktree_rate"] = _ratio(
+            result["dispatch_per_second"], worktrees["per_second"]
+        )
+        floor = await bare_floor(target, int(result["tasks"]))
+        result["floor_bare_accept"] = floor
+        result["accept_rate_over_bare"] = _ratio(
+            result["accept_per_second"], floor.get("per_second")
+        )
+    elif name == "kill" and sandbox == "docker":
+        docker = await asyncio.to_thread(docker_floor)
+        result["floor_docker"] = docker
+        kill = docker.get("docker_kill", {}).get("p50_ms")
+        result["kill_one_over_docker_kill"] = _ratio(result["kill_one_seconds"] * 1000, kill)
