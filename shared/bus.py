@@ -15,7 +15,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import tracing
+from shared import subjects, tracing
 from shared.errors import BusUnavailableError
 from shared.messages.base import Message
 from shared.natsurls import parse_nats_url
@@ -105,6 +105,14 @@ def make_valkey(settings: ValkeySettings) -> Redis:
     )
 
 
+def _destination(subject: str) -> dict[str, str]:
+    attributes = {"messaging.system": "nats", "messaging.destination.name": subject}
+    host = subjects.subject_host(subject)
+    if host is not None:
+        attributes["mosaic.host"] = host
+    return attributes
+
+
 async def request(
     broker: NatsBroker, subject: str, message: Message, reply_type: type[ReplyT], timeout: float
 ) -> ReplyT:
@@ -115,11 +123,11 @@ async def request(
     (retryable) when nobody answers in time.
     """
     with tracing.span(
-        f"request {subject.removeprefix('mosaic.')}",
+        f"request {subjects.span_name(subject)}",
         kind=SpanKind.CLIENT,
         agent_id=getattr(message, "agent_id", None),
         task_id=getattr(message, "task_id", None),
-        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+        attributes=_destination(subject),
     ):
         try:
             reply = await broker.request(

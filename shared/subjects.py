@@ -143,6 +143,32 @@ def health_on(service: str, host: str) -> str:
     return f"{HEALTH_PREFIX}.{service}.{_host(host)}"
 
 
+def span_name(subject: str) -> str:
+    """A request subject as a span name, without ``mosaic.`` and without the host token
+    (``mosaic.gitops.<host>.push`` is ``gitops.push``): span names name the operation,
+    one per kind; the host is the span's ``mosaic.host`` attribute."""
+    return _without_host(subject)[0]
+
+
+def subject_host(subject: str) -> str | None:
+    """The host token of a host-scoped request subject, else None."""
+    return _without_host(subject)[1]
+
+
+def _without_host(subject: str) -> tuple[str, str | None]:
+    parts = subject.removeprefix("mosaic.").split(".")
+    if len(parts) >= 3 and _HOST.match(parts[1]):
+        rest = ".".join(parts[2:])
+        scoped = (
+            (parts[0] == "gitops" and rest in set(GitOp))
+            or (parts[0] == "gates" and rest == "check")
+            or (parts[0] == "spawner" and rest == "environment.check")
+        )
+        if scoped:
+            return f"{parts[0]}.{rest}", parts[1]
+    return ".".join(parts), None
+
+
 _HOST = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 

@@ -92,9 +92,6 @@ async def submit(
     """
     if not broker.connection.is_connected:  # never 202 for a task JetStream may not store
         raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
-    path = local_path(request.context.repository)
-    if path is not None:
-        await _require_directory(broker, path, path_timeout_s)
     store = tracker.store
     try:
         existing = await store.agent_for_task(request.task_id)
@@ -109,6 +106,10 @@ async def submit(
         problem = why_not_ready(await spawners.live())
         if problem is not None:
             raise NoSpawnerReadyError(problem)
+        # after readiness: with no spawner able to run, that is the reason to name
+        path = local_path(request.context.repository)
+        if path is not None:
+            await _require_directory(broker, path, path_timeout_s)
         record = AgentRecord(
             agent_id=new_agent_id(),
             task_id=request.task_id,

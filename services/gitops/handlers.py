@@ -100,7 +100,7 @@ async def answer(
     name = type(request).__name__
     subject = message.raw_message.subject
     with tracing.serving(
-        subject.removeprefix("mosaic."),
+        subjects.span_name(subject),
         message.headers,
         agent_id=ids["agent_id"],
         task_id=ids["task_id"],

@@ -157,6 +157,8 @@ class Stack:
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",
             "MOSAIC_PROVIDER": "scripted",
+            # one host: containers each have a hostname of their own (compose sets it too)
+            "MOSAIC_HOST_ID": f"e2e-{self.run_id}",
         }
 
     def start(

@@ -33,7 +33,10 @@ NO_KEY = {"ANTHROPIC_API_KEY": "", "CLAUDE_API_KEY": "", "MOSAIC_PROVIDER": ""}
 @contextmanager
 def spawner_and_gateway(home: Path, env: dict[str, str]) -> Iterator[Supervisor]:
     config = SystemConfig(
-        home=home, gateway_port=free_port(), env=env, services=("spawner", "gateway")
+        home=home,
+        gateway_port=free_port(),
+        env=env,
+        services=("spawner", "gateway", "gitops"),  # gitops checks the repository path
     )
     with Supervisor(config) as supervisor:
         yield supervisor

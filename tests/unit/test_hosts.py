@@ -65,3 +65,23 @@ def test_the_gateway_may_ask_only_reads_of_any_host() -> None:
     assert subjects.gitops_any_host(GitOp.DIFF) in allowed
     assert subjects.GATES_CHECK_ANY_HOST in allowed
     assert not [s for s in allowed if s.startswith(subjects.GITOPS_PREFIX + ".*.w")]
+
+
+@pytest.mark.parametrize(
+    ("subject", "name", "host"),
+    [
+        (subjects.gitops("build-01", GitOp.PUSH), "gitops.push", "build-01"),
+        (subjects.gitops("vm", GitOp.WORKTREE_CREATE), "gitops.worktree.create", "vm"),
+        (subjects.gates_check("h2"), "gates.check", "h2"),
+        (subjects.spawner_environment_check("h3"), "spawner.environment.check", "h3"),
+        (subjects.GITOPS_CHECK, "gitops.check", None),
+        (subjects.GITOPS_REPOSITORY_EXISTS, "gitops.repository.exists", None),
+        ("mosaic.health.gitops", "health.gitops", None),
+    ],
+)
+def test_a_span_is_named_by_the_operation_and_the_host_is_an_attribute(
+    subject: str, name: str, host: str | None
+) -> None:
+    """One span name per operation on every host (a trace viewer groups by name)."""
+    assert subjects.span_name(subject) == name
+    assert subjects.subject_host(subject) == host
