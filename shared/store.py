@@ -63,6 +63,13 @@ redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'state:' .. ARGV[4], 1)
 redis.call('HINCRBY', KEYS[4], 'task_state:' .. ARGV[5], 1)
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'seq', 1)
+  redis.call('RPUSH', KEYS[5], ARGV[6])
+end
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[8])
+end
 return {1, ARGV[1]}
 """
 
@@ -208,18 +215,33 @@ class StateStore:
         """A key under this store's prefix."""
         return ":".join((self._prefix, *parts))
 
-    async def create_agent(self, record: AgentRecord) -> tuple[str, bool]:
-        """Store a new agent unless its task exists; returns (agent id, created)."""
+    async def create_agent(
+        self,
+        record: AgentRecord,
+        *,
+        first_event: AgentEvent | None = None,
+        traceparent: str | None = None,
+        trace_ttl_s: int = 0,
+    ) -> tuple[str, bool]:
+        """Store a new agent unless its task exists; returns (agent id, created).
+
+        With ``first_event`` it becomes event seq 1 of the new agent's history, and with
+        ``traceparent`` the trace of the agent's root span is kept for ``trace_ttl_s``,
+        in the same atomic step (one round trip for an accept, and a record never exists
+        without its first event)."""
         fields: list[str] = []
         for name, value in record.model_dump(mode="json", by_alias=False).items():
             fields += [name, _enc(value)]
         fields += ["seq", "0"]
+        event = first_event.model_copy(update={"seq": 1}) if first_event is not None else None
         created, agent_id = await self._create(
             keys=[
                 self.key("agent", record.agent_id),
                 self.key("task", record.task_id),
                 self.key("agents"),
                 self.key("counts"),
+                self.key("agent", record.agent_id, "events"),
+                self.key("agent", record.agent_id, "trace"),
             ],
             args=[
                 record.agent_id,
@@ -227,6 +249,9 @@ class StateStore:
                 record.created_at.timestamp(),
                 record.state.value,
                 record.task_state.value,
+                event.model_dump_json() if event is not None else "",
+                traceparent or "",
+                max(int(trace_ttl_s), 1),
             ],
         )
         return _text(agent_id), bool(created)
@@ -517,11 +542,15 @@ class StateStore:
         killall, budget = await self._redis.mget(
             self.key("killall"), self.key("budget", "hold", utc_day())
         )
-        if killall is not None:
-            return {"kind": "killall", **json.loads(killall)}
-        if budget is not None:
-            return {"kind": "budget", **json.loads(budget)}
-        return None
+        return _hold(killall, budget)
+
+    async def intake(self, task_id: str) -> tuple[str | None, dict[str, Any] | None]:
+        """What a spawn asks first, in one read: the agent that already owns ``task_id``
+        (or None) and the hold in force (``held``)."""
+        owner, killall, budget = await self._redis.mget(
+            self.key("task", task_id), self.key("killall"), self.key("budget", "hold", utc_day())
+        )
+        return (_text(owner) if owner is not None else None), _hold(killall, budget)
 
     async def release_budget(self) -> bool:
         """Lift today's budget hold for the rest of the UTC day (an admin's resume): spend
@@ -663,3 +692,12 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = ["SPEND_FIELDS", "Charged", "StateStore", "utc_day", "utcnow"]
+
+
+def _hold(killall: Any, budget: Any) -> dict[str, Any] | None:
+    """The hold the two hold keys' values say is in force (a kill-all's first)."""
+    if killall is not None:
+        return {"kind": "killall", **json.loads(killall)}
+    if budget is not None:
+        return {"kind": "budget", **json.loads(budget)}
+    return None

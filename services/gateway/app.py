@@ -27,6 +27,7 @@ from services.gateway.errors import error_response
 from services.gateway.federation import routes as federation
 from services.gateway.feed import FeedHub
 from services.gateway.headers import SecurityHeaders
+from services.gateway.intake import IntakeChecks
 from services.gateway.metrics import (
     ASGIApp,
     GatewayMetrics,
@@ -198,6 +199,7 @@ def create_app(
         )
         await collector.start()
         app.state.loop = asyncio.get_running_loop()
+        spawners = SpawnerRegistry(redis, valkey.state_prefix)
         app.state.resources = Resources(
             broker=broker,
             js=js,
@@ -208,7 +210,8 @@ def create_app(
             feed=feed,
             metrics=gateway_metrics,
             settings=settings,
-            spawners=SpawnerRegistry(redis, valkey.state_prefix),
+            spawners=spawners,
+            intake=IntakeChecks(spawners, broker, settings.gateway_precheck_timeout_s),
             kill_wait_s=settings.kill_wait_s,
             budget=budget,
         )

@@ -10,6 +10,7 @@ from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
 from services.gateway.feed import FeedHub
+from services.gateway.intake import IntakeChecks
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from shared.messages.agents import AgentRecord
@@ -33,6 +34,7 @@ class Resources:
     metrics: GatewayMetrics
     settings: GatewaySettings
     spawners: SpawnerRegistry
+    intake: IntakeChecks
     kill_wait_s: float = 5.0
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     host: str = field(default_factory=host_id)

@@ -5,28 +5,19 @@ from __future__ import annotations
 import logging
 import uuid
 
-from faststream.nats import NatsBroker
-from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 
-from services.gateway.errors import InvalidInputError
-from shared import subjects, tracing
-from shared.bus import request as ask
+from services.gateway.deps import Resources
+from shared import tracing
 from shared.errors import BusUnavailableError, MosaicError
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
-from shared.messages.checks import RepositoryPathFound, RepositoryPathRequested
 from shared.messages.tasks import SpawnAgentRequest, TaskQueued
 from shared.queue import publish_task
 from shared.repository import local_path
-from shared.spawners import NoSpawnerReadyError, SpawnerRegistry, why_not_ready
 from shared.tracker import AgentTracker
 
 log = logging.getLogger(__name__)
-
-
-class RepositoryMissingError(InvalidInputError):
-    """A local repository path that does not exist (known before queueing)."""
 
 
 class BudgetHoldError(MosaicError):
@@ -42,41 +33,8 @@ def new_agent_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-async def _require_directory(broker: NatsBroker, path: str, timeout: float) -> None:
-    """Ask gitops (any host's: the gateway reads no disk) whether a local repository path
-    exists; ``RepositoryMissingError`` when it does not, ``BusUnavailableError`` (503, not
-    accepted) when no gitops answers: a path nobody could check is not taken on trust."""
-    try:
-        found = await ask(
-            broker,
-            subjects.GITOPS_REPOSITORY_EXISTS,
-            RepositoryPathRequested(path=path),
-            RepositoryPathFound,
-            timeout,
-        )
-    except BusUnavailableError as exc:
-        raise BusUnavailableError(
-            f"could not check the repository path {path}: no gitops answered ({exc.message}); "
-            "task not accepted"
-        ) from exc
-    if found.error is not None:
-        raise RepositoryMissingError("context.repository", found.error.message)
-    if not found.exists:
-        where = f" on host {found.host}" if found.host else ""
-        raise RepositoryMissingError("context.repository", f"no repository at {path}{where}")
-
-
 async def submit(
-    request: SpawnAgentRequest,
-    *,
-    tracker: AgentTracker,
-    js: JetStreamContext,
-    broker: NatsBroker,
-    default_profile: str,
-    yolo: bool,
-    spawners: SpawnerRegistry,
-    trace_ttl_s: int = 7 * 24 * 3600,
-    path_timeout_s: float = 10.0,
+    request: SpawnAgentRequest, deps: Resources, *, trace_ttl_s: int | None = None
 ) -> tuple[AgentRecord, bool]:
     """Store and queue a task; returns (record, created). A known task id is not re-queued.
 
@@ -87,29 +45,27 @@ async def submit(
     spawner registered at all the task is queued and waits for one.
 
     A created task starts its trace here: the root span (``spawn``) is current while the
-    task is queued, so its context rides in the task message's headers, and its
-    ``traceparent`` is kept for ``trace_ttl_s`` (a kill continues the trace).
+    task is stored and queued, so its context rides in the task message's headers, and
+    its ``traceparent`` is kept for ``trace_ttl_s`` (a kill continues the trace). The
+    record, its first event and the trace context are one store write.
     """
-    if not broker.connection.is_connected:  # never 202 for a task JetStream may not store
+    if not deps.broker.connection.is_connected:  # never 202 for a task JetStream may lose
         raise BusUnavailableError("task queue unavailable (NATS disconnected); task not accepted")
-    store = tracker.store
+    store = deps.tracker.store
     try:
-        existing = await store.agent_for_task(request.task_id)
+        existing, hold = await store.intake(request.task_id)
         if existing is not None:
             return await store.require_agent(existing), False
-        hold = await store.held()
         if hold is not None and hold.get("kind") == "budget":
             raise BudgetHoldError(
                 f"not accepted: intake is held, the deployment's {hold.get('reason')}; an "
                 "admin's POST /agents/resume or the next UTC day lifts it"
             )
-        problem = why_not_ready(await spawners.live())
-        if problem is not None:
-            raise NoSpawnerReadyError(problem)
+        await deps.intake.require_ready()
         # after readiness: with no spawner able to run, that is the reason to name
         path = local_path(request.context.repository)
         if path is not None:
-            await _require_directory(broker, path, path_timeout_s)
+            await deps.intake.require_repository(path)
         record = AgentRecord(
             agent_id=new_agent_id(),
             task_id=request.task_id,
@@ -119,47 +75,50 @@ async def submit(
             repository=request.context.repository,
             branch=request.context.branch,
             priority=request.priority,
-            gate_profile=request.gate_profile or default_profile,
+            gate_profile=request.gate_profile or deps.quality.default_gate_profile,
             created_at=utcnow(),
-            quality_gates_disabled=yolo,
+            quality_gates_disabled=deps.quality.yolo_mode,
         )
-        agent_id, created = await store.create_agent(record)
+        with tracing.span(
+            "spawn",
+            kind=SpanKind.SERVER,
+            agent_id=record.agent_id,
+            task_id=record.task_id,
+            attributes={
+                "mosaic.agent_type": record.agent_type,
+                "mosaic.priority": record.priority,
+                "mosaic.gate_profile": record.gate_profile,
+            },
+        ):
+            # The creation event is seq 1 of the history before the task is queued, even
+            # when a spawner picks the task up at once; it is published afterwards.
+            event = AgentEvent(
+                agent_id=record.agent_id,
+                task_id=record.task_id,
+                kind="state",
+                state="spawning",
+                detail={"taskState": "pending"},
+                trace_id=tracing.current_trace_id(),
+                seq=1,
+            )
+            agent_id, created = await store.create_agent(
+                record,
+                first_event=event,
+                traceparent=tracing.current_traceparent(),
+                trace_ttl_s=trace_ttl_s or deps.settings.trace_ttl_s,
+            )
+            if not created:
+                return await store.require_agent(agent_id), False
+            try:
+                await publish_task(deps.js, TaskQueued(agent_id=record.agent_id, request=request))
+            except Exception as exc:
+                await _forget(deps.tracker, record)
+                raise BusUnavailableError(
+                    f"task queue unavailable, task not accepted: {exc}"
+                ) from exc
     except OSError as exc:  # redis ConnectionError derives from it
         raise BusUnavailableError(f"state store unavailable: {exc}") from exc
-    if not created:
-        return await store.require_agent(agent_id), False
-    # The creation event goes into the history before the task is queued, so it is
-    # seq 1 even when a spawner picks the task up at once; it is published afterwards.
-    with tracing.span(
-        "spawn",
-        kind=SpanKind.SERVER,
-        agent_id=record.agent_id,
-        task_id=record.task_id,
-        attributes={
-            "mosaic.agent_type": record.agent_type,
-            "mosaic.priority": record.priority,
-            "mosaic.gate_profile": record.gate_profile,
-        },
-    ):
-        try:
-            traceparent = tracing.current_traceparent()
-            if traceparent is not None:
-                await store.set_agent_trace(record.agent_id, traceparent, trace_ttl_s)
-            event = await store.append_event(
-                AgentEvent(
-                    agent_id=record.agent_id,
-                    task_id=record.task_id,
-                    kind="state",
-                    state="spawning",
-                    detail={"taskState": "pending"},
-                    trace_id=tracing.current_trace_id(),
-                )
-            )
-            await publish_task(js, TaskQueued(agent_id=record.agent_id, request=request))
-        except Exception as exc:
-            await _forget(tracker, record)
-            raise BusUnavailableError(f"task queue unavailable, task not accepted: {exc}") from exc
-    await tracker.announce(event)
+    await deps.tracker.announce(event)
     log.info(
         "queued task %s as agent %s",
         request.task_id,

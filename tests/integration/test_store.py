@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from shared.errors import IllegalTransitionError, NotFoundError
-from shared.messages.agents import AgentRecord, AgentState, TaskState
+from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.store import StateStore
 
@@ -173,3 +173,38 @@ async def test_kill_all_hold_is_recorded_once_and_released(store: StateStore) ->
     assert await store.release_all() is True
     assert await store.held() is None
     assert await store.release_all() is False
+
+
+async def test_create_writes_the_first_event_and_the_trace_in_the_same_step(
+    store: StateStore,
+) -> None:
+    first = AgentEvent(agent_id="a1", task_id="t1", kind="state", state="spawning")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    created = await store.create_agent(
+        make_record(), first_event=first, traceparent=parent, trace_ttl_s=60
+    )
+    assert created == ("a1", True)
+    [event] = await store.events("a1")
+    assert (event.seq, event.state) == (1, "spawning")
+    assert await store.agent_trace("a1") == parent
+    assert 0 < await store.redis.ttl(store.key("agent", "a1", "trace")) <= 60
+    # the next event follows it
+    later = await store.append_event(AgentEvent(agent_id="a1", task_id="t1", kind="progress"))
+    assert later.seq == 2
+    # a second create of the task writes nothing of its own
+    again = AgentEvent(agent_id="a2", task_id="t1", kind="state", state="spawning")
+    assert await store.create_agent(
+        make_record("a2", "t1"), first_event=again, traceparent=parent, trace_ttl_s=60
+    ) == ("a1", False)
+    assert await store.events("a2") == []
+    assert await store.agent_trace("a2") is None
+
+
+async def test_intake_reads_the_tasks_owner_and_the_hold_at_once(store: StateStore) -> None:
+    assert await store.intake("t1") == (None, None)
+    await store.create_agent(make_record())
+    await store.redis.set(store.key("killall"), '{"reason": "test"}')
+    owner, hold = await store.intake("t1")
+    assert owner == "a1"
+    assert hold == {"kind": "killall", "reason": "test"}
+    assert hold == await store.held()

@@ -176,16 +176,7 @@ async def _spawn(fed: Federation, peer: Peer, envelope: Envelope) -> Outcome:
         elif await fed.ownership.owner_of(existing) != peer.peer_id:
             raise NotYoursError(f"task {task_id} belongs to someone else")
         try:
-            record, created = await submit(
-                local,
-                tracker=deps.tracker,
-                js=deps.js,
-                broker=deps.broker,
-                path_timeout_s=deps.settings.gateway_precheck_timeout_s,
-                default_profile=deps.quality.default_gate_profile,
-                yolo=deps.quality.yolo_mode,
-                spawners=deps.spawners,
-            )
+            record, created = await submit(local, deps)
         except InvalidInputError as exc:
             raise InvalidCommandError(f"payload.{exc.message}") from exc
         except NoSpawnerReadyError as exc:

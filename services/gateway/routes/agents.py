@@ -116,17 +116,7 @@ async def spawn(
     """
     started = time.perf_counter()
     body = await strict_spawn_request(request)
-    record, created = await submit(
-        body,
-        tracker=deps.tracker,
-        js=deps.js,
-        broker=deps.broker,
-        path_timeout_s=deps.settings.gateway_precheck_timeout_s,
-        default_profile=deps.quality.default_gate_profile,
-        yolo=deps.quality.yolo_mode,
-        spawners=deps.spawners,
-        trace_ttl_s=deps.settings.trace_ttl_s,
-    )
+    record, created = await submit(body, deps)
     accepted = SpawnAccepted(
         agent_id=record.agent_id,
         task_id=record.task_id,
