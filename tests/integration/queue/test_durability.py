@@ -72,9 +72,13 @@ def test_agent_running_three_times_the_ack_wait_is_not_redelivered(
 def test_retries_back_off_then_succeed_or_fail_with_every_attempt_recorded(
     tmp_path: Path, remote_repo: Path
 ) -> None:
-    # no gates service: every finish is "gates unavailable", an infrastructure failure
+    # no gates service: every finish is "gates unavailable", an infrastructure failure.
+    # That needs no short GATES_TIMEOUT_S: with nobody subscribed NATS answers "no
+    # responders" at once. The timeout bounds the gates run once gates is back, so it
+    # must outlast one (the seed's unittest took 0.6-1.5 s on a loaded 2-core machine;
+    # at 0.5 s the healed task's last attempts gave up on a gates that was answering).
     services = ("gitops", "killswitch", "spawner", "gateway")
-    env = {"RETRY_BASE_DELAY_S": "1.5", "GATES_ATTEMPTS": "1", "GATES_TIMEOUT_S": "0.5"}
+    env = {"RETRY_BASE_DELAY_S": "1.5", "GATES_ATTEMPTS": "1", "GATES_TIMEOUT_S": "30"}
     with system(tmp_path / "home", services=services, **env) as sup, client(sup) as http:
         doomed = http.post(
             "/agents/spawn", json=body(remote_repo, "doomed", write_plan("d"), maxRetries=2)
