@@ -30,10 +30,10 @@ class SpawnerSettings(BaseSettings):
     retry_base_delay_s: float = 2.0
     retry_max_delay_s: float = 300.0
     gitops_timeout_s: float = 120.0
-    spawner_admission: bool = False
+    spawner_admission: bool = True
     """Admission control (admission.py): take tasks only while the gitops and gates
-    requests in flight stay under an adaptive limit; off (the default until the retry
-    test that fails with it on is understood, docs/queue.md): a task per free slot."""
+    requests in flight stay under an adaptive limit, so a burst waits in JetStream
+    rather than timing out inside gitops; off: a task per free slot."""
     spawner_admission_initial: int = Field(default=8, ge=1)
     """The limit a spawner starts with (it then adapts, up to ``spawner_concurrency``)."""
     spawner_admission_target_s: float = Field(default=5.0, gt=0)
