@@ -60,11 +60,12 @@ _UNREACHABLE = re.compile(
 )
 _AUTH = re.compile(
     r"authentication failed|permission denied|could not read username|could not read password"
-    r"|terminal prompts disabled|host key verification failed|403",
+    r"|terminal prompts disabled|host key verification failed|returned error: 403",
     re.IGNORECASE,
 )
 _NOT_FOUND = re.compile(
-    r"not found|does not appear to be a git repository|does not exist|no such file|404",
+    r"not found|does not appear to be a git repository|does not exist|no such file"
+    r"|returned error: 404",
     re.IGNORECASE,
 )
 
