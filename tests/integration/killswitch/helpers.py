@@ -68,7 +68,14 @@ def spawn(http: httpx.Client, repo: Path, task_id: str, plan: list[dict[str, Any
 
 
 def status(http: httpx.Client, agent_id: str) -> dict[str, Any]:
-    record: dict[str, Any] = http.get(f"/agents/{agent_id}/status").json()
+    """The agent's record. A GET is retried once when the server closed the kept-alive
+    connection just as the request went out (what any HTTP client does for an idempotent
+    request; seen when a loaded machine starves the polling loop)."""
+    try:
+        answer = http.get(f"/agents/{agent_id}/status")
+    except httpx.RemoteProtocolError:
+        answer = http.get(f"/agents/{agent_id}/status")
+    record: dict[str, Any] = answer.json()
     return record
 
 

@@ -203,7 +203,9 @@ def test_sigterm_hands_a_running_agent_back_and_it_runs_again(
             time.sleep(0.05)
         started = time.monotonic()
         sup.stop_service("spawner", signal.SIGTERM)
-        assert time.monotonic() - started < 10  # it does not wait for the agent to finish
+        stopped = time.monotonic() - started
+        print(f"spawner stopped {stopped:.2f}s after SIGTERM")
+        assert stopped < 10  # it does not wait for the agent to finish
         record = http.get(f"/agents/{agent_id}/status").json()
         assert (record["state"], record["taskState"]) == ("spawning", "pending")
         sup.start_service("spawner")
