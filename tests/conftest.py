@@ -114,15 +114,21 @@ STDLIB_GATES = (
 
 @pytest.fixture
 def remote_repo(tmp_path: Path) -> Path:
-    """A bare "remote" with one commit on ``main``: a README, a small Python file, its test.
+    """A bare "remote" with one commit on ``main`` (``make_remote``)."""
+    return make_remote(tmp_path)
+
+
+def make_remote(root: Path) -> Path:
+    """A bare "remote" under ``root`` with one commit on ``main``: a README, a small
+    Python file, its test.
 
     Gates fail closed, so the repository says what its gates run: its test, with the
     standard library only (it runs in any sandbox), and no linter (turned off).
     """
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "init", "-q", "-b", "main", str(seed))
+    bare = root / "remote.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed = root / "seed"
+    git(root, "init", "-q", "-b", "main", str(seed))
     (seed / "README.md").write_text("# demo\n")
     (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
     (seed / "test_app.py").write_text(TEST_APP)

@@ -23,17 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nats
 import pytest
 
-from loadtests.chaos.evidence import enable_push_log, pushes_per_branch
+from loadtests.chaos.evidence import pushes_per_branch
 from mosaic import natsauth
 from mosaic.embedded import free_port
 from mosaic.supervisor import HOST_SERVICES, Supervisor, SystemConfig
 from shared import subjects
 from shared.natsurls import parse_nats_url
-from tests.conftest import STDLIB_GATES, TEST_APP, git
+from tests.integration.hosts.conftest import spawn
 from tests.integration.killswitch.helpers import (
     admin,
     agent_processes,
@@ -56,26 +55,6 @@ ENV = {
     "SPAWNER_CONCURRENCY": str(SLOTS),
     "TASK_ACK_WAIT_S": "5",
 }
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One bare repository every agent pushes to, logging every ref update."""
-    root = tmp_path_factory.mktemp("remote")
-    bare = root / "remote.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = root / "seed"
-    git(root, "init", "-q", "-b", "main", str(seed))
-    (seed / "README.md").write_text("# host loss\n")
-    (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (seed / "test_app.py").write_text(TEST_APP)
-    (seed / ".mosaic").mkdir()
-    (seed / ".mosaic" / "gates.toml").write_text(STDLIB_GATES)
-    git(seed, "add", "-A")
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
-    git(seed, "push", "-q", str(bare), "main")
-    enable_push_log(bare)
-    return bare
 
 
 def join_config(first: Supervisor, host: str, home: Path) -> SystemConfig:
@@ -130,19 +109,6 @@ def working(seconds: int, name: str) -> list[dict[str, Any]]:
         {"tool": "write_file", "input": {"path": f"{name}.txt", "content": f"{name}\n"}},
         {"tool": "finish", "input": {"summary": f"wrote {name}.txt"}},
     ]
-
-
-def spawn(http: httpx.Client, remote: Path, task_id: str, plan: list[dict[str, Any]]) -> str:
-    body = {
-        "taskId": task_id,
-        "agentType": "worker",
-        "context": {"repository": str(remote), "branch": "main", "workItems": [task_id]},
-        "options": {"plan": plan},
-        "gateProfile": "minimal",
-    }
-    answer = http.post("/agents/spawn", json=body)
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["agentId"])
 
 
 def lose_host(sup: Supervisor, first: Supervisor, host: str, agent_ids: list[str]) -> None:

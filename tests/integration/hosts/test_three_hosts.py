@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from loadtests.chaos.evidence import enable_push_log, pushes_per_branch
+from loadtests.chaos.evidence import pushes_per_branch
 from mosaic import natsauth
 from mosaic.embedded import free_port
 from mosaic.supervisor import HOST_SERVICES, Supervisor, SystemConfig
-from tests.conftest import STDLIB_GATES, TEST_APP, git
+from tests.integration.hosts.conftest import spawn
 from tests.integration.killswitch.helpers import (
     admin,
     agent_processes,
@@ -45,26 +44,6 @@ ENV = {
     "SPAWNER_CONCURRENCY": str(SLOTS),
     "TASK_ACK_WAIT_S": "30",
 }
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One bare repository every agent works on, logging every ref update (pushes)."""
-    root = tmp_path_factory.mktemp("remote")
-    bare = root / "remote.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = root / "seed"
-    git(root, "init", "-q", "-b", "main", str(seed))
-    (seed / "README.md").write_text("# three hosts\n")
-    (seed / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    (seed / "test_app.py").write_text(TEST_APP)
-    (seed / ".mosaic").mkdir()
-    (seed / ".mosaic" / "gates.toml").write_text(STDLIB_GATES)
-    git(seed, "add", "-A")
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
-    git(seed, "push", "-q", str(bare), "main")
-    enable_push_log(bare)
-    return bare
 
 
 @pytest.fixture(scope="module")
@@ -110,22 +89,6 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Superv
 
 def homes(hosts: dict[str, Supervisor]) -> dict[str, Path]:
     return {host: sup.config.home for host, sup in hosts.items()}
-
-
-def body(remote: Path, task_id: str, plan: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "taskId": task_id,
-        "agentType": "worker",
-        "context": {"repository": str(remote), "branch": "main", "workItems": [task_id]},
-        "options": {"plan": plan},
-        "gateProfile": "minimal",
-    }
-
-
-def spawn(http: httpx.Client, remote: Path, task_id: str, plan: list[dict[str, Any]]) -> str:
-    answer = http.post("/agents/spawn", json=body(remote, task_id, plan))
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["agentId"])
 
 
 def touched_by(homes: dict[str, Path], agent_id: str) -> set[str]:
