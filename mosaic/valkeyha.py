@@ -16,6 +16,7 @@ means for the store; the cluster tests measure it).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Sequence
@@ -239,3 +240,27 @@ async def current_primary(group: ValkeyReplicaSet) -> tuple[str, int]:
     )
     host, port = await sentinel.discover_master(group.master_name)
     return str(host), int(port)
+
+
+async def promoted_primary(
+    group: ValkeyReplicaSet, old: tuple[str, int], timeout: float = 30.0
+) -> tuple[str, int]:
+    """Wait until the sentinels name a primary other than ``old``. While they fail over
+    they may name none at all (the old one is down, the new one not yet promoted:
+    ``MasterNotFoundError``), which is waiting too. ``TimeoutError`` after ``timeout``."""
+    # redis' MasterNotFoundError (none named) is a ConnectionError, as is a sentinel
+    # that does not answer
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            now = await current_primary(group)
+            if now != old:
+                return now
+        except RedisConnectionError:
+            pass
+        if loop.time() > deadline:
+            raise TimeoutError(f"no replica promoted within {timeout}s (old primary {old})")
+        await asyncio.sleep(0.1)

@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from mosaic.embedded import free_port
 from mosaic.natscluster import NatsCluster
 from mosaic.supervisor import Supervisor, SystemConfig
-from mosaic.valkeyha import current_primary
+from mosaic.valkeyha import current_primary, promoted_primary
 from shared import subjects
 from shared.audit import AUDIT_STREAM
 from shared.natsurls import parse_nats_url
@@ -185,10 +185,7 @@ def test_valkey_primary_killed_mid_run_promotes_the_replica_and_loses_no_task(
         primary.kill()
         killed_at = time.monotonic()
         gap.join()
-        deadline = time.monotonic() + 30
-        while (new := asyncio.run(current_primary(group))) == (host, port):
-            assert time.monotonic() < deadline, "no replica promoted"
-            time.sleep(0.1)
+        new = asyncio.run(promoted_primary(group, (host, port), 30))
         promoted_after = time.monotonic() - killed_at
         records = wait_state(http, agents, FINAL, timeout=180)
         assert_pushed_once(remote_repo, records)

@@ -13,7 +13,12 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from mosaic.valkeyha import ValkeyReplicaSet, current_primary, start_valkey_replica_set
+from mosaic.valkeyha import (
+    ValkeyReplicaSet,
+    current_primary,
+    promoted_primary,
+    start_valkey_replica_set,
+)
 from shared.bus import make_valkey
 from shared.settings import ValkeySettings
 from shared.store import StateStore
@@ -80,10 +85,7 @@ def test_the_gap_a_pipelining_writer_loses_is_measured(group: ValkeyReplicaSet) 
         pass
     finally:
         client.close()
-    deadline = time.monotonic() + 30
-    while (new := primary_of(group)) == (host, port):
-        assert time.monotonic() < deadline, "no replica promoted"
-        time.sleep(0.1)
+    new = asyncio.run(promoted_primary(group, (host, port), 30))
     promoted = SyncRedis(host=new[0], port=new[1], password=group.password)
     try:
         pipe = promoted.pipeline(transaction=False)
