@@ -29,12 +29,6 @@ from shared.store import StateStore
 
 log = logging.getLogger(__name__)
 
-_JOIN = """
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-if not redis.call('LPOS', KEYS[1], ARGV[1]) then redis.call('RPUSH', KEYS[1], ARGV[1]) end
-return 1
-"""
-
 _POSITION = """
 local position = 0
 for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
@@ -47,6 +41,16 @@ for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
 end
 return 0
 """
+
+_JOIN = (
+    """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+if not redis.call('LPOS', KEYS[1], ARGV[2]) then redis.call('RPUSH', KEYS[1], ARGV[2]) end
+"""
+    + _POSITION
+)
+"""Take the lease, queue at the back unless queued, and answer the position: one step, so
+a process slower than the lease between two calls can still never read itself as gone."""
 
 _LEAVE = """
 redis.call('LREM', KEYS[1], 0, ARGV[1])
@@ -84,18 +88,20 @@ class MergeQueue:
 
     async def join(self, queue: str, agent_id: str) -> int:
         """Take a lease and a place at the back (kept if already queued); the position."""
-        await self._join(
-            keys=[queue, self._lease_key(agent_id)], args=[agent_id, int(self.lease_s * 1000)]
+        found = await self._join(
+            keys=[queue, self._lease_key(agent_id)],
+            args=[self._lease_prefix(), agent_id, int(self.lease_s * 1000)],
         )
-        return await self.position(queue, agent_id)
+        return int(found)
 
     async def renew(self, agent_id: str) -> bool:
-        """Extend the lease; False when it had already expired (the entry may be gone)."""
-        return bool(
-            await self._redis.set(
-                self._lease_key(agent_id), "1", px=int(self.lease_s * 1000), xx=True
-            )
+        """Extend the lease, taking it again if it had expired (then False: the entry may
+        be gone already, and the waiting loop joins again; if it is still there it keeps
+        its place instead of being dropped at the next read)."""
+        previous = await self._redis.set(
+            self._lease_key(agent_id), "1", px=int(self.lease_s * 1000), get=True
         )
+        return previous is not None
 
     async def position(self, queue: str, agent_id: str) -> int:
         """1-based place of ``agent_id`` after dropping expired entries; 0 when not queued."""

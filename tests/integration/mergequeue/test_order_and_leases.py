@@ -47,12 +47,12 @@ async def test_queues_are_per_repository_and_base(store: StateStore) -> None:
 async def test_a_holder_whose_lease_expired_is_dropped_and_the_next_goes_first(
     store: StateStore,
 ) -> None:
-    queue = _queue(store, lease_s=0.3)
+    queue = _queue(store, lease_s=0.6)
     key = queue.queue_key("/srv/repo", "main")
     await queue.join(key, "dead")  # its spawner died: nobody renews
     await queue.join(key, "alive")
     assert await queue.position(key, "alive") == 2
-    for _ in range(4):  # the live one keeps renewing, the dead one does not
+    for _ in range(8):  # the live one keeps renewing, the dead one does not
         await asyncio.sleep(0.1)
         assert await queue.renew("alive") is True
     assert await queue.position(key, "alive") == 1
@@ -61,7 +61,7 @@ async def test_a_holder_whose_lease_expired_is_dropped_and_the_next_goes_first(
 
 
 async def test_turn_waits_in_order_and_renews_while_holding(store: StateStore) -> None:
-    queue = _queue(store, lease_s=0.3)
+    queue = _queue(store, lease_s=0.6)
     key = queue.queue_key("/srv/repo", "main")
     order: list[str] = []
     seen: dict[str, list[int]] = {"first": [], "second": []}
