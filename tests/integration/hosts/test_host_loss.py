@@ -36,6 +36,7 @@ from tests.integration.hosts.conftest import spawn
 from tests.integration.killswitch.helpers import (
     admin,
     agent_processes,
+    events,
     sleeper,
     status,
     wait_state,
@@ -112,7 +113,8 @@ def working(seconds: int, name: str) -> list[dict[str, Any]]:
 
 
 def lose_host(sup: Supervisor, first: Supervisor, host: str, agent_ids: list[str]) -> None:
-    """SIGKILL everything of ``host``: its services, its agents' processes, its node."""
+    """SIGKILL everything of ``host``: its services, the processes of its agents
+    (``agent_ids``: those whose records name it; the others' commands run on), its node."""
     for name in HOST_SERVICES:
         sup.stop_service(name, signal.SIGKILL)
     for agent_id in agent_ids:
@@ -149,6 +151,58 @@ def touched_by(hosts: dict[str, Supervisor], agent_id: str) -> set[str]:
     }
 
 
+@contextlib.contextmanager
+def explained_if_stuck(hosts: dict[str, Supervisor], http: Any, ids: list[str]) -> Iterator[None]:
+    """On a wait that timed out, print what the system knows of the agents still not
+    final: their records, their last events, the log lines of every host naming them,
+    and the TASKS consumers' counts (a CI failure then says where a task got stuck)."""
+    try:
+        yield
+    except AssertionError:
+        for agent_id in ids:
+            record = status(http, agent_id)
+            if record["state"] in FINAL:
+                continue
+            print(f"\n--- {agent_id}: {record}")
+            for event in events(http, agent_id)[-6:]:
+                print("  event", {k: event.get(k) for k in ("kind", "state", "detail", "ts")})
+            for host, sup in hosts.items():
+                for log in sorted(sup.logs.glob("*.log")):
+                    lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                             if agent_id in ln]  # fmt: skip
+                    for line in lines[-8:]:
+                        print(f"  {host}/{log.name}: {line[:400]}")
+        with contextlib.suppress(Exception):
+            print("consumers:", asyncio.run(consumer_counts(hosts["h1"])))
+        raise
+
+
+async def consumer_counts(first: Supervisor) -> dict[str, tuple[int | None, ...]]:
+    """Per TASKS consumer: (waiting, acks pending, redelivered)."""
+    nc = await nats.connect(**parse_nats_url(first.nats_url).connect_options())
+    try:
+        counts: dict[str, tuple[int | None, ...]] = {}
+        for info in await nc.jetstream().consumers_info(subjects.TASKS_STREAM):
+            counts[info.name] = (info.num_pending, info.num_ack_pending, info.num_redelivered)
+        return counts
+    finally:
+        await nc.close()
+
+
+def h2_back(hosts: dict[str, Supervisor]) -> None:
+    """Bring h2's node and services back if a failed test left them down."""
+    first, lost = hosts["h1"], hosts["h2"]
+    assert first.nats_cluster is not None
+    node = first.nats_cluster.server(NODE_OF["h2"])
+    if node.proc.poll() is not None:
+        node.start_again()
+        first.nats_cluster.wait_current(60, names=[NODE_OF["h2"]])
+    for name in HOST_SERVICES:
+        if (proc := lost.procs.get(name)) is None or proc.poll() is not None:
+            lost.start_service(name)
+    lost.wait_healthy(90)
+
+
 def test_a_host_lost_whole_with_its_node_loses_no_task_and_pushes_nothing_twice(
     hosts: dict[str, Supervisor], remote: Path
 ) -> None:
@@ -164,9 +218,11 @@ def test_a_host_lost_whole_with_its_node_loses_no_task_and_pushes_nothing_twice(
                 a for a, r in records.items() if r["state"] == "running" and r["host"] == "h2"
             ]
             time.sleep(0.1)
-        lose_host(lost, first, "h2", ids)
+        on_h2 = [a for a, r in records.items() if r.get("host") == "h2"]
+        lose_host(lost, first, "h2", on_h2)
         lost_at = time.monotonic()
-        records = wait_state(http, ids, FINAL, timeout=300)
+        with explained_if_stuck(hosts, http, ids):
+            records = wait_state(http, ids, FINAL, timeout=300)
         took = time.monotonic() - lost_at
     not_completed = {a: (r["state"], r.get("error")) for a, r in records.items()
                      if r["state"] != "completed"}  # fmt: skip
@@ -204,6 +260,7 @@ def test_a_host_lost_whole_with_its_node_loses_no_task_and_pushes_nothing_twice(
 def test_kill_all_on_host_3s_node_as_admin_kills_every_hosts_agents_within_a_second(
     hosts: dict[str, Supervisor], remote: Path
 ) -> None:
+    h2_back(hosts)  # whatever the test before left
     first = hosts["h1"]
     assert first.nats_cluster is not None
     node3 = next(n for n in first.nats_cluster.nodes if n.name == NODE_OF["h3"])
