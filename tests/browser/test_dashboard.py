@@ -82,17 +82,27 @@ def _safe(condition: Any, errors: type[Exception]) -> Any:
 
 
 def row_state(driver: Any, agent_id: str) -> str | None:
+    """The state the agent's row shows; read again if the row re-rendered meanwhile (it
+    does on every event: a node found a moment ago may be gone)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{agent_id}"]')
-    return rows[0].get_attribute("data-state") if rows else None
+    for _ in range(5):
+        rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{agent_id}"]')
+        try:
+            return rows[0].get_attribute("data-state") if rows else None
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"the row of {agent_id} kept re-rendering")
 
 
-def seen_states(driver: Any, agent_id: str, seen: list[str]) -> bool:
+def seen_state(driver: Any, agent_id: str, seen: list[str]) -> str | None:
+    """The row's state now, appended to ``seen`` when it changed (one read, so a wait on
+    it and the list agree)."""
     state = row_state(driver, agent_id)
     if state and (not seen or seen[-1] != state):
         seen.append(state)
-    return False
+    return state
 
 
 def test_operator_sees_agents_live_and_kills_one(
@@ -112,7 +122,7 @@ def test_operator_sees_agents_live_and_kills_one(
     wait_for(driver, lambda d: row_state(d, keep) and row_state(d, doomed), "both rows")
     wait_for(
         driver,
-        lambda d: seen_states(d, keep, kept_states) or row_state(d, doomed) == "running",
+        lambda d: seen_state(d, keep, kept_states) and row_state(d, doomed) == "running",
         "the doomed agent to run",
     )
     wait_for(
@@ -153,7 +163,7 @@ def test_operator_sees_agents_live_and_kills_one(
     assert not driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent-id="{doomed}"] button.kill')
     wait_for(
         driver,
-        lambda d: seen_states(d, keep, kept_states) or row_state(d, keep) == "completed",
+        lambda d: seen_state(d, keep, kept_states) == "completed",
         "the kept agent to complete",
         timeout=90,
     )
