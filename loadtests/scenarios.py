@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -232,11 +233,21 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         "kill_all_seconds": round(kill_all, 4),
         "kill_all_reported": len(report) if isinstance(report, list) else report,
         "killed": sum(r["state"] == "killed" for r in got),
+        "kill_all_record_spread_seconds": _spread(
+            [r["completedAt"] for r in got[1:] if r["state"] == "killed"]
+        ),
         "states": {s: [r["state"] for r in got].count(s) for s in {r["state"] for r in got}},
         "not_killed": [
             (r["agentId"], r["state"], r.get("error")) for r in got if r["state"] != "killed"
         ],
     }
+
+
+def _spread(stamps: list[str | None]) -> float | None:
+    """Seconds from the first to the last of ``stamps`` (ISO times): how far apart the
+    spawner wrote the kill-all's ``killed`` records, i.e. how serial its kill work is."""
+    times = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps if s]
+    return round((max(times) - min(times)).total_seconds(), 4) if times else None
 
 
 async def _sandboxes_gone(sandbox: str, agent_ids: list[str], timeout: float) -> None:

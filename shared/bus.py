@@ -21,6 +21,7 @@ from shared.messages.base import Message
 from shared.natsurls import parse_nats_url
 from shared.replies import refuse_malformed
 from shared.settings import NatsSettings, ValkeySettings
+from shared.valkeydriver import DRIVER_INFO
 from shared.valkeysentinel import make_sentinel_valkey
 
 ReplyT = TypeVar("ReplyT", bound=Message)
@@ -102,6 +103,7 @@ def make_valkey(settings: ValkeySettings) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
         socket_connect_timeout=3,
+        driver_info=DRIVER_INFO,
     )
 
 

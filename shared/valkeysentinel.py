@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.settings import ValkeySettings
+from shared.valkeydriver import DRIVER_INFO
 
 SENTINEL_RETRIES = 40
 """Attempts of one command through a failover: with backoff capped at 1 s, about 35 s,
@@ -67,6 +68,7 @@ def make_sentinel_valkey(settings: ValkeySettings) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
         socket_connect_timeout=3,
+        driver_info=DRIVER_INFO,
     )
     client: Redis = sentinel.master_for(
         settings.valkey_sentinel_master, redis_class=Redis, connection_class=FailoverConnection

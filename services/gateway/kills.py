@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 
 from nats.aio.msg import Msg
 from opentelemetry.trace import SpanKind
@@ -18,6 +19,7 @@ from shared.bus import FLUSH_WAIT_S, flush
 from shared.kill_orders import publish_kill
 from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentState
+from shared.messages.base import utcnow
 from shared.messages.kill import KillOrdered
 
 log = logging.getLogger(__name__)
@@ -28,18 +30,24 @@ _TRACE_LOOKUP_S = 0.25
 
 
 async def kill_and_wait(
-    deps: Resources, agent_ids: list[str], order: KillOrdered, *, kill_all: bool = False
+    deps: Resources, agent_ids: list[str] | None, order: KillOrdered
 ) -> dict[str, AgentState]:
-    """Kill ``agent_ids`` one by one (or with one ``KILL_ALL`` when ``kill_all``) and
-    return each one's state once final, or when the gateway's kill wait is over."""
+    """Kill ``agent_ids`` one by one, or every agent with one ``KILL_ALL`` when it is
+    None, and return each one's state once final, or when the gateway's kill wait is over.
+
+    A kill-all goes out before anything is read: which agents it concerns (those a
+    spawner held at the order, final since or still live) is worked out after, so the
+    order never waits on reading every record.
+    """
     nc = deps.broker.connection
-    pending = set(agent_ids)
+    pending: set[str] = set(agent_ids or ())
     done = asyncio.Event()
     final: dict[str, AgentState] = {}
+    """Final states seen on the event stream since the order, of any agent."""
 
     async def on_event(msg: Msg) -> None:
         event = AgentEvent.from_bytes(msg.data)
-        if event.kind == "state" and event.state in _FINAL and event.agent_id in pending:
+        if event.kind == "state" and event.state in _FINAL:
             final[event.agent_id] = AgentState(event.state)
             pending.discard(event.agent_id)
             if not pending:
@@ -48,28 +56,51 @@ async def kill_and_wait(
     sub = await nc.subscribe(f"{subjects.EVENTS_PREFIX}.agent.*", cb=on_event)
     try:
         body = order.to_bytes()
-        if kill_all:  # under NATS authorization only the admin user may publish kill-all
+        sent_at = utcnow()
+        if agent_ids is None:  # under NATS authorization only the admin user may publish it
             await publish_kill(nc, subjects.KILL_ALL, body)
         else:
             for agent_id in agent_ids:
                 await _order_kill(deps, agent_id, body)
         await flush(nc, FLUSH_WAIT_S)
-        for agent_id in list(pending):  # final before we listened
-            record = await deps.store.get_agent(agent_id)
-            if record is not None and record.state in AGENT_FINAL:
-                final[agent_id] = record.state
-                pending.discard(agent_id)
+        concerned = (
+            agent_ids if agent_ids is not None else await _held_at_order(deps, final, sent_at)
+        )
+        records = await deps.store.get_agents([a for a in concerned if a not in final])
+        for record in records:  # final before we listened, or still live
+            if record.state in AGENT_FINAL:
+                final.setdefault(record.agent_id, record.state)
+            else:
+                pending.add(record.agent_id)
+        pending.difference_update(final)
         if pending:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), deps.kill_wait_s)
     finally:
         await sub.unsubscribe()
-    for agent_id in agent_ids:
-        if agent_id not in final:
-            record = await deps.store.get_agent(agent_id)
-            if record is not None:
-                final[agent_id] = record.state
-    return final
+    missing = [a for a in concerned if a not in final]
+    for record in await deps.store.get_agents(missing) if missing else []:
+        final[record.agent_id] = record.state
+    return {a: final[a] for a in concerned if a in final}
+
+
+async def _held_at_order(
+    deps: Resources, ended: dict[str, AgentState], sent_at: datetime
+) -> list[str]:
+    """The agents a kill-all concerns, read after it went out: those live and held by a
+    spawner, and those that ended since (their final event seen, or, when the record
+    was read before the event arrived, a completion time not before the order's).
+    Queued agents (task pending) are not killed: they wait for the resume."""
+    ids = await deps.store.list_agent_ids(0, 100_000)
+    records = await deps.store.get_agents([a for a in ids if a not in ended])
+    concerned = [a for a in ids if a in ended]
+    for r in records:
+        if r.state in AGENT_FINAL:
+            if r.completed_at is not None and r.completed_at >= sent_at:
+                concerned.append(r.agent_id)
+        elif r.task_state != "pending":
+            concerned.append(r.agent_id)
+    return concerned
 
 
 async def hold_recorded(deps: Resources, wait_s: float, poll_s: float = 0.01) -> bool:

@@ -102,7 +102,7 @@ class AgentRun:
         worktree = await open_worktree(ctx, attempt)
         environment = await prepare_environment(ctx, attempt, worktree)
         spec = sandbox_spec(ctx, attempt, worktree, environment)
-        sandbox = retirement.sandbox = await open_sandbox(ctx, spec)
+        sandbox = retirement.sandbox = self.running.sandbox = await open_sandbox(ctx, spec)
         self._started = True
         await mark_running(ctx, attempt, worktree, sandbox, spec, environment)
         self._finish = Finish(ctx, attempt, worktree, sandbox, environment, self._meter)

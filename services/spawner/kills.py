@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 
 from shared.messages.kill import KillOrdered
+from shared.sandbox.base import Sandbox
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,6 +25,9 @@ class Running:
     """``time.monotonic()`` when the kill order arrived (kill latency starts here)."""
     scope: str = "agent"
     """``agent`` for a kill of this agent, ``all`` for a kill-all."""
+    sandbox: Sandbox | None = None
+    """The agent's sandbox once it is open: a kill order stops it at once (``kill_now``),
+    before the run's task even wakes to its cancellation."""
     lease_lost: bool = False
     """This spawner lost NATS for longer than its lease: the task may run elsewhere now,
     so the run kills its sandbox and writes nothing more (``services.spawner.lease``)."""
@@ -57,6 +64,12 @@ class KillRegistry:
             return running is not None
         running.order = order
         running.ordered_at = time.monotonic()
+        if running.sandbox is not None:
+            try:
+                running.sandbox.kill_now()
+            except Exception:  # the run's own kill, next, reports it
+                log.warning("early sandbox kill failed", exc_info=True,
+                            extra={"agent_id": agent_id})  # fmt: skip
         running.task.cancel(f"killed: {order.reason or 'no reason given'}")
         return True
 

@@ -140,6 +140,12 @@ class Sandbox(Protocol):
         """Stop everything running in the sandbox at once (SIGKILL, no grace)."""
         ...
 
+    def kill_now(self) -> None:
+        """Begin ``kill`` from synchronous code, without waiting (a kill order's callback
+        calls it for every agent before any run unwinds, so a kill-all stops all sandboxes
+        at once instead of one after another as their runs get the event loop)."""
+        ...
+
     async def close(self) -> None:
         """Kill and release everything (container removed, processes reaped)."""
         ...

@@ -247,7 +247,7 @@ class BwrapSandbox(HostBackedSandbox):
 
     async def kill(self) -> None:
         """SIGKILL every running command's namespace (and whatever is left in the cgroup)."""
-        await super().kill()
+        self.kill_now()
         if self.cgroup is not None:
             self.cgroup.kill()
 

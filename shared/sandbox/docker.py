@@ -369,6 +369,13 @@ class DockerSandbox:
         self._killed = True
         await asyncio.to_thread(self._kill_sync)
 
+    def kill_now(self) -> None:
+        """Start ``kill`` in a worker thread (the Docker API call blocks); its error, if
+        any, is logged: the run's own ``kill`` and ``close`` follow and report theirs."""
+        self._killed = True
+        future = asyncio.get_running_loop().run_in_executor(None, self._kill_sync)
+        future.add_done_callback(_log_kill_error)
+
     def _kill_sync(self) -> None:
         try:
             self._client.api.kill(self.container_id, signal="SIGKILL")
@@ -385,6 +392,11 @@ class DockerSandbox:
         await asyncio.to_thread(_remove_container, self._client, self.container_id)
         if first:
             logger.info("sandbox container removed", extra=self._log)
+
+
+def _log_kill_error(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and (error := future.exception()) is not None:
+        logger.warning("early sandbox kill failed: %s", error)
 
 
 def _remove_container(client: docker.DockerClient, container_id: str) -> None:

@@ -109,6 +109,10 @@ class HostBackedSandbox:
 
     async def kill(self) -> None:
         """SIGKILL every running command's group (and any being started)."""
+        self.kill_now()
+
+    def kill_now(self) -> None:
+        """``kill``, synchronously: signals only, nothing to wait for."""
         self._processes.kill()
 
     async def close(self) -> None:

@@ -187,6 +187,7 @@ class ProcessGroups:
 
         reader = asyncio.create_task(read_all())
         timed_out = False
+        cancelled = False
         recorded: str | None = None
         try:
             if self.registry is not None:
@@ -199,6 +200,9 @@ class ProcessGroups:
                         await asyncio.wait_for(asyncio.shield(reader), _DRAIN_GRACE_S)
             except TimeoutError:
                 timed_out = True
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             # Normal exit, timeout or cancellation: nothing of this command outlives it.
             top = killpg(pgid)
@@ -213,7 +217,10 @@ class ProcessGroups:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.shield(asyncio.wait_for(exited(proc), 5.0))
             await asyncio.shield(settled(top))
-            if recorded is not None and self.registry is not None:
+            # Cancelled (a kill, a shutdown): the sandbox is closed next, and its close
+            # clears every record at once (``forget_all``); a Valkey round trip here per
+            # command would stand between each killed agent and its ``killed`` record.
+            if recorded is not None and self.registry is not None and not cancelled:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.registry.forget(self._agent_id, recorded))
         output = b"".join(chunks).decode("utf-8", errors="replace")

@@ -29,7 +29,7 @@ from services.gateway.federation.schemas import (
     RemoteStatus,
 )
 from services.gateway.federation.transport import HANDSHAKE_PATH, exchange
-from services.gateway.kills import kill_and_wait, live_agents
+from services.gateway.kills import kill_and_wait
 from shared.federation.agents import RemoteAgent
 from shared.federation.errors import FederationError, HandshakeError, InvalidEnvelopeError
 from shared.federation.messages import (
@@ -303,11 +303,10 @@ async def kill_all(fed: Fed, _: RequireAdmin) -> FederatedKillAll:
     every active peer, every agent this instance spawned there; reports each peer."""
     deps = fed.deps
     reason = f"federated kill-all from {fed.me}"
-    live = await live_agents(deps)
     order = KillOrdered(reason=reason, requested_by=f"federation:{fed.me}")
     peers = [p for p in await fed.peers.list() if p.state == PeerState.ACTIVE]
     local_final, *remote = await asyncio.gather(
-        kill_and_wait(deps, live, order, kill_all=True),
+        kill_and_wait(deps, None, order),
         *(_kill_all_on(fed, peer, reason) for peer in peers),
     )
     assert isinstance(local_final, dict)

@@ -17,7 +17,6 @@ from services.gateway.kills import hold_recorded, kill_and_wait
 from services.gateway.precheck import precheck
 from services.gateway.submit import submit
 from shared.ids import AGENT_ID_PATTERN, ID_MAX_LENGTH
-from shared.lifecycle import AGENT_FINAL
 from shared.messages.agents import AgentEvent, AgentRecord, AgentState
 from shared.messages.checks import PreCheck
 from shared.messages.http import AgentList, KillResult, SpawnAccepted
@@ -236,21 +235,16 @@ async def kill(agent_id: AgentId, deps: Deps, role: RequireOperator) -> KillResu
 async def kill_all(deps: Deps, _: RequireAdmin) -> list[KillResult]:
     """Kill every live agent (admins only); reports each agent that was live."""
     started = time.perf_counter()
-    ids = await deps.store.list_agent_ids(0, 100_000)
-    records = await deps.store.get_agents(ids)  # pipelined: a gather runs out of connections
-    # queued agents (task pending) are not killed: they wait for resume
-    live = [r.agent_id for r in records if r.state not in AGENT_FINAL and r.task_state != "pending"]
     order = KillOrdered(reason="kill-all via HTTP", requested_by="http:admin")
-    final = await kill_and_wait(deps, live, order, kill_all=True)
+    final = await kill_and_wait(deps, None, order)  # queued agents wait for the resume
     await hold_recorded(deps, deps.kill_wait_s)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
     return [
         KillResult(
-            agent_id=i,
-            state=final[i].value,
-            killed=final[i] == AgentState.KILLED,
+            agent_id=agent_id,
+            state=state.value,
+            killed=state == AgentState.KILLED,
             elapsed_ms=elapsed,
         )
-        for i in live
-        if i in final
+        for agent_id, state in final.items()
     ]

@@ -21,6 +21,7 @@ from services.gateway.auth import GatewayConfigError
 from services.gateway.settings import GatewaySettings
 from shared import subjects
 from shared.messages.agents import AgentState, TaskState
+from shared.messages.base import utcnow
 from tests.integration.gateway.conftest import (
     ADMIN,
     OPERATOR,
@@ -67,6 +68,7 @@ async def killswitch(gateway: Gateway) -> AsyncIterator[list[str]]:
             task_id=record.task_id,
             agent=AgentState.KILLED,
             task=TaskState.FAILED,
+            fields={"completed_at": utcnow(), "error": "killed: test"},  # as the real one does
             detail={"reason": "test"},
         )
         killed.append(agent_id)

@@ -211,6 +211,9 @@ class _VanishingSandbox:
     async def kill(self) -> None:
         await self.inner.kill()
 
+    def kill_now(self) -> None:
+        self.inner.kill_now()
+
     async def close(self) -> None:
         await self.inner.close()
 
