@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -209,7 +209,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         await _sandboxes_gone(sandbox, [victim], 30)
         kill_one = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
+        t0, ordered_at = time.perf_counter(), datetime.now(UTC)
         report = (await admin.post("/agents/kill-all")).json()
         rest = ids[1:]
         await wait_until(  # polled every 20 ms: the goal is < 0.3 s, a 0.5 s poll hid it
@@ -233,9 +233,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         "kill_all_seconds": round(kill_all, 4),
         "kill_all_reported": len(report) if isinstance(report, list) else report,
         "killed": sum(r["state"] == "killed" for r in got),
-        "kill_all_record_spread_seconds": _spread(
-            [r["completedAt"] for r in got[1:] if r["state"] == "killed"]
-        ),
+        **_record_times(ordered_at, [r["completedAt"] for r in got[1:] if r["state"] == "killed"]),
         "states": {s: [r["state"] for r in got].count(s) for s in {r["state"] for r in got}},
         "not_killed": [
             (r["agentId"], r["state"], r.get("error")) for r in got if r["state"] != "killed"
@@ -243,11 +241,18 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
     }
 
 
-def _spread(stamps: list[str | None]) -> float | None:
-    """Seconds from the first to the last of ``stamps`` (ISO times): how far apart the
-    spawner wrote the kill-all's ``killed`` records, i.e. how serial its kill work is."""
+def _record_times(ordered_at: datetime, stamps: list[str | None]) -> dict[str, float | None]:
+    """When the kill-all's ``killed`` records were written (ISO ``stamps``), in seconds
+    after the request went out: the first and the last (a record says ``killed`` only
+    once its sandbox's processes are gone). ``kill_all_seconds`` adds what the observer
+    needs to see it (polling ``/queue``). Same host, same clock."""
     times = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps if s]
-    return round((max(times) - min(times)).total_seconds(), 4) if times else None
+    if not times:
+        return {"kill_all_first_record_seconds": None, "kill_all_last_record_seconds": None}
+    return {
+        "kill_all_first_record_seconds": round((min(times) - ordered_at).total_seconds(), 4),
+        "kill_all_last_record_seconds": round((max(times) - ordered_at).total_seconds(), 4),
+    }
 
 
 async def _sandboxes_gone(sandbox: str, agent_ids: list[str], timeout: float) -> None:

@@ -9,7 +9,7 @@ from typing import TypeVar
 from faststream.nats import NatsBroker, NatsSecurity, NatsToken, NatsUserPassword
 from nats.aio.client import Client
 from opentelemetry.trace import SpanKind
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -97,14 +97,17 @@ def make_valkey(settings: ValkeySettings) -> Redis:
     ``VALKEY_SENTINELS``, one that asks the sentinels for the primary (``make_sentinel_valkey``)."""
     if settings.valkey_sentinels:
         return make_sentinel_valkey(settings)
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.valkey_url,
+        max_connections=settings.valkey_max_connections,
+        timeout=settings.valkey_pool_timeout_s,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
         socket_connect_timeout=3,
         driver_info=DRIVER_INFO,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: closing it closes them all
 
 
 def _destination(subject: str) -> dict[str, str]:

@@ -99,6 +99,14 @@ class ValkeySettings(BaseSettings):
     host is then unused); the sentinels take the same password."""
     valkey_sentinel_master: str = "mosaic"
     """The name the sentinels know the primary by."""
+    valkey_max_connections: int = Field(default=64, ge=1)
+    """Connections a service opens to Valkey at most (``VALKEY_MAX_CONNECTIONS``); more
+    commands at once wait for a free one (up to ``VALKEY_POOL_TIMEOUT_S``). A burst (a
+    kill-all ending a hundred agents) then reuses open connections instead of opening
+    one per command: a new connection costs a TCP handshake and two commands of set-up,
+    an order of magnitude more than the command it was opened for."""
+    valkey_pool_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a command waits for a free connection before failing (retryably)."""
 
     @field_validator("valkey_sentinels", mode="before")
     @classmethod
