@@ -211,6 +211,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
 
         t0, ordered_at = time.perf_counter(), datetime.now(UTC)
         report = (await admin.post("/agents/kill-all")).json()
+        answered = time.perf_counter() - t0
         rest = ids[1:]
         await wait_until(  # polled every 20 ms: the goal is < 0.3 s, a 0.5 s poll hid it
             admin,
@@ -231,6 +232,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         "kill_one_seconds": round(kill_one, 4),
         "kill_one_answer": answer,
         "kill_all_seconds": round(kill_all, 4),
+        "kill_all_answer_seconds": round(answered, 4),
         "kill_all_reported": len(report) if isinstance(report, list) else report,
         "killed": sum(r["state"] == "killed" for r in got),
         **_record_times(ordered_at, [r["completedAt"] for r in got[1:] if r["state"] == "killed"]),

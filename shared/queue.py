@@ -8,6 +8,8 @@ resubmissions inside the duplicate window (Valkey dedupes beyond it).
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -85,13 +87,15 @@ async def publish_task(js: JetStreamContext, task: TaskQueued, timeout: float = 
 
 
 async def band_depths(js: JetStreamContext) -> dict[int, tuple[int, int]]:
-    """Per priority: (tasks waiting, tasks delivered and not yet acked)."""
-    depths: dict[int, tuple[int, int]] = {}
-    for priority in PRIORITIES:
+    """Per priority: (tasks waiting, tasks delivered and not yet acked). The bands' ten
+    requests go out together (one round trip of waiting, not ten: ``/queue`` is polled)."""
+
+    async def depth(priority: int) -> tuple[int, int]:
         try:
             info = await js.consumer_info(subjects.TASKS_STREAM, consumer_name(priority))
         except JsNotFoundError:
-            depths[priority] = (0, 0)
-            continue
-        depths[priority] = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
-    return depths
+            return (0, 0)
+        return (int(info.num_pending or 0), int(info.num_ack_pending or 0))
+
+    found = await asyncio.gather(*(depth(p) for p in PRIORITIES))
+    return dict(zip(PRIORITIES, found, strict=True))
