@@ -267,10 +267,12 @@ async def _sandboxes_gone(sandbox: str, agent_ids: list[str], timeout: float) ->
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            # one list call, no per-container inspect (a container removed between the
+            # two answered 404, and the inspects slowed the poll that measures the kill)
             live = await asyncio.to_thread(
-                client.containers.list, filters={"label": "mosaic.agent_id"}
+                client.api.containers, filters={"label": "mosaic.agent_id"}
             )
-            if not wanted & {c.labels.get("mosaic.agent_id") for c in live}:
+            if not wanted & {(c.get("Labels") or {}).get("mosaic.agent_id") for c in live}:
                 return
             await asyncio.sleep(0.02)
     finally:

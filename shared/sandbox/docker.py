@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import json
 import logging
 import os
@@ -20,9 +22,11 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -51,6 +55,7 @@ from shared.sandbox.paths import check_relative
 from shared.sandbox.settings import SandboxSettings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WORKSPACE = "/workspace"
 LABEL_SANDBOX = "mosaic.sandbox_id"
@@ -78,6 +83,23 @@ _KILLED_EXITS = (-9, 126, 137)  # SIGKILLed, or the exec could not run / its end
 _SETTLE_S = 1.0  # how long a container that killed a command may take to read as gone
 _ESCAPE_EXIT = 3
 _REFUSED_EXIT = 4
+
+_COMMANDS = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="docker-exec")
+"""Threads for commands and file helpers: each holds its thread for its whole run (a
+blocking attach to the exec's stream). The event loop's default pool has cores + 4
+threads: with more agents than that, commands waited for a thread while their agents
+showed ``running``, and a kill waited behind a ``sleep`` for its thread (10 docker
+agents: a kill took 25 s, until the killswitch removed the containers itself). Threads
+are made only as needed, and one blocked on a socket costs little."""
+_CONTROL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker-control")
+"""Threads for creating, killing and removing containers: never behind a command."""
+
+
+async def _on(executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread`` on ``executor`` (the caller's context goes along)."""
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 @dataclass
@@ -289,7 +311,8 @@ class DockerSandbox:
         """Run the file helper; at most ``answer`` bytes of its stdout are kept."""
         self._check_open()
         relative = str(check_relative(path))
-        result = await asyncio.to_thread(
+        result = await _on(
+            _COMMANDS,
             self._exec_sync,
             ["python3", "-c", _FILES, op, relative, *args],
             stdin=stdin,
@@ -325,7 +348,8 @@ class DockerSandbox:
         limit = max(0.1, timeout)
         cmd = ["python3", "-c", _RUNNER, f"{limit:.3f}", command]
         started = time.monotonic()
-        result = await asyncio.to_thread(
+        result = await _on(
+            _COMMANDS,
             self._exec_sync,
             cmd,
             stdin=None,
@@ -367,13 +391,13 @@ class DockerSandbox:
     async def kill(self) -> None:
         """SIGKILL the container (every process in it) at once; no graceful stop."""
         self._killed = True
-        await asyncio.to_thread(self._kill_sync)
+        await _on(_CONTROL, self._kill_sync)
 
     def kill_now(self) -> None:
         """Start ``kill`` in a worker thread (the Docker API call blocks); its error, if
         any, is logged: the run's own ``kill`` and ``close`` follow and report theirs."""
         self._killed = True
-        future = asyncio.get_running_loop().run_in_executor(None, self._kill_sync)
+        future = asyncio.get_running_loop().run_in_executor(_CONTROL, self._kill_sync)
         future.add_done_callback(_log_kill_error)
 
     def _kill_sync(self) -> None:
@@ -389,7 +413,7 @@ class DockerSandbox:
         """Kill and remove the container; safe to call twice, and after ``kill``."""
         first = not self._closed
         self._closed = True
-        await asyncio.to_thread(_remove_container, self._client, self.container_id)
+        await _on(_CONTROL, _remove_container, self._client, self.container_id)
         if first:
             logger.info("sandbox container removed", extra=self._log)
 
@@ -442,7 +466,7 @@ class DockerSandboxFactory:
         if not spec.worktree.is_dir():
             raise SandboxError(f"worktree does not exist: {spec.worktree}")
         sandbox_id = uuid.uuid4().hex
-        work = asyncio.ensure_future(asyncio.to_thread(self._create_sync, spec, sandbox_id))
+        work = asyncio.ensure_future(_on(_CONTROL, self._create_sync, spec, sandbox_id))
         try:
             container_id, user = await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -457,7 +481,7 @@ class DockerSandboxFactory:
     async def _cleanup_after(self, work: asyncio.Future[tuple[str, str]], sandbox_id: str) -> None:
         with contextlib.suppress(Exception):
             await work
-        await asyncio.to_thread(self._remove_by_sandbox_id, sandbox_id)
+        await _on(_CONTROL, self._remove_by_sandbox_id, sandbox_id)
 
     def _remove_by_sandbox_id(self, sandbox_id: str) -> None:
         with contextlib.suppress(DockerException, SandboxError):

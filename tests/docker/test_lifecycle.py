@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -37,6 +38,29 @@ async def test_kill_stops_everything_at_once(
     with pytest.raises(SandboxError):
         await sandbox.exec("true", timeout=5)
     await sandbox.kill()  # again: harmless
+
+
+async def test_more_commands_than_the_loops_threads_run_at_once_and_a_kill_is_not_behind_them(
+    make_sandbox: MakeSandbox, docker_client: docker.DockerClient
+) -> None:
+    """Each running command holds a thread: with more of them than the event loop's
+    default pool has (cores + 4), a new command and a kill used to wait for one of those
+    commands to end (10 docker agents: a kill took 25 s)."""
+    sandbox = await make_sandbox()
+    busy = min(32, (os.cpu_count() or 1) + 4) + 2
+    sleeps = [asyncio.create_task(sandbox.exec("sleep 120", timeout=120)) for _ in range(busy)]
+    try:
+        quick = await asyncio.wait_for(sandbox.exec("echo still-served", timeout=30), 60)
+        assert quick.output.strip() == "still-served"
+        started = time.monotonic()
+        await asyncio.wait_for(sandbox.kill(), 60)
+        results = await asyncio.wait_for(asyncio.gather(*sleeps), 60)
+        assert all(r.exit_code != 0 for r in results)
+        assert time.monotonic() - started < 60  # not the sleeps' 120 s
+        assert state(docker_client, sandbox.container_id) == "exited"
+    finally:
+        for task in sleeps:
+            task.cancel()
 
 
 async def test_close_removes_the_container(
