@@ -126,6 +126,17 @@ class Dispatcher:
         finally:
             self._slots.release()
 
+    async def _fresh_inbox(self, priority: int) -> None:
+        """Replace a band's inbox after a pull went unanswered (a consumer leader moving
+        on a cluster): its answer may still come, late, and read by the next pull as its
+        own it would be a task delivered long ago, its ack wait spent, perhaps already
+        given to another spawner. Nobody listens on the old inbox any more, so such a
+        late delivery goes nowhere and JetStream redelivers it after the ack wait."""
+        stale = self._inboxes[priority]
+        self._inboxes[priority] = await self._nc.subscribe(self._nc.new_inbox())
+        with contextlib.suppress(Exception):
+            await stale.unsubscribe()
+
     async def _next_quietly(self) -> Msg | None:
         try:
             return await self._next()
@@ -142,7 +153,11 @@ class Dispatcher:
                 _NEXT,
                 reply=inbox.subject,
             )
-            msg = await inbox.next_msg(timeout=2.0)
+            try:
+                msg = await inbox.next_msg(timeout=2.0)
+            except TimeoutError:
+                await self._fresh_inbox(priority)
+                raise
             if msg.headers and msg.headers.get("Status"):
                 continue
             return msg
