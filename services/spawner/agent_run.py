@@ -151,7 +151,7 @@ class AgentRun:
         """Stop the sandbox at once, record ``killed``, and count the kill once the
         sandbox is gone; the worktree is retired after (the run's ``finally``)."""
         sandbox = self._retirement.sandbox
-        if sandbox is not None and not self.running.sandbox_killed:  # else the order did
+        if sandbox is not None:  # after the order's kill_now: waits for it, kills nothing twice
             with contextlib.suppress(Exception):  # the killswitch may have removed it already
                 await sandbox.kill()
         if not await endings.killed(self.attempt, self.running):

@@ -28,8 +28,6 @@ class Running:
     sandbox: Sandbox | None = None
     """The agent's sandbox once it is open: a kill order stops it at once (``kill_now``),
     before the run's task even wakes to its cancellation."""
-    sandbox_killed: bool = False
-    """The order's callback killed the sandbox already (``kill_now``)."""
     lease_lost: bool = False
     """This spawner lost NATS for longer than its lease: the task may run elsewhere now,
     so the run kills its sandbox and writes nothing more (``services.spawner.lease``)."""
@@ -69,7 +67,6 @@ class KillRegistry:
         if running.sandbox is not None:
             try:
                 running.sandbox.kill_now()
-                running.sandbox_killed = True
             except Exception:  # the run's own kill, next, reports it
                 log.warning("early sandbox kill failed", exc_info=True,
                             extra={"agent_id": agent_id})  # fmt: skip

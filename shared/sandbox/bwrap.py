@@ -218,6 +218,7 @@ class BwrapSandbox(HostBackedSandbox):
             spec, groups, cgroup.join if cgroup is not None else None, die_with_parent=True
         )
         self.cgroup = cgroup
+        self._killed_by_order = False
         """Bounds all its commands together (pids, memory, CPU) where one could be made."""
         self.env = command_env(spec, path=DEFAULT_PATH, home=HOME, tmpdir="/tmp")  # noqa: S108
         root = str(self.root)
@@ -245,10 +246,19 @@ class BwrapSandbox(HostBackedSandbox):
     def _launch(self) -> tuple[Path | None, Mapping[str, str]]:
         return None, {}  # bwrap itself gets nothing; the command gets --setenv's
 
+    def kill_now(self) -> None:
+        """SIGKILL every running command's namespace (a kill order's callback): with its
+        pid 1 dead the kernel ends the rest, so the cgroup is left to ``close``'s sweep
+        (a write to ``cgroup.kill`` per sandbox is kernel work a kill-all of 100 paid
+        twice over)."""
+        self._killed_by_order = True
+        super().kill_now()
+
     async def kill(self) -> None:
-        """SIGKILL every running command's namespace (and whatever is left in the cgroup)."""
-        self.kill_now()
-        if self.cgroup is not None:
+        """SIGKILL every running command's namespace, and whatever is left in the cgroup
+        unless an order's ``kill_now`` came first."""
+        HostBackedSandbox.kill_now(self)
+        if self.cgroup is not None and not self._killed_by_order:
             self.cgroup.kill()
 
     async def _release(self) -> None:

@@ -188,6 +188,8 @@ class DockerSandbox:
         self._settings = settings
         self._closed = False
         self._killed = False  # by Mosaic (``kill``): a dead container is then no surprise
+        self._early_kill: asyncio.Future[None] | None = None
+        """The kill ``kill_now`` started, until ``kill`` has waited for it."""
         self._log = {"agent_id": spec.agent_id, "task_id": spec.task_id}
 
     def _check_open(self) -> None:
@@ -389,16 +391,24 @@ class DockerSandbox:
         return [DirEntry(name=str(n), is_dir=bool(d), size=int(s)) for n, d, s in entries]
 
     async def kill(self) -> None:
-        """SIGKILL the container (every process in it) at once; no graceful stop."""
+        """SIGKILL the container (every process in it) at once; no graceful stop. After
+        ``kill_now``, waits for that kill instead (and makes another if it failed)."""
         self._killed = True
+        early, self._early_kill = self._early_kill, None
+        if early is not None:
+            with contextlib.suppress(Exception):  # logged by its callback; try again below
+                await asyncio.shield(early)
+                return
         await _on(_CONTROL, self._kill_sync)
 
     def kill_now(self) -> None:
-        """Start ``kill`` in a worker thread (the Docker API call blocks); its error, if
-        any, is logged: the run's own ``kill`` and ``close`` follow and report theirs."""
+        """Start ``kill`` in a worker thread (the Docker API call blocks); the run's own
+        ``kill`` then waits for it, so its record says ``killed`` only once it is done."""
         self._killed = True
-        future = asyncio.get_running_loop().run_in_executor(_CONTROL, self._kill_sync)
-        future.add_done_callback(_log_kill_error)
+        if self._early_kill is None:
+            future = asyncio.get_running_loop().run_in_executor(_CONTROL, self._kill_sync)
+            future.add_done_callback(_log_kill_error)
+            self._early_kill = future
 
     def _kill_sync(self) -> None:
         try:

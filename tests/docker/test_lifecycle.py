@@ -40,6 +40,21 @@ async def test_kill_stops_everything_at_once(
     await sandbox.kill()  # again: harmless
 
 
+async def test_kill_now_then_kill_waits_for_the_same_kill(
+    make_sandbox: MakeSandbox, docker_client: docker.DockerClient
+) -> None:
+    """A kill order's callback starts the kill (``kill_now``, no await); the run's own
+    ``kill`` then returns only once the container is stopped."""
+    sandbox = await make_sandbox()
+    running = asyncio.create_task(sandbox.exec("sleep 60", timeout=60))
+    await asyncio.sleep(0.5)
+    sandbox.kill_now()
+    await asyncio.wait_for(sandbox.kill(), 30)
+    assert state(docker_client, sandbox.container_id) == "exited"
+    result = await asyncio.wait_for(running, 10)
+    assert result.exit_code != 0
+
+
 async def test_more_commands_than_the_loops_threads_run_at_once_and_a_kill_is_not_behind_them(
     make_sandbox: MakeSandbox, docker_client: docker.DockerClient
 ) -> None:

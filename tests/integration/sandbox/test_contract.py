@@ -114,6 +114,23 @@ async def test_kill_stops_every_process(make_box: MakeBox) -> None:
     assert await none_marked(marker)
 
 
+async def test_kill_now_from_synchronous_code_stops_every_process(make_box: MakeBox) -> None:
+    """What a kill order's callback does for every agent before any run unwinds: no
+    await, and the commands end; the run's own ``kill`` after it is harmless."""
+    box = await make_box()
+    marker = f"mosaic-killnow-{uuid.uuid4().hex[:8]}"
+    task = asyncio.create_task(
+        box.exec(f"{sleeper(marker)} & {sleeper(marker)} & wait", timeout=60)
+    )
+    await wait_marked(marker, 2)
+    box.kill_now()
+    result = await asyncio.wait_for(task, 5)
+    assert result.exit_code != 0
+    assert await none_marked(marker)
+    await box.kill()
+    assert (await box.exec("echo after", timeout=10)).output.strip() == "after"
+
+
 async def test_cancelling_exec_kills_the_tree(make_box: MakeBox) -> None:
     box = await make_box()
     marker = f"mosaic-cancel-{uuid.uuid4().hex[:8]}"
