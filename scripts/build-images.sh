@@ -216,6 +216,11 @@ main() {
         return 0
     fi
     mkdir -p "$CACHE"
+    # One build at a time per cache: parallel test workers each ask for the images, and
+    # two `pip wheel .` in one source tree collide in its build/ directory. A second
+    # caller waits here, then finds the images built (cached by their source hash).
+    exec 9>"$CACHE/build.lock"
+    flock 9
     base=$(choose_base)
     build_image "$SANDBOX_IMAGE" "$ROOT/sandbox/Dockerfile" "$ROOT/sandbox" "$base"
     build_service_images "$base"
