@@ -26,10 +26,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.settings import ValkeySettings
 from shared.valkeydriver import DRIVER_INFO
 
-SENTINEL_RETRIES = 40
-"""Attempts of one command through a failover: with backoff capped at 1 s, about 35 s,
-more than a failover takes (the sentinels' down-after time plus an election, a few
-seconds), so a command that hit the switch is sent again to the new primary."""
+SENTINEL_RETRIES = 80
+"""Attempts of one command through a failover: with backoff capped at 1 s, about 75 s,
+more than a failover takes, so a command that hit the switch is sent again to the new
+primary. A failover is the sentinels' down-after time plus an election, a few seconds;
+but a sentinel whose timer fired late (a saturated machine) enters TILT mode and acts
+on nothing for 30 s, and CI saw a write give up after the 35 s this was before."""
 
 
 class FailoverConnection(SentinelManagedConnection):
