@@ -30,7 +30,8 @@ typecheck: install
 test: install lint typecheck
 	bash scripts/ensure-docker.sh
 	bash scripts/ensure-chromium.sh
-	$(BIN)/pytest -n 2 --dist loadfile --durations=30
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial" --durations=30
+	$(BIN)/pytest -m serial --durations=10
 
 ## Unit and integration tiers only (no Docker).
 test-fast: install

@@ -10,7 +10,7 @@ import pytest
 
 from loadtests.cli import main
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420), pytest.mark.serial]
 
 SMOKE = "spawner,gitops,partition,kill-all"
 

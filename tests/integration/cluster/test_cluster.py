@@ -40,7 +40,7 @@ from tests.integration.killswitch.helpers import (
 )
 from tests.integration.killswitch.test_nats_auth import raw_publish
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.serial]
 
 AGENTS = 6
 FINAL = {"completed", "failed", "killed"}

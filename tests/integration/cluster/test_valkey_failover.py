@@ -24,7 +24,7 @@ from shared.settings import ValkeySettings
 from shared.store import StateStore
 from tests.integration.test_store import make_record
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.serial]
 
 
 @pytest.fixture

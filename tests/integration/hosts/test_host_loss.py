@@ -43,7 +43,7 @@ from tests.integration.killswitch.helpers import (
 )
 from tests.integration.killswitch.test_nats_auth import raw_publish
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420), pytest.mark.serial]
 
 HOSTS = ("h1", "h2", "h3")
 NODE_OF = {"h1": "n1", "h2": "n2", "h3": "n3"}

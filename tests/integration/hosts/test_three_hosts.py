@@ -33,7 +33,7 @@ from tests.integration.killswitch.helpers import (
     wait_state,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.serial]
 
 HOSTS = ("h1", "h2", "h3")
 SLOTS = 4
