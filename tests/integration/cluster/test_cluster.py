@@ -68,8 +68,15 @@ def working(seconds: int, name: str) -> list[dict[str, Any]]:
 
 
 async def stream_info(sup: Supervisor, stream: str) -> Any:
+    """The stream's info; asked again when the API did not answer in time (a node that
+    just came back makes the cluster move leaders for a moment)."""
     nc = await nats.connect(**parse_nats_url(sup.nats_url).connect_options())
     try:
+        for _ in range(4):
+            try:
+                return await nc.jetstream().stream_info(stream)
+            except nats.errors.TimeoutError:
+                await asyncio.sleep(0.5)
         return await nc.jetstream().stream_info(stream)
     finally:
         await nc.close()
