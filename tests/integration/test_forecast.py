@@ -28,6 +28,7 @@ from tests.fakes.messages_api import text as text_block
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 FINAL = {"completed", "failed", "killed"}
+OUTCOME = ("state", "error", "attempts", "attemptReasons", "turns", "overlaps", "pushedBranch")
 API_KEY = "sk-ant-test-forecast"
 CALC = "".join(f"line {n}\n" for n in range(1, 21))
 
@@ -82,6 +83,11 @@ def task_of(request: RecordedRequest) -> str:
     return words.split()[1]
 
 
+def conversation_turn(request: RecordedRequest) -> int:
+    """Which model call of its attempt this is (1 for a conversation's first)."""
+    return 1 + sum(1 for message in request.messages if message["role"] == "assistant")
+
+
 def tool_result_texts(request: RecordedRequest) -> list[str]:
     out = []
     for block in request.tool_results():
@@ -110,8 +116,8 @@ class Agents:
     def __call__(self, request: RecordedRequest) -> FakeReply:
         with self.lock:
             task = task_of(request)
-            self.turns[task] += 1
-            turn = self.turns[task]
+            turn = conversation_turn(request)  # a retried attempt starts over: edits again
+            self.turns[task] = turn
             self.noted[task] += [t for t in tool_result_texts(request) if "Note: agent" in t]
             if task == self.a:
                 return self._a(turn)
@@ -183,7 +189,8 @@ def test_a_push_warns_the_overlapping_agent_only(
     with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
         ids = {task: spawn(http, calc_remote, task) for task in (a, b, c)}
         records = {task: wait_final(http, ids[task], 240) for task in (a, b, c)}
-        assert [records[t]["state"] for t in (a, b, c)] == ["completed"] * 3, records
+        outcomes = {t: {k: records[t].get(k) for k in OUTCOME} for t in (a, b, c)}
+        assert [records[t]["state"] for t in (a, b, c)] == ["completed"] * 3, outcomes
         a_branch, a_commit = records[a]["pushedBranch"], records[a]["pushedCommit"]
         assert a_branch == f"mosaic/agent-{ids[a]}"
 
