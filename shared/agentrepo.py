@@ -41,8 +41,15 @@ GitFactory = Callable[[Path | None, Path | None, Mapping[str, str]], Git]
 its own errors and has the operator's environment; readers use ``shared.git.Git``)."""
 
 AGENT_BRANCH_PREFIX = "mosaic/agent-"
+
 MAX_GIT_ENTRIES = 200_000
 """``verify`` walks ``.git``; an agent repository is small (its objects are the cache's)."""
+
+
+def directory_name(agent_id: str, task_id: str) -> str:
+    """The agent repository's directory, beside the others of its repository cache
+    (the seed's ``agent-<agentId>-<taskId>``)."""
+    return f"agent-{agent_id}-{task_id}"
 
 
 @dataclass(frozen=True)

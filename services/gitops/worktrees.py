@@ -84,7 +84,7 @@ def locate(cache: RepoCache, repository: str, agent_id: str, task_id: str) -> Wo
     url = validate_repository(repository)
     validate_id("agent id", agent_id)
     validate_id("task id", task_id)
-    path = cache.worktrees_root(url) / f"agent-{agent_id}-{task_id}"
+    path = cache.worktrees_root(url) / agentrepo.directory_name(agent_id, task_id)
     return WorktreeRef(url, cache.repo_path(url), path, agent_branch(agent_id), agent_id, task_id)
 
 
@@ -199,10 +199,10 @@ def _create(
         cache.fetch(ref.repository, base_branch)  # ensure may have skipped a recent fetch
         if not cache.has_ref(ref.repository, base_ref):
             raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
-    if ref.path.exists() or ref.path.is_symlink():
-        if _empty_dir(ref.path):
-            ref.path.rmdir()
-        elif _has_git_entry(ref.path):
+    # an empty directory is made into the repository where it is: a warm sandbox may
+    # already mount it (shared.sandbox.warmpool)
+    if (ref.path.exists() or ref.path.is_symlink()) and not _empty_dir(ref.path):
+        if _has_git_entry(ref.path):
             verify_agent_repo(ref.agent_repo)
             on = agentrepo.head_branch(ref.agent_repo)
             if on is not None and on != ref.branch:
@@ -212,8 +212,7 @@ def _create(
                 )
             log.info("reusing agent repository %s", ref.path, extra=ref.log_extra)
             return _ready(cache, ref, base_ref, reused=True)
-        else:
-            raise WorktreeClashError(f"{ref.path} exists and is not a worktree of this repository")
+        raise WorktreeClashError(f"{ref.path} exists and is not a worktree of this repository")
     holder = _holder(cache, ref)
     if holder is not None:
         raise BranchInUseError(f"{ref.branch} is checked out in {holder.name}")
@@ -325,7 +324,9 @@ def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
         delete_tree(ref.path)
         removed = True
     else:
-        if ref.path.exists() or ref.path.is_symlink():
+        if _empty_dir(ref.path):  # a warm sandbox's slot the repository never filled
+            ref.path.rmdir()
+        elif ref.path.exists() or ref.path.is_symlink():
             # Not a repository of ours, yet in our directory: keep it aside, never delete.
             aside = ref.path.parent / ".orphaned" / f"{ref.path.name}-{int(time.time())}"
             aside.parent.mkdir(parents=True, exist_ok=True)

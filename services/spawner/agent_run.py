@@ -34,7 +34,9 @@ from services.spawner.workspace import (
     mark_running,
     open_sandbox,
     open_worktree,
+    place_warm_sandbox,
     prepare_environment,
+    release_warm_sandbox,
     sandbox_spec,
 )
 from shared.errors import MosaicError, is_stale
@@ -99,10 +101,15 @@ class AgentRun:
         """The attempt's steps, in order, up to the end of the model loop."""
         ctx, attempt, retirement = self.ctx, self.attempt, self._retirement
         retirement.worktree_asked = True  # removed even if the answer never comes
-        worktree = await open_worktree(ctx, attempt)
-        environment = await prepare_environment(ctx, attempt, worktree)
-        spec = sandbox_spec(ctx, attempt, worktree, environment)
-        sandbox = retirement.sandbox = self.running.sandbox = await open_sandbox(ctx, spec)
+        placed = await place_warm_sandbox(ctx, attempt)
+        try:
+            worktree = await open_worktree(ctx, attempt)
+            environment = await prepare_environment(ctx, attempt, worktree)
+            spec = sandbox_spec(ctx, attempt, worktree, environment)
+            sandbox = await open_sandbox(ctx, spec)
+            retirement.sandbox = self.running.sandbox = sandbox
+        finally:
+            release_warm_sandbox(ctx, placed)
         self._started = True
         await mark_running(ctx, attempt, worktree, sandbox, spec, environment)
         self._finish = Finish(ctx, attempt, worktree, sandbox, environment, self._meter)

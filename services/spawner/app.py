@@ -83,6 +83,8 @@ class Serving:
         self.budget.close()
         if self.reaper is not None:
             self.reaper.cancel()
+        if self.ctx.warm is not None:
+            await self.ctx.warm.close()
         for sub in self.subs:
             await sub.unsubscribe()
 
@@ -150,6 +152,7 @@ async def serve(
         gitops=GitOps(broker, settings.gitops_timeout_s, host, admission),
         gates=Gates(broker, settings.gates_timeout_s, settings.gates_attempts, host, admission),
         sandboxes=factory,
+        warm=factory.start_warm_pool() if isinstance(factory, DockerSandboxFactory) else None,
         model=model,
         quality=quality,
         settings=settings,
@@ -184,9 +187,10 @@ async def serve(
         budget=budget,
     )
     log.info(
-        "spawner ready: %d slots, sandbox %s, provider %s (model %s)",
+        "spawner ready: %d slots, sandbox %s%s, provider %s (model %s)",
         settings.spawner_concurrency,
         factory.kind,
+        f" ({ctx.warm.size} warm per repository)" if ctx.warm is not None else "",
         model.provider(),
         model.model_name(),
     )
@@ -303,7 +307,13 @@ def _start_reaper(
         record = await store.get_agent(agent_id)
         return record is not None and record.state not in AGENT_FINAL
 
-    interval = factory.settings.reap_interval_s
+    settings = factory.settings
     return asyncio.create_task(
-        run_reaper(factory.client, is_live, interval_s=interval, deployment=deployment)
+        run_reaper(
+            factory.client,
+            is_live,
+            interval_s=settings.reap_interval_s,
+            deployment=deployment,
+            warm_max_age_s=settings.warm_max_age_s,
+        )
     )

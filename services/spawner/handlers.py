@@ -51,6 +51,9 @@ class SpawnerHandlers:
         killed = self.kills.kill_all(order)
         log.warning("kill-all ordered: %d agents here, their sandboxes killed in %.1f ms; "
                     "intake paused", len(killed), (time.perf_counter() - began) * 1000)  # fmt: skip
+        if self.ctx.warm is not None:
+            drained = await self.ctx.warm.drain()
+            log.warning("kill-all: %d warm sandboxes removed", drained)
 
     async def on_resume(self, _: Msg) -> None:
         """``mosaic.kill.resume``: take tasks again once the hold is really gone."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from services.spawner.clients import Gates, GitOps
 from services.spawner.forecast import Forecast
@@ -11,6 +12,7 @@ from services.spawner.settings import SpawnerSettings
 from services.spawner.spending import SpendPolicy
 from shared.environments import Environments
 from shared.sandbox.base import SandboxFactory
+from shared.sandbox.warmpool import WarmPool
 from shared.settings import ModelSettings, QualitySettings
 from shared.tracker import AgentTracker
 
@@ -38,6 +40,11 @@ class RunContext:
     """The merge queues (``options.merge = "queue"``); by default in the tracker's Valkey."""
     spending: SpendPolicy = field(default_factory=SpendPolicy)
     """Prices, the deployment's budget and the audit writer every run's spend goes by."""
+    warm: WarmPool | None = None
+    """Docker containers made ahead of their agents (``MOSAIC_SANDBOX_WARM``), if any."""
+    worktree_roots: dict[str, Path] = field(default_factory=dict)
+    """Where gitops makes each repository's agent repositories (learned from its
+    answers): where a warm container's slot is put before the next one is made."""
     forecast: Forecast = field(init=False)
     """The conflict forecast: this process's running agents, told of overlapping pushes."""
 

@@ -15,12 +15,14 @@ from typing import Any
 from services.spawner.attempt import Attempt
 from services.spawner.readiness import environment_of
 from services.spawner.run_context import RunContext
+from shared import agentrepo
 from shared.backoff import ONCE, RetryPolicy
 from shared.environments import PreparedEnvironment
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
 from shared.messages.gitops import WorktreeReady
 from shared.sandbox.base import Sandbox, SandboxSpec
+from shared.sandbox.docker import DockerSandbox
 
 OPEN_WORKTREE: RetryPolicy = ONCE
 PREPARE_ENVIRONMENT: RetryPolicy = ONCE
@@ -40,6 +42,24 @@ class Worktree:
         return self.ready.base_commit
 
 
+async def place_warm_sandbox(ctx: RunContext, attempt: Attempt) -> Path | None:
+    """Where the agent's repository will be made, a warm container's slot put there if
+    the pool has one (``shared.sandbox.warmpool``); None without a pool, or before gitops
+    said where this repository's agent repositories live."""
+    root = ctx.worktree_roots.get(attempt.repository)
+    if ctx.warm is None or root is None:
+        return None
+    path = root / agentrepo.directory_name(attempt.agent_id, attempt.task_id)
+    await ctx.warm.place(path)
+    return path
+
+
+def release_warm_sandbox(ctx: RunContext, placed: Path | None) -> None:
+    """Whatever ``place_warm_sandbox`` put that the sandbox step did not take goes."""
+    if ctx.warm is not None and placed is not None:
+        ctx.warm.release(placed)
+
+
 async def open_worktree(ctx: RunContext, attempt: Attempt) -> Worktree:
     """Ask gitops for the attempt's worktree (``StepFailedError`` when it refuses)."""
     ready = await OPEN_WORKTREE.run(
@@ -47,6 +67,7 @@ async def open_worktree(ctx: RunContext, attempt: Attempt) -> Worktree:
     )
     if ready.path is None:
         raise AssertionError("gitops answered a worktree without its path")
+    ctx.worktree_roots[attempt.repository] = Path(ready.path).parent
     return Worktree(ready, ready.path)
 
 
@@ -94,7 +115,7 @@ def sandbox_spec(
 
 
 async def open_sandbox(ctx: RunContext, spec: SandboxSpec) -> Sandbox:
-    """Create the agent's sandbox."""
+    """Create the agent's sandbox (the warm one placed for it, when one was)."""
     return await OPEN_SANDBOX.run(lambda: ctx.sandboxes.create(spec), what="sandbox")
 
 
@@ -126,3 +147,6 @@ async def mark_running(
             "model": model.model_name(),
         },
     )
+    if ctx.warm is not None:  # which spawns the pool served (a progress event)
+        warm = isinstance(sandbox, DockerSandbox) and sandbox.warm
+        await attempt.tracker.record("progress", {"step": "sandbox", "warm": warm})

@@ -47,12 +47,15 @@ from shared.sandbox.containers import (
     LABEL_DEPLOYMENT,
     LABEL_OWNER,
     LABEL_TASK,
+    LABEL_WARM,
+    claimed_name,
     label_filter,
 )
 from shared.sandbox.dockerframes import STDERR, STDOUT, Frames
 from shared.sandbox.envvars import sandbox_env
 from shared.sandbox.paths import check_relative
 from shared.sandbox.settings import SandboxSettings
+from shared.sandbox.warmpool import WarmPool
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -180,8 +183,12 @@ class DockerSandbox:
         container_id: str,
         user: str,
         settings: SandboxSettings,
+        *,
+        warm: bool = False,
     ) -> None:
         self.spec = spec
+        self.warm = warm
+        """Whether the container was made before its agent (``WarmPool``)."""
         self.container_id = container_id
         self.user = user
         self._client = client
@@ -454,6 +461,35 @@ class DockerSandboxFactory:
         self.client = client
         self.settings = settings
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.warm: WarmPool | None = None
+        """Warm containers for agents (``MOSAIC_SANDBOX_WARM``; the spawner sets it up)."""
+
+    def start_warm_pool(self) -> WarmPool | None:
+        """The warm pool, when ``MOSAIC_SANDBOX_WARM`` asks for one (call in the loop)."""
+        if self.settings.warm > 0 and self.warm is None:
+            s = self.settings
+            self.warm = WarmPool(self, size=s.warm, limit=s.warm_limit, max_age_s=s.warm_max_age_s)
+            self.warm.start()
+        return self.warm
+
+    async def make_warm(self, spec: SandboxSpec, sandbox_id: str) -> tuple[str, str]:
+        """A started container for no agent yet (``WarmPool``); its worktree the slot."""
+        return await _on(_CONTROL, self._create_sync, spec, sandbox_id, warm=True)
+
+    async def hand_over(self, container_id: str, sandbox_id: str, spec: SandboxSpec) -> None:
+        """A warm container becomes ``spec``'s agent's: named for it (``agent_of``), its
+        repository handed to the sandbox user as a cold start would."""
+
+        def work() -> None:
+            self.client.api.rename(container_id, claimed_name(spec.agent_id, sandbox_id))
+            if spec.writable:
+                _grant_worktree(spec.worktree, *_decide_user(spec.worktree, self.settings))
+
+        await _on(_CONTROL, work)
+
+    async def remove(self, container_id: str) -> None:
+        """SIGKILL and remove a container (a warm one the pool lets go)."""
+        await _on(_CONTROL, _remove_container, self.client, container_id)
 
     async def check(self) -> None:
         """Raise ``SandboxError`` unless the daemon answers and the image exists."""
@@ -475,6 +511,13 @@ class DockerSandboxFactory:
         """A started container for ``spec``; on any failure (or cancellation) none is left."""
         if not spec.worktree.is_dir():
             raise SandboxError(f"worktree does not exist: {spec.worktree}")
+        log = {"agent_id": spec.agent_id, "task_id": spec.task_id}
+        if self.warm is not None and (warm := await self.warm.claim(spec)) is not None:
+            logger.info("sandbox container %s (warm) taken as %s", warm.container_id[:12],
+                        warm.user, extra=log)  # fmt: skip
+            return DockerSandbox(
+                spec, self.client, warm.container_id, warm.user, self.settings, warm=True
+            )
         sandbox_id = uuid.uuid4().hex
         work = asyncio.ensure_future(_on(_CONTROL, self._create_sync, spec, sandbox_id))
         try:
@@ -484,7 +527,6 @@ class DockerSandboxFactory:
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
             raise
-        log = {"agent_id": spec.agent_id, "task_id": spec.task_id}
         logger.info("sandbox container %s started as %s", container_id[:12], user, extra=log)
         return DockerSandbox(spec, self.client, container_id, user, self.settings)
 
@@ -509,10 +551,25 @@ class DockerSandboxFactory:
         for info in found:
             _remove_container(self.client, info["Id"])
 
-    def _create_sync(self, spec: SandboxSpec, sandbox_id: str) -> tuple[str, str]:
+    def _create_sync(
+        self, spec: SandboxSpec, sandbox_id: str, *, warm: bool = False
+    ) -> tuple[str, str]:
         environment = sandbox_env(SANDBOX_ENV, spec.env)
         image = spec.image or self.settings.image
-        self._remove_earlier_attempts(spec.agent_id, spec.deployment)
+        if warm:  # no agent yet: the pool's, found by its label, named for its agent later
+            name = f"mosaic-warm-{sandbox_id[:8]}"
+            labels = {LABEL_WARM: "1", LABEL_OWNER: spec.owner, LABEL_SANDBOX: sandbox_id}
+        else:
+            self._remove_earlier_attempts(spec.agent_id, spec.deployment)
+            name = _container_name(spec.agent_id, sandbox_id)
+            labels = {
+                LABEL_AGENT: spec.agent_id,
+                LABEL_TASK: spec.task_id,
+                LABEL_OWNER: spec.owner,
+                LABEL_SANDBOX: sandbox_id,
+            }
+        if spec.deployment:
+            labels[LABEL_DEPLOYMENT] = spec.deployment
         uid, gid = _decide_user(spec.worktree, self.settings)
         limits = spec.limits
         memory = f"{limits.memory_mb}m"
@@ -522,18 +579,12 @@ class DockerSandboxFactory:
             container = self.client.containers.create(
                 image,
                 command=["sleep", "infinity"],
-                name=_container_name(spec.agent_id, sandbox_id),
+                name=name,
                 hostname="sandbox",
                 user=f"{uid}:{gid}",
                 working_dir=WORKSPACE,
                 environment=environment,
-                labels={
-                    LABEL_AGENT: spec.agent_id,
-                    LABEL_TASK: spec.task_id,
-                    LABEL_OWNER: spec.owner,
-                    LABEL_SANDBOX: sandbox_id,
-                    **({LABEL_DEPLOYMENT: spec.deployment} if spec.deployment else {}),
-                },
+                labels=labels,
                 mounts=[
                     Mount(
                         WORKSPACE,

@@ -51,6 +51,14 @@ class SandboxSettings(BaseSettings):
     """Timeout of a single Docker API call (create, start, remove)."""
     reap_interval_s: float = Field(default=60.0, gt=0)
     """How often the orphan reaper runs."""
+    warm: int = Field(default=0, ge=0)
+    """``MOSAIC_SANDBOX_WARM``: docker containers kept started ahead of their agents, per
+    repository and environment (0: none; docs/sandbox.md, "Warm containers"). A burst of
+    N spawns on one repository is warm for its first ``warm``."""
+    warm_limit: int = Field(default=32, gt=0)
+    """``MOSAIC_SANDBOX_WARM_LIMIT``: warm containers of all repositories together."""
+    warm_max_age_s: float = Field(default=300.0, gt=0)
+    """How long a warm container waits for an agent before it is removed."""
 
     def limits(self) -> Limits:
         """The default ``Limits`` for new sandboxes, from these settings."""
