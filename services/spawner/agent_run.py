@@ -101,7 +101,7 @@ class AgentRun:
         """The attempt's steps, in order, up to the end of the model loop."""
         ctx, attempt, retirement = self.ctx, self.attempt, self._retirement
         retirement.worktree_asked = True  # removed even if the answer never comes
-        placed = await place_warm_sandbox(ctx, attempt)
+        await place_warm_sandbox(ctx, attempt)
         try:
             worktree = await open_worktree(ctx, attempt)
             environment = await prepare_environment(ctx, attempt, worktree)
@@ -109,7 +109,7 @@ class AgentRun:
             sandbox = await open_sandbox(ctx, spec)
             retirement.sandbox = self.running.sandbox = sandbox
         finally:
-            release_warm_sandbox(ctx, placed)
+            release_warm_sandbox(ctx, attempt)
         self._started = True
         await mark_running(ctx, attempt, worktree, sandbox, spec, environment)
         self._finish = Finish(ctx, attempt, worktree, sandbox, environment, self._meter)

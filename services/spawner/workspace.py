@@ -42,22 +42,26 @@ class Worktree:
         return self.ready.base_commit
 
 
-async def place_warm_sandbox(ctx: RunContext, attempt: Attempt) -> Path | None:
-    """Where the agent's repository will be made, a warm container's slot put there if
-    the pool has one (``shared.sandbox.warmpool``); None without a pool, or before gitops
-    said where this repository's agent repositories live."""
+def _repository_path(ctx: RunContext, attempt: Attempt) -> Path | None:
+    """Where gitops makes (or made) the attempt's repository, once it said for another."""
     root = ctx.worktree_roots.get(attempt.repository)
-    if ctx.warm is None or root is None:
-        return None
-    path = root / agentrepo.directory_name(attempt.agent_id, attempt.task_id)
-    await ctx.warm.place(path)
-    return path
+    return root / agentrepo.directory_name(attempt.agent_id, attempt.task_id) if root else None
 
 
-def release_warm_sandbox(ctx: RunContext, placed: Path | None) -> None:
-    """Whatever ``place_warm_sandbox`` put that the sandbox step did not take goes."""
-    if ctx.warm is not None and placed is not None:
-        ctx.warm.release(placed)
+async def place_warm_sandbox(ctx: RunContext, attempt: Attempt) -> None:
+    """Put a warm container's slot where the agent's repository will be made, if the
+    pool has one (``shared.sandbox.warmpool``); nothing before gitops said where this
+    repository's agent repositories live."""
+    path = _repository_path(ctx, attempt)
+    if ctx.warm is not None and path is not None:
+        await ctx.warm.place(path)
+
+
+def release_warm_sandbox(ctx: RunContext, attempt: Attempt) -> None:
+    """Whatever was placed for the attempt that its sandbox step did not take goes."""
+    path = _repository_path(ctx, attempt)
+    if ctx.warm is not None and path is not None:
+        ctx.warm.release(path)
 
 
 async def open_worktree(ctx: RunContext, attempt: Attempt) -> Worktree:
@@ -68,6 +72,8 @@ async def open_worktree(ctx: RunContext, attempt: Attempt) -> Worktree:
     if ready.path is None:
         raise AssertionError("gitops answered a worktree without its path")
     ctx.worktree_roots[attempt.repository] = Path(ready.path).parent
+    if ctx.warm is not None:
+        ctx.warm.expect(Path(ready.path))
     return Worktree(ready, ready.path)
 
 

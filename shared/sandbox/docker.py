@@ -142,7 +142,7 @@ def _decide_user(worktree: Path, settings: SandboxSettings) -> tuple[int, int]:
     return uid, gid
 
 
-def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
+def _grant_worktree(worktree: Path, uid: int, gid: int, *, filled_since: bool = False) -> None:
     """Make a worktree owned by someone else the sandbox user's (needs root).
 
     The whole directory is handed to ``uid:gid``, its ``.git`` included: it is the
@@ -151,7 +151,7 @@ def _grant_worktree(worktree: Path, uid: int, gid: int) -> None:
     never writes there and reads it only through ``shared.agentrepo``.
     """
     info = worktree.stat()
-    if info.st_uid == uid:
+    if info.st_uid == uid and not filled_since:  # ``filled_since``: granted while empty
         return
     if os.geteuid() != 0:
         raise SandboxError(
@@ -482,8 +482,9 @@ class DockerSandboxFactory:
 
         def work() -> None:
             self.client.api.rename(container_id, claimed_name(spec.agent_id, sandbox_id))
-            if spec.writable:
-                _grant_worktree(spec.worktree, *_decide_user(spec.worktree, self.settings))
+            if spec.writable and os.geteuid() == 0:  # else gitops made it as the sandbox user
+                uid, gid = _decide_user(spec.worktree, self.settings)
+                _grant_worktree(spec.worktree, uid, gid, filled_since=True)
 
         await _on(_CONTROL, work)
 

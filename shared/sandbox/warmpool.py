@@ -178,6 +178,11 @@ class WarmPool:
         self._placed[worktree] = _Placed(shape if warm else None, warm)
         return warm is not None
 
+    def expect(self, worktree: Path) -> None:
+        """An agent's repository is at ``worktree`` (nothing placed there: its first agent,
+        or a miss): its ``claim`` learns the shape, so the next agent there can be warm."""
+        self._placed.setdefault(worktree, _Placed(None, None))
+
     async def claim(self, spec: SandboxSpec) -> Warm | None:
         """The warm container placed for ``spec``'s worktree, now the agent's; None when
         none was placed (or it does not fit ``spec``: then it is removed)."""

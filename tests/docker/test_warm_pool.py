@@ -114,6 +114,8 @@ async def test_a_placed_warm_container_becomes_the_next_agents(
         uid = sandbox.user.split(":")[0]
         assert result.output == f"written after the container started\n{uid}\n"
         assert (spec.worktree / "made-inside").exists()
+        # what was made in it after the container started is the sandbox user's too
+        assert (spec.worktree / "note.txt").stat().st_uid == int(uid)
         info = docker_client.api.inspect_container(sandbox.container_id)
         sandbox_id = info["Config"]["Labels"]["mosaic.sandbox_id"]
         assert info["Name"] == "/" + claimed_name(agent, sandbox_id)

@@ -84,6 +84,31 @@ async def test_stray_directory_at_the_path_is_a_clash(cache: RepoCache, remote_r
     assert (stray / "notes.txt").exists()
 
 
+async def test_an_empty_directory_at_the_path_becomes_the_repository_in_place(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """A warm sandbox's slot placed at the path (shared.sandbox.warmpool) is filled where
+    it is, the same directory (a container's bind mount follows it); one that is never
+    filled goes on removal instead of being kept aside as a stray."""
+    await worktrees.create_worktree(cache, wt_req(remote_repo, "first"))  # the cache exists
+    root = cache.worktrees_root(str(remote_repo))
+    placed = root / "agent-warm-t1"
+    placed.mkdir()
+    inode = placed.stat().st_ino
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "warm"))
+    assert Path(ready.path or "") == placed
+    assert placed.stat().st_ino == inode
+    assert (placed / "README.md").read_text() == "# demo\n"
+    assert git(placed, "rev-parse", "--abbrev-ref", "HEAD") == "mosaic/agent-warm"
+
+    unfilled = root / "agent-never-t1"
+    unfilled.mkdir()
+    removed = await worktrees.remove_worktree(cache, rm_req(remote_repo, "never"))
+    assert removed.error is None
+    assert not unfilled.exists()
+    assert not (root / ".orphaned").exists()
+
+
 async def test_twenty_concurrent_creates(cache: RepoCache, remote_repo: Path) -> None:
     replies = await asyncio.gather(
         *(worktrees.create_worktree(cache, wt_req(remote_repo, f"c{i}", "t")) for i in range(20))
