@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="bwrap",
         help="MOSAIC_SANDBOX of the embedded system (none: bare host processes, unsafe)",
     )
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="MOSAIC_SANDBOX_WARM of the embedded docker system: concurrency first runs one "
+        "agent and waits for this many warm containers, then measures its burst",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run")
     parser.add_argument(
         "--out", type=Path, default=Path("loadtests/results"), help="where JSON and PNG results go"
@@ -65,7 +72,7 @@ async def _run(name: str, target: Target, args: argparse.Namespace) -> dict[str,
 
 async def _scenario(name: str, target: Target, args: argparse.Namespace) -> dict[str, Any]:
     if name in ("concurrency", "smoke"):
-        return await scenarios.concurrency(target, args.agents, args.timeout)
+        return await scenarios.concurrency(target, args.agents, args.timeout, args.warm)
     if name == "dispatch":
         return await scenarios.dispatch(target, args.agents, args.timeout)
     if name == "kill":
@@ -106,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"Starting the embedded system ({args.sandbox} sandbox, {slots} slots)…",
                 file=sys.stderr,
             )
+            warm = {"MOSAIC_SANDBOX_WARM": str(args.warm)} if args.warm else None
             with (
-                embedded(Path(tmp), args.sandbox, slots) as target,
+                embedded(Path(tmp), args.sandbox, slots, warm) as target,
                 Sampler(target.pids) as sampler,
             ):
                 result = asyncio.run(_run(name, target, args))

@@ -73,8 +73,57 @@ async def _nats_figures(target: Target) -> dict[str, Any]:
         await nc.close()
 
 
-async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, Any]:
-    """N agents at once doing a small real edit: spawn latency, completion, errors, loss."""
+async def _warm_up(http: httpx.AsyncClient, target: Target, run: str, warm: int) -> float:
+    """One agent on the repository (the pool learns it), then until ``warm`` containers
+    wait (docker); seconds it took."""
+    import docker
+
+    began = time.monotonic()
+    body = task_body(str(target.repository), f"warmup-{run}", _edit_plan(f"warmup-{run}"))
+    _, errors = await submit_all(http, [body])
+    if errors:
+        raise RuntimeError(f"warm-up spawn failed: {errors[0]}")
+
+    def done(stats: dict[str, Any]) -> bool:
+        tasks = stats["tasksByState"]
+        return not (tasks.get("pending") or tasks.get("assigned") or tasks.get("executing"))
+
+    await wait_until(http, done, 120, "warm-up agent")
+    client = docker.from_env()
+    try:
+        while len(client.api.containers(filters={"label": "mosaic.warm"})) < warm:
+            if time.monotonic() - began > 180:
+                raise RuntimeError(f"the warm pool did not reach {warm} containers in 180 s")
+            await asyncio.sleep(0.2)
+    finally:
+        client.close()
+    return time.monotonic() - began
+
+
+def _sandbox_steps(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the spawner's ``progress`` events say of each agent's sandbox step (with a
+    warm pool): how many were warm, and the step's time, warm and cold."""
+    warm_ms: list[float] = []
+    cold_ms: list[float] = []
+    for record in got:
+        for event in record["events"]:
+            detail = event.get("detail") or {}
+            if event.get("kind") == "progress" and detail.get("step") == "sandbox":
+                (warm_ms if detail.get("warm") else cold_ms).append(float(detail["ms"]) / 1000)
+    if not warm_ms and not cold_ms:
+        return {}
+    return {
+        "warm_started": len(warm_ms),
+        "sandbox_step_warm": summary(warm_ms),
+        "sandbox_step_cold": summary(cold_ms),
+    }
+
+
+async def concurrency(target: Target, agents: int, timeout: float, warm: int = 0) -> dict[str, Any]:
+    """N agents at once doing a small real edit: spawn latency, completion, errors, loss.
+
+    With ``warm`` (docker, ``MOSAIC_SANDBOX_WARM``), one agent runs first so the pool
+    learns the repository, and the burst starts once ``warm`` containers wait."""
     run = uuid.uuid4().hex[:6]
     bodies = [
         task_body(str(target.repository), f"conc-{run}-{n}", _edit_plan(f"{run}-{n}"))
@@ -82,6 +131,7 @@ async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, 
     ]
     valkey_before = await _valkey_figures(target)
     async with http_client(target) as http:
+        warm_up = await _warm_up(http, target, run, warm) if warm else None
         started = time.monotonic()
         ids, errors = await submit_all(http, bodies)
         submitted = time.monotonic() - started
@@ -127,6 +177,8 @@ async def concurrency(target: Target, agents: int, timeout: float) -> dict[str, 
         "spawn_latency": summary(spawn),
         "queue_wait": summary(queued),
         "worktree_and_sandbox": summary(setup),
+        **({"warm_pool": warm, "warm_up_seconds": round(warm_up, 1)} if warm_up else {}),
+        **_sandbox_steps(got),
         "completion_time": summary(complete),
         "valkey_before": valkey_before,
         "valkey_after": await _valkey_figures(target),

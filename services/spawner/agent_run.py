@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from redis.exceptions import RedisError
 
@@ -36,6 +37,7 @@ from services.spawner.workspace import (
     open_worktree,
     place_warm_sandbox,
     prepare_environment,
+    record_warm_start,
     release_warm_sandbox,
     sandbox_spec,
 )
@@ -106,10 +108,12 @@ class AgentRun:
             worktree = await open_worktree(ctx, attempt)
             environment = await prepare_environment(ctx, attempt, worktree)
             spec = sandbox_spec(ctx, attempt, worktree, environment)
+            began = time.perf_counter()
             sandbox = await open_sandbox(ctx, spec)
             retirement.sandbox = self.running.sandbox = sandbox
         finally:
             release_warm_sandbox(ctx, attempt)
+        await record_warm_start(ctx, attempt, sandbox, time.perf_counter() - began)
         self._started = True
         await mark_running(ctx, attempt, worktree, sandbox, spec, environment)
         self._finish = Finish(ctx, attempt, worktree, sandbox, environment, self._meter)

@@ -125,6 +125,17 @@ async def open_sandbox(ctx: RunContext, spec: SandboxSpec) -> Sandbox:
     return await OPEN_SANDBOX.run(lambda: ctx.sandboxes.create(spec), what="sandbox")
 
 
+async def record_warm_start(
+    ctx: RunContext, attempt: Attempt, sandbox: Sandbox, seconds: float
+) -> None:
+    """With a warm pool, which spawns it served and what the sandbox step took (a
+    ``progress`` event: ``step: sandbox``, ``warm``, ``ms``)."""
+    if ctx.warm is not None:
+        warm = isinstance(sandbox, DockerSandbox) and sandbox.warm
+        detail = {"step": "sandbox", "warm": warm, "ms": round(seconds * 1000, 1)}
+        await attempt.tracker.record("progress", detail)
+
+
 async def mark_running(
     ctx: RunContext,
     attempt: Attempt,
@@ -153,6 +164,3 @@ async def mark_running(
             "model": model.model_name(),
         },
     )
-    if ctx.warm is not None:  # which spawns the pool served (a progress event)
-        warm = isinstance(sandbox, DockerSandbox) and sandbox.warm
-        await attempt.tracker.record("progress", {"step": "sandbox", "warm": warm})
