@@ -36,7 +36,8 @@ class Lease:
         lease_s: float,
         on_lost: Callable[[], None],
     ) -> None:
-        self._msg = msg
+        self.msg = msg
+        """The delivery renewed, and the one the run's ending settles (``adopt``)."""
         self._nc = nc
         self._interval = max(ack_wait_s / 3, 0.2)
         self._lease_s = lease_s
@@ -44,6 +45,11 @@ class Lease:
         self._flush_wait = max(min(self._interval, lease_s / 4), 0.2)
         self.confirmed_at = time.monotonic()
         """When the server last confirmed a renewal (``time.monotonic()``)."""
+
+    def adopt(self, msg: Msg) -> None:
+        """JetStream delivered the task again while its run goes on here (a renewal came
+        too late, a saturated machine): renew and settle through the newest delivery."""
+        self.msg = msg
 
     async def keep(self) -> None:
         """Renew until cancelled, or until the lease lapses (then ``on_lost``, return)."""
@@ -56,7 +62,7 @@ class Lease:
                 return
             started = time.monotonic()
             with contextlib.suppress(Exception):  # disconnected: the lease runs down
-                await self._msg.in_progress()
+                await self.msg.in_progress()
                 await flush(self._nc, self._flush_wait)
                 # While nats-py reconnects, flush can return with no round trip made
                 # (the chaos suite's cut showed it): only a connected client confirms.

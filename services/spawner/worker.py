@@ -49,6 +49,8 @@ class Worker:
         self.on_budget_hold = on_budget_hold
         """Called when a task meets the deployment's budget hold: the intake pauses
         until it is lifted (no message spends its deliveries waiting for the next day)."""
+        self._leases: dict[str, Lease] = {}
+        """The lease of each agent running here, by agent id."""
 
     async def handle(self, msg: Msg) -> None:
         """Run the task in ``msg`` and settle the message.
@@ -77,6 +79,11 @@ class Worker:
 
     async def _handle(self, msg: Msg, task: TaskQueued, span: Span) -> None:
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
+        if self._redelivered_while_running(msg, task):
+            log.warning("the task was delivered again while it runs here: the run goes on",
+                        extra=ids)  # fmt: skip
+            span.set_attribute("mosaic.outcome", "running here already")
+            return
         try:
             attempt = await self._claim(task)
         except RedisError:
@@ -102,6 +109,7 @@ class Worker:
             on_lost=lambda: _lose(running),
         )
         keepalive = asyncio.create_task(lease.keep())
+        self._leases[task.agent_id] = lease
         try:
             verdict = await AgentRun(self.ctx, task, running, attempt).execute()
         except asyncio.CancelledError:
@@ -109,6 +117,8 @@ class Worker:
         finally:
             keepalive.cancel()
             self.kills.discard(task.agent_id)
+            self._leases.pop(task.agent_id, None)
+        msg = lease.msg  # the newest delivery settles the task
         if verdict in (Verdict.RETRY, Verdict.HAND_BACK) and self._last_delivery(msg):
             verdict = await self._exhausted(task, attempt, verdict)
         span.set_attribute("mosaic.outcome", verdict.value)
@@ -122,6 +132,17 @@ class Worker:
             elif verdict is Verdict.HAND_BACK:
                 await msg.nak()
             # LOST: another spawner owns the task now; its message is not ours to settle
+
+    def _redelivered_while_running(self, msg: Msg, task: TaskQueued) -> bool:
+        """Whether ``task`` is running here already; its lease then renews and settles
+        ``msg``. Claimed again, the redelivery would read the running attempt as one
+        whose spawner crashed: end the task (no retries left) or start it over."""
+        lease = self._leases.get(task.agent_id)
+        running = self.kills.agents.get(task.agent_id)
+        if lease is None or running is None or running.task_id != task.request.task_id:
+            return False
+        lease.adopt(msg)
+        return True
 
     async def _held(self) -> bool:
         """Whether intake is held: a kill-all, or the spent daily budget, which also

@@ -138,3 +138,39 @@ async def test_a_task_whose_spawner_died_on_its_last_delivery_ends_failed(
             break
         await asyncio.sleep(0.1)
     assert (await js.stream_info(subjects.TASKS_STREAM)).state.messages == 0
+
+
+async def test_a_delivery_of_a_task_already_running_here_leaves_the_run_alone(
+    make_spawner: Callable[..., Awaitable[Spawner]], nc: Client, remote_repo: Path
+) -> None:
+    """JetStream delivers a task again while this spawner runs it (its renewals came too
+    late: the consumer's ack wait is 1 s, the spawner renews every 10 s). Claimed again,
+    the delivery read the run as one whose spawner crashed and, with no retry left,
+    ended it ``failed`` and removed its repository under it (CI, a saturated machine).
+    Now the run goes on, renews and settles the newest delivery, and ends on its own."""
+    spawner = await make_spawner("spawner-again", task_ack_wait_s=30)
+    store = spawner.ctx.tracker.store
+    js = nc.jetstream()
+    await queue.ensure_consumers(js, 1, 5)
+    sleeps = [{"tool": "run_command", "input": {"command": "sleep 3"}}, *FINISH]
+    task = await queue_agent(store, remote_repo, "again1", sleeps, maxRetries=0)
+    await queue.publish_task(js, task)
+
+    first = asyncio.create_task(spawner.worker.handle(await _next(nc, task)))
+    again = await _next(nc, task, timeout=10)  # the ack wait ran out: delivered again
+    assert again.metadata.num_delivered == 2
+    await asyncio.wait_for(spawner.worker.handle(again), 5)  # returns at once
+    record = await store.require_agent(task.agent_id)
+    assert (record.state, record.attempts) == (AgentState.RUNNING, 1)
+    assert record.attempt_reasons == []
+    await asyncio.wait_for(first, 60)
+
+    record = await store.require_agent(task.agent_id)
+    # no gates service here: the finish fails; the first attempt's own ending, not a crash's
+    assert record.attempts == 1
+    assert record.attempt_reasons == ["attempt 1: gates: gates unavailable"]
+    assert record.state == AgentState.FAILED
+    started = time.monotonic()
+    while (await js.stream_info(subjects.TASKS_STREAM)).state.messages:
+        assert time.monotonic() - started < 5, "the task was never settled"
+        await asyncio.sleep(0.1)
