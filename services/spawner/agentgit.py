@@ -1,4 +1,4 @@
-"""Writes into an agent's own repository that the orchestrator needs, done in its sandbox.
+"""Git the orchestrator runs in an agent's own repository, in its sandbox.
 
 The host never writes into an agent's repository (``shared.agentrepo``): the agent owns
 it and could have planted links anywhere in it. The two writes the conflict loop needs
@@ -12,8 +12,11 @@ construction:
   moves to that commit (``git reset --mixed``): its status is clean and its history is
   what was pushed.
 
+And one read, ``looks_unchanged``: a hint that the agent changed nothing, so its finish
+need not run the gates on the base (the commit step checks for itself).
+
 An environment image without git (a repository may declare any image) cannot run
-either: both then return ``False`` and the caller says so (the agent could not have
+any of them: they then return ``False`` and the caller says so (the agent could not have
 used git there either, so its repository holds no history of its own to keep).
 """
 
@@ -78,6 +81,20 @@ async def conflict_text(sandbox: Sandbox, base_branch: str, pushed: PushDone, no
         f"origin/{base}`), resolve the files, `git add` them, continue (`GIT_EDITOR=true "
         "git rebase --continue`, or `git commit` for a merge), then finish again."
     )
+
+
+async def looks_unchanged(sandbox: Sandbox, base: str) -> bool:
+    """Whether the agent's own git says its repository is its base, untouched: HEAD is
+    ``base`` and ``git status`` lists nothing. A hint, read where the agent could have
+    arranged it: it only lets the finish ask the commit step (which looks at the files
+    for itself) before the gates; False without git or on any doubt."""
+    check = (
+        f"command -v git >/dev/null || exit {_NOT_FOUND}; "
+        f'test "$(git rev-parse -q --verify HEAD)" = {shlex.quote(_commit(base))} && '
+        'test -z "$(git --no-optional-locks status --porcelain --untracked-files=all)"'
+    )
+    done = await sandbox.exec(check, timeout=GIT_TIMEOUT_S, max_output=4000)
+    return done.exit_code == 0
 
 
 def _commit(commit: str) -> str:

@@ -75,21 +75,34 @@ class Finish:
 
     async def _steps(self, summary: str) -> Accept | str:
         policy, worktree = self._policy, self._worktree
-        decision = await self.check_gates("pre-commit", worktree.path, worktree.base_commit, None)
-        if isinstance(back := policy.gates(decision, "pre-commit"), SendBack):
-            return back.text
+        base = worktree.base_commit
+        # The agent's git says nothing changed: the gates would check the base; let the
+        # commit step, which looks for itself, say so first (a no-op agent's two
+        # finishes ran the project's tests twice). What it finds after all is gated
+        # below, before anything is pushed.
+        unchanged = base is not None and await agentgit.looks_unchanged(self._sandbox, base)
+        if not unchanged:
+            decision = await self.check_gates("pre-commit", worktree.path, base, None)
+            if isinstance(back := policy.gates(decision, "pre-commit"), SendBack):
+                return back.text
         made = await self._commit(summary)
         after_commit = policy.commit(made)
         if isinstance(after_commit, SendBack):
             if after_commit.text is UNCHANGED_TEXT:
                 log.warning("finish with an unchanged worktree: sent back",
                             extra=self._attempt.log)  # fmt: skip
+                await self._gates_not_run()
             return after_commit.text
         if isinstance(after_commit, Accept):
             log.warning("finished again with no change: nothing pushed", extra=self._attempt.log)
+            await self._gates_not_run()
             return after_commit
         if made.commit is not None and not await agentgit.align(self._sandbox, made.commit):
             await self.no_git("the commit of its leftovers was not checked out there")
+        if unchanged:  # the commit step found a change the agent's git did not show
+            decision = await self.check_gates("pre-commit", worktree.path, base, made.commit)
+            if isinstance(back := policy.gates(decision, "pre-commit"), SendBack):
+                return back.text
         answer = await self._integrate()
         if isinstance(answer, Resolve):
             return await agentgit.conflict_text(
@@ -182,6 +195,12 @@ class Finish:
         if commit is not None:
             detail["commit"] = commit
         await tracker.record("gate", detail)
+
+    async def _gates_not_run(self) -> None:
+        """Say on the agent's status that this finish ran no gates: nothing to check."""
+        await self._attempt.tracker.record(
+            "progress", {"step": "finish", "gates": "not run: nothing changed"}
+        )
 
     async def no_git(self, what: str) -> None:
         """Say (log and an agent event) that the sandbox has no git, and what that skipped."""

@@ -28,6 +28,8 @@ from tests.integration.reliability.conftest import Spawner, queue_agent
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 FINISH = [{"tool": "finish", "input": {"summary": "done"}}]
+WORK = [{"tool": "write_file", "input": {"path": "work.txt", "content": "work\n"}}, *FINISH]
+"""A change, so the finish asks the gates (a finish with nothing changed asks none)."""
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ async def test_the_last_delivery_of_a_retried_task_fails_it(
     store = spawner.ctx.tracker.store
     js = nc.jetstream()
     await queue.ensure_consumers(js, 30, 2)
-    task = await queue_agent(store, remote_repo, "last1", FINISH, maxRetries=5)
+    task = await queue_agent(store, remote_repo, "last1", WORK, maxRetries=5)
     await queue.publish_task(js, task)
 
     await spawner.worker.handle(await _next(nc, task))  # delivery 1: retried
@@ -152,7 +154,7 @@ async def test_a_delivery_of_a_task_already_running_here_leaves_the_run_alone(
     store = spawner.ctx.tracker.store
     js = nc.jetstream()
     await queue.ensure_consumers(js, 1, 5)
-    sleeps = [{"tool": "run_command", "input": {"command": "sleep 3"}}, *FINISH]
+    sleeps = [{"tool": "run_command", "input": {"command": "sleep 3"}}, *WORK]
     task = await queue_agent(store, remote_repo, "again1", sleeps, maxRetries=0)
     await queue.publish_task(js, task)
 
