@@ -123,12 +123,24 @@ def import_commit(cache: RepoCache, ref: WorktreeRef, sha: str) -> None:
     """
     runner = cache.runner(ref.repository)
     env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(ref.agent_repo.own_objects.absolute())}
-    listing = runner.run("rev-list", "--objects", sha, "--not", "--all", env=env).raw
+    known = _known_refs(cache, ref)
+    listing = runner.run("rev-list", "--objects", sha, "--not", *known, env=env).raw
     if listing.strip():
         pack = ref.repo / "objects" / "pack" / "pack"
         runner.run("pack-objects", "--quiet", str(pack), env=env, stdin=listing)
     # without the agent's objects now: fails if the cache still lacks any of them
-    runner.run("rev-list", "--objects", "--quiet", sha, "--not", "--all")
+    runner.run("rev-list", "--objects", "--quiet", sha, "--not", *known)
+
+
+def _known_refs(cache: RepoCache, ref: WorktreeRef) -> list[str]:
+    """What the cache surely has, as ``rev-list`` arguments: every ref but the other
+    agents' branches, and this agent's own. Other agents' branches come and go while the
+    walk runs, and one deleted mid-walk failed it (``fatal: bad object
+    refs/heads/mosaic/agent-…``: one commit of 200 in a load test); the agent's own
+    branch cannot move meanwhile (its lock is held)."""
+    own = f"refs/heads/{ref.branch}"
+    mine = [own] if cache.has_ref(ref.repository, own) else []
+    return [*mine, "--exclude=refs/heads/mosaic/*", "--all"]
 
 
 def agent_head(cache: RepoCache, ref: WorktreeRef, name: str) -> str | None:

@@ -222,6 +222,24 @@ async def test_mid_rebase_the_commit_is_sent_back_and_removal_salvages_both(
     assert not path.exists()
 
 
+async def test_another_agents_branch_that_cannot_be_read_does_not_fail_a_commit(
+    cache: RepoCache, remote_repo: Path
+) -> None:
+    """Another agent's branch deleted while a commit walks the cache's refs reads as a
+    ref to a missing object: ``git rev-list --all`` then dies (``fatal: bad object
+    refs/heads/mosaic/agent-…``; one commit of 200 failed so in a load test). Made
+    deterministic here: a branch of another agent names an object the cache lacks."""
+    await worktrees.create_worktree(cache, wt_req(remote_repo, "other"))
+    ready = await worktrees.create_worktree(cache, wt_req(remote_repo, "busy"))
+    repo = cache.repo_path(str(remote_repo))
+    (repo / "refs" / "heads" / "mosaic" / "agent-other").write_text("1" * 40 + "\n")
+    (Path(ready.path or "") / "work.txt").write_text("work\n")
+    made = await commits.commit(cache, commit_req(remote_repo, "busy", message="work"))
+    assert made.error is None, made.error
+    assert made.commit is not None
+    assert git(repo, "show", f"{made.commit}:work.txt") == "work"
+
+
 async def test_a_commit_gitops_made_survives_a_repository_that_vanished(
     cache: RepoCache, remote_repo: Path
 ) -> None:
