@@ -27,9 +27,16 @@ LABEL_DEPLOYMENT = "mosaic.deployment"
 """The label naming the Mosaic system (its Valkey) the container's agent belongs to."""
 LABEL_WARM = "mosaic.warm"
 """The label of a container made ahead of its agent (the warm pool)."""
+SLOT_PREFIX = ".warm-"
+"""How the empty directory a warm container mounts until it is claimed is named."""
 CLAIMED_PREFIX = "mosaic-warm."
 """How a claimed warm container's name starts: ``mosaic-warm.<agentId>.<sandbox id>``
 (agent ids never hold ``..``; the last dot ends the id)."""
+
+
+def warm_name(sandbox_id: str) -> str:
+    """A warm container's name until an agent claims it (no ``.``: ``agent_of`` reads none)."""
+    return f"mosaic-warm-{sandbox_id[:8]}"
 
 
 def claimed_name(agent_id: str, sandbox_id: str) -> str:

@@ -50,6 +50,7 @@ from shared.sandbox.containers import (
     LABEL_WARM,
     claimed_name,
     label_filter,
+    warm_name,
 )
 from shared.sandbox.dockerframes import STDERR, STDOUT, Frames
 from shared.sandbox.envvars import sandbox_env
@@ -558,7 +559,7 @@ class DockerSandboxFactory:
         environment = sandbox_env(SANDBOX_ENV, spec.env)
         image = spec.image or self.settings.image
         if warm:  # no agent yet: the pool's, found by its label, named for its agent later
-            name = f"mosaic-warm-{sandbox_id[:8]}"
+            name = warm_name(sandbox_id)
             labels = {LABEL_WARM: "1", LABEL_OWNER: spec.owner, LABEL_SANDBOX: sandbox_id}
         else:
             self._remove_earlier_attempts(spec.agent_id, spec.deployment)

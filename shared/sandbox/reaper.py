@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from shared.sandbox.containers import (
     LABEL_OWNER,
+    SLOT_PREFIX,
     agent_of,
     remove_container,
     sandbox_containers,
@@ -42,8 +43,6 @@ SANDBOX_CONTAINERS = Gauge(
 REAPER_ERRORS = Counter("mosaic_sandbox_reaper_errors_total", "Reaper passes that failed")
 
 IsLive = Callable[[str], Awaitable[bool]]
-SLOT_PREFIX = ".warm-"
-"""How a warm container's slot directory is named (``shared.sandbox.warmpool``)."""
 
 
 async def reap_orphans(

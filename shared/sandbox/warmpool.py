@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Gauge
 
 from shared.sandbox.base import Limits, SandboxSpec
-from shared.sandbox.reaper import SLOT_PREFIX
+from shared.sandbox.containers import SLOT_PREFIX
 
 log = logging.getLogger(__name__)
 

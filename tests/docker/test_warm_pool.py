@@ -23,12 +23,13 @@ from docker.errors import NotFound
 from shared.sandbox.base import SandboxSpec
 from shared.sandbox.containers import (
     LABEL_WARM,
+    SLOT_PREFIX,
     agent_containers,
     claimed_name,
     containers_by_agent,
 )
 from shared.sandbox.docker import DockerSandbox, DockerSandboxFactory
-from shared.sandbox.reaper import SLOT_PREFIX, reap_orphans
+from shared.sandbox.reaper import reap_orphans
 from shared.sandbox.settings import SandboxSettings
 from shared.sandbox.warmpool import WarmPool
 
