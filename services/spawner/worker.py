@@ -65,6 +65,10 @@ class Worker:
             log.error("dropping a malformed task message")
             await msg.term()
             return
+        if self._redelivered_while_running(msg, task):  # before the hold: never naked
+            ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
+            log.warning("delivered again while it runs here: the run goes on", extra=ids)
+            return
         if await self._held():
             await msg.nak(delay=1.0)  # a kill-all or the spent budget: the task waits
             return
@@ -79,11 +83,6 @@ class Worker:
 
     async def _handle(self, msg: Msg, task: TaskQueued, span: Span) -> None:
         ids = {"agent_id": task.agent_id, "task_id": task.request.task_id}
-        if self._redelivered_while_running(msg, task):
-            log.warning("the task was delivered again while it runs here: the run goes on",
-                        extra=ids)  # fmt: skip
-            span.set_attribute("mosaic.outcome", "running here already")
-            return
         try:
             attempt = await self._claim(task)
         except RedisError:
