@@ -48,8 +48,8 @@ from shared.sandbox.containers import (
     LABEL_OWNER,
     LABEL_TASK,
     LABEL_WARM,
+    agent_containers,
     claimed_name,
-    label_filter,
     warm_name,
 )
 from shared.sandbox.dockerframes import STDERR, STDOUT, Frames
@@ -483,6 +483,7 @@ class DockerSandboxFactory:
 
         def work() -> None:
             self.client.api.rename(container_id, claimed_name(spec.agent_id, sandbox_id))
+            self._remove_earlier_attempts(spec.agent_id, spec.deployment, keep=container_id)
             if spec.writable and os.geteuid() == 0:  # else gitops made it as the sandbox user
                 uid, gid = _decide_user(spec.worktree, self.settings)
                 _grant_worktree(spec.worktree, uid, gid, filled_since=True)
@@ -545,13 +546,14 @@ class DockerSandboxFactory:
             for info in found:
                 _remove_container(self.client, info["Id"])
 
-    def _remove_earlier_attempts(self, agent_id: str, deployment: str | None) -> None:
-        # one container per agent: a retry after its spawner died replaces the dead attempt's
-        # (only this system's: another one sharing the daemon keeps its containers)
-        labels = label_filter(f"{LABEL_AGENT}={agent_id}", deployment=deployment)
-        found = self.client.api.containers(all=True, filters={"label": labels})
-        for info in found:
-            _remove_container(self.client, info["Id"])
+    def _remove_earlier_attempts(
+        self, agent_id: str, deployment: str | None, keep: str | None = None
+    ) -> None:
+        # one container per agent: a retry after its spawner died replaces the dead attempt's,
+        # made for it or warm (only this system's: another one sharing the daemon keeps its)
+        for container_id in agent_containers(self.client, agent_id, deployment):
+            if container_id != keep:
+                _remove_container(self.client, container_id)
 
     def _create_sync(
         self, spec: SandboxSpec, sandbox_id: str, *, warm: bool = False

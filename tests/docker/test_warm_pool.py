@@ -249,3 +249,42 @@ async def test_the_reaper_removes_a_lost_pools_containers_and_a_dead_agents_clai
             await sandbox.close()
         await first.close()
         await pool.close()
+
+
+async def test_a_retry_replaces_the_earlier_attempts_warm_container(
+    pool_factory: DockerSandboxFactory, docker_client: docker.DockerClient, tmp_path: Path,
+    unique: str,
+) -> None:  # fmt: skip
+    """One container per agent: an attempt whose spawner died left its claimed warm
+    container; the retry's (warm again, or cold) replaces it."""
+    pool = pool_factory.warm
+    assert pool is not None
+    first = await first_agent(pool_factory, tmp_path, unique)
+    agent = f"retried-{unique}"
+    made: list[DockerSandbox] = []
+    try:
+        for task in ("t1", "t2"):  # the second attempt gets a fresh repository here
+            await until(lambda: pool.idle() == 2)
+            spec = SandboxSpec(
+                agent_id=agent, task_id=task, worktree=tmp_path / f"agent-{agent}-{task}",
+                owner=f"warm-{unique}",
+            )  # fmt: skip
+            assert await pool.place(spec.worktree) is True
+            make_repository(spec.worktree, task)
+            made.append(await pool_factory.create(spec))
+            assert made[-1].warm
+        assert agent_containers(docker_client, agent) == [made[-1].container_id]
+        again = SandboxSpec(
+            agent_id=agent,
+            task_id="t3",
+            worktree=made[-1].spec.worktree,
+            owner=f"warm-{unique}",
+            network=True,  # a shape no warm container has: made cold
+        )
+        cold = await pool_factory.create(again)
+        made.append(cold)
+        assert agent_containers(docker_client, agent) == [cold.container_id]
+    finally:
+        for sandbox in made:
+            await sandbox.close()
+        await first.close()
