@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,36 @@ async def first_agent(factory: DockerSandboxFactory, root: Path, unique: str) ->
     return sandbox
 
 
-async def test_a_placed_warm_container_becomes_the_next_agents(
-    pool_factory: DockerSandboxFactory, docker_client: docker.DockerClient, tmp_path: Path,
-    unique: str,
-) -> None:  # fmt: skip
+@dataclass
+class Learned:
+    """A pool that learned the repository (``tmp_path``) from its first agent, full."""
+
+    pool: WarmPool
+    first: DockerSandbox
+    owner: str
+
+    def waiting(self, client: docker.DockerClient) -> set[str]:
+        """Ids of this test's warm containers no agent claimed."""
+        return {c["Id"] for c in warm_of(client, self.owner)}
+
+
+@pytest.fixture
+async def learned(
+    pool_factory: DockerSandboxFactory, tmp_path: Path, unique: str
+) -> AsyncIterator[Learned]:
     pool = pool_factory.warm
     assert pool is not None
-    owner = f"warm-{unique}"
     first = await first_agent(pool_factory, tmp_path, unique)
     await until(lambda: pool.idle() == 2)
+    yield Learned(pool, first, f"warm-{unique}")
+    await first.close()
+
+
+async def test_a_placed_warm_container_becomes_the_next_agents(
+    pool_factory: DockerSandboxFactory, learned: Learned, docker_client: docker.DockerClient,
+    tmp_path: Path, unique: str,
+) -> None:  # fmt: skip
+    pool, first, owner = learned.pool, learned.first, learned.owner
     slots = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(SLOT_PREFIX))
     assert len(slots) == 2
     assert len(warm_of(docker_client, owner)) == 2
@@ -132,21 +154,16 @@ async def test_a_placed_warm_container_becomes_the_next_agents(
         await until(lambda: pool.idle() == 2)  # refilled
     finally:
         await sandbox.close()
-        await first.close()
     assert agent_containers(docker_client, agent) == []
 
 
 async def test_a_spec_that_does_not_fit_is_made_cold_and_the_placed_one_goes(
-    pool_factory: DockerSandboxFactory, docker_client: docker.DockerClient, tmp_path: Path,
-    unique: str,
+    pool_factory: DockerSandboxFactory, learned: Learned, docker_client: docker.DockerClient,
+    tmp_path: Path, unique: str,
 ) -> None:  # fmt: skip
-    pool = pool_factory.warm
-    assert pool is not None
-    first = await first_agent(pool_factory, tmp_path, unique)
-    await until(lambda: pool.idle() == 2)
-    placed_ids = {c["Id"] for c in warm_of(docker_client, f"warm-{unique}")}
-    spec = spec_of(tmp_path, f"net-{unique}", f"warm-{unique}", network=True)
-    assert await pool.place(spec.worktree) is True
+    before = learned.waiting(docker_client)
+    spec = spec_of(tmp_path, f"net-{unique}", learned.owner, network=True)
+    assert await learned.pool.place(spec.worktree) is True
     make_repository(spec.worktree, "x")
     sandbox = await pool_factory.create(spec)
     try:
@@ -154,58 +171,38 @@ async def test_a_spec_that_does_not_fit_is_made_cold_and_the_placed_one_goes(
         info = docker_client.api.inspect_container(sandbox.container_id)
         assert info["HostConfig"]["NetworkMode"] == "bridge"  # what the spec asked, not the pool
 
-        def gone() -> set[str]:
-            return placed_ids - {c["Id"] for c in warm_of(docker_client, f"warm-{unique}")}
-
-        await until(lambda: len(gone()) == 1)  # the placed one; the other stays warm
+        # the placed one goes; the other stays warm
+        await until(lambda: len(before - learned.waiting(docker_client)) == 1)
         assert (spec.worktree / "note.txt").read_text() == "x"  # the directory was kept
     finally:
         await sandbox.close()
-        await first.close()
 
 
 async def test_placed_and_never_claimed_goes_and_the_directory_stays(
-    pool_factory: DockerSandboxFactory, docker_client: docker.DockerClient, tmp_path: Path,
-    unique: str,
-) -> None:  # fmt: skip
-    pool = pool_factory.warm
-    assert pool is not None
-    first = await first_agent(pool_factory, tmp_path, unique)
-    try:
-        await until(lambda: pool.idle() == 2)
-        before = {c["Id"] for c in warm_of(docker_client, f"warm-{unique}")}
-        spec = spec_of(tmp_path, f"gone-{unique}", f"warm-{unique}")
-        assert await pool.place(spec.worktree) is True
-        pool.release(spec.worktree)  # the attempt ended before its sandbox step
-        await until(
-            lambda: len(before - {c["Id"] for c in warm_of(docker_client, f"warm-{unique}")}) == 1
-        )
-        assert spec.worktree.is_dir()  # gitops removes the repository, not the pool
-    finally:
-        await first.close()
+    learned: Learned, docker_client: docker.DockerClient, tmp_path: Path, unique: str
+) -> None:
+    before = learned.waiting(docker_client)
+    spec = spec_of(tmp_path, f"gone-{unique}", learned.owner)
+    assert await learned.pool.place(spec.worktree) is True
+    learned.pool.release(spec.worktree)  # the attempt ended before its sandbox step
+    await until(lambda: len(before - learned.waiting(docker_client)) == 1)
+    assert spec.worktree.is_dir()  # gitops removes the repository, not the pool
 
 
 async def test_drain_removes_every_idle_container_and_its_slot(
-    pool_factory: DockerSandboxFactory, docker_client: docker.DockerClient, tmp_path: Path,
-    unique: str,
-) -> None:  # fmt: skip
-    pool = pool_factory.warm
-    assert pool is not None
-    first = await first_agent(pool_factory, tmp_path, unique)
-    try:
-        await until(lambda: pool.idle() == 2)
-        assert await pool.drain() == 2
-        assert warm_of(docker_client, f"warm-{unique}") == []
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(SLOT_PREFIX)]
-        # a refill under way when a drain comes is removed when it is made
-        spec = spec_of(tmp_path, f"after-{unique}", f"warm-{unique}")
-        await pool.place(spec.worktree)  # a miss, which starts a refill
-        await pool.drain()
-        await pool.close()  # waits for the refill: made after the drain, so removed
-        assert pool.idle() == 0
-        assert warm_of(docker_client, f"warm-{unique}") == []
-    finally:
-        await first.close()
+    learned: Learned, docker_client: docker.DockerClient, tmp_path: Path, unique: str
+) -> None:
+    pool = learned.pool
+    assert await pool.drain() == 2
+    assert learned.waiting(docker_client) == set()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(SLOT_PREFIX)]
+    # a refill under way when a drain comes is removed when it is made
+    spec = spec_of(tmp_path, f"after-{unique}", learned.owner)
+    await pool.place(spec.worktree)  # a miss, which starts a refill
+    await pool.drain()
+    await pool.close()  # waits for the refill: made after the drain, so removed
+    assert pool.idle() == 0
+    assert learned.waiting(docker_client) == set()
 
 
 async def test_the_reaper_removes_a_lost_pools_containers_and_a_dead_agents_claimed_one(
@@ -252,14 +249,12 @@ async def test_the_reaper_removes_a_lost_pools_containers_and_a_dead_agents_clai
 
 
 async def test_a_retry_replaces_the_earlier_attempts_warm_container(
-    pool_factory: DockerSandboxFactory, docker_client: docker.DockerClient, tmp_path: Path,
-    unique: str,
+    pool_factory: DockerSandboxFactory, learned: Learned, docker_client: docker.DockerClient,
+    tmp_path: Path, unique: str,
 ) -> None:  # fmt: skip
     """One container per agent: an attempt whose spawner died left its claimed warm
     container; the retry's (warm again, or cold) replaces it."""
-    pool = pool_factory.warm
-    assert pool is not None
-    first = await first_agent(pool_factory, tmp_path, unique)
+    pool = learned.pool
     agent = f"retried-{unique}"
     made: list[DockerSandbox] = []
     try:
@@ -267,7 +262,7 @@ async def test_a_retry_replaces_the_earlier_attempts_warm_container(
             await until(lambda: pool.idle() == 2)
             spec = SandboxSpec(
                 agent_id=agent, task_id=task, worktree=tmp_path / f"agent-{agent}-{task}",
-                owner=f"warm-{unique}",
+                owner=learned.owner,
             )  # fmt: skip
             assert await pool.place(spec.worktree) is True
             make_repository(spec.worktree, task)
@@ -278,7 +273,7 @@ async def test_a_retry_replaces_the_earlier_attempts_warm_container(
             agent_id=agent,
             task_id="t3",
             worktree=made[-1].spec.worktree,
-            owner=f"warm-{unique}",
+            owner=learned.owner,
             network=True,  # a shape no warm container has: made cold
         )
         cold = await pool_factory.create(again)
@@ -287,4 +282,3 @@ async def test_a_retry_replaces_the_earlier_attempts_warm_container(
     finally:
         for sandbox in made:
             await sandbox.close()
-        await first.close()

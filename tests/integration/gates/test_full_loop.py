@@ -43,17 +43,11 @@ def wait_final(http: httpx.Client, agent_id: str, timeout: float = 90) -> dict[s
     raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
-def test_rejected_then_fixed_then_pushed(system: Supervisor, tmp_path: Path, unique: str) -> None:
-    _, remote = build_sample(tmp_path, gates=gates_toml(only_tests=True), name="loop")
-    assert remote is not None
-    plan = [
-        {"tool": "write_file", "input": {"path": "tests/test_four.py", "content": BAD_TEST}},
-        {"tool": "finish", "input": {"summary": "added a test"}},
-        {"tool": "write_file", "input": {"path": "tests/test_four.py", "content": GOOD_TEST}},
-        {"tool": "finish", "input": {"summary": "fixed the test"}},
-    ]
+def run_plan(
+    system: Supervisor, remote: Path, task_id: str, plan: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     body = {
-        "taskId": f"gates-loop-{unique}",
+        "taskId": task_id,
         "agentType": "worker",
         "context": {"repository": str(remote), "branch": "main", "workItems": ["Test add"]},
         "options": {"plan": plan, "maxRetries": 0},
@@ -65,7 +59,21 @@ def test_rejected_then_fixed_then_pushed(system: Supervisor, tmp_path: Path, uni
         assert answer.status_code == 202, answer.text
         agent_id = answer.json()["agentId"]
         record = wait_final(http, agent_id)
-        events = http.get(f"/agents/{agent_id}/events").json()
+        events: list[dict[str, Any]] = http.get(f"/agents/{agent_id}/events").json()
+    return record, events
+
+
+def test_rejected_then_fixed_then_pushed(system: Supervisor, tmp_path: Path, unique: str) -> None:
+    _, remote = build_sample(tmp_path, gates=gates_toml(only_tests=True), name="loop")
+    assert remote is not None
+    plan = [
+        {"tool": "write_file", "input": {"path": "tests/test_four.py", "content": BAD_TEST}},
+        {"tool": "finish", "input": {"summary": "added a test"}},
+        {"tool": "write_file", "input": {"path": "tests/test_four.py", "content": GOOD_TEST}},
+        {"tool": "finish", "input": {"summary": "fixed the test"}},
+    ]
+    record, events = run_plan(system, remote, f"gates-loop-{unique}", plan)
+    agent_id = record["agentId"]
     assert record["state"] == "completed", record
     # the agent's status shows the last gate results, informative ones
     (tests,) = record["gates"]
@@ -83,26 +91,6 @@ def test_rejected_then_fixed_then_pushed(system: Supervisor, tmp_path: Path, uni
     branch = record["pushedBranch"]
     assert branch == f"mosaic/agent-{agent_id}"
     assert git(remote, "show", f"{branch}:tests/test_four.py") == GOOD_TEST.strip()
-
-
-def run_plan(
-    system: Supervisor, remote: Path, task_id: str, plan: list[dict[str, Any]]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    body = {
-        "taskId": task_id,
-        "agentType": "worker",
-        "context": {"repository": str(remote), "branch": "main", "workItems": ["Check"]},
-        "options": {"plan": plan, "maxRetries": 0},
-        "gateProfile": "minimal",
-    }
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
-        answer = http.post("/agents/spawn", json=body)
-        assert answer.status_code == 202, answer.text
-        agent_id = answer.json()["agentId"]
-        record = wait_final(http, agent_id)
-        events: list[dict[str, Any]] = http.get(f"/agents/{agent_id}/events").json()
-    return record, events
 
 
 def test_a_finish_with_nothing_changed_runs_no_gates(
