@@ -103,8 +103,8 @@ class AgentRun:
         """The attempt's steps, in order, up to the end of the model loop."""
         ctx, attempt, retirement = self.ctx, self.attempt, self._retirement
         retirement.worktree_asked = True  # removed even if the answer never comes
-        await place_warm_sandbox(ctx, attempt)
         try:
+            await place_warm_sandbox(ctx, attempt)
             worktree = await open_worktree(ctx, attempt)
             environment = await prepare_environment(ctx, attempt, worktree)
             spec = sandbox_spec(ctx, attempt, worktree, environment)

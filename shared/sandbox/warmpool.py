@@ -175,15 +175,18 @@ class WarmPool:
         warm = self._take(shape) if shape is not None else None
         if shape is not None:
             self._refill(shape)
-        if warm is not None:
-            try:
-                await asyncio.to_thread(os.rename, warm.slot, worktree)
-            except OSError as exc:  # the path exists (a retry reuses its repository)
-                log.info("warm sandbox not placed at %s: %s", worktree, exc)
-                self._discard(warm, slot=warm.slot)
-                warm = None
+        # known before the rename: a cancelled placing is released like any other
         self._placed[worktree] = _Placed(shape if warm else None, warm)
-        return warm is not None
+        if warm is None:
+            return False
+        try:
+            await asyncio.to_thread(os.rename, warm.slot, worktree)
+        except OSError as exc:  # the path exists (a retry reuses its repository)
+            log.info("warm sandbox not placed at %s: %s", worktree, exc)
+            self._placed[worktree] = _Placed(None, None)
+            self._discard(warm, slot=warm.slot)
+            return False
+        return True
 
     def expect(self, worktree: Path) -> None:
         """An agent's repository is at ``worktree`` (nothing placed there: its first agent,
