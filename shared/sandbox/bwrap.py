@@ -22,7 +22,9 @@ included), so it is refused unless ``MOSAIC_SANDBOX_BWRAP_HOST_NETWORK`` accepts
 
 A kill SIGKILLs bwrap's process group and bwrap's child, the namespace's pid 1 (which
 ``--die-with-parent`` would end with bwrap anyway); the kernel then kills every process
-of the namespace, ``setsid`` and daemonized children included. When a command's shell
+of the namespace, ``setsid`` and daemonized children included. A spawner that dies takes
+its sandboxes with it: bwrap through the parent-death signal, the namespace through
+that and a lifeline watched from inside (``LIFELINE_WATCH``). When a command's shell
 exits, pid 1 exits too: nothing of a command outlives it. File tools run host-side on
 the same files (``shared.sandbox.hostfiles``). Limits: rlimits (address space, CPU
 seconds, file size, processes, the last not binding root) and, where one can be made, a
@@ -65,6 +67,19 @@ OLDEST = (0, 8)
 """``--disable-userns`` came in bubblewrap 0.8 (Debian bookworm's)."""
 SIZED = (0, 10)
 """``--size`` (bounded tmpfs) came in 0.10; older ones get unbounded ``/tmp`` and ``$HOME``."""
+LIFELINE_WATCH = (
+    "exec 3<&0 </dev/null; "
+    "(read -r _ <&3; kill -KILL -1) >/dev/null 2>&1 & "
+    "exec 3<&-; "
+    'exec /bin/sh -c "$1"'
+)
+"""The shell each command runs under: a background watcher of the command's standard
+input, the spawner's lifeline (``shared.sandbox.processes.Lifeline``), that SIGKILLs every
+process of the namespace when it reads end of file; then the command itself, on
+``/dev/null``. ``--die-with-parent`` sets the parent-death signal in bwrap's pid 1 only
+after bwrap has forked it: a spawner SIGKILLed in between (its guard kills the outer
+bwrap at once) left pid 1 alive under init with the command running; CI caught one. The
+lifeline holds whatever the order of deaths."""
 
 
 def bwrap_version(bwrap: Path) -> tuple[int, ...]:
@@ -240,8 +255,9 @@ class BwrapSandbox(HostBackedSandbox):
         self._prefix += ["--remount-ro", "/", "--chdir", WORKSPACE, *env_args(self.env), "--"]
 
     def argv(self, command: str) -> list[str]:
-        """The whole ``bwrap`` command line that runs ``command``."""
-        return [*self._prefix, "/bin/sh", "-c", command]
+        """The whole ``bwrap`` command line that runs ``command`` (under ``LIFELINE_WATCH``:
+        its standard input must be a lifeline, as ``ProcessGroups`` gives each command)."""
+        return [*self._prefix, "/bin/sh", "-c", LIFELINE_WATCH, "sandbox", command]
 
     def _launch(self) -> tuple[Path | None, Mapping[str, str]]:
         return None, {}  # bwrap itself gets nothing; the command gets --setenv's

@@ -6,6 +6,11 @@ group (``start_new_session``) with the spec's rlimits applied before ``exec``; i
 output is read up to ``max_output``; on exit, timeout, cancellation or ``kill()`` the
 whole group is SIGKILLed, so nothing of a command outlives it. With a
 ``ProcessGroupRegistry`` each live group is recorded in Valkey for the killswitch.
+
+A leader that dies with this process (``die_with_parent``) also gets a *lifeline* on its
+standard input: the read end of a pipe whose only writer is this process, open until
+the command is over. It reads end of file the moment this process dies, however it
+dies; the bwrap sandbox watches it from inside (``shared.sandbox.bwrap.LIFELINE_WATCH``).
 """
 
 from __future__ import annotations
@@ -126,6 +131,28 @@ async def settled(pids: list[int]) -> None:
         await asyncio.sleep(_SETTLE_POLL_S)
 
 
+class Lifeline:
+    """A pipe whose write end only this process holds (``os.pipe`` fds are not
+    inherited): its read end is a command's standard input, which reads end of file
+    once this process is gone or ``cut()`` ran."""
+
+    def __init__(self) -> None:
+        self.reader, self._writer = os.pipe()
+
+    def handed_over(self) -> None:
+        """The child has its copy of the read end (or never will): ours is not needed."""
+        if self.reader >= 0:
+            os.close(self.reader)
+            self.reader = -1
+
+    def cut(self) -> None:
+        """Close both ends: the command is over."""
+        self.handed_over()
+        if self._writer >= 0:
+            os.close(self._writer)
+            self._writer = -1
+
+
 class ProcessGroups:
     """The running commands of one sandbox, each its own process group (module docstring)."""
 
@@ -166,7 +193,15 @@ class ProcessGroups:
         max_output: int,
     ) -> ExecResult:
         """Run ``argv`` as a new group; stdout and stderr interleaved, cut at ``max_output``."""
-        proc = await self._spawn(argv, cwd=cwd, env=env, limits=limits)
+        lifeline = Lifeline() if self._die_with_parent else None
+        try:
+            proc = await self._spawn(argv, cwd=cwd, env=env, limits=limits, lifeline=lifeline)
+        except BaseException:
+            if lifeline is not None:
+                lifeline.cut()
+            raise
+        if lifeline is not None:
+            lifeline.handed_over()
         pgid = proc.pid  # start_new_session: the leader's pid is the group's id
         self._groups.add(pgid)
         chunks: list[bytes] = []
@@ -223,6 +258,8 @@ class ProcessGroups:
             if recorded is not None and self.registry is not None and not cancelled:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.registry.forget(self._agent_id, recorded))
+            if lifeline is not None:
+                lifeline.cut()
         output = b"".join(chunks).decode("utf-8", errors="replace")
         exit_code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         return ExecResult(
@@ -230,7 +267,13 @@ class ProcessGroups:
         )
 
     async def _spawn(
-        self, argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], limits: Limits
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None,
+        env: Mapping[str, str],
+        limits: Limits,
+        lifeline: Lifeline | None,
     ) -> asyncio.subprocess.Process:
         """Start the leader; a cancellation while asyncio sets up its pipes still kills
         the group (the leader may already have forked children by then)."""
@@ -239,7 +282,7 @@ class ProcessGroups:
                 *argv,
                 cwd=cwd,
                 env=dict(env),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL if lifeline is None else lifeline.reader,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,

@@ -25,6 +25,7 @@ from shared.agentrepo import shared_objects_of
 from shared.sandbox.base import Limits, SandboxError, SandboxSpec, SandboxUnavailableError
 from shared.sandbox.bwrap import BwrapSandbox, BwrapSandboxFactory
 from shared.sandbox.cgroups import _bases
+from shared.sandbox.processes import Lifeline
 from shared.sandbox.procgroups import ProcessGroupRegistry
 from shared.sandbox.settings import SandboxSettings
 from tests.conftest import agent_repository, git
@@ -151,7 +152,8 @@ async def test_keys_in_the_spawner_environment_do_not_reach_it(
 async def test_host_proc_is_not_visible(box: BwrapSandbox) -> None:
     code, out = await run(box, "ls /proc | grep -c '^[0-9]'")
     assert code == 0
-    assert int(out.strip()) <= 4  # bwrap's init, the shell, ls, grep: nothing of the host
+    # bwrap's init, the lifeline's watcher, the shell, ls, grep: nothing of the host
+    assert int(out.strip()) <= 5
 
 
 async def test_no_network(factory: BwrapSandboxFactory, mosaic_home: Path) -> None:
@@ -304,6 +306,7 @@ async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
         os.chmod(tree, 0o755)
         os.chown(tree, 65534, 65534)
         sandbox = BwrapSandbox(SandboxSpec("a", "t", tree), factory.bwrap, factory.settings)
+        lifeline = Lifeline()  # what ProcessGroups gives each command: open while it runs
         result = subprocess.run(
             [
                 "setpriv",
@@ -313,12 +316,14 @@ async def test_runs_as_a_normal_user(factory: BwrapSandboxFactory) -> None:
                 "--",
                 *sandbox.argv("id -u; echo made > here && cat here; cat /etc/shadow"),
             ],
+            stdin=lifeline.reader,
             capture_output=True,
             text=True,
             timeout=30,
             check=False,
             env={},
         )
+        lifeline.cut()
         assert "made" in result.stdout, result.stderr
         assert "65534" in result.stdout
         assert "root:" not in result.stdout
