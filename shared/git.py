@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,78 @@ _REPOSITORY_SCOPES = frozenset({"local", "worktree"})
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 EMPTY_TREE = _EMPTY_TREE
 """The id of the empty tree (diffs of a repository without commits start from it)."""
+
+
+_OVERRIDES_KEPT = 4096
+"""How many repositories' overrides ``_OverridesCache`` keeps (oldest dropped first)."""
+
+FileStamp = tuple[int, int, int, int] | None
+"""A config file as (inode, size, mtime ns, ctime ns), or None when it does not exist:
+any write changes the ctime, which no one can set back."""
+
+
+def _stamp(path: Path) -> FileStamp:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def _config_files(git_dir: Path, env: Mapping[str, str]) -> list[Path]:
+    """Every file ``git config --list`` reads for ``git_dir`` in ``env`` (no system
+    config: ``GIT_CONFIG_NOSYSTEM``): the repository's and worktree's, the global ones."""
+    files = [git_dir / "config", git_dir / "config.worktree"]
+    try:
+        common = (git_dir / "commondir").read_text().strip()
+    except OSError:
+        common = ""
+    if common:
+        shared = (git_dir / common).resolve()
+        files += [shared / "config", shared / "config.worktree"]
+    if "GIT_CONFIG_GLOBAL" in env:
+        files.append(Path(env["GIT_CONFIG_GLOBAL"]))
+    else:
+        home = Path(env.get("HOME", "/nonexistent"))
+        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        files += [home / ".gitconfig", xdg / "git" / "config"]
+    return files
+
+
+class _OverridesCache:
+    """Each repository's ``-c`` overrides, kept while none of its config files changed.
+
+    Listing a repository's config is one git process per ``Git`` object, and gitops
+    makes several per request: 6 of the 57 git processes of a no-op agent. The listing
+    depends only on the files ``_config_files`` names (includes are refused in
+    repository config, and a listing with an include anywhere is never kept, as an
+    included file's change would not show), so their stamps decide whether it still holds.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[object, ...], tuple[tuple[FileStamp, ...], tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def key(self, git_dir: Path, env: Mapping[str, str]) -> tuple[object, ...]:
+        steering = tuple(sorted((k, v) for k, v in env.items() if k.startswith("GIT_CONFIG")))
+        return (str(git_dir), env.get("HOME"), env.get("XDG_CONFIG_HOME"), steering)
+
+    def get(self, key: tuple[object, ...], stamps: tuple[FileStamp, ...]) -> tuple[str, ...] | None:
+        with self._lock:
+            found = self._kept.get(key)
+        return found[1] if found is not None and found[0] == stamps else None
+
+    def put(
+        self, key: tuple[object, ...], stamps: tuple[FileStamp, ...], overrides: tuple[str, ...]
+    ) -> None:
+        with self._lock:
+            self._kept.pop(key, None)
+            self._kept[key] = (stamps, overrides)
+            while len(self._kept) > _OVERRIDES_KEPT:
+                del self._kept[next(iter(self._kept))]
+
+
+_OVERRIDES = _OverridesCache()
 
 
 class GitError(MosaicError):
@@ -211,16 +284,27 @@ class Git:
     def _repository_overrides(self) -> tuple[str, ...]:
         """``-c`` values that blank every program named by repository-level config."""
         if self._overrides is None:
-            overrides: tuple[str, ...] = ()
-            if self.git_dir is not None:
-                listing = self._exec(
-                    [*self._prefix(()), "config", "--list", "--show-scope", "-z"], None, None, None
-                )
-                entries = parse_config_listing(listing.raw.decode("utf-8", "replace"))
-                refuse_includes(entries, self.git_dir)
-                overrides = program_overrides(entries)
-            self._overrides = overrides
+            self._overrides = () if self.git_dir is None else self._list_overrides(self.git_dir)
         return self._overrides
+
+    def _list_overrides(self, git_dir: Path) -> tuple[str, ...]:
+        """The overrides from a listing of ``git_dir``'s config, or the kept ones while
+        its config files are unchanged (``_OverridesCache``); stamped before listing, so
+        a write during the listing makes the next call list again."""
+        key = _OVERRIDES.key(git_dir, self._env)
+        stamps = tuple(_stamp(path) for path in _config_files(git_dir, self._env))
+        kept = _OVERRIDES.get(key, stamps)
+        if kept is not None:
+            return kept
+        listing = self._exec(
+            [*self._prefix(()), "config", "--list", "--show-scope", "-z"], None, None, None
+        )
+        entries = parse_config_listing(listing.raw.decode("utf-8", "replace"))
+        refuse_includes(entries, git_dir)
+        overrides = program_overrides(entries)
+        if not any(_INCLUDES.match(name) for _, name, _ in entries):
+            _OVERRIDES.put(key, stamps, overrides)
+        return overrides
 
     def run(
         self,
