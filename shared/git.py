@@ -432,20 +432,36 @@ def nested_repositories(git: Git, tree: str | None = None) -> list[str]:
     """
     if git.work_tree is None:
         return []
+    return [path for path in _gitlinks(git, tree) if os.path.lexists(git.work_tree / path / ".git")]
+
+
+_FULL_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_GITLINKS_KEPT = 1024
+_GITLINKS: dict[tuple[str, str], tuple[str, ...]] = {}
+"""The gitlink paths of a commit or tree named by its full id, which can never change:
+every commit check and removal asked again for the same base commit's."""
+
+
+def _gitlinks(git: Git, tree: str | None) -> tuple[str, ...]:
+    """The gitlink paths of ``tree`` (a tree-ish), or of the index when None."""
+    key = (str(git.git_dir), tree) if tree and _FULL_ID.match(tree) else None
+    if key is not None and key in _GITLINKS:
+        return _GITLINKS[key]
     listing = (
         git.run("ls-tree", "-r", "-z", "--full-tree", tree).raw
         if tree
         else git.run("ls-files", "--stage", "-z").raw
     )
-    found = []
+    paths = []
     for record in listing.split(b"\0"):
         meta, _, raw_path = record.partition(b"\t")
-        if not meta.startswith(b"160000"):
-            continue
-        path = raw_path.decode("utf-8", "surrogateescape")
-        if os.path.lexists(git.work_tree / path / ".git"):
-            found.append(path)
-    return found
+        if meta.startswith(b"160000"):
+            paths.append(raw_path.decode("utf-8", "surrogateescape"))
+    if key is not None:
+        if len(_GITLINKS) >= _GITLINKS_KEPT:
+            _GITLINKS.clear()
+        _GITLINKS[key] = tuple(paths)
+    return tuple(paths)
 
 
 def refuse_nested_repositories(git: Git, tree: str | None = None) -> None:

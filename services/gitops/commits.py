@@ -66,7 +66,7 @@ def _commit(cache: RepoCache, ref: WorktreeRef, request: CommitRequested) -> Com
     head = sync_branch(cache, ref)
     assert head is not None
     with files_view(ref.agent_repo, head, make_runner(cache), into_cache=True) as view:
-        refuse_nested_repositories(view)  # before add: never start a git in one
+        refuse_nested_repositories(view, head)  # before add (index: head): never run a git in one
         view.run("add", "-A")
         refuse_nested_repositories(view)  # added just now: never commit an agent's repository
         if view.run("diff-index", "--cached", "--quiet", head, ok=(0, 1)).status == 0:

@@ -282,10 +282,15 @@ class RepoCache:
                 shutil.rmtree(scratch, ignore_errors=True)
 
     def has_ref(self, url: str, ref: str) -> bool:
+        return self.commit_of(url, ref) is not None
+
+    def commit_of(self, url: str, ref: str) -> str | None:
+        """The commit ``ref`` names in the cache, or None: one git process where
+        ``has_ref`` then ``rev`` took two."""
         result = self.runner(url).run(
             "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1)
         )
-        return result.status == 0
+        return (result.stdout.strip() or None) if result.status == 0 else None
 
     def rev(self, url: str, ref: str) -> str:
         return self.runner(url).out("rev-parse", "--verify", f"{ref}^{{commit}}")

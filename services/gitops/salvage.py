@@ -33,7 +33,7 @@ def snapshot_tree(view: Git, head: str | None) -> str | None:
     when the agent planted a repository where a gitlink is: ``add`` would start a git in
     it (``shared.git.nested_repositories``).
     """
-    nested = nested_repositories(view) + (nested_repositories(view, head) if head else [])
+    nested = nested_repositories(view, head) if head else []  # the index holds head's tree
     if nested:
         log.warning("not salvaging uncommitted work: git repositories inside it at %s", nested)
         return None

@@ -114,16 +114,25 @@ def require_on_branch(ref: WorktreeRef) -> None:
         )
 
 
-def import_commit(cache: RepoCache, ref: WorktreeRef, sha: str) -> None:
-    """Copy the objects ``sha`` needs from the agent's repository into the cache.
+def cached_tip(cache: RepoCache, ref: WorktreeRef) -> str | None:
+    """The commit of the agent's branch in the cache (its lock held: it cannot move)."""
+    return cache.commit_of(ref.repository, f"refs/heads/{ref.branch}")
+
+
+def import_commit(cache: RepoCache, ref: WorktreeRef, sha: str, tip: str | None) -> None:
+    """Copy the objects ``sha`` needs from the agent's repository into the cache; ``tip``
+    is ``cached_tip``: when it is ``sha``, the cache has them all already (an unchanged
+    agent's every commit check and removal used to walk and verify its objects again).
 
     git runs on the CACHE (its config, our options) and only reads the agent's object
     directory, through ``GIT_ALTERNATE_OBJECT_DIRECTORIES``: no git process ever runs
     with the agent's repository as its own for this.
     """
+    if sha == tip:
+        return
     runner = cache.runner(ref.repository)
     env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(ref.agent_repo.own_objects.absolute())}
-    known = _known_refs(cache, ref)
+    known = _known_refs(ref, tip)
     listing = runner.run("rev-list", "--objects", sha, "--not", *known, env=env).raw
     if listing.strip():
         pack = ref.repo / "objects" / "pack" / "pack"
@@ -132,14 +141,13 @@ def import_commit(cache: RepoCache, ref: WorktreeRef, sha: str) -> None:
     runner.run("rev-list", "--objects", "--quiet", sha, "--not", *known)
 
 
-def _known_refs(cache: RepoCache, ref: WorktreeRef) -> list[str]:
+def _known_refs(ref: WorktreeRef, tip: str | None) -> list[str]:
     """What the cache surely has, as ``rev-list`` arguments: every ref but the other
     agents' branches, and this agent's own. Other agents' branches come and go while the
     walk runs, and one deleted mid-walk failed it (``fatal: bad object
     refs/heads/mosaic/agent-…``: one commit of 200 in a load test); the agent's own
     branch cannot move meanwhile (its lock is held)."""
-    own = f"refs/heads/{ref.branch}"
-    mine = [own] if cache.has_ref(ref.repository, own) else []
+    mine = [tip] if tip is not None else []
     return [*mine, "--exclude=refs/heads/mosaic/*", "--all"]
 
 
@@ -160,8 +168,10 @@ def sync_branch(cache: RepoCache, ref: WorktreeRef) -> str | None:
             f"{ref.branch} has no commit in your repository; check it out again",
             code="wrong_branch",
         )
-    import_commit(cache, ref, sha)
-    cache.runner(ref.repository).run("update-ref", f"refs/heads/{ref.branch}", sha)
+    tip = cached_tip(cache, ref)
+    if sha != tip:
+        import_commit(cache, ref, sha, tip)
+        cache.runner(ref.repository).run("update-ref", f"refs/heads/{ref.branch}", sha)
     return sha
 
 
@@ -207,9 +217,11 @@ def _create(
     cache.ensure(ref.repository, base_branch)
     runner = cache.runner(ref.repository)
     base_ref = f"refs/remotes/origin/{base_branch}"
-    if not cache.has_ref(ref.repository, base_ref):
+    base = cache.commit_of(ref.repository, base_ref)
+    if base is None:
         cache.fetch(ref.repository, base_branch)  # ensure may have skipped a recent fetch
-        if not cache.has_ref(ref.repository, base_ref):
+        base = cache.commit_of(ref.repository, base_ref)
+        if base is None:
             raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
     # an empty directory is made into the repository where it is: a warm sandbox may
     # already mount it (shared.sandbox.warmpool)
@@ -228,9 +240,9 @@ def _create(
     holder = _holder(cache, ref)
     if holder is not None:
         raise BranchInUseError(f"{ref.branch} is checked out in {holder.name}")
-    branch_existed = cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
-    base = cache.rev(ref.repository, base_ref)
-    start = cache.rev(ref.repository, f"refs/heads/{ref.branch}") if branch_existed else base
+    existing = cache.commit_of(ref.repository, f"refs/heads/{ref.branch}")
+    branch_existed = existing is not None
+    start = existing or base
     if not branch_existed and retry:
         start = _pushed_by_earlier_attempt(cache, ref) or start
     ref.path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,7 +262,7 @@ def _create(
         shutil.rmtree(ref.path, ignore_errors=True)
         raise
     log.info("created agent repository %s on %s", ref.path, ref.branch, extra=ref.log_extra)
-    return _ready(cache, ref, base_ref, reused=False)
+    return _ready(cache, ref, base_ref, reused=False, on_base=base if start == base else None)
 
 
 def _pushed_by_earlier_attempt(cache: RepoCache, ref: WorktreeRef) -> str | None:
@@ -258,16 +270,19 @@ def _pushed_by_earlier_attempt(cache: RepoCache, ref: WorktreeRef) -> str | None
     ended before its record did (killed, its spawner gone): a retry builds on it, so its
     push is a fast-forward, not a rewrite the remote refuses."""
     cache.fetch(ref.repository, ref.branch)
-    remote = f"refs/remotes/origin/{ref.branch}"
-    return cache.rev(ref.repository, remote) if cache.has_ref(ref.repository, remote) else None
+    return cache.commit_of(ref.repository, f"refs/remotes/origin/{ref.branch}")
 
 
-def _ready(cache: RepoCache, ref: WorktreeRef, base_ref: str, *, reused: bool) -> WorktreeReady:
+def _ready(
+    cache: RepoCache, ref: WorktreeRef, base_ref: str, *, reused: bool, on_base: str | None = None
+) -> WorktreeReady:
+    """``on_base``: the base commit, when the new branch starts right on it (then it is
+    the merge base, and no git needs to say so)."""
     runner = cache.runner(ref.repository)
     tip = f"refs/heads/{ref.branch}"
     if reused and agentrepo.head_branch(ref.agent_repo) == ref.branch:
         tip = sync_branch(cache, ref) or tip
-    base = runner.out("merge-base", tip, base_ref)
+    base = on_base or runner.out("merge-base", tip, base_ref)
     return WorktreeReady(
         path=str(ref.path),
         branch=ref.branch,
@@ -348,7 +363,7 @@ def _remove(cache: RepoCache, ref: WorktreeRef) -> WorktreeRemoved:
         if holder is None:  # the cache's branch may hold a commit gitops made: keep it
             removed = removed or cache.has_ref(ref.repository, f"refs/heads/{ref.branch}")
             salvage_branch = salvage(cache, runner, None, ref.branch, ref.agent_id, ref.task_id)
-    if holder is None and cache.has_ref(ref.repository, f"refs/heads/{ref.branch}"):
+    if holder is None:  # deleting a ref that is not there succeeds: no check first
         runner.run("update-ref", "-d", f"refs/heads/{ref.branch}")
     log.info("removed worktree %s (salvage: %s)", ref.path, salvage_branch, extra=ref.log_extra)
     return WorktreeRemoved(removed=removed, salvage_branch=salvage_branch)
@@ -361,19 +376,18 @@ def _salvage(cache: RepoCache, ref: WorktreeRef) -> str | None:
     runner = cache.runner(ref.repository)
     keep: list[str] = []
     head = None
+    cached = cached_tip(cache, ref)
     try:
         verify_agent_repo(ref.agent_repo)
         head = agent_head(cache, ref, "HEAD")
         tip = agent_head(cache, ref, f"refs/heads/{ref.branch}")
         for sha in dict.fromkeys(s for s in (head, tip) if s):
-            import_commit(cache, ref, sha)
+            import_commit(cache, ref, sha, cached)
         keep = [sha for sha in (tip,) if sha and sha != head]
     except WorktreeTamperedError as exc:
         log.warning("salvaging only the files of a tampered repository: %s", exc,
                     extra=ref.log_extra)  # fmt: skip
         head, keep = None, []
-    ours = f"refs/heads/{ref.branch}"
-    cached = cache.rev(ref.repository, ours) if cache.has_ref(ref.repository, ours) else None
     if head is None:
         head = cached
     elif cached is not None and cached != head:
