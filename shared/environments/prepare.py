@@ -94,8 +94,26 @@ class PreparedEnvironment:
 NO_ENVIRONMENT = PreparedEnvironment()
 
 
+_DECLARATIONS_KEPT = 1024
+_DECLARATIONS: dict[tuple[str, str], Declaration | None] = {}
+"""Declarations read, by repository and commit: what a commit holds never changes, and
+every agent of a repository read its base commit's again (two git processes when it
+declares nothing, most of the time)."""
+
+
 def read_declaration(view: CommitView) -> Declaration | None:
     """The repository's declaration at the view's commit, first source found, or None."""
+    key = (str(view.git_dir), view.commit)
+    if key in _DECLARATIONS:
+        return _DECLARATIONS[key]
+    declaration = _read_declaration(view)  # a declaration that does not parse: not kept
+    if len(_DECLARATIONS) >= _DECLARATIONS_KEPT:
+        _DECLARATIONS.clear()
+    _DECLARATIONS[key] = declaration
+    return declaration
+
+
+def _read_declaration(view: CommitView) -> Declaration | None:
     raw = view.read(MOSAIC_FILE)
     if raw is not None:
         return parse_mosaic(raw)

@@ -21,6 +21,7 @@ import ctypes
 import os
 import resource
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -36,9 +37,28 @@ _SETTLE_POLL_S = 0.005
 _PR_SET_PDEATHSIG = 1
 
 
+_COUNT_FRESH_S = 0.5
+"""How long a count of the uid's processes serves the next commands' RLIMIT_NPROC: each
+count stats every entry of ``/proc``, and a hundred agents start commands together. The
+bound is a count taken at most this long ago plus ``limits.pids`` (a cgroup, where one
+can be made, bounds the sandbox exactly)."""
+_counted: dict[int, tuple[float, int]] = {}
+
+
 def user_process_count(uid: int | None = None) -> int:
-    """Processes of ``uid`` (default: this process's) now; RLIMIT_NPROC counts them all."""
+    """Processes of ``uid`` (default: this process's), counted at most ``_COUNT_FRESH_S``
+    ago; RLIMIT_NPROC counts them all."""
     uid = os.getuid() if uid is None else uid
+    now = time.monotonic()
+    counted = _counted.get(uid)
+    if counted is not None and now - counted[0] < _COUNT_FRESH_S:
+        return counted[1]
+    count = _count_processes(uid)
+    _counted[uid] = (now, count)
+    return count
+
+
+def _count_processes(uid: int) -> int:
     count = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
