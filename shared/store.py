@@ -26,7 +26,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -187,6 +187,14 @@ def _enc(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+class AgentStanding(NamedTuple):
+    """Where an agent stands, without the rest of its record (``StateStore.standings``)."""
+
+    state: AgentState
+    task_state: TaskState | None
+    completed_at: datetime | None
+
+
 class StateStore:
     """Typed access to agent state in Valkey; safe to share across tasks."""
 
@@ -292,6 +300,27 @@ class StateStore:
             for agent_id, value in zip(agent_ids, raw, strict=True)
             if value is not None
         }
+
+    async def standings(self, agent_ids: Sequence[str]) -> dict[str, AgentStanding]:
+        """State, task state and completion time of each of ``agent_ids`` that exists, in
+        one pipelined read: what a kill-all asks of every agent (parsing 100 whole
+        records took the gateway a third of a second while the kills were under way)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.hmget(self.key("agent", agent_id), "state", "task_state", "completed_at")
+            rows = await pipe.execute()
+        found: dict[str, AgentStanding] = {}
+        for agent_id, (state, task_state, completed_at) in zip(agent_ids, rows, strict=True):
+            if state is None:
+                continue
+            task = json.loads(task_state) if task_state is not None else None
+            done = json.loads(completed_at) if completed_at is not None else None
+            found[agent_id] = AgentStanding(
+                AgentState(json.loads(state)),
+                TaskState(task) if task is not None else None,
+                datetime.fromisoformat(done) if done is not None else None,
+            )
+        return found
 
     async def require_agent(self, agent_id: str) -> AgentRecord:
         """The agent's record, or ``NotFoundError``."""

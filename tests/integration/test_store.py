@@ -208,3 +208,25 @@ async def test_intake_reads_the_tasks_owner_and_the_hold_at_once(store: StateSto
     assert owner == "a1"
     assert hold == {"kind": "killall", "reason": "test"}
     assert hold == await store.held()
+
+
+async def test_standings_read_what_a_kill_all_needs_as_the_records_say(store: StateStore) -> None:
+    await store.create_agent(make_record("queued", "t1"))
+    await store.create_agent(make_record("done", "t2"))
+    await store.transition("done", task_id="t2", task=TaskState.ASSIGNED)
+    await store.transition("done", task_id="t2", agent=AgentState.RUNNING, task=TaskState.EXECUTING)
+    ended = utcnow()
+    await store.transition(
+        "done",
+        task_id="t2",
+        agent=AgentState.KILLED,
+        task=TaskState.FAILED,
+        fields={"completed_at": ended},
+    )
+    standings = await store.standings(["queued", "missing", "done"])
+    assert list(standings) == ["queued", "done"]
+    for agent_id, standing in standings.items():
+        record = await store.require_agent(agent_id)
+        assert standing == (record.state, record.task_state, record.completed_at)
+    assert standings["done"].completed_at == ended
+    assert standings["queued"].task_state == TaskState.PENDING
