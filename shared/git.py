@@ -36,6 +36,7 @@ from pathlib import Path
 
 from shared import secrets_rules
 from shared.errors import MosaicError
+from shared.memo import Memo
 
 WORKTREES_SUFFIX = "_worktrees"
 """A cache repository ``<slug>`` keeps its agents' worktrees in ``<slug>_worktrees/``."""
@@ -436,17 +437,19 @@ def nested_repositories(git: Git, tree: str | None = None) -> list[str]:
 
 
 _FULL_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-_GITLINKS_KEPT = 1024
-_GITLINKS: dict[tuple[str, str], tuple[str, ...]] = {}
+_GITLINKS: Memo[tuple[str, str], tuple[str, ...]] = Memo(1024)
 """The gitlink paths of a commit or tree named by its full id, which can never change:
 every commit check and removal asked again for the same base commit's."""
 
 
 def _gitlinks(git: Git, tree: str | None) -> tuple[str, ...]:
     """The gitlink paths of ``tree`` (a tree-ish), or of the index when None."""
-    key = (str(git.git_dir), tree) if tree and _FULL_ID.match(tree) else None
-    if key is not None and key in _GITLINKS:
-        return _GITLINKS[key]
+    if tree and _FULL_ID.match(tree):
+        return _GITLINKS.remembered((str(git.git_dir), tree), lambda: _list_gitlinks(git, tree))
+    return _list_gitlinks(git, tree)
+
+
+def _list_gitlinks(git: Git, tree: str | None) -> tuple[str, ...]:
     listing = (
         git.run("ls-tree", "-r", "-z", "--full-tree", tree).raw
         if tree
@@ -457,10 +460,6 @@ def _gitlinks(git: Git, tree: str | None) -> tuple[str, ...]:
         meta, _, raw_path = record.partition(b"\t")
         if meta.startswith(b"160000"):
             paths.append(raw_path.decode("utf-8", "surrogateescape"))
-    if key is not None:
-        if len(_GITLINKS) >= _GITLINKS_KEPT:
-            _GITLINKS.clear()
-        _GITLINKS[key] = tuple(paths)
     return tuple(paths)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.gitops.errors import InvalidBranchError, InvalidRepositoryError, InvalidRequestError
 from services.gitops.safety import GitRunner
 from shared.ids import id_problem
+from shared.memo import Memo
 from shared.repository import canonical_repository
 
 
@@ -25,22 +26,21 @@ def validate_repository(url: str) -> str:
         raise InvalidRepositoryError(f"repository {exc}") from None  # no echo: it may hold a token
 
 
-_ACCEPTED_BRANCHES: dict[str, None] = {}
+_ACCEPTED_BRANCHES: Memo[str, str] = Memo(1024)
 """Names ``check-ref-format`` accepted (git's rule does not change while we run): most
 requests name the same few base branches, and each asked a git process again."""
-_ACCEPTED_KEPT = 1024
 
 
 def validate_branch(name: str, runner: GitRunner) -> str:
     """A branch name git accepts (``git check-ref-format``) that cannot pass as an option."""
     if not name or name.startswith("-") or ".." in name:
         raise InvalidBranchError(f"branch {name!r} must not be empty, start with '-' or hold '..'")
-    if name in _ACCEPTED_BRANCHES:
+
+    def check() -> str:
+        ref = f"refs/heads/{name}"
+        result = runner.run("check-ref-format", "--normalize", ref, ok=(0, 1, 128))
+        if result.status != 0 or result.stdout.strip() != ref:
+            raise InvalidBranchError(f"branch {name!r} is not a valid git branch name")
         return name
-    result = runner.run("check-ref-format", "--normalize", f"refs/heads/{name}", ok=(0, 1, 128))
-    if result.status != 0 or result.stdout.strip() != f"refs/heads/{name}":
-        raise InvalidBranchError(f"branch {name!r} is not a valid git branch name")
-    if len(_ACCEPTED_BRANCHES) >= _ACCEPTED_KEPT:
-        _ACCEPTED_BRANCHES.clear()
-    _ACCEPTED_BRANCHES[name] = None
-    return name
+
+    return _ACCEPTED_BRANCHES.remembered(name, check)

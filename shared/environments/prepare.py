@@ -60,6 +60,7 @@ from shared.environments.prune import prune_images
 from shared.environments.settings import EnvironmentSettings
 from shared.errors import BusUnavailableError
 from shared.gitread import CommitView, TreeEntry
+from shared.memo import Memo
 from shared.sandbox.base import SandboxFactory
 from shared.sandbox.docker import DockerSandboxFactory
 from shared.sandbox.settings import SandboxSettings
@@ -94,23 +95,17 @@ class PreparedEnvironment:
 NO_ENVIRONMENT = PreparedEnvironment()
 
 
-_DECLARATIONS_KEPT = 1024
-_DECLARATIONS: dict[tuple[str, str], Declaration | None] = {}
+_DECLARATIONS: Memo[tuple[str, str], Declaration | None] = Memo(1024)
 """Declarations read, by repository and commit: what a commit holds never changes, and
 every agent of a repository read its base commit's again (two git processes when it
 declares nothing, most of the time)."""
 
 
 def read_declaration(view: CommitView) -> Declaration | None:
-    """The repository's declaration at the view's commit, first source found, or None."""
+    """The repository's declaration at the view's commit, first source found, or None
+    (one that does not parse raises, and is read again next time)."""
     key = (str(view.git_dir), view.commit)
-    if key in _DECLARATIONS:
-        return _DECLARATIONS[key]
-    declaration = _read_declaration(view)  # a declaration that does not parse: not kept
-    if len(_DECLARATIONS) >= _DECLARATIONS_KEPT:
-        _DECLARATIONS.clear()
-    _DECLARATIONS[key] = declaration
-    return declaration
+    return _DECLARATIONS.remembered(key, lambda: _read_declaration(view))
 
 
 def _read_declaration(view: CommitView) -> Declaration | None:
