@@ -261,6 +261,8 @@ class ProcessGroups:
         finally:
             # Normal exit, timeout or cancellation: nothing of this command outlives it.
             top = killpg(pgid)
+            if lifeline is not None:
+                lifeline.cut()  # before any await: a second cancellation cannot leak it
             self._groups.discard(pgid)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -278,8 +280,6 @@ class ProcessGroups:
             if recorded is not None and self.registry is not None and not cancelled:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.registry.forget(self._agent_id, recorded))
-            if lifeline is not None:
-                lifeline.cut()
         output = b"".join(chunks).decode("utf-8", errors="replace")
         exit_code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         return ExecResult(
