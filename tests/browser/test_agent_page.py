@@ -142,9 +142,18 @@ def test_a_finished_agents_page_shows_conversation_diff_and_gates(
         "the trace's spans of gateway, spawner, gitops and gates",
     )
     assert "from trace" in driver.find_element(By.ID, "timeline-source").text
-    events = driver.find_elements(By.CSS_SELECTOR, "#timeline .timeline-events li")
-    timeline_kinds = {e.get_attribute("data-kind") for e in events}
-    assert {"state", "progress", "gate"} <= timeline_kinds, timeline_kinds
+
+    def event_kinds(d: Any) -> set[str]:
+        items = d.find_elements(By.CSS_SELECTOR, "#timeline .timeline-events li")
+        return {str(i.get_attribute("data-kind")) for i in items}
+
+    # read through wait_for: the page renders the timeline again when a trace's last
+    # spans arrive, and an element read during that is stale (CI caught one)
+    wait_for(
+        driver,
+        lambda d: {"state", "progress", "gate"} <= event_kinds(d),
+        "the agent's state, progress and gate events on the timeline",
+    )
     facts = driver.find_element(By.ID, "page-facts").text
     assert "scripted" in facts
     assert "none · UNSAFE" in facts
