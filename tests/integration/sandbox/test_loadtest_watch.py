@@ -1,0 +1,43 @@
+"""The kill load test's watch on bwrap sandboxes (``loadtests.scenarios.bwrap_processes``):
+it must see a running sandbox by its agent's id, or "gone in 0.17 s" would mean nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from loadtests.scenarios import bwrap_processes
+from shared.sandbox.base import SandboxSpec
+from shared.sandbox.bwrap import BwrapSandboxFactory
+from shared.sandbox.settings import SandboxSettings
+from tests.integration.sandbox.conftest import require_bwrap
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+async def test_a_running_sandbox_is_seen_by_its_agent_id_until_killed(tmp_path: Path) -> None:
+    await require_bwrap()
+    agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+    worktree = tmp_path / f"{agent_id}-task"  # gitops names an agent's repository so
+    worktree.mkdir()
+    box = await BwrapSandboxFactory(SandboxSettings()).create(
+        SandboxSpec(agent_id=agent_id, task_id="task", worktree=worktree)
+    )
+    command = asyncio.create_task(box.exec("sleep 60", timeout=90))
+    try:
+        for _ in range(200):
+            if bwrap_processes([agent_id]):
+                break
+            await asyncio.sleep(0.02)
+        # the outer bwrap and the namespace's pid 1 both carry the path
+        assert len(bwrap_processes([agent_id])) == 2
+        assert bwrap_processes(["agent-someone-else"]) == []
+        box.kill_now()
+        await box.kill()
+        await asyncio.gather(command, return_exceptions=True)
+        assert bwrap_processes([agent_id]) == []
+    finally:
+        await box.close()
