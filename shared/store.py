@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
-from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptError
+from shared.errors import IllegalTransitionError, MosaicError, NotFoundError, StaleAttemptError
 from shared.federation.agents import owner_key
 from shared.lifecycle import agent_sources, task_sources
 from shared.messages.agents import (
@@ -38,7 +39,6 @@ from shared.messages.agents import (
     AgentPatch,
     AgentRecord,
     AgentState,
-    EventKind,
     TaskState,
 )
 from shared.messages.base import utcnow
@@ -185,6 +185,21 @@ return {1, ''}
 
 def _enc(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state move of one agent, as ``StateStore.transition`` takes it (its keyword
+    arguments, named in one value so that many can be written together)."""
+
+    agent_id: str
+    task_id: str
+    agent: AgentState | None = None
+    task: TaskState | None = None
+    fields: Mapping[str, Any] | None = None
+    detail: Mapping[str, Any] | None = None
+    fence: int | None = None
+    append: Mapping[str, str] | None = None
 
 
 class AgentStanding(NamedTuple):
@@ -389,60 +404,73 @@ class StateStore:
         fields (``attempt_reasons``) in the same step. The returned event (with its
         ``seq``) is already in the history list; the caller publishes it.
         """
+        move = Transition(agent_id, task_id, agent, task, fields, detail, fence, append)
+        keys, args, sets = self._transition_call(move, op)
+        outcome = _transition_outcome(move, sets, await self._transition(keys=keys, args=args))
+        if isinstance(outcome, MosaicError):
+            raise outcome
+        return outcome
+
+    async def transition_many(self, moves: Sequence[Transition]) -> list[AgentEvent | MosaicError]:
+        """Each of ``moves`` as ``transition`` makes it, all in one pipelined round trip
+        (a kill-all's records: one by one, a hundred of them were written between the
+        runs' other work). Each answers for itself: its event, or the error
+        ``transition`` would have raised (illegal, stale, not found). Not idempotent on
+        a resend (no ``op``): for writes whose repeat is refused harmlessly."""
+        if not moves:
+            return []
+        calls = [self._transition_call(move, None) for move in moves]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in calls:
+                await self._transition(keys=keys, args=args, client=pipe)
+            answers = await pipe.execute()
+        return [
+            _transition_outcome(move, sets, answer)
+            for move, (_, _, sets), answer in zip(moves, calls, answers, strict=True)
+        ]
+
+    def _transition_call(
+        self, move: Transition, op: str | None
+    ) -> tuple[list[str], list[str], dict[str, Any]]:
+        """The transition script's keys and argument for ``move``, and the fields it sets."""
         checks: dict[str, list[str]] = {}
-        sets: dict[str, Any] = dict(fields or {})
-        if agent is not None:
-            checks["state"] = [_enc(s.value) for s in agent_sources(agent)]
-            sets["state"] = agent.value
-        if task is not None:
-            checks["task_state"] = [_enc(s.value) for s in task_sources(task)]
-            sets["task_state"] = task.value
-        kind: EventKind = "state" if agent is not None else "task_state"
+        sets: dict[str, Any] = dict(move.fields or {})
+        if move.agent is not None:
+            checks["state"] = [_enc(s.value) for s in agent_sources(move.agent)]
+            sets["state"] = move.agent.value
+        if move.task is not None:
+            checks["task_state"] = [_enc(s.value) for s in task_sources(move.task)]
+            sets["task_state"] = move.task.value
+        agent, task = move.agent, move.task
         event = AgentEvent(
-            agent_id=agent_id,
-            task_id=task_id,
-            kind=kind,
+            agent_id=move.agent_id,
+            task_id=move.task_id,
+            kind="state" if agent is not None else "task_state",
             state=agent.value if agent else (task.value if task else None),
-            detail={**(detail or {}), **({"taskState": task.value} if task and agent else {})},
+            detail={**(move.detail or {}), **({"taskState": task.value} if task and agent else {})},
             trace_id=current_trace_id(),
         )
         flat: list[str] = []
         for name, value in sets.items():
             flat += [name, _enc(_jsonable(value))]
-        primary = "state" if agent is not None else "task_state"
-        targets = {f: sets[f] for f in checks}
         spec: dict[str, Any] = {
             "checks": checks,
             "set": flat,
             "event": event.model_dump_json(),
-            "primary": primary,
-            "targets": targets,
-            "append": dict(append or {}),
+            "primary": "state" if agent is not None else "task_state",
+            "targets": {f: sets[f] for f in checks},
+            "append": dict(move.append or {}),
             "op": op or uuid.uuid4().hex,
         }
-        if fence is not None:
-            spec["fence"] = fence
-        result = await self._transition(
-            keys=[
-                self.key("agent", agent_id),
-                self.key("agent", agent_id, "events"),
-                self.key("counts"),
-                self.key("agent", agent_id, "lastop"),
-            ],
-            args=[_enc(spec)],
-        )
-        status = int(result[0])
-        if status == -1:
-            raise NotFoundError(f"no agent {agent_id!r}")
-        if status == -2:
-            raise _stale(agent_id, fence, result)
-        if status == 0:
-            field, current = _text(result[1]), _text(result[2])
-            target = sets[field]
-            raise IllegalTransitionError(
-                f"agent {agent_id} {field}", json.loads(current) if current else None, target
-            )
-        return AgentEvent.from_bytes(result[2])
+        if move.fence is not None:
+            spec["fence"] = move.fence
+        keys = [
+            self.key("agent", move.agent_id),
+            self.key("agent", move.agent_id, "events"),
+            self.key("counts"),
+            self.key("agent", move.agent_id, "lastop"),
+        ]
+        return keys, [_enc(spec)], sets
 
     async def append_event(self, event: AgentEvent, *, fence: int | None = None) -> AgentEvent:
         """Record a non-state event (progress, cleanup) in the agent's history, with a seq
@@ -686,6 +714,23 @@ class StateStore:
             if field in out and int(value) > 0:
                 out[field][state] = int(value)
         return out
+
+
+def _transition_outcome(
+    move: Transition, sets: dict[str, Any], result: list[Any]
+) -> AgentEvent | MosaicError:
+    """The transition script's answer: the event it recorded, or why it refused."""
+    status = int(result[0])
+    if status == -1:
+        return NotFoundError(f"no agent {move.agent_id!r}")
+    if status == -2:
+        return _stale(move.agent_id, move.fence, result)
+    if status == 0:
+        field, current = _text(result[1]), _text(result[2])
+        return IllegalTransitionError(
+            f"agent {move.agent_id} {field}", json.loads(current) if current else None, sets[field]
+        )
+    return AgentEvent.from_bytes(result[2])
 
 
 def _stale(agent_id: str, fence: int | None, result: list[Any]) -> StaleAttemptError:

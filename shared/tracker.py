@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from faststream.nats import NatsBroker
 
 from shared import subjects
+from shared.errors import MosaicError
 from shared.messages.agents import AgentEvent, AgentPatch, AgentState, EventKind, TaskState
-from shared.store import StateStore
+from shared.store import StateStore, Transition
 from shared.tracing import current_trace_id
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,17 @@ class AgentTracker:
             extra={"agent_id": agent_id, "task_id": task_id},
         )
         return event
+
+    async def transition_many(self, moves: Sequence[Transition]) -> list[AgentEvent | MosaicError]:
+        """``moves`` written in one round trip (``StateStore.transition_many``), then the
+        event of each that was made published; each answers its event or its refusal."""
+        outcomes = await self.store.transition_many(moves)
+        made = [o for o in outcomes if isinstance(o, AgentEvent)]
+        for event in made:
+            await self._publish(event)
+        log.info("%d of %d agents moved together: -> %s", len(made), len(moves),
+                 ", ".join(sorted({str(e.state) for e in made})) or "none")  # fmt: skip
+        return outcomes
 
     async def record(
         self,
@@ -140,18 +152,39 @@ class AttemptTracker:
         reason: str | None = None,
     ) -> AgentEvent:
         """A fenced transition; ``reason`` is appended to the record's attempt reasons."""
+        return await self.write(
+            self.move(agent=agent, task=task, fields=fields, detail=detail, reason=reason)
+        )
+
+    async def write(self, move: Transition) -> AgentEvent:
+        """Write one move (made by ``move``, so fenced with this attempt)."""
         event = await self.tracker.transition(
             self.agent_id,
             task_id=self.task_id,
-            agent=agent,
-            task=task,
-            fields=fields,
-            detail=detail,
-            fence=self.attempt,
-            append={"attempt_reasons": reason} if reason is not None else None,
+            agent=move.agent,
+            task=move.task,
+            fields=move.fields,
+            detail=move.detail,
+            fence=move.fence,
+            append=move.append,
         )
         raise_if_cancelled()
         return event
+
+    def move(
+        self,
+        *,
+        agent: AgentState | None = None,
+        task: TaskState | None = None,
+        fields: Mapping[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Transition:
+        """The fenced transition ``transition`` makes, as a value (to write with others)."""
+        append = {"attempt_reasons": reason} if reason is not None else None
+        return Transition(
+            self.agent_id, self.task_id, agent, task, fields, detail, self.attempt, append
+        )
 
     async def record(self, kind: EventKind, detail: Mapping[str, Any]) -> AgentEvent:
         """A fenced event in the history (progress, gate, cleanup)."""

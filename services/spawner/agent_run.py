@@ -58,6 +58,7 @@ class AgentRun:
         self.ctx = ctx
         self.running = running
         self.attempt = Attempt.of(ctx.tracker, task, attempt)
+        running.tracker = self.attempt.tracker
         self.agent_id = task.agent_id
         self.task_id = task.request.task_id
         self._meter = SpendMeter(

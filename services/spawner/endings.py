@@ -7,6 +7,7 @@ while attempts are left), killed by an order, or handed back when the spawner st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from enum import Enum
@@ -25,6 +26,8 @@ from shared.errors import IllegalTransitionError, MosaicError, StaleAttemptError
 from shared.kill_metrics import KILL_LATENCY, KILLS
 from shared.messages.agents import AgentState, TaskState
 from shared.messages.base import utcnow
+from shared.store import Transition
+from shared.tracker import AttemptTracker
 
 log = logging.getLogger(__name__)
 
@@ -140,25 +143,36 @@ async def hand_back(attempt: Attempt, started: bool) -> None:
 
 async def killed(attempt: Attempt, running: Running) -> bool:
     """Record ``killed`` by the order ``running`` got; False when someone else (the
-    killswitch) recorded the end first."""
-    order = running.order
-    reason = order.reason if order and order.reason else "no reason given"
+    killswitch) recorded the end first. A kill-all's records are written together
+    (``killrecords``): this waits for that writer's answer, and writes its own only
+    when the writer could not."""
     tracing.annotate({"mosaic.killed": True})
+    if running.recorded is not None:
+        together = await asyncio.shield(running.recorded)
+        if together is not None:
+            return together
     try:
-        await attempt.tracker.transition(
-            agent=AgentState.KILLED,
-            task=TaskState.FAILED,
-            fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
-            detail={
-                "reason": reason,
-                "requestedBy": order.requested_by if order else None,
-                "by": "spawner",
-            },
-        )
+        await attempt.tracker.write(killed_move(attempt.tracker, running))
     except MosaicError:
         log.info("kill already recorded elsewhere", extra=attempt.log)
         return False
     return True
+
+
+def killed_move(tracker: AttemptTracker, running: Running) -> Transition:
+    """The ``killed`` record of an agent stopped by the order ``running`` got."""
+    order = running.order
+    reason = order.reason if order and order.reason else "no reason given"
+    return tracker.move(
+        agent=AgentState.KILLED,
+        task=TaskState.FAILED,
+        fields={"completed_at": utcnow(), "error": f"killed: {reason}"},
+        detail={
+            "reason": reason,
+            "requestedBy": order.requested_by if order else None,
+            "by": "spawner",
+        },
+    )
 
 
 def count_kill(running: Running) -> None:

@@ -7,9 +7,10 @@ Task intake is not here: it pulls from JetStream in priority order (``dispatcher
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -19,6 +20,7 @@ from services.spawner.agent_run import RunContext
 from services.spawner.dispatcher import Dispatcher
 from services.spawner.envcheck import check_environment
 from services.spawner.exhausted import MAX_DELIVERIES_ADVISORY, on_max_deliveries
+from services.spawner.killrecords import write_together
 from services.spawner.kills import KillRegistry
 from shared import subjects
 from shared.messages.kill import KillOrdered
@@ -35,6 +37,8 @@ class SpawnerHandlers:
     kills: KillRegistry
     dispatcher: Dispatcher
     nc: Client
+    _writers: set[asyncio.Task[None]] = field(default_factory=set)
+    """A kill-all's record writers still at work (``killrecords``)."""
 
     async def on_kill_one(self, msg: Msg) -> None:
         """``mosaic.kill.agent.<id>``: cancel that agent's run if it is here."""
@@ -49,6 +53,10 @@ class SpawnerHandlers:
         self.dispatcher.pause()
         order = KillOrdered.lenient(msg.data)
         killed = self.kills.kill_all(order)
+        writer = write_together(self.ctx.tracker, [self.kills.agents[a] for a in killed])
+        if writer is not None:  # held until done: the loop keeps only a weak reference
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         log.warning("kill-all ordered: %d agents here, their sandboxes killed in %.1f ms; "
                     "intake paused", len(killed), (time.perf_counter() - began) * 1000)  # fmt: skip
         if self.ctx.warm is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from shared.messages.kill import KillOrdered
 from shared.sandbox.base import Sandbox
+from shared.tracker import AttemptTracker
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,12 @@ class Running:
     sandbox: Sandbox | None = None
     """The agent's sandbox once it is open: a kill order stops it at once (``kill_now``),
     before the run's task even wakes to its cancellation."""
+    tracker: AttemptTracker | None = None
+    """The attempt's fenced tracker once its run began: a kill-all writes the agent's
+    ``killed`` record through it (``killrecords``)."""
+    recorded: asyncio.Future[bool | None] | None = None
+    """A kill-all's writer took this agent's record: True written, False refused (the
+    agent had ended otherwise), None not written (the run writes its own)."""
     lease_lost: bool = False
     """This spawner lost NATS for longer than its lease: the task may run elsewhere now,
     so the run kills its sandbox and writes nothing more (``services.spawner.lease``)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import IllegalTransitionError, StaleAttemptError
+from shared.errors import IllegalTransitionError, NotFoundError, StaleAttemptError
 from shared.messages.agents import AgentEvent, AgentPatch, AgentState, TaskState
-from shared.store import StateStore
+from shared.store import StateStore, Transition
 from tests.integration.test_store import make_record
 
 pytestmark = pytest.mark.integration
@@ -133,3 +133,42 @@ async def test_a_stale_attempt_cannot_add_to_the_conversation(store: StateStore)
     await store.append_conversation("a1", [entry.model_copy(update={"attempt": 2})], fence=2)
     page = await store.conversation("a1", 0, 10)
     assert [e.attempt for e in page.entries] == [1, 2]
+
+
+async def test_moves_written_together_each_answer_for_themselves(store: StateStore) -> None:
+    """``transition_many`` (a kill-all's records): one round trip, and each move is
+    made or refused exactly as ``transition`` alone would have: legal, already final,
+    stale, missing."""
+    for agent_id in ("live", "ended", "stale"):
+        await store.create_agent(make_record(agent_id, f"t-{agent_id}"))
+    for agent_id in ("live", "ended", "stale"):
+        await store.transition(agent_id, task_id=f"t-{agent_id}", task=TaskState.ASSIGNED,
+                               fields={"attempts": 1}, fence=0)  # fmt: skip
+        await store.transition(agent_id, task_id=f"t-{agent_id}", agent=AgentState.RUNNING,
+                               task=TaskState.EXECUTING, fence=1)  # fmt: skip
+    await store.transition("ended", task_id="t-ended", agent=AgentState.COMPLETED,
+                           task=TaskState.COMPLETED, fence=1)  # fmt: skip
+    await store.transition("stale", task_id="t-stale", agent=AgentState.SPAWNING,
+                           task=TaskState.PENDING, fence=1)  # fmt: skip
+    await store.transition("stale", task_id="t-stale", task=TaskState.ASSIGNED,
+                           fields={"attempts": 2}, fence=1)  # fmt: skip
+    ended_before = await store.require_agent("ended")
+    stale_events = len(await store.events("stale"))
+
+    def killed(agent_id: str) -> Transition:
+        return Transition(agent_id, f"t-{agent_id}", AgentState.KILLED, TaskState.FAILED,
+                          {"error": "killed: test"}, {"reason": "test"}, fence=1)  # fmt: skip
+
+    live, ended, stale, missing = await store.transition_many(
+        [killed("live"), killed("ended"), killed("stale"), killed("nobody")]
+    )
+    assert isinstance(live, AgentEvent)
+    assert (live.previous, live.state) == ("running", "killed")
+    assert (await store.require_agent("live")).error == "killed: test"
+    assert (await store.events("live"))[-1].seq == live.seq
+    assert isinstance(ended, IllegalTransitionError)
+    assert await store.require_agent("ended") == ended_before
+    assert isinstance(stale, StaleAttemptError)
+    assert len(await store.events("stale")) == stale_events
+    assert isinstance(missing, NotFoundError)
+    assert await store.transition_many([]) == []
