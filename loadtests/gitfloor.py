@@ -9,6 +9,7 @@ on a fresh bare remote and a fresh clone, so they measure the git work, not a wa
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import tempfile
 import time
@@ -39,7 +40,7 @@ def serial_git_cycles(rounds: int = 100) -> dict[str, Any]:
     other: the total seconds and the rate."""
     with tempfile.TemporaryDirectory(prefix="mosaic-git-floor-") as tmp:
         clone = _fresh_clone(Path(tmp))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         for n in range(rounds):
             tree = Path(tmp) / f"wt-{n}"
             _git(clone, "worktree", "add", "-q", "-b", f"floor-{n}", str(tree), "origin/main")
@@ -50,25 +51,33 @@ def serial_git_cycles(rounds: int = 100) -> dict[str, Any]:
             _git(tree, "push", "-q", "origin", f"floor-{n}")
             _git(clone, "worktree", "remove", "--force", str(tree))
         seconds = time.perf_counter() - started
-    return _rate(rounds, seconds)
+    return _rate(rounds, seconds, children_cpu() - cpu)
 
 
 def worktree_add_remove(rounds: int = 100) -> dict[str, Any]:
     """``rounds`` worktree add + remove pairs, serially: the rate per second."""
     with tempfile.TemporaryDirectory(prefix="mosaic-wt-floor-") as tmp:
         clone = _fresh_clone(Path(tmp))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         for n in range(rounds):
             tree = Path(tmp) / f"wt-{n}"
             _git(clone, "worktree", "add", "-q", "-b", f"floor-{n}", str(tree), "origin/main")
             _git(clone, "worktree", "remove", "--force", str(tree))
         seconds = time.perf_counter() - started
-    return _rate(rounds, seconds)
+    return _rate(rounds, seconds, children_cpu() - cpu)
 
 
-def _rate(rounds: int, seconds: float) -> dict[str, Any]:
+def children_cpu() -> float:
+    """CPU seconds of this process's waited-for children so far (the floors' git runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rate(rounds: int, seconds: float, cpu: float) -> dict[str, Any]:
+    """The figures of a floor: its time, its rate, and the CPU its git processes used."""
     return {
         "rounds": rounds,
         "seconds": round(seconds, 3),
         "per_second": round(rounds / seconds, 2) if seconds else 0.0,
+        "cpu_seconds": round(cpu, 3),
     }

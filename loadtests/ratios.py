@@ -40,18 +40,23 @@ async def attach(name: str, target: Target, result: dict[str, Any], sandbox: str
         floor = await asyncio.to_thread(gitfloor.serial_git_cycles, agents)
         result["floor_serial_git_cycles"] = floor
         result["wall_over_serial_git"] = _ratio(result["wall_seconds"], floor["seconds"])
+        _cpu_ratios(result, floor, "serial_git")
         if sandbox == "docker":
-            docker = await asyncio.to_thread(docker_floor)
+            docker = await asyncio.to_thread(docker_floor, 10, agents)
             result["floor_docker"] = docker
             start = docker.get("docker_create_start", {}).get("p50_ms")
             spawn = result["spawn_latency"].get("p50_ms")
             result["spawn_p50_over_docker_create_start"] = _ratio(spawn, start)
+            # the burst asks the daemon for ``agents`` containers at once: so does this floor
+            burst = docker.get(f"docker_create_start_{agents}_at_once", {}).get("p50_ms")
+            result[f"spawn_p50_over_docker_{agents}_at_once"] = _ratio(spawn, burst)
     elif name == "dispatch":
         worktrees = await asyncio.to_thread(gitfloor.worktree_add_remove, 100)
         result["floor_worktree_add_remove"] = worktrees
         result["start_rate_over_worktree_rate"] = _ratio(
             result["dispatch_per_second"], worktrees["per_second"]
         )
+        _cpu_ratios(result, worktrees, "worktree_add_remove")
         floor = await bare_floor(target, int(result["tasks"]))
         result["floor_bare_accept"] = floor
         result["accept_rate_over_bare"] = _ratio(
@@ -62,3 +67,20 @@ async def attach(name: str, target: Target, result: dict[str, Any], sandbox: str
         result["floor_docker"] = docker
         kill = docker.get("docker_kill", {}).get("p50_ms")
         result["kill_one_over_docker_kill"] = _ratio(result["kill_one_seconds"] * 1000, kill)
+
+
+def _cpu_ratios(result: dict[str, Any], floor: dict[str, Any], name: str) -> None:
+    """What the machine's CPU says of a scenario beside its git floor: CPU per agent over
+    the floor's CPU per round, and the wall the CPU alone imposes (busy seconds over the
+    cores) over the floor's time for as many rounds as the scenario had agents. When the
+    second is already above a goal, no scheduling meets it without spending less CPU
+    per agent."""
+    machine = result.get("machine_cpu") or {}
+    units = int(result.get("agents") or result.get("tasks") or 0)
+    if not machine or not floor.get("rounds") or not units:
+        return
+    per_round_ms = 1000 * floor.get("cpu_seconds", 0.0) / floor["rounds"]
+    floor_wall = floor["seconds"] * units / floor["rounds"]
+    result[f"floor_{name}_cpu_ms_per_round"] = round(per_round_ms, 1)
+    result[f"cpu_per_agent_over_{name}"] = _ratio(machine["cpu_ms_per_unit"], per_round_ms)
+    result[f"cpu_bound_wall_over_{name}"] = _ratio(machine["cpu_bound_wall_seconds"], floor_wall)

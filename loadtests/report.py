@@ -46,9 +46,20 @@ def table(result: dict[str, Any]) -> str:
         elif isinstance(value, dict) and "per_second" in value:
             extra = f" ({value['seconds']} s)" if "seconds" in value else ""
             rows.append((key, f"{value['per_second']} /s{extra}"))
+        elif isinstance(value, dict) and "busy_cpu_seconds" in value:
+            rows.append(
+                (
+                    key,
+                    f"{value['busy_cpu_seconds']} s busy in {value['wall_seconds']} s on "
+                    f"{value['cores']} cores ({value['busy_share']:.0%}): "
+                    f"{value['cpu_ms_per_unit']} ms per agent; the CPU alone needs "
+                    f"{value['cpu_bound_wall_seconds']} s",
+                )
+            )
         elif isinstance(value, dict) and "docker_create_start" in value:
-            for part in ("docker_create_start", "docker_kill"):
-                rows.append((f"{key}.{part}", f"p50 {value[part].get('p50_ms')} ms"))
+            for part, figures in value.items():
+                if isinstance(figures, dict) and "p50_ms" in figures:
+                    rows.append((f"{key}.{part}", f"p50 {figures['p50_ms']} ms"))
         elif not isinstance(value, dict | list):
             rows.append((key, str(value)))
     resources = result.get("resources", {}).get("processes", {})

@@ -79,3 +79,34 @@ class Sampler:
             "duration_samples": len(self.system_cpu),
             "sampled_at": time.time(),
         }
+
+
+class MachineCpu:
+    """CPU seconds the whole machine spent busy between ``start`` and ``stop``: with the
+    wall time and the number of cores it says whether a scenario was bound by CPU (the
+    wall can be no shorter than the busy seconds over the cores). Everything running on
+    the machine counts, the scenario's system and whatever else shares it."""
+
+    def __init__(self) -> None:
+        self._began = time.perf_counter()
+        self._start = _busy()
+
+    def stop(self, units: int) -> dict[str, float]:
+        """The figures, with the busy CPU per unit of work (per agent)."""
+        wall = time.perf_counter() - self._began
+        busy = _busy() - self._start
+        cores = psutil.cpu_count() or 1
+        return {
+            "wall_seconds": round(wall, 3),
+            "busy_cpu_seconds": round(busy, 2),
+            "cores": cores,
+            "busy_share": round(busy / (wall * cores), 3) if wall else 0.0,
+            "cpu_bound_wall_seconds": round(busy / cores, 2),
+            "cpu_ms_per_unit": round(1000 * busy / units, 1) if units else 0.0,
+        }
+
+
+def _busy() -> float:
+    """Busy CPU seconds of all cores since boot (guest time is inside ``user``)."""
+    t = psutil.cpu_times()
+    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))

@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 from loadtests import bare, gitfloor
 from loadtests.client import first_at, records, submit_all, task_body, wait_until
+from loadtests.resources import MachineCpu
 from loadtests.stats import summary
 from loadtests.target import Target
 
@@ -134,7 +136,7 @@ async def concurrency(target: Target, agents: int, timeout: float, warm: int = 0
     valkey_before = await _valkey_figures(target)
     async with http_client(target) as http:
         warm_up = await _warm_up(http, target, run, warm) if warm else None
-        started = time.monotonic()
+        started, cpu = time.monotonic(), MachineCpu()
         ids, errors = await submit_all(http, bodies)
         submitted = time.monotonic() - started
         base = (await http.get("/queue")).json()["tasksByState"]
@@ -151,6 +153,7 @@ async def concurrency(target: Target, agents: int, timeout: float, warm: int = 0
 
         await wait_until(http, finished, timeout, f"concurrency {agents}")
         wall = time.monotonic() - started
+        machine = cpu.stop(agents)
         got = await records(http, ids)
     spawn, complete, queued, setup = [], [], [], []
     for record in got:
@@ -182,6 +185,7 @@ async def concurrency(target: Target, agents: int, timeout: float, warm: int = 0
         **({"warm_pool": warm, "warm_up_seconds": round(warm_up, 1)} if warm_up else {}),
         **_sandbox_steps(got),
         "completion_time": summary(complete),
+        "machine_cpu": machine,
         "valkey_before": valkey_before,
         "valkey_after": await _valkey_figures(target),
         "nats": await _nats_figures(target),
@@ -196,7 +200,7 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
     plan = [{"tool": "finish", "input": {"summary": "nothing to do"}}]
     bodies = [task_body(str(target.repository), f"disp-{run}-{n}", plan) for n in range(tasks)]
     async with http_client(target) as http:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), MachineCpu()
         ids, errors = await submit_all(http, bodies, parallel=ACCEPT_CONNECTIONS)
         accept_s = time.monotonic() - started
         unfinished = None
@@ -215,6 +219,7 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
             )
         except TimeoutError as exc:  # report what ran so far; the run still fails
             unfinished = str(exc)
+        machine = cpu.stop(tasks)
         got = await records(http, ids)
     created = [t for r in got if (t := first_at(r, "spawning"))]
     running = [t for r in got if (t := first_at(r, "running"))]
@@ -234,6 +239,7 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
         )[:5],
         "accept_seconds": round(accept_s, 3),
         "dispatch_span_seconds": round(span, 3),
+        "machine_cpu": machine,
         "unfinished": unfinished,
     }
 
@@ -461,7 +467,10 @@ async def _bwrap_floor(rounds: int = 20) -> dict[str, Any]:
     return {"bwrap_start": summary(times)}
 
 
-def docker_floor(rounds: int = 10) -> dict[str, Any]:
+def docker_floor(rounds: int = 10, burst: int = 0) -> dict[str, Any]:
+    """``docker create`` + ``start`` and ``docker kill`` of the sandbox image, ``rounds``
+    times one after another; with ``burst``, also ``burst`` creations at once (one
+    thread each), which is what a burst of as many agents asks of the daemon."""
     try:
         import docker
 
@@ -474,16 +483,29 @@ def docker_floor(rounds: int = 10) -> dict[str, Any]:
         client.images.get(image)
     except Exception:
         return {"docker": f"image {image} missing"}
-    starts, kills = [], []
-    for _ in range(rounds):
+
+    def create_start() -> tuple[float, Any]:
         t0 = time.perf_counter()
         container = client.containers.create(image, ["sleep", "600"], network_mode="none")
         container.start()
-        starts.append(time.perf_counter() - t0)
+        return time.perf_counter() - t0, container
+
+    starts, kills = [], []
+    for _ in range(rounds):
+        took, container = create_start()
+        starts.append(took)
         t0 = time.perf_counter()
         container.kill()
         kills.append(time.perf_counter() - t0)
         with contextlib.suppress(Exception):
             container.remove(force=True)
+    result = {"docker_create_start": summary(starts), "docker_kill": summary(kills)}
+    if burst:
+        with ThreadPoolExecutor(burst) as pool:
+            made = list(pool.map(lambda _: create_start(), range(burst)))
+        result[f"docker_create_start_{burst}_at_once"] = summary([took for took, _ in made])
+        for _, container in made:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
     client.close()
-    return {"docker_create_start": summary(starts), "docker_kill": summary(kills)}
+    return result
