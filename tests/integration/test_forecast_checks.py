@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 
 from services.gitops.app import create_app
 from services.gitops.settings import GitOpsSettings
@@ -65,13 +66,37 @@ def calc_remote(remote_repo: Path, tmp_path: Path) -> Path:
     return remote_repo
 
 
-async def worktree(bus: NatsBroker, repo: Path, agent: str, line: int, text: str) -> None:
+async def worktree(bus: NatsBroker, repo: Path, agent: str, line: int, text: str) -> Path:
+    """The agent's repository, made by gitops, with ``line`` of calc.txt changed."""
     ready = await request(bus, on_host(GitOp.WORKTREE_CREATE), wt_req(repo, agent),
                           WorktreeReady, 20)  # fmt: skip
     assert ready.error is None
+    path = Path(ready.path or "")
+    edit_line(path, line, text)
+    return path
+
+
+def edit_line(path: Path, line: int, text: str) -> None:
     lines = CALC.splitlines(keepends=True)
     lines[line - 1] = f"{text}\n"
-    Path(ready.path or "").joinpath("calc.txt").write_text("".join(lines))
+    path.joinpath("calc.txt").write_text("".join(lines))
+
+
+async def pushed_by(bus: NatsBroker, repo: Path, pusher: str) -> RepoPushed:
+    """``pusher``'s agent commits and pushes; its announcement on ``mosaic.repo.pushed``."""
+    heard: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_pushed(msg: Msg) -> None:
+        await heard.put(msg.data)
+
+    sub = await bus.connection.subscribe(subjects.REPO_PUSHED, cb=on_pushed)
+    made = await request(bus, on_host(GitOp.COMMIT), commit_req(repo, pusher), CommitMade, 20)
+    assert made.error is None
+    done = await request(bus, on_host(GitOp.PUSH), push_req(repo, pusher), PushDone, 20)
+    assert done.error is None
+    data = await asyncio.wait_for(heard.get(), 20)
+    await sub.unsubscribe()
+    return RepoPushed.from_bytes(data)
 
 
 async def record(store: StateStore, agent: str, repo: Path) -> None:
@@ -153,3 +178,52 @@ async def test_a_push_concerns_overlapping_agents_here_once(
     for quiet in (far, other_base):
         assert (await store.require_agent(quiet)).overlaps == ()
         assert not [e for e in await store.events(quiet) if e.kind == "overlap"]
+
+
+async def test_an_agent_that_did_nothing_since_is_not_asked_about_again(
+    bus: NatsBroker, store: StateStore, calc_remote: Path, unique: str
+) -> None:
+    """Every push checks every running agent of its base; an agent that ran no tool
+    since its last check has the changes it had, and gitops is not asked again. Once it
+    acts (here: edits, inside ``acting`` as its loop marks a tool call), it is."""
+    pusher, other = f"p{unique}", f"o{unique}"
+    await worktree(bus, calc_remote, pusher, 8, "eight by the pusher")
+    path = await worktree(bus, calc_remote, other, 15, "fifteen")  # apart: no overlap
+    await record(store, other, calc_remote)
+    pushed = await pushed_by(bus, calc_remote, pusher)
+    asked: list[bytes] = []
+
+    async def count(msg: Msg) -> None:
+        asked.append(msg.data)
+
+    sub = await bus.connection.subscribe(on_host(GitOp.CHANGES), cb=count)
+    forecast = Forecast(AgentTracker(store, bus), GitOps(bus, 20, host_id()))
+    try:
+        with forecast.watching(other, "t1", str(calc_remote), "main") as notes:
+            await forecast.on_push(pushed)
+            await forecast.on_push(pushed.model_copy(update={"commit": "a" * 40}))
+            await settle(bus)
+            assert len(asked) == 1  # the second push: the answer of the first still holds
+            assert notes.pending == ()
+
+            with notes.acting():  # a tool call of the agent: now it edits line 8 too
+                edit_line(path, 8, "eight by the other agent")
+            await forecast.on_push(pushed.model_copy(update={"commit": "b" * 40}))
+            await settle(bus)
+            assert len(asked) == 2
+            assert len(notes.pending) == 1
+            assert "calc.txt line 8" in notes.pending[0]
+
+            with notes.acting():  # asked while a call is under way: not kept
+                await forecast.on_push(pushed.model_copy(update={"commit": "c" * 40}))
+            await forecast.on_push(pushed.model_copy(update={"commit": "d" * 40}))
+            await settle(bus)
+            assert len(asked) == 4
+    finally:
+        await sub.unsubscribe()
+
+
+async def settle(bus: NatsBroker) -> None:
+    """Every request sent so far has reached the counting subscription's callback."""
+    await bus.connection.flush()
+    await asyncio.sleep(0.1)

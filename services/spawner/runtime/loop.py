@@ -108,7 +108,11 @@ class _Run:
     async def check_finish(self, summary: str) -> str | None:
         if self.finish_check is None:
             return None
-        verdict = await self.finish_check(summary)
+        self.notes.moved()  # the finish may commit the agent's files
+        try:
+            verdict = await self.finish_check(summary)
+        finally:
+            self.notes.moved()
         if verdict is not None:  # what the agent is told, for operators (masked, trimmed)
             await self.emit("finish_sent_back", {"reason": tools.redact(verdict)[:2000]})
         return verdict
@@ -230,7 +234,8 @@ class _Run:
                 sent_back = ToolResult(call.id, f"finish was sent back:\n{verdict}", is_error=True)
                 await self._result(results, sent_back, call.name)
             else:
-                done = await tools.execute(self.sandbox, call.id, data, log_extra=self.log)
+                with self.notes.acting():
+                    done = await tools.execute(self.sandbox, call.id, data, log_extra=self.log)
                 await self._result(results, done, call.name)
         return None
 
