@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 
 def write_together(tracker: AgentTracker, runs: list[Running]) -> asyncio.Task[None] | None:
     """Take the ``killed`` records of ``runs`` (those with a sandbox and a tracker; the
-    rest write their own) and start writing them; call it right after the order's
-    ``kill_all``, before any run can wake. None when there is none to take."""
-    taken = [r for r in runs if r.sandbox is not None and r.tracker is not None]
+    rest write their own, and a run that lost its lease writes nothing) and start
+    writing them; call it right after the order's ``kill_all``, before any run can
+    wake. None when there is none to take."""
+    taken = [
+        r for r in runs if r.sandbox is not None and r.tracker is not None and not r.lease_lost
+    ]
     if not taken:
         return None
     loop = asyncio.get_running_loop()

@@ -77,7 +77,7 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
     commands: list[asyncio.Task[object]] = []
     runs: list[asyncio.Task[None]] = []
     try:
-        for agent_id in ("k1", "k2", "k3", "ended", "preparing"):
+        for agent_id in ("k1", "k2", "k3", "ended", "preparing", "cut-off"):
             await _running_agent(store, agent_id)
             run = asyncio.create_task(asyncio.sleep(3600))
             runs.append(run)
@@ -90,6 +90,8 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
             box = await factory.create(SandboxSpec(agent_id, f"t-{agent_id}", worktree))
             boxes[agent_id] = running.sandbox = box
             commands.append(asyncio.create_task(box.exec("sleep 300", timeout=600)))
+            # lost NATS past its lease: the task may run elsewhere, its run writes nothing
+            running.lease_lost = agent_id == "cut-off"
         await store.transition("ended", task_id="t-ended", agent=AgentState.COMPLETED,
                                task=TaskState.COMPLETED, fence=1)  # fmt: skip
         await asyncio.sleep(0.5)  # every command started
@@ -107,6 +109,8 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
         await writer
         assert answers == {"k1": True, "k2": True, "k3": True, "ended": False}
         assert registry.agents["preparing"].recorded is None
+        assert registry.agents["cut-off"].recorded is None
+        assert (await store.require_agent("cut-off")).state == AgentState.RUNNING
 
         for agent_id in ("k1", "k2", "k3"):
             record = await store.require_agent(agent_id)
