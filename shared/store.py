@@ -200,6 +200,8 @@ class Transition:
     detail: Mapping[str, Any] | None = None
     fence: int | None = None
     append: Mapping[str, str] | None = None
+    trace_id: str | None = None
+    """The trace its event belongs to; None: the current one (where the move is written)."""
 
 
 class AgentStanding(NamedTuple):
@@ -448,7 +450,7 @@ class StateStore:
             kind="state" if agent is not None else "task_state",
             state=agent.value if agent else (task.value if task else None),
             detail={**(move.detail or {}), **({"taskState": task.value} if task and agent else {})},
-            trace_id=current_trace_id(),
+            trace_id=move.trace_id or current_trace_id(),
         )
         flat: list[str] = []
         for name, value in sets.items():

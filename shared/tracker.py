@@ -141,6 +141,9 @@ class AttemptTracker:
         self.agent_id = agent_id
         self.task_id = task_id
         self.attempt = attempt
+        self.trace_id = current_trace_id()
+        """The attempt's trace (made inside it): a move written elsewhere (a kill-all's
+        records, written together) still carries it."""
 
     async def transition(
         self,
@@ -183,7 +186,15 @@ class AttemptTracker:
         """The fenced transition ``transition`` makes, as a value (to write with others)."""
         append = {"attempt_reasons": reason} if reason is not None else None
         return Transition(
-            self.agent_id, self.task_id, agent, task, fields, detail, self.attempt, append
+            self.agent_id,
+            self.task_id,
+            agent,
+            task,
+            fields,
+            detail,
+            self.attempt,
+            append,
+            self.trace_id or current_trace_id(),
         )
 
     async def record(self, kind: EventKind, detail: Mapping[str, Any]) -> AgentEvent:

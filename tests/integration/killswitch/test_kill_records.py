@@ -14,6 +14,8 @@ import psutil
 import pytest
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from redis.asyncio import Redis
 
 from services.spawner.killrecords import write_together
@@ -82,7 +84,8 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
             run = asyncio.create_task(asyncio.sleep(3600))
             runs.append(run)
             running = registry.add(agent_id, f"t-{agent_id}", run)
-            running.tracker = AttemptTracker(tracker, agent_id, f"t-{agent_id}", 1)
+            with trace.use_span(_in_trace(agent_id)):  # as a run makes it: in its attempt
+                running.tracker = AttemptTracker(tracker, agent_id, f"t-{agent_id}", 1)
             if agent_id == "preparing":  # no sandbox yet: its run writes its own record
                 continue
             worktree = tmp_path / agent_id
@@ -121,6 +124,9 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
         await asyncio.sleep(0.3)
         states = [(e.agent_id, e.state) for e in heard if e.kind == "state"]
         assert sorted(states) == [("k1", "killed"), ("k2", "killed"), ("k3", "killed")]
+        # each event in its own agent's trace, though one writer wrote them all
+        for event in (e for e in heard if e.kind == "state"):
+            assert event.trace_id == _trace_of(event.agent_id)
     finally:
         await sub.unsubscribe()
         for task in runs + commands:
@@ -161,3 +167,18 @@ async def test_a_store_out_of_reach_leaves_each_record_to_its_run(
 
 def _children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if "sleep" in p.name()]
+
+
+def _trace_of(agent_id: str) -> str:
+    return f"{abs(hash(agent_id)) % 2**120:032x}"
+
+
+def _in_trace(agent_id: str) -> NonRecordingSpan:
+    """A span of the agent's own trace, as the run's attempt span would be."""
+    context = SpanContext(
+        trace_id=int(_trace_of(agent_id), 16),
+        span_id=1,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return NonRecordingSpan(context)
