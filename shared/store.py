@@ -407,6 +407,10 @@ class StateStore:
         ``seq``) is already in the history list; the caller publishes it.
         """
         move = Transition(agent_id, task_id, agent, task, fields, detail, fence, append)
+        return await self.write(move, op)
+
+    async def write(self, move: Transition, op: str | None = None) -> AgentEvent:
+        """``transition``, of a move made as a value."""
         keys, args, sets = self._transition_call(move, op)
         outcome = _transition_outcome(move, sets, await self._transition(keys=keys, args=args))
         if isinstance(outcome, MosaicError):

@@ -52,23 +52,19 @@ class AgentTracker:
     ) -> AgentEvent:
         """Atomically move state (raises ``IllegalTransitionError`` if not allowed, and
         ``StaleAttemptError`` if ``fence`` is an attempt older than the record's)."""
-        event = await self.store.transition(
-            agent_id,
-            task_id=task_id,
-            agent=agent,
-            task=task,
-            fields=fields,
-            detail=detail,
-            fence=fence,
-            append=append,
-        )
+        move = Transition(agent_id, task_id, agent, task, fields, detail, fence, append)
+        return await self.write(move)
+
+    async def write(self, move: Transition) -> AgentEvent:
+        """``transition``, of a move made as a value."""
+        event = await self.store.write(move)
         await self._publish(event)
         log.info(
             "agent %s: %s -> %s",
-            agent_id,
+            move.agent_id,
             event.previous,
             event.state,
-            extra={"agent_id": agent_id, "task_id": task_id},
+            extra={"agent_id": move.agent_id, "task_id": move.task_id},
         )
         return event
 
@@ -161,16 +157,7 @@ class AttemptTracker:
 
     async def write(self, move: Transition) -> AgentEvent:
         """Write one move (made by ``move``, so fenced with this attempt)."""
-        event = await self.tracker.transition(
-            self.agent_id,
-            task_id=self.task_id,
-            agent=move.agent,
-            task=move.task,
-            fields=move.fields,
-            detail=move.detail,
-            fence=move.fence,
-            append=move.append,
-        )
+        event = await self.tracker.write(move)
         raise_if_cancelled()
         return event
 
