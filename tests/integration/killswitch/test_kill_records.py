@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
@@ -97,9 +97,8 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
             running.lease_lost = agent_id == "cut-off"
         await store.transition("ended", task_id="t-ended", agent=AgentState.COMPLETED,
                                task=TaskState.COMPLETED, fence=1)  # fmt: skip
-        await asyncio.sleep(0.5)  # every command started
+        await _until(lambda: len(_children()) == len(boxes))  # every command started
         pids = [p.pid for p in _children()]
-        assert len(pids) == len(boxes)
 
         killed = registry.kill_all(ORDER)
         writer = write_together(tracker, [registry.agents[a] for a in killed])
@@ -121,7 +120,9 @@ async def test_a_kill_alls_records_are_written_once_each_and_the_sandboxes_stopp
             assert record.error == "killed: kill-all test"
         assert (await store.require_agent("ended")).state == AgentState.COMPLETED
         assert (await store.require_agent("preparing")).state == AgentState.RUNNING
-        await asyncio.sleep(0.3)
+        await broker.connection.flush()
+        await _until(lambda: len([e for e in heard if e.kind == "state"]) >= 3)
+        await asyncio.sleep(0.2)  # and no more than those
         states = [(e.agent_id, e.state) for e in heard if e.kind == "state"]
         assert sorted(states) == [("k1", "killed"), ("k2", "killed"), ("k3", "killed")]
         # each event in its own agent's trace, though one writer wrote them all
@@ -182,3 +183,10 @@ def _in_trace(agent_id: str) -> NonRecordingSpan:
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
     return NonRecordingSpan(context)
+
+
+async def _until(done: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)

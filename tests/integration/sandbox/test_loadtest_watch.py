@@ -28,11 +28,11 @@ async def test_a_running_sandbox_is_seen_by_its_agent_id_until_killed(tmp_path: 
     )
     command = asyncio.create_task(box.exec("sleep 60", timeout=90))
     try:
-        for _ in range(200):
-            if bwrap_processes([agent_id]):
+        # the outer bwrap and the namespace's pid 1 both carry the path
+        for _ in range(500):
+            if len(bwrap_processes([agent_id])) == 2:
                 break
             await asyncio.sleep(0.02)
-        # the outer bwrap and the namespace's pid 1 both carry the path
         assert len(bwrap_processes([agent_id])) == 2
         assert bwrap_processes(["agent-someone-else"]) == []
         box.kill_now()
