@@ -36,9 +36,9 @@ def _status(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> BaseStatus:
     if not (ref.repo / "HEAD").is_file():
         raise WorktreeNotFoundError(f"no repository cache for {ref.repository}")
     base_ref = f"refs/remotes/origin/{base_branch}"
-    if not cache.has_ref(url, base_ref):
+    base = cache.commit_of(url, base_ref)
+    if base is None:
         raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
-    base = cache.rev(url, base_ref)
     head = cache.rev(url, f"refs/heads/{ref.branch}")
     found = cache.runner(url).run("merge-base", head, base, ok=(0, 1))
     return BaseStatus(head=head, base=base, merge_base=found.stdout.strip() or None)

@@ -111,12 +111,12 @@ def _integrate(cache: RepoCache, ref: WorktreeRef, base_branch: str) -> Integrat
     url = ref.repository
     cache.fetch(url, base_branch)
     base_ref = f"refs/remotes/origin/{base_branch}"
-    if not cache.has_ref(url, base_ref):
+    base = cache.commit_of(url, base_ref)
+    if base is None:
         raise BranchNotFoundError(f"the remote has no branch {base_branch!r}")
-    if not cache.has_ref(url, f"refs/heads/{ref.branch}"):
+    head = cache.commit_of(url, f"refs/heads/{ref.branch}")
+    if head is None:
         raise WorktreeNotFoundError(f"no branch {ref.branch} to integrate (nothing committed)")
-    base = cache.rev(url, base_ref)
-    head = cache.rev(url, f"refs/heads/{ref.branch}")
     remove_scratch(cache, ref)
     path = scratch_path(cache, ref)
     try:

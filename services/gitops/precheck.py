@@ -77,7 +77,8 @@ async def path_exists(request: RepositoryPathRequested, host: str) -> Repository
 def _read(cache: RepoCache, url: str, branch: str) -> RepositoryChecked:
     reached = Check(name=CHECK_REPOSITORY, ok=True, detail=f"reached {_where(url)}")
     ref = f"refs/remotes/origin/{branch}"
-    if not cache.has_ref(url, ref):
+    commit = cache.commit_of(url, ref)
+    if commit is None:
         missing = Check(
             name=CHECK_BRANCH,
             ok=False,
@@ -85,7 +86,6 @@ def _read(cache: RepoCache, url: str, branch: str) -> RepositoryChecked:
             "branch in context.branch",
         )
         return RepositoryChecked(checks=(reached, missing, *_not_checked(CHECK_BRANCH)))
-    commit = cache.rev(url, ref)
     found = Check(name=CHECK_BRANCH, ok=True, detail=f"{branch} at {commit[:12]}")
     view = CommitView(cache.repo_path(url), commit)
     gates = _gates(view)
