@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,31 +263,36 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
             timeout,
             f"kill: {agents} running",
         )
-        victim = ids[0]
-        t0 = time.perf_counter()
-        answer = (await http.post(f"/agents/{victim}/kill")).json()
-        await _sandboxes_gone(sandbox, [victim], 30)
-        kill_one = time.perf_counter() - t0
-
-        rest = ids[1:]
+        victim, rest = ids[0], ids[1:]
         # what "gone" is measured against: each agent's command is running in its sandbox
         seen = len(bwrap_processes(rest)) if sandbox == "bwrap" else None
-        t0, ordered_at = time.perf_counter(), datetime.now(UTC)
-        # the sandboxes are watched from the moment the order goes out, beside its answer
-        gone = asyncio.create_task(_sandboxes_gone(sandbox, rest, 60))
-        report = (await admin.post("/agents/kill-all")).json()
-        answered = time.perf_counter() - t0
-        await wait_until(  # polled every 20 ms: the goal is < 0.3 s, a 0.5 s poll hid it
-            admin,
-            lambda st: not st["agentsByState"].get("running", 0),
-            60,
-            "kill-all",
-            quiet=True,
-            interval=0.02,
-        )
-        shown = time.perf_counter() - t0
-        sandboxes_gone = await gone - t0
-        kill_all = time.perf_counter() - t0
+        async with (
+            sandbox_watch(sandbox, [victim]) as victim_gone,
+            sandbox_watch(sandbox, rest) as rest_gone,
+        ):
+            t0 = time.perf_counter()
+            # request -> sandbox gone, watched from the request on (as docker kill's floor)
+            one = asyncio.create_task(until_gone(victim_gone, 30))
+            answer = (await http.post(f"/agents/{victim}/kill")).json()
+            kill_one_answered = time.perf_counter() - t0
+            kill_one = await one - t0
+
+            t0, ordered_at = time.perf_counter(), datetime.now(UTC)
+            # the sandboxes are watched from the moment the order goes out, beside its answer
+            gone = asyncio.create_task(until_gone(rest_gone, 60))
+            report = (await admin.post("/agents/kill-all")).json()
+            answered = time.perf_counter() - t0
+            await wait_until(  # polled every 20 ms: the goal is < 0.3 s, a 0.5 s poll hid it
+                admin,
+                lambda st: not st["agentsByState"].get("running", 0),
+                60,
+                "kill-all",
+                quiet=True,
+                interval=0.02,
+            )
+            shown = time.perf_counter() - t0
+            sandboxes_gone = await gone - t0
+            kill_all = time.perf_counter() - t0
         got = await records(http, ids)
         await admin.post("/agents/resume")
     return {
@@ -295,6 +300,7 @@ async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dic
         "agents": agents,
         "errors": errors[:10],
         "kill_one_seconds": round(kill_one, 4),
+        "kill_one_answer_seconds": round(kill_one_answered, 4),
         "kill_one_answer": answer,
         "kill_all_seconds": round(kill_all, 4),
         "kill_all_answer_seconds": round(answered, 4),
@@ -325,44 +331,59 @@ def _record_times(ordered_at: datetime, stamps: list[str | None]) -> dict[str, f
     }
 
 
-async def _sandboxes_gone(sandbox: str, agent_ids: list[str], timeout: float) -> float:
-    """Wait until none of the agents' sandboxes is left; returns ``time.perf_counter()``
-    at the first look that found none (polled every 10-20 ms). Docker: their containers
-    (by label). bwrap: their bwrap processes (the agent's id is in the path each binds);
-    the namespace's pid 1 ends only after the kernel has killed everything in it, so
-    the outer bwrap gone (or a zombie) means the sandbox's processes are gone. ``none``
-    has no sandbox to watch."""
-    if not agent_ids:
-        return time.perf_counter()
-    if sandbox == "bwrap":
-        return await _until(lambda: not bwrap_processes(agent_ids), timeout, 0.01)
-    if sandbox != "docker":
-        return time.perf_counter()
-    import docker
+@contextlib.asynccontextmanager
+async def sandbox_watch(sandbox: str, agent_ids: list[str]) -> AsyncIterator[Callable[[], bool]]:
+    """A check that none of the agents' sandboxes is left, made ready before any clock
+    starts (a Docker client's creation asks the daemon its version: inside the measured
+    interval it delayed the very request it measured). Docker: their containers (by
+    label, one list call, no per-container inspect). bwrap: their bwrap processes (the
+    agent's id is in the path each binds; the namespace's pid 1 ends only after the
+    kernel has killed everything in it, so the outer bwrap gone, or a zombie, means the
+    sandbox's processes are gone). ``none`` has no sandbox to watch: always true."""
+    if sandbox == "bwrap":  # found once, before the clock; then only those are looked at
+        pids = bwrap_processes(agent_ids)
+        yield lambda: not any(_running(pid) for pid in pids)
+        return
+    if sandbox != "docker" or not agent_ids:
+        yield lambda: True
+        return
 
-    client = docker.from_env()
+    def connect() -> Any:
+        import docker
+
+        return docker.from_env()
+
+    client = await asyncio.to_thread(connect)
     wanted = set(agent_ids)
 
     def none_left() -> bool:
-        # one list call, no per-container inspect (a container removed between the two
-        # answered 404, and the inspects slowed the poll that measures the kill)
         live = client.api.containers(filters={"label": "mosaic.agent_id"})
         return not wanted & {(c.get("Labels") or {}).get("mosaic.agent_id") for c in live}
 
     try:
-        return await _until(none_left, timeout, 0.02)
+        yield none_left
     finally:
         client.close()
 
 
-async def _until(done: Callable[[], bool], timeout: float, interval: float) -> float:
-    """Poll ``done`` (in a thread) until true; its ``time.perf_counter()`` then."""
+async def until_gone(none_left: Callable[[], bool], timeout: float) -> float:
+    """Poll ``none_left`` (in a thread, every 10 ms) until true; ``time.perf_counter()``
+    at the first look that found none."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(done):
+        if await asyncio.to_thread(none_left):
             return time.perf_counter()
-        await asyncio.sleep(interval)
+        await asyncio.sleep(0.01)
     raise TimeoutError(f"sandboxes still there after {timeout:.0f}s")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is there and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def bwrap_processes(agent_ids: list[str]) -> list[int]:
@@ -373,12 +394,9 @@ def bwrap_processes(agent_ids: list[str]) -> list[int]:
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if not argv[0].endswith(b"bwrap"):
-                continue
-            stat = (proc / "stat").read_text()
         except OSError:  # ended while we looked
             continue
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        if not argv[0].endswith(b"bwrap") or not _running(int(proc.name)):
             continue
         line = b" ".join(argv).decode(errors="replace")
         if any(agent_id in line for agent_id in agent_ids):

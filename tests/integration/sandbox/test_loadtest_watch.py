@@ -4,12 +4,13 @@ it must see a running sandbox by its agent's id, or "gone in 0.17 s" would mean 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from loadtests.scenarios import bwrap_processes
+from loadtests.scenarios import bwrap_processes, sandbox_watch, until_gone
 from shared.sandbox.base import SandboxSpec
 from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.settings import SandboxSettings
@@ -35,9 +36,12 @@ async def test_a_running_sandbox_is_seen_by_its_agent_id_until_killed(tmp_path: 
             await asyncio.sleep(0.02)
         assert len(bwrap_processes([agent_id])) == 2
         assert bwrap_processes(["agent-someone-else"]) == []
-        box.kill_now()
-        await box.kill()
-        await asyncio.gather(command, return_exceptions=True)
+        async with sandbox_watch("bwrap", [agent_id]) as none_left:
+            assert not none_left()
+            box.kill_now()
+            gone_at = await until_gone(none_left, 10)
         assert bwrap_processes([agent_id]) == []
+        assert gone_at <= time.perf_counter()
+        await asyncio.gather(command, return_exceptions=True)
     finally:
         await box.close()
