@@ -65,10 +65,12 @@ async def kill_and_wait(
             for agent_id in agent_ids:
                 await _order_kill(deps, agent_id, body)
         await flush(nc, FLUSH_WAIT_S)
-        concerned = (
-            agent_ids if agent_ids is not None else await _held_at_order(deps, final, sent_at)
-        )
-        states = await deps.store.states([a for a in concerned if a not in final])
+        if agent_ids is None:
+            states = await _held_at_order(deps, final, sent_at)
+            concerned = list(states)
+        else:
+            concerned = agent_ids
+            states = await deps.store.states([a for a in concerned if a not in final])
         for agent_id, state in states.items():  # final before we listened, or still live
             if state in AGENT_FINAL:
                 final.setdefault(agent_id, state)
@@ -109,20 +111,21 @@ async def _until_final(
 
 async def _held_at_order(
     deps: Resources, ended: dict[str, AgentState], sent_at: datetime
-) -> list[str]:
-    """The agents a kill-all concerns, read after it went out: those live and held by a
-    spawner, and those that ended since (their final event seen, or, when the record
-    was read before the event arrived, a completion time not before the order's).
-    Queued agents (task pending) are not killed: they wait for the resume."""
+) -> dict[str, AgentState]:
+    """The agents a kill-all concerns, read after it went out, with their state as read:
+    those live and held by a spawner, and those that ended since (their final event
+    seen, or, when the record was read before the event arrived, a completion time not
+    before the order's). Queued agents (task pending) are not killed: they wait for the
+    resume."""
     ids = await deps.store.list_agent_ids(0, 100_000)
     standings = await deps.store.standings([a for a in ids if a not in ended])
-    concerned = [a for a in ids if a in ended]
+    concerned = {a: ended[a] for a in ids if a in ended}
     for agent_id, standing in standings.items():
         if standing.state in AGENT_FINAL:
             if standing.completed_at is not None and standing.completed_at >= sent_at:
-                concerned.append(agent_id)
+                concerned[agent_id] = standing.state
         elif standing.task_state != TaskState.PENDING:
-            concerned.append(agent_id)
+            concerned[agent_id] = standing.state
     return concerned
 
 
