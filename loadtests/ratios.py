@@ -13,7 +13,7 @@ from typing import Any
 
 from loadtests import bare, gitfloor
 from loadtests.client import task_body
-from loadtests.scenarios import ACCEPT_CONNECTIONS, docker_floor
+from loadtests.scenarios import ACCEPT_CONNECTIONS, bwrap_kill_floor, docker_floor
 from loadtests.target import Target
 
 
@@ -61,6 +61,12 @@ async def attach(name: str, target: Target, result: dict[str, Any], sandbox: str
         result["floor_bare_accept"] = floor
         result["accept_rate_over_bare"] = _ratio(
             result["accept_per_second"], floor.get("per_second")
+        )
+    elif name == "kill" and sandbox == "bwrap":
+        floor = await bwrap_kill_floor(int(result["agents"]) - 1)
+        result["floor_bwrap_kill_all"] = floor
+        result["kill_all_over_bwrap_floor"] = _ratio(
+            result["kill_all_seconds"], floor.get("seconds")
         )
     elif name == "kill" and sandbox == "docker":
         docker = await asyncio.to_thread(docker_floor)

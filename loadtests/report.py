@@ -46,6 +46,8 @@ def table(result: dict[str, Any]) -> str:
         elif isinstance(value, dict) and "per_second" in value:
             extra = f" ({value['seconds']} s)" if "seconds" in value else ""
             rows.append((key, f"{value['per_second']} /s{extra}"))
+        elif isinstance(value, dict) and "sandboxes" in value and "seconds" in value:
+            rows.append((key, f"{value['seconds']} s for {value['sandboxes']} sandboxes"))
         elif isinstance(value, dict) and "busy_cpu_seconds" in value:
             rows.append(
                 (

@@ -485,6 +485,47 @@ async def _bwrap_floor(rounds: int = 20) -> dict[str, Any]:
     return {"bwrap_start": summary(times)}
 
 
+async def bwrap_kill_floor(sandboxes: int) -> dict[str, Any]:
+    """The floor of a kill-all of ``sandboxes`` bwrap agents: as many sandboxes, each
+    running one command, killed at once by a plain loop (``kill_now`` each, as the
+    spawner's order callback does), until every command has ended; no records, no
+    services. The kernel's teardown of that many namespaces is most of it."""
+    import tempfile
+
+    from shared.sandbox.base import SandboxSpec
+    from shared.sandbox.bwrap import BwrapSandboxFactory
+
+    factory = BwrapSandboxFactory()
+    try:
+        await factory.check()
+    except Exception as exc:
+        return {"bwrap": f"unavailable: {exc}"}
+    with tempfile.TemporaryDirectory(prefix="mosaic-kill-floor-") as root:
+        trees = await asyncio.to_thread(_empty_dirs, Path(root), sandboxes)
+        boxes = [await factory.create(SandboxSpec(t.name, "floor", t)) for t in trees]
+        commands = [asyncio.create_task(b.exec("sleep 300", timeout=600)) for b in boxes]
+        pids: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(pids) < 2 * sandboxes and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # each sandbox: its outer bwrap and its pid 1
+            pids = bwrap_processes([f"box-{n}" for n in range(sandboxes)])
+        t0 = time.perf_counter()
+        for box in boxes:
+            box.kill_now()
+        await asyncio.gather(*commands, return_exceptions=True)
+        seconds = time.perf_counter() - t0
+        for box in boxes:
+            await box.close()
+    return {"sandboxes": sandboxes, "seconds": round(seconds, 4)}
+
+
+def _empty_dirs(root: Path, count: int) -> list[Path]:
+    made = [root / f"box-{n}" for n in range(count)]
+    for path in made:
+        path.mkdir()
+    return made
+
+
 def docker_floor(rounds: int = 10, burst: int = 0) -> dict[str, Any]:
     """``docker create`` + ``start`` and ``docker kill`` of the sandbox image, ``rounds``
     times one after another; with ``burst``, also ``burst`` creations at once (one

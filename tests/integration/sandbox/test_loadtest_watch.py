@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.scenarios import bwrap_processes, sandbox_watch, until_gone
+from loadtests.scenarios import bwrap_kill_floor, bwrap_processes, sandbox_watch, until_gone
 from shared.sandbox.base import SandboxSpec
 from shared.sandbox.bwrap import BwrapSandboxFactory
 from shared.sandbox.settings import SandboxSettings
@@ -45,3 +45,13 @@ async def test_a_running_sandbox_is_seen_by_its_agent_id_until_killed(tmp_path: 
         await asyncio.gather(command, return_exceptions=True)
     finally:
         await box.close()
+
+
+async def test_the_kill_all_floor_kills_its_sandboxes_and_leaves_none() -> None:
+    """``bwrap_kill_floor``: sandboxes each running a command, killed by a plain loop;
+    it times until every command ended, and nothing of them is left after."""
+    await require_bwrap()
+    floor = await bwrap_kill_floor(3)
+    assert floor["sandboxes"] == 3
+    assert 0 < floor["seconds"] < 30
+    assert bwrap_processes(["box-0", "box-1", "box-2"]) == []
