@@ -13,7 +13,7 @@ from typing import Any
 
 from loadtests import bare, gitfloor
 from loadtests.client import task_body
-from loadtests.scenarios import ACCEPT_CONNECTIONS, bwrap_kill_floor, docker_floor
+from loadtests.scenarios import ACCEPT_CONNECTIONS, accept_alone, bwrap_kill_floor, docker_floor
 from loadtests.target import Target
 
 
@@ -62,6 +62,15 @@ async def attach(name: str, target: Target, result: dict[str, Any], sandbox: str
         result["accept_rate_over_bare"] = _ratio(
             result["accept_per_second"], floor.get("per_second")
         )
+        # the bare endpoint runs alone; the gateway's accept above ran beside the agents
+        # it was starting: the same requests again, intake held, compare like with like
+        # (the embedded system only: a deployment's intake is never held by a load test)
+        if target.supervisor is not None:
+            alone = await accept_alone(target, int(result["tasks"]))
+            result["accept_alone"] = alone
+            result["accept_alone_over_bare"] = _ratio(
+                alone.get("per_second"), floor.get("per_second")
+            )
     elif name == "kill" and sandbox == "bwrap":
         floor = await bwrap_kill_floor(int(result["agents"]) - 1)
         result["floor_bwrap_kill_all"] = floor

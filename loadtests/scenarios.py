@@ -244,6 +244,29 @@ async def dispatch(target: Target, tasks: int, timeout: float) -> dict[str, Any]
     }
 
 
+async def accept_alone(target: Target, requests: int) -> dict[str, Any]:
+    """The gateway's accept rate with nothing else running, as the bare endpoint's floor
+    is measured: intake held (a kill-all's hold, so nothing queued starts), ``requests``
+    spawns from the same 50 connections. The held tasks are left queued: run it last,
+    on a system about to stop (``ratios`` does, after the scenario)."""
+    plan = [{"tool": "finish", "input": {"summary": "nothing to do"}}]
+    run = uuid.uuid4().hex[:6]
+    bodies = [task_body(str(target.repository), f"alone-{run}-{n}", plan) for n in range(requests)]
+    async with http_client(target) as http, http_client(target, admin=True) as admin:
+        held = await admin.post("/agents/kill-all")
+        if held.status_code != 200:
+            return {"unavailable": f"could not hold intake: {held.status_code}"}
+        started = time.monotonic()
+        ids, errors = await submit_all(http, bodies, parallel=ACCEPT_CONNECTIONS)
+        seconds = time.monotonic() - started
+    return {
+        "requests": requests,
+        "accepted": len(ids),
+        "errors": errors[:5],
+        "per_second": round(len(ids) / seconds, 1) if seconds else 0.0,
+    }
+
+
 async def kill(target: Target, agents: int, timeout: float, sandbox: str) -> dict[str, Any]:
     """Kill-one and kill-all latency with N running agents (until killed and sandbox gone)."""
     run = uuid.uuid4().hex[:6]
