@@ -8,9 +8,9 @@ result the model reads, never as a message of its own.
 
 The other way, the box tells who posts notes whether the agent has acted since they
 last looked: its files change only through its tool calls (and its finish, which may
-commit them), and the loop marks each (``acting``, ``moved``). The conflict forecast checks every
-running agent against every push; while an agent has done nothing since its last check,
-its changes are what they were, and gitops is not asked again.
+commit them), and the loop marks each (``acting``, ``moved``). The conflict forecast
+checks every running agent against every push; while an agent has done nothing since
+its last check, its changes are what they were, and gitops is not asked again.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class NoteBox:
 
     @contextmanager
     def acting(self) -> Iterator[None]:
-        """Around one tool call (or finish) of the agent: its files may change meanwhile."""
+        """Around one tool call of the agent: its files may change meanwhile."""
         self.generation += 1
         self._acting += 1
         try:
