@@ -52,10 +52,14 @@ def image_check(http: httpx.Client, repo: Path, task_id: str) -> tuple[bool, str
 
 
 def environment_images(client: docker.DockerClient) -> set[str]:
+    """The tags of environment images. Untagged ones (``<none>:<none>``) are left out:
+    they are other tests' builds being replaced or removed while this one runs beside
+    them (CI saw one vanish between two reads), and a build tags what it makes."""
     return {
         tag
         for image in client.api.images(filters={"label": LABEL_KEY})
         for tag in image.get("RepoTags") or ()
+        if tag != "<none>:<none>"
     }
 
 
