@@ -481,20 +481,28 @@ async def baseline(target: Target, rounds: int = 200) -> dict[str, Any]:
     return result
 
 
-async def _bwrap_floor(rounds: int = 20) -> dict[str, Any]:
-    """One command in a fresh bwrap sandbox (``bwrap <the view> -- sh -c true``), as each
-    agent command pays it: namespaces, mounts, exec, exit."""
-    import tempfile
-    from pathlib import Path
-
-    from shared.sandbox.base import SandboxSpec
+async def _bwrap_factory() -> Any:
+    """The sandbox layer's bwrap factory, checked; or why bwrap cannot run here (str)."""
     from shared.sandbox.bwrap import BwrapSandboxFactory
 
     factory = BwrapSandboxFactory()
     try:
         await factory.check()
     except Exception as exc:
-        return {"bwrap": f"unavailable: {exc}"}
+        return f"unavailable: {exc}"
+    return factory
+
+
+async def _bwrap_floor(rounds: int = 20) -> dict[str, Any]:
+    """One command in a fresh bwrap sandbox (``bwrap <the view> -- sh -c true``), as each
+    agent command pays it: namespaces, mounts, exec, exit."""
+    import tempfile
+
+    from shared.sandbox.base import SandboxSpec
+
+    factory = await _bwrap_factory()
+    if isinstance(factory, str):
+        return {"bwrap": factory}
     with tempfile.TemporaryDirectory(prefix="mosaic-bwrap-floor-") as tree:
         box = await factory.create(SandboxSpec("baseline", "baseline", Path(tree)))
         times = []
@@ -512,33 +520,41 @@ async def bwrap_kill_floor(sandboxes: int) -> dict[str, Any]:
     """The floor of a kill-all of ``sandboxes`` bwrap agents: as many sandboxes, each
     running one command, killed at once by a plain loop (``kill_now`` each, as the
     spawner's order callback does), until every command has ended; no records, no
-    services. The kernel's teardown of that many namespaces is most of it."""
+    services. The kernel's teardown of that many namespaces is most of it. Every
+    sandbox is closed however it ends."""
     import tempfile
 
     from shared.sandbox.base import SandboxSpec
-    from shared.sandbox.bwrap import BwrapSandboxFactory
 
-    factory = BwrapSandboxFactory()
-    try:
-        await factory.check()
-    except Exception as exc:
-        return {"bwrap": f"unavailable: {exc}"}
+    factory = await _bwrap_factory()
+    if isinstance(factory, str):
+        return {"bwrap": factory}
+    boxes: list[Any] = []
+    commands: list[asyncio.Task[Any]] = []
     with tempfile.TemporaryDirectory(prefix="mosaic-kill-floor-") as root:
-        trees = await asyncio.to_thread(_empty_dirs, Path(root), sandboxes)
-        boxes = [await factory.create(SandboxSpec(t.name, "floor", t)) for t in trees]
-        commands = [asyncio.create_task(b.exec("sleep 300", timeout=600)) for b in boxes]
-        pids: list[int] = []
-        deadline = time.monotonic() + 60
-        while len(pids) < 2 * sandboxes and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)  # each sandbox: its outer bwrap and its pid 1
-            pids = bwrap_processes([f"box-{n}" for n in range(sandboxes)])
-        t0 = time.perf_counter()
-        for box in boxes:
-            box.kill_now()
-        await asyncio.gather(*commands, return_exceptions=True)
-        seconds = time.perf_counter() - t0
-        for box in boxes:
-            await box.close()
+        try:
+            trees = await asyncio.to_thread(_empty_dirs, Path(root), sandboxes)
+            for tree in trees:
+                boxes.append(await factory.create(SandboxSpec(tree.name, "floor", tree)))
+            commands = [asyncio.create_task(b.exec("sleep 300", timeout=600)) for b in boxes]
+            started = 0  # each sandbox: its outer bwrap and its pid 1, both naming the root
+            deadline = time.monotonic() + 60
+            while started < 2 * sandboxes and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                started = len(bwrap_processes([root]))
+            if started < 2 * sandboxes:
+                return {"bwrap": f"only {started // 2} of {sandboxes} sandboxes started"}
+            t0 = time.perf_counter()
+            for box in boxes:
+                box.kill_now()
+            await asyncio.gather(*commands, return_exceptions=True)
+            seconds = time.perf_counter() - t0
+        finally:
+            for task in commands:
+                task.cancel()
+            await asyncio.gather(*commands, return_exceptions=True)
+            for box in boxes:
+                await box.close()
     return {"sandboxes": sandboxes, "seconds": round(seconds, 4)}
 
 
