@@ -7,6 +7,7 @@ production-like runs and in tests, so tests exercise what users run.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -59,17 +60,42 @@ def valkey_server_binary() -> Path:
 
 
 def wait_for_port(
-    port: int, proc: subprocess.Popen[bytes], timeout: float, name: str, host: str = "127.0.0.1"
+    port: int,
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    name: str,
+    host: str = "127.0.0.1",
+    log: Path | None = None,
 ) -> None:
-    """Block until ``host:port`` accepts connections or the process dies."""
+    """Block until ``host:port`` accepts connections or the process dies; a death names
+    the server's last words from ``log``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedServerError(f"{name} exited with code {proc.returncode} at start")
+            raise EmbeddedServerError(
+                f"{name} exited with code {proc.returncode} at start{_last_words(log)}"
+            )
         with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.02)
     raise EmbeddedServerError(f"{name} did not listen on port {port} within {timeout}s")
+
+
+def _last_words(log: Path | None, lines: int = 5) -> str:
+    """The end of a server's log, for an error saying why it stopped."""
+    if log is None or not log.is_file():
+        return ""
+    tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return f" ({log}): " + " | ".join(tail) if tail else ""
+
+
+def launch(args: Sequence[str], log: Path | None) -> subprocess.Popen[bytes]:
+    """Run a server with its output appended to ``log`` (or dropped without one)."""
+    if log is None:
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
 
 
 @dataclass
@@ -83,6 +109,8 @@ class ServerProcess:
     args: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     """The address it listens on (a cluster node in a network namespace has its own)."""
+    log: Path | None = None
+    """Where its output goes, kept across restarts (None: dropped)."""
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
@@ -98,10 +126,8 @@ class ServerProcess:
     def restart(self, timeout: float = 15.0) -> None:
         """Stop and start again on the same port with the same data."""
         self.stop()
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port, self.proc, timeout, self.name, self.host)
+        self.proc = launch(self.args, self.log)
+        wait_for_port(self.port, self.proc, timeout, self.name, self.host, self.log)
 
     def kill(self) -> None:
         """SIGKILL the server and reap it (a crash, for failover tests)."""
@@ -113,10 +139,8 @@ class ServerProcess:
         """Start a stopped or killed server again, same arguments, same data."""
         if self.proc.poll() is None:
             raise EmbeddedServerError(f"{self.name} on port {self.port} is still running")
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port, self.proc, timeout, self.name, self.host)
+        self.proc = launch(self.args, self.log)
+        wait_for_port(self.port, self.proc, timeout, self.name, self.host, self.log)
 
     def suspend(self) -> None:
         """SIGSTOP the server (for outage tests); ``resume`` continues it."""
@@ -128,26 +152,56 @@ class ServerProcess:
 
 
 def start_nats(
-    data_dir: Path, port: int | None = None, config_file: Path | None = None, timeout: float = 15.0
+    data_dir: Path,
+    port: int | None = None,
+    config_file: Path | None = None,
+    timeout: float = 15.0,
+    log_file: Path | None = None,
 ) -> ServerProcess:
-    """Start nats-server with JetStream storing under ``data_dir``."""
+    """Start nats-server with JetStream storing under ``data_dir``.
+
+    Without ``port`` the server binds a port of the kernel's choosing and says which in
+    a ports file: a port picked beforehand and then handed over can be taken in between
+    (by any outgoing connection: such ports come from the same range), which once failed
+    a CI run. Its output goes to ``log_file`` (default ``<data_dir>/nats-server.log``),
+    and a server that dies at start is reported with its last lines.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    args = [
-        str(nats_server_binary()),
-        "-a",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-js",
-        "-sd",
-        str(data_dir),
-    ]
+    log = log_file or data_dir / "nats-server.log"
+    binary = str(nats_server_binary())
+    args = [binary, "-a", "127.0.0.1", "-p", str(port or -1), "-js", "-sd", str(data_dir)]
     if config_file is not None:
         args += ["-c", str(config_file)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, proc, timeout, "nats-server")
-    return ServerProcess("nats-server", port, proc, data_dir, args)
+    ports_dir = data_dir / "ports"
+    if port is None:
+        ports_dir.mkdir(exist_ok=True)
+        args += ["--ports_file_dir", str(ports_dir)]
+    proc = launch(args, log)
+    if port is None:
+        port = _reported_port(ports_dir, proc, timeout, log)
+        args[args.index("-p") + 1] = str(port)  # a restart keeps its address
+        flag = args.index("--ports_file_dir")
+        del args[flag : flag + 2]
+    wait_for_port(port, proc, timeout, "nats-server", log=log)
+    return ServerProcess("nats-server", port, proc, data_dir, args, log=log)
+
+
+def _reported_port(
+    ports_dir: Path, proc: subprocess.Popen[bytes], timeout: float, log: Path
+) -> int:
+    """The client port nats-server wrote to its ports file (``<binary>_<pid>.ports``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedServerError(
+                f"nats-server exited with code {proc.returncode} at start{_last_words(log)}"
+            )
+        for found in ports_dir.glob(f"*_{proc.pid}.ports"):
+            with contextlib.suppress(ValueError, KeyError, IndexError):
+                url = json.loads(found.read_text())["nats"][0]
+                return int(url.rsplit(":", 1)[1])
+        time.sleep(0.01)
+    raise EmbeddedServerError(f"nats-server wrote no ports file within {timeout}s")
 
 
 def check_valkey_password(password: str) -> None:
@@ -164,6 +218,7 @@ def start_valkey(
     config_lines: Sequence[str] = (),
     host: str = "127.0.0.1",
     command_prefix: Sequence[str] = (),
+    log_file: Path | None = None,
 ) -> ServerProcess:
     """Start valkey-server with AOF persistence under ``data_dir``, loopback only.
 
@@ -173,10 +228,40 @@ def start_valkey(
     join that file (``replicaof 127.0.0.1 6379`` for a replica); Sentinel rewrites it
     when it moves the primary, so a restarted server keeps its role. ``host`` is the
     address it binds (a host of its own in the multi-host tests); ``command_prefix``
-    runs it through another command (``["ip", "netns", "exec", "h2"]``).
+    runs it through another command (``["ip", "netns", "exec", "h2"]``). Its output
+    goes to ``log_file`` (default ``<data_dir>/valkey-server.log``).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    log = log_file or data_dir / "valkey-server.log"
+    for attempt in range(_PORT_ATTEMPTS):
+        chosen = port or free_port()
+        args = _valkey_args(data_dir, chosen, password, config_lines, host, command_prefix)
+        proc = launch(args, log)
+        try:
+            wait_for_port(chosen, proc, timeout, "valkey-server", host, log)
+        except EmbeddedServerError as error:
+            # valkey cannot bind a port of the kernel's choosing and report it, so a port
+            # picked here and taken before it binds is picked again
+            taken = "address already in use" in str(error).lower()
+            if port is not None or not taken or attempt == _PORT_ATTEMPTS - 1:
+                raise
+            continue
+        return ServerProcess("valkey-server", chosen, proc, data_dir, args, host, log)
+    raise AssertionError("unreachable")
+
+
+_PORT_ATTEMPTS = 5
+
+
+def _valkey_args(
+    data_dir: Path,
+    port: int,
+    password: str | None,
+    config_lines: Sequence[str],
+    host: str,
+    command_prefix: Sequence[str],
+) -> list[str]:
+    """valkey-server's command line (and its 0600 config file when it needs one)."""
     args = [*command_prefix, str(valkey_server_binary())]
     lines = ["# Generated by mosaic (embedded.py)", *config_lines]
     if password is not None:
@@ -186,7 +271,8 @@ def start_valkey(
         conf = data_dir / "auth.conf"
         write_private(conf, "\n".join(lines) + "\n")
         args.append(str(conf))  # a config file must come first
-    args += [
+    return [
+        *args,
         "--bind",
         host,
         "--port",
@@ -204,6 +290,3 @@ def start_valkey(
         "--loglevel",
         "warning",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, proc, timeout, "valkey-server", host)
-    return ServerProcess("valkey-server", port, proc, data_dir, args, host)

@@ -138,7 +138,9 @@ class Supervisor:
             self._start_nats_cluster()
             return
         conf = natsauth.write_config(home) if self.config.nats_auth else None
-        self.servers["nats"] = start_nats(home / "nats", config_file=conf)
+        self.servers["nats"] = start_nats(
+            home / "nats", config_file=conf, log_file=self.logs / "nats.log"
+        )
         self.nats_server_url = f"nats://127.0.0.1:{self.servers['nats'].port}"
         self.nats_url = self.nats_server_url
         if conf is not None:
@@ -198,7 +200,9 @@ class Supervisor:
             self.cluster_env["VALKEY_SENTINELS"] = group.sentinel_addresses
             self.cluster_env["VALKEY_SENTINEL_MASTER"] = group.master_name
             return
-        self.servers["valkey"] = start_valkey(home / "valkey", password=password)
+        self.servers["valkey"] = start_valkey(
+            home / "valkey", password=password, log_file=self.logs / "valkey.log"
+        )
         self.valkey_url = f"redis://:{password}@127.0.0.1:{self.servers['valkey'].port}/0"
 
     def nats_url_for(self, user: str) -> str:

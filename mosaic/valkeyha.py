@@ -234,7 +234,7 @@ async def current_primary(group: ValkeyReplicaSet) -> tuple[str, int]:
     """The primary the sentinels name now (the first sentinel that answers)."""
     from redis.asyncio.sentinel import Sentinel
 
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    sentinel = Sentinel(
         [(s.host, s.port) for s in group.sentinels],
         sentinel_kwargs={"password": group.password, "socket_timeout": 1},
     )

@@ -60,7 +60,7 @@ def make_sentinel_valkey(settings: ValkeySettings) -> Redis:
     password = unquote(url.password) if url.password else None
     username = unquote(url.username) if url.username else None
     db = int(url.path.lstrip("/") or 0)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    sentinel = Sentinel(
         settings.sentinel_addresses(),
         sentinel_kwargs={"password": password, "socket_connect_timeout": 1, "socket_timeout": 2},
         password=password,
