@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,10 +29,33 @@ class EmbeddedServerError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on loopback right now, from below the kernel's ephemeral range.
+
+    Whoever is given the port binds it a moment later. A port from the ephemeral range
+    (what binding port 0 returns) can be taken in that moment by any outgoing
+    connection on the machine, which draws its local port from the same range; below
+    it, only another caller of this function could take it.
+    """
+    low, _high = _ephemeral_range()
+    floor = 10000
+    for _ in range(100):
+        port = random.randrange(floor, low) if low - floor >= 1000 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise EmbeddedServerError(f"no free loopback port between {floor} and {low}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """Where the kernel draws outgoing connections' local ports (Linux's default if
+    it does not say)."""
+    with contextlib.suppress(OSError, ValueError):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    return 32768, 60999
 
 
 def nats_server_binary() -> Path:

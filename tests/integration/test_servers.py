@@ -76,3 +76,10 @@ def test_valkey_picks_another_port_when_the_one_it_picked_is_taken(
         assert "Address already in use" in (tmp_path / "valkey" / "valkey-server.log").read_text()
     finally:
         server.stop()
+
+
+def test_ports_handed_out_are_outside_the_range_outgoing_connections_draw_from() -> None:
+    low, _high = embedded._ephemeral_range()
+    ports = {embedded.free_port() for _ in range(50)}
+    assert all(port < low for port in ports), sorted(ports)
+    assert len(ports) > 40  # drawn at random, not the same few
