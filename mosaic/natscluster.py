@@ -19,7 +19,6 @@ the same users and permissions on every node. A node's HTTP monitoring port answ
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from mosaic.embedded import (
     EmbeddedServerError,
     ServerProcess,
     free_port,
+    launch,
     nats_server_binary,
     wait_for_port,
 )
@@ -148,15 +148,11 @@ def start_nats_node(
     )
     write_private(conf, text)
     args = [*command_prefix, str(nats_server_binary()), "-c", str(conf)]
-    output = log_file.open("ab") if log_file is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
-    finally:
-        if log_file is not None and not isinstance(output, int):
-            output.close()
-    server = ServerProcess(f"nats-server {node.name}", node.client_port, proc, data_dir, args)
-    server.host = node.host
-    wait_for_port(node.client_port, proc, timeout, server.name, node.host)
+    proc = launch(args, log_file)
+    server = ServerProcess(
+        f"nats-server {node.name}", node.client_port, proc, data_dir, args, node.host, log_file
+    )
+    wait_for_port(node.client_port, proc, timeout, server.name, node.host, log_file)
     return server
 
 

@@ -17,7 +17,6 @@ means for the store; the cluster tests measure it).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from mosaic.embedded import (
     ServerProcess,
     check_valkey_password,
     free_port,
+    launch,
     start_valkey,
     valkey_server_binary,
     wait_for_port,
@@ -225,9 +225,10 @@ def start_sentinel(
         "--loglevel",
         "warning",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, proc, timeout, "valkey-sentinel", host)
-    return ServerProcess("valkey-sentinel", port, proc, data_dir, args, host)
+    log = data_dir / "valkey-sentinel.log"
+    proc = launch(args, log)
+    wait_for_port(port, proc, timeout, "valkey-sentinel", host, log)
+    return ServerProcess("valkey-sentinel", port, proc, data_dir, args, host, log)
 
 
 async def current_primary(group: ValkeyReplicaSet) -> tuple[str, int]:
