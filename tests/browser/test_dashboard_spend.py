@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_dashboard import sign_in, wait_for
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -65,8 +65,7 @@ def test_spend_per_agent_the_day_total_and_the_budget_hold(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
+    with operator_http(system, 10) as http:
         sign_in(driver, system, system.tokens["MOSAIC_API_TOKEN"])
         # 200 input + 200 output tokens at $15 / $75: $0.018; 400 + 400: $0.036
         small = http.post("/agents/spawn", json=task(remote_repo, f"s-{unique}", 200)).json()

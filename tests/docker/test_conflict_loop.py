@@ -15,6 +15,7 @@ from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.integration.gitops.conflict_loop import MERGE, REBASE, resolve_conflict
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -49,8 +50,7 @@ def system(
 
 @pytest.fixture
 def http(system: Supervisor) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=15) as client:
+    with operator_http(system) as client:
         yield client
 
 

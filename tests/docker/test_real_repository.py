@@ -27,6 +27,7 @@ from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
 from tests.fakes.messages_api import FakeMessagesAPI, reply, text, tool_use
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -122,8 +123,7 @@ def system(
 
 @pytest.fixture(scope="module")
 def http(system: Supervisor) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=15) as client:
+    with operator_http(system) as client:
         yield client
 
 

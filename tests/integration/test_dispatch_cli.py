@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -22,6 +21,7 @@ from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
 from tests.integration.sandbox.conftest import require_bwrap
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -81,8 +81,7 @@ def broken_gates_branch(remote: Path, tmp: Path) -> None:
 
 
 def agents(system: Supervisor) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=15) as http:
+    with operator_http(system) as http:
         listed: list[dict[str, Any]] = http.get("/agents", params={"limit": 500}).json()["agents"]
     return listed
 

@@ -24,6 +24,7 @@ from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
 from tests.fakes.messages_api import FakeMessagesAPI, FakeReply, RecordedRequest, reply, tool_use
 from tests.fakes.messages_api import text as text_block
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -185,8 +186,7 @@ def test_a_push_warns_the_overlapping_agent_only(
     a, b, c = (f"{name}-{unique}" for name in ("a", "b", "c"))
     agents = Agents(a, b, c)
     model.fallback = agents
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
+    with operator_http(system, 10) as http:
         ids = {task: spawn(http, calc_remote, task) for task in (a, b, c)}
         records = {task: wait_final(http, ids[task], 240) for task in (a, b, c)}
         outcomes = {t: {k: records[t].get(k) for k in OUTCOME} for t in (a, b, c)}

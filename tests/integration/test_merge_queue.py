@@ -24,6 +24,7 @@ import pytest
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -53,8 +54,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
 
 @pytest.fixture
 def http(system: Supervisor) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=15) as client:
+    with operator_http(system) as client:
         yield client
 
 

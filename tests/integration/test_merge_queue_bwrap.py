@@ -14,6 +14,7 @@ from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.integration.sandbox.conftest import require_bwrap
 from tests.integration.test_merge_queue import ten_agents_through_the_queue
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -41,8 +42,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, bwrap_runs: None) -> Iterat
 
 @pytest.fixture
 def http(system: Supervisor) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=15) as client:
+    with operator_http(system) as client:
         yield client
 
 

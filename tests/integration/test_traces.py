@@ -32,6 +32,7 @@ from mosaic.client import MosaicClient
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.fakes.messages_api import FakeMessagesAPI, FakeReply, RecordedRequest, reply, tool_use
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -79,8 +80,7 @@ def system(
 
 @pytest.fixture
 def http(system: Supervisor) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=30) as client:
+    with operator_http(system, 30) as client:
         yield client
 
 

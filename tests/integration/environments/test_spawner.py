@@ -16,6 +16,7 @@ from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import STDLIB_GATES, TEST_APP
 from tests.integration.environments.repos import Repo
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -31,10 +32,8 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
             "TASK_ACK_WAIT_S": "5",
         },
     )
-    with Supervisor(config) as system:
-        headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-        with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as client:
-            yield client
+    with Supervisor(config) as system, operator_http(system, 10) as client:
+        yield client
 
 
 def run_task(http: httpx.Client, repo: Path, task_id: str) -> tuple[dict[str, Any], list[Any]]:

@@ -14,6 +14,7 @@ import pytest
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.integration.gates.samples import build_sample, gates_toml, git
+from tests.systems import operator_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -53,8 +54,7 @@ def run_plan(
         "options": {"plan": plan, "maxRetries": 0},
         "gateProfile": "minimal",
     }
-    headers = {"Authorization": f"Bearer {system.tokens['MOSAIC_API_TOKEN']}"}
-    with httpx.Client(base_url=system.gateway_url, headers=headers, timeout=10) as http:
+    with operator_http(system, 10) as http:
         answer = http.post("/agents/spawn", json=body)
         assert answer.status_code == 202, answer.text
         agent_id = answer.json()["agentId"]
