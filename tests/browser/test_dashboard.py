@@ -15,8 +15,6 @@ from tests.browser.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-FINAL = ("completed", "failed", "killed")
-
 
 def slow_task(repo: Path, task_id: str, sleeps: int) -> dict[str, Any]:
     """A scripted agent that runs a few seconds per step, then writes a file and finishes."""

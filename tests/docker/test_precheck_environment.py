@@ -19,11 +19,11 @@ from shared.environments.key import LABEL_KEY
 from tests.conftest import STDLIB_GATES, TEST_APP
 from tests.integration.environments.repos import Repo
 from tests.integration.killswitch.helpers import admin, spawn, system, wait_state
+from tests.systems import FINAL
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
 TOML = ".mosaic/environment.toml"
-FINAL = {"completed", "failed", "killed"}
 NOOP = [{"tool": "finish", "input": {"summary": "nothing to do"}}]
 
 

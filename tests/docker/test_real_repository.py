@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -27,11 +25,10 @@ from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
 from tests.fakes.messages_api import FakeMessagesAPI, reply, text, tool_use
-from tests.systems import operator_http
+from tests.systems import operator_http, wait_final
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-FINAL = {"completed", "failed", "killed"}
 
 PACKAGES = "python3-pytest python3-yaml python3-pyflakes"
 """pytest, the library the code needs, and the linter, from Debian's packages."""
@@ -146,30 +143,6 @@ def spawn(http: httpx.Client, remote: Path, task_id: str) -> str:
     return str(answer.json()["agentId"])
 
 
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.5)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
-
-
-def tool_outputs(model: FakeMessagesAPI) -> list[str]:
-    """Every tool result the agent sent back to the model, as text."""
-    found: list[str] = []
-    for request in model.requests:
-        for block in request.tool_results():
-            content = block.get("content")
-            if isinstance(content, list):
-                found.append("".join(str(part.get("text", "")) for part in content))
-            else:
-                found.append(str(content))
-    return found
-
-
 RUN_TESTS = {"command": "python3 -m pytest -q -p no:cacheprovider", "timeout": 120}
 
 
@@ -190,8 +163,8 @@ def test_agent_fixes_a_failing_test_in_its_declared_environment(
         reply(tool_use("finish", {"summary": "parse_total no longer subtracts one"})),
     )
     agent_id = spawn(http, remote, f"real-{unique}")
-    record = wait_final(http, agent_id)
-    outputs = tool_outputs(model)
+    record = wait_final(http, agent_id, timeout=600)
+    outputs = model.tool_outputs()
     assert record["state"] == "completed", (record["error"], record, outputs)
     # the agent's own commands ran in the declared environment: pytest and yaml are there
     assert "1 failed" in outputs[0], outputs[0]
@@ -221,8 +194,8 @@ def test_a_failing_fix_is_rejected_and_the_agent_hears_which_test(
         reply(tool_use("finish", {"summary": "really really"})),
     )
     agent_id = spawn(http, remote, f"wrong-{unique}")
-    record = wait_final(http, agent_id)
+    record = wait_final(http, agent_id, timeout=600)
     assert record["state"] == "failed", record
-    rejections = [o for o in tool_outputs(model) if "test_total_of_items" in o]
-    assert rejections, tool_outputs(model)
+    rejections = [o for o in model.tool_outputs() if "test_total_of_items" in o]
+    assert rejections, model.tool_outputs()
     assert not git(remote, "branch", "--list", f"mosaic/agent-{agent_id}")

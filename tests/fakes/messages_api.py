@@ -228,6 +228,18 @@ class FakeMessagesAPI:
         with self._lock:
             return len(self._queue)
 
+    def tool_outputs(self) -> list[str]:
+        """Every tool result the agent sent back so far, as text."""
+        found: list[str] = []
+        for request in self.requests:
+            for block in request.tool_results():
+                content = block.get("content")
+                if isinstance(content, list):
+                    found.append("".join(str(part.get("text", "")) for part in content))
+                else:
+                    found.append(str(content))
+        return found
+
     def reset(self) -> None:
         """Forget queued answers, recorded requests, the fallback and the expected key."""
         with self._lock:

@@ -18,7 +18,7 @@ import pytest
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
-from tests.systems import operator_http
+from tests.systems import operator_http, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -61,16 +61,6 @@ def spawn_body(repo: Path, task_id: str, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
-
-
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record: dict[str, Any] = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
 def test_health_is_open_and_shaped_as_the_spec(system: Supervisor) -> None:

@@ -11,7 +11,6 @@ A; C, whose change does not meet A's, hears nothing.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,10 @@ from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
 from tests.fakes.messages_api import FakeMessagesAPI, FakeReply, RecordedRequest, reply, tool_use
 from tests.fakes.messages_api import text as text_block
-from tests.systems import operator_http
+from tests.systems import operator_http, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-FINAL = {"completed", "failed", "killed"}
 OUTCOME = ("state", "error", "attempts", "attemptReasons", "turns", "overlaps", "pushedBranch")
 API_KEY = "sk-ant-test-forecast"
 CALC = "".join(f"line {n}\n" for n in range(1, 21))
@@ -167,17 +165,6 @@ def spawn(http: httpx.Client, repo: Path, task_id: str) -> str:
     answer = http.post("/agents/spawn", json=body)
     assert answer.status_code == 202, answer.text
     return str(answer.json()["agentId"])
-
-
-def wait_final(http: httpx.Client, agent_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
 def test_a_push_warns_the_overlapping_agent_only(

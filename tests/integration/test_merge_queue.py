@@ -24,11 +24,10 @@ import pytest
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.conftest import git
-from tests.systems import operator_http
+from tests.systems import operator_http, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-FINAL = {"completed", "failed", "killed"}
 IDENTITY = (
     "export GIT_AUTHOR_NAME=agent GIT_AUTHOR_EMAIL=agent@example.invalid "
     "GIT_COMMITTER_NAME=agent GIT_COMMITTER_EMAIL=agent@example.invalid GIT_EDITOR=true; "
@@ -85,17 +84,6 @@ def spawn(http: httpx.Client, remote: Path, task_id: str, plan: list[dict[str, A
     answer = http.post("/agents/spawn", json=body)
     assert answer.status_code == 202, answer.text
     return str(answer.json()["agentId"])
-
-
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
 def wait_running(http: httpx.Client, agent_id: str, timeout: float = 60) -> None:
@@ -162,7 +150,7 @@ def ten_agents_through_the_queue(
                                                "new": f"# log\nentry {k}\n"}}  # fmt: skip
         plans.append([edit, finish(), resolve_log_conflict(k), finish("resolved")])
     agents = [spawn(http, remote_repo, f"mq{k}-{unique}", plan) for k, plan in enumerate(plans)]
-    records = [wait_final(http, agent) for agent in agents]
+    records = [wait_final(http, agent, timeout=300) for agent in agents]
     assert [r["state"] for r in records] == ["completed"] * 10, records
 
     # every change is on the base
@@ -242,7 +230,7 @@ def test_a_gate_failing_on_the_integrated_state_leaves_the_base_where_it_was(
     )
     moved = commit_to(remote_repo, tmp_path, {"test_one.py": new_test}, "a new test")
     marker.touch()
-    record = wait_final(http, agent)
+    record = wait_final(http, agent, timeout=300)
 
     assert git(remote_repo, "rev-parse", "main") == moved  # untouched
     assert "mosaic/agent-" + agent not in git(remote_repo, "branch", "--list")
@@ -309,7 +297,7 @@ def test_pre_push_gate_rejects_a_rebased_head_that_breaks_the_moved_bases_test(
         "v2 with its test",
     )
     marker.touch()
-    record = wait_final(http, agent)
+    record = wait_final(http, agent, timeout=300)
     assert record["state"] == "completed", record
 
     history = events(http, agent)
@@ -359,7 +347,7 @@ def test_a_base_moved_during_the_gates_is_integrated_again_never_forced(
         time.sleep(0.1)
     moved = commit_to(remote_repo, tmp_path, {"human.txt": "pushed meanwhile\n"}, "human")
     (marks / "go").touch()
-    record = wait_final(http, agent)
+    record = wait_final(http, agent, timeout=300)
 
     assert record["state"] == "completed", record
     assert git(remote_repo, "show", "main:human.txt") == "pushed meanwhile"  # not overwritten

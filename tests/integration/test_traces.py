@@ -32,7 +32,7 @@ from mosaic.client import MosaicClient
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.fakes.messages_api import FakeMessagesAPI, FakeReply, RecordedRequest, reply, tool_use
-from tests.systems import operator_http
+from tests.systems import operator_http, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -117,17 +117,6 @@ def spawn(http: httpx.Client, repo: Path, task_id: str) -> str:
     answer = http.post("/agents/spawn", json=body)
     assert answer.status_code == 202, answer.text
     return str(answer.json()["agentId"])
-
-
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in {"completed", "failed", "killed"}:
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
 def wait_trace(

@@ -3,7 +3,6 @@ a repository whose gates are cheap, and small HTTP helpers."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,17 +74,6 @@ def spawn_body(repo: Path, task_id: str, **extra: Any) -> dict[str, Any]:
         "gateProfile": "minimal",
         **extra,
     }
-
-
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
 def task_of(request: RecordedRequest) -> str:

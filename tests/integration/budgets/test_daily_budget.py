@@ -25,10 +25,10 @@ from tests.integration.budgets.system import (
     spawn_body,
     task_of,
     usage,
-    wait_final,
     with_cheap_gates,
     write,
 )
+from tests.systems import wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -23,8 +23,6 @@ from mosaic.supervisor import Supervisor, SystemConfig
 from shared.federation.envelope import Envelope, EnvelopeType, seal
 from shared.federation.identity import Identity
 
-FINAL = {"completed", "failed", "killed"}
-
 
 @dataclass
 class Instance:

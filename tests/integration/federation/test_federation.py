@@ -14,12 +14,12 @@ import pytest
 
 from tests.conftest import git
 from tests.integration.federation.conftest import (
-    FINAL,
     SLEEP_PLAN,
     Instance,
     spawn_body,
     wait_for,
 )
+from tests.systems import FINAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

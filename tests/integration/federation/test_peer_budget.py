@@ -10,18 +10,17 @@ default price ($15 / $75 per million input / output tokens).
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from shared.federation.envelope import check_signature, parse
-from tests.integration.federation.conftest import FINAL, FakePeer, Instance, register, spawn_body
+from tests.integration.federation.conftest import FakePeer, Instance, register, spawn_body
+from tests.systems import wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -63,16 +62,6 @@ def command(fake: FakePeer, body: dict[str, Any]) -> dict[str, Any]:
     envelope = parse(answer.content)
     check_signature(envelope, fake.spoke.identity()["publicKey"])
     return envelope.payload
-
-
-def wait_final(http: httpx.Client, agent_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        record: dict[str, Any] = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"{agent_id} not final")
 
 
 def test_a_peer_over_its_daily_budget_is_refused_and_only_that_peer(

@@ -22,7 +22,6 @@ from shared.messages.base import utcnow
 from shared.messages.spawners import SpawnerCapability
 from shared.spawners import SpawnerRegistry
 from tests.integration.federation.conftest import (
-    FINAL,
     SLEEP_PLAN,
     FakePeer,
     Instance,
@@ -30,6 +29,7 @@ from tests.integration.federation.conftest import (
     spawn_body,
     wait_for,
 )
+from tests.systems import FINAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -3,18 +3,16 @@ gates, it fixes the test on its next turn, the gates pass and its branch is push
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
 from tests.integration.gates.samples import build_sample, gates_toml, git
-from tests.systems import operator_http
+from tests.systems import operator_http, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -31,17 +29,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     )
     with Supervisor(config) as supervisor:
         yield supervisor
-
-
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in {"completed", "failed", "killed"}:
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
 
 
 def run_plan(

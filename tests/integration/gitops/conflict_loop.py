@@ -20,8 +20,8 @@ import httpx
 
 from tests.conftest import git
 from tests.fakes.messages_api import FakeMessagesAPI, FakeReply, RecordedRequest, reply, tool_use
+from tests.systems import wait_final
 
-FINAL = {"completed", "failed", "killed"}
 IDENTITY = "Mosaic Agent <agent@mosaic.invalid>"
 """The configured agent identity (``GitSettings``' default): on every commit it pushes."""
 AGENT_LINE = "    return a + b  # agent\n"
@@ -93,30 +93,6 @@ def spawn(http: httpx.Client, remote: Path, task_id: str) -> str:
     return str(answer.json()["agentId"])
 
 
-def wait_final(http: httpx.Client, agent_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    record: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        record = http.get(f"/agents/{agent_id}/status").json()
-        if record["state"] in FINAL:
-            return record
-        time.sleep(0.5)
-    raise AssertionError(f"agent {agent_id} not final after {timeout}s: {record}")
-
-
-def tool_outputs(model: FakeMessagesAPI) -> list[str]:
-    """Every tool result the agent sent back to the model, as text."""
-    found: list[str] = []
-    for request in model.requests:
-        for block in request.tool_results():
-            content = block.get("content")
-            if isinstance(content, list):
-                found.append("".join(str(part.get("text", "")) for part in content))
-            else:
-                found.append(str(content))
-    return found
-
-
 def resolve_conflict(
     http: httpx.Client,
     model: FakeMessagesAPI,
@@ -132,8 +108,8 @@ def resolve_conflict(
     model.api_key = key
     model.enqueue(*script(remote, scratch, steps))
     agent_id = spawn(http, remote, task_id)
-    record = wait_final(http, agent_id)
-    outputs = tool_outputs(model)
+    record = wait_final(http, agent_id, timeout=600)
+    outputs = model.tool_outputs()
     assert record["state"] == "completed", (record.get("error"), outputs)
     told = [o for o in outputs if "Merge conflict with origin/main in: app.py" in o]
     assert told, outputs

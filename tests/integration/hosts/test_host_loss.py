@@ -42,6 +42,7 @@ from tests.integration.killswitch.helpers import (
     wait_state,
 )
 from tests.integration.killswitch.test_nats_auth import raw_publish
+from tests.systems import FINAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420), pytest.mark.serial]
 
@@ -49,7 +50,6 @@ HOSTS = ("h1", "h2", "h3")
 NODE_OF = {"h1": "n1", "h2": "n2", "h3": "n3"}
 SLOTS = 4
 AGENTS = 30
-FINAL = {"completed", "failed", "killed"}
 ENV = {
     "MOSAIC_PROVIDER": "scripted",
     "MOSAIC_SANDBOX": "none",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,7 @@ import httpx
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
-
-FINAL = {"completed", "failed", "killed"}
+from tests.systems import FINAL
 
 
 def system(home: Path, **env: str) -> Supervisor:
@@ -85,7 +85,7 @@ def events(http: httpx.Client, agent_id: str) -> list[dict[str, Any]]:
 
 
 def wait_state(
-    http: httpx.Client, agent_ids: list[str], states: set[str], timeout: float
+    http: httpx.Client, agent_ids: list[str], states: AbstractSet[str], timeout: float
 ) -> dict[str, dict[str, Any]]:
     """Poll until every agent is in one of ``states``."""
     deadline = time.monotonic() + timeout

@@ -21,7 +21,6 @@ from shared.messages.agents import AgentEvent, AgentRecord, AgentState, TaskStat
 from shared.messages.kill import KillOrdered
 from shared.store import StateStore
 from tests.integration.killswitch.helpers import (
-    FINAL,
     admin,
     events,
     final_states,
@@ -30,6 +29,7 @@ from tests.integration.killswitch.helpers import (
     system,
     wait_state,
 )
+from tests.systems import FINAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

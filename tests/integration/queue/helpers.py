@@ -10,8 +10,7 @@ import httpx
 
 from mosaic.embedded import free_port
 from mosaic.supervisor import Supervisor, SystemConfig
-
-FINAL = {"completed", "failed", "killed"}
+from tests.systems import FINAL
 
 
 def system(home: Path, services: tuple[str, ...] | None = None, **env: str) -> Supervisor:
