@@ -28,7 +28,8 @@ from shared.environments import (
     PreparedEnvironment,
 )
 from shared.environments.build import image_attrs
-from shared.environments.key import LABEL_KEY, LABEL_REPOSITORY, LABEL_SOURCE, repository_slug
+from shared.environments.key import LABEL_KEY, LABEL_SOURCE, repository_slug
+from tests.docker.envimages import remove_environment_images
 from tests.integration.environments.repos import Repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -42,10 +43,7 @@ def repo(tmp_path: Path, unique: str, docker_client: docker.DockerClient) -> Ite
     """A repository whose environment images are removed after the test."""
     made = Repo(tmp_path, f"envtest-{unique}")
     yield made
-    slug = repository_slug(made.bare.name)
-    for image in docker_client.api.images(filters={"label": f"{LABEL_REPOSITORY}={slug}"}):
-        for tag in image.get("RepoTags") or ():
-            docker_client.api.remove_image(tag, force=True)
+    remove_environment_images(docker_client, f"envtest-{unique}")
 
 
 def envs(

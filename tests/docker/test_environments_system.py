@@ -12,8 +12,9 @@ import pytest
 
 from mosaic.supervisor import Supervisor
 from shared.environments.build import image_attrs
-from shared.environments.key import LABEL_REPOSITORY, LABEL_SOURCE
+from shared.environments.key import LABEL_SOURCE
 from tests.conftest import STDLIB_GATES, TEST_APP, git
+from tests.docker.envimages import remove_environment_images
 from tests.integration.environments.repos import Repo
 from tests.integration.killswitch.helpers import admin, events, spawn, system, wait_state
 
@@ -29,15 +30,6 @@ def sup(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterato
     }
     with system(home, **env) as supervisor:
         yield supervisor
-
-
-def remove_images(client: docker.DockerClient, slug_prefix: str) -> None:
-    """Remove the environment images of repositories whose slug starts with the prefix
-    (gitops adds a hash of the URL to the repository's name)."""
-    for found in client.api.images(filters={"label": LABEL_REPOSITORY}):
-        if (found.get("Labels") or {}).get(LABEL_REPOSITORY, "").startswith(slug_prefix):
-            for tag in found.get("RepoTags") or ():
-                client.api.remove_image(tag, force=True)
 
 
 def environment_events(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,7 +80,7 @@ def test_three_agents_one_build_through_the_system(
                 "test",
             ]
     finally:
-        remove_images(docker_client, f"envsys-{unique}")
+        remove_environment_images(docker_client, f"envsys-{unique}")
 
 
 def test_a_broken_setup_fails_the_task_once_with_its_output(

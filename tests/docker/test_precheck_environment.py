@@ -15,8 +15,8 @@ import pytest
 
 from mosaic.supervisor import Supervisor
 from shared.environments.build import image_attrs
-from shared.environments.key import LABEL_KEY
 from tests.conftest import STDLIB_GATES, TEST_APP
+from tests.docker.envimages import environment_images, remove_environment_images
 from tests.integration.environments.repos import Repo
 from tests.integration.killswitch.helpers import admin, spawn, system, wait_state
 from tests.systems import FINAL
@@ -51,22 +51,11 @@ def image_check(http: httpx.Client, repo: Path, task_id: str) -> tuple[bool, str
     return found["ok"], found["detail"]
 
 
-def environment_images(client: docker.DockerClient) -> set[str]:
-    """The tags of environment images. Untagged ones (``<none>:<none>``) are left out:
-    they are other tests' builds being replaced or removed while this one runs beside
-    them (CI saw one vanish between two reads), and a build tags what it makes."""
-    return {
-        tag
-        for image in client.api.images(filters={"label": LABEL_KEY})
-        for tag in image.get("RepoTags") or ()
-        if tag != "<none>:<none>"
-    }
-
-
 def test_a_declared_environment_is_buildable_then_cached_after_a_task_built_it(
     sup: Supervisor, docker_client: docker.DockerClient, tmp_path: Path, unique: str
 ) -> None:
-    repo = Repo(tmp_path, f"precheck-{unique}")
+    mine = f"precheck-{unique}"
+    repo = Repo(tmp_path, mine)
     repo.commit(
         {
             TOML: f'setup = ["echo {unique} > /etc/marker"]\n',
@@ -75,13 +64,12 @@ def test_a_declared_environment_is_buildable_then_cached_after_a_task_built_it(
             ".mosaic/gates.toml": STDLIB_GATES,
         }
     )
-    before = environment_images(docker_client)
     try:
         with admin(sup) as http:
             ok, detail = image_check(http, repo.bare, f"pc-{unique}-0")
             assert ok, detail
             assert detail.startswith("buildable: mosaic-env/")
-            assert environment_images(docker_client) == before  # the check built nothing
+            assert environment_images(docker_client, mine) == set()  # the check built nothing
             agent = spawn(http, repo.bare, f"pc-{unique}-1", NOOP)
             record = wait_state(http, [agent], FINAL, timeout=180)[agent]
             assert record["state"] == "completed", record.get("error")
@@ -89,10 +77,9 @@ def test_a_declared_environment_is_buildable_then_cached_after_a_task_built_it(
         assert ok, detail
         assert detail.startswith("cached: mosaic-env/")
         tag = detail.removeprefix("cached: ").split(" ")[0]
-        assert tag in environment_images(docker_client)
+        assert environment_images(docker_client, mine) == {tag}
     finally:
-        for tag in environment_images(docker_client) - before:
-            docker_client.api.remove_image(tag, force=True)
+        remove_environment_images(docker_client, mine)
 
 
 def test_a_failed_build_and_a_missing_base_image_fail_the_image_check(
